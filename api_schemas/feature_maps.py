@@ -1,0 +1,42 @@
+"""Feature-map options and the JSON answer."""
+
+from enum import Enum
+
+from pydantic import BaseModel, Field
+
+
+class Reduce(str, Enum):
+    none = "none"
+    pca = "pca"
+    mean = "mean"
+    sum = "sum"
+    max = "max"
+
+
+class OutputFormat(str, Enum):
+    png = "png"
+    npy = "npy"
+    json = "json"
+
+
+class Scale(str, Enum):
+    channel = "channel"
+    shared = "shared"
+
+
+class LayerMapsInfo(BaseModel):
+    name: str
+    layer_shape: list[int] = Field(description="the layer's output as [C, H, W]")
+    shape: list[int] = Field(description="shape of the returned array for this layer, [B, k, H, W]")
+    channels: list[list[int]] = Field(description="per image, the channels selected (reduced ones too)")
+    min: list[list[float]] = Field(description="per image, the minimum of each returned map")
+    max: list[list[float]] = Field(description="per image, the maximum of each returned map")
+
+
+class FeatureMapResponse(BaseModel):
+    model: str
+    reduce: Reduce
+    batch: int
+    input_size: list[int]
+    layers: list[LayerMapsInfo]
+    png_base64: str = Field(description="the same panel as format=png, base64-encoded")

@@ -1,0 +1,115 @@
+"""The layer catalog: every named module with its type, output shape and parameter count.
+
+Shapes come from one real forward pass at the model's input size, so the catalog is what
+a request will see, not what the code suggests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model_registry.errors import unknown_layer
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One named module.
+
+    Attributes:
+        name: dotted name as in `named_modules()`.
+        type: the module's class name.
+        output_shape: output shape without the batch dimension (last call), None when the
+            output is not a single tensor or the module never ran.
+        params: number of parameters, its submodules included.
+        calls: how often the module runs in one forward pass (a reused ReLU runs twice).
+        order: position of its first call in the forward pass (-1 if it never ran).
+    """
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...] | None
+    params: int
+    calls: int
+    order: int
+
+    @property
+    def spatial(self) -> bool:
+        """True when the output is a [C, H, W] map with more than one position."""
+        shape = self.output_shape
+        return shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
+
+
+class LayerCatalog:
+    """Ordered name -> LayerInfo map for one model."""
+
+    def __init__(self, model_name: str, layers: list[LayerInfo]) -> None:
+        self.model_name = model_name
+        self._layers = {layer.name: layer for layer in layers}
+
+    def __iter__(self) -> Iterator[LayerInfo]:
+        return iter(self._layers.values())
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._layers
+
+    def get(self, name: str, *, field: str = "layers") -> LayerInfo:
+        """The layer, or a 404 error that lists the closest names and the catalog URL."""
+        try:
+            return self._layers[name]
+        except KeyError:
+            raise unknown_layer(self.model_name, name, self._layers, field=field) from None
+
+    def spatial_layers(self) -> list[LayerInfo]:
+        """Layers with a [C, H, W] output, in forward order."""
+        return sorted((lay for lay in self if lay.spatial and lay.calls), key=lambda lay: lay.order)
+
+    def last_spatial_layer(self) -> LayerInfo:
+        layers = self.spatial_layers()
+        if not layers:
+            raise LookupError(f"model {self.model_name!r} has no layer with a spatial output")
+        return layers[-1]
+
+
+def build_catalog(model_name: str, module: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> LayerCatalog:
+    """Run one forward pass on zeros of `input_shape` ([C, H, W]) and record every module."""
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    calls: dict[str, int] = {}
+    order: dict[str, int] = {}
+    named = [(n, m) for n, m in module.named_modules() if n]
+    handles = []
+
+    def recorder(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            order.setdefault(name, len(order))
+            shapes[name] = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
+
+        return hook
+
+    try:
+        for name, sub in named:
+            handles.append(sub.register_forward_hook(recorder(name)))
+        with torch.inference_mode():
+            module(torch.zeros((1, *input_shape), device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    layers = [
+        LayerInfo(
+            name=name,
+            type=type(sub).__name__,
+            output_shape=shapes.get(name),
+            params=sum(p.numel() for p in sub.parameters()),
+            calls=calls.get(name, 0),
+            order=order.get(name, -1),
+        )
+        for name, sub in named
+    ]
+    return LayerCatalog(model_name, layers)

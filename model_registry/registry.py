@@ -1,0 +1,74 @@
+"""The registry: model name -> a resident, frozen model on its device, with its catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model_registry.catalog import LayerCatalog, build_catalog
+from model_registry.errors import unknown_model
+from model_registry.loading import build_model
+from model_registry.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to serve. `module` is shared by all requests and must be left as found."""
+
+    spec: ModelSpec
+    module: nn.Module
+    device: torch.device
+    catalog: LayerCatalog
+    pretrained: bool
+    labels: tuple[str, ...] | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if self.labels is not None else str(index)
+
+
+def resolve_device(requested: str | None) -> torch.device:
+    """CUDA when available, else CPU; `requested` (e.g. 'cpu', 'cuda:1') overrides."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(spec: ModelSpec, device: torch.device, *, allow_downloads: bool = False) -> LoadedModel:
+    """Build, move to `device` and catalog one model; the catalog pass doubles as warm-up."""
+    built = build_model(spec, allow_downloads=allow_downloads)
+    module = built.module.to(device)
+    catalog = build_catalog(spec.name, module, (spec.in_channels, *spec.input_size), device)
+    return LoadedModel(spec, module, device, catalog, built.pretrained, built.labels)
+
+
+class ModelRegistry:
+    """Explicit name -> LoadedModel map; names are keys, never paths."""
+
+    def __init__(self, models: Iterable[LoadedModel]) -> None:
+        self._models = {m.name: m for m in models}
+
+    @classmethod
+    def load(cls, specs: Iterable[ModelSpec], device: torch.device, *, allow_downloads: bool = False) -> ModelRegistry:
+        return cls(load_model(s, device, allow_downloads=allow_downloads) for s in specs)
+
+    def get(self, name: str) -> LoadedModel:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise unknown_model(name, self._models) from None
+
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def __iter__(self) -> Iterator[LoadedModel]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)

@@ -1,0 +1,1 @@
+"""The layerscope service: app, worker pool and visualization engine."""

@@ -1,0 +1,38 @@
+"""`layerscope serve`: start the HTTP server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from model_registry.errors import ConfigError
+from service.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="layerscope", description="What a convolutional network sees, over HTTP.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the HTTP server")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or LAYERSCOPE_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000, or LAYERSCOPE_PORT)")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = Settings()
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    except ConfigError as exc:
+        print(f"layerscope: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Forward hooks that belong to one request.
+
+Hooks are registered on the shared module, so each one checks that it runs in the thread
+that registered it: a concurrent request in another thread never sees, or stops, this
+request's forward pass. Handles live in a context manager and are removed in `finally`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+ForwardHook = Callable[[nn.Module, Any, Any], Any]
+
+
+class StopForward(Exception):
+    """Raised by a hook once everything a request needs has been computed."""
+
+
+@contextmanager
+def hooked(model: nn.Module, hooks: Mapping[str, ForwardHook]) -> Iterator[None]:
+    """Register forward hooks on named submodules for the current thread only.
+
+    The handles are removed when the block exits, also on error; removal is idempotent.
+    """
+    owner = threading.get_ident()
+    handles = []
+
+    def for_owner(fn: ForwardHook) -> ForwardHook:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+            if threading.get_ident() != owner:
+                return None
+            return fn(module, inputs, output)
+
+        return hook
+
+    try:
+        for name, fn in hooks.items():
+            handles.append(model.get_submodule(name).register_forward_hook(for_owner(fn)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def capture(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    calls: Mapping[str, int],
+    *,
+    stop_early: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Outputs of the named layers for `inputs`, in inference mode.
+
+    Args:
+        model: the shared module (left unchanged).
+        inputs: the preprocessed batch.
+        calls: layer name -> how often it runs per forward pass (from the catalog); the
+            output of the last call is kept, as a plain forward hook would see it.
+        stop_early: end the forward pass as soon as every layer has made its last call,
+            so nothing past the deepest requested layer is computed.
+    """
+    outputs: dict[str, torch.Tensor] = {}
+    seen = dict.fromkeys(calls, 0)
+
+    def recorder(name: str) -> ForwardHook:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            outputs[name] = output
+            seen[name] += 1
+            if stop_early and all(seen[n] >= c for n, c in calls.items()):
+                raise StopForward
+
+        return hook
+
+    with torch.inference_mode(), hooked(model, {name: recorder(name) for name in calls}):
+        try:
+            model(inputs)
+        except StopForward:
+            pass
+    return outputs

@@ -1,0 +1,113 @@
+"""The channel selection grammar and its application.
+
+Grammar: `all` | `first:N` | `last:N` | `top:N` | a list of indices and inclusive ranges
+such as `0,3,8-15`. Counts larger than the layer are clamped (a count is a wish); list
+indices outside the layer are errors (an index is a promise).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from model_registry.errors import InvalidInput
+
+_COUNT = re.compile(r"^(first|last|top):(\d{1,7})$")
+_ITEM = re.compile(r"^(\d{1,7})(?:-(\d{1,7}))?$")
+GRAMMAR = "all | first:N | last:N | top:N | a list like 0,3,8-15"
+
+
+@dataclass(frozen=True)
+class ChannelSelection:
+    """A parsed `channels` value. `ranges` holds inclusive (start, stop) pairs for lists."""
+
+    kind: str
+    count: int = 0
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    def size(self, num_channels: int) -> int:
+        """How many channels this selects from a layer with `num_channels`."""
+        if self.kind == "all":
+            return num_channels
+        if self.kind == "list":
+            return len(self.indices())
+        return min(self.count, num_channels)
+
+    def indices(self) -> list[int]:
+        """List selections: indices in the order given, duplicates dropped."""
+        seen: dict[int, None] = {}
+        for start, stop in self.ranges:
+            seen.update(dict.fromkeys(range(start, stop + 1)))
+        return list(seen)
+
+    def highest(self) -> int:
+        return max(stop for _, stop in self.ranges)
+
+
+def parse_channels(text: str, *, field: str = "channels", max_items: int = 65536) -> ChannelSelection:
+    """Parse the grammar; errors name the field and show the grammar."""
+    value = text.strip().lower()
+    if value == "all":
+        return ChannelSelection("all")
+    match = _COUNT.match(value)
+    if match:
+        count = int(match.group(2))
+        if count < 1:
+            raise InvalidInput(f"{field}: N in '{text}' must be at least 1", field=field, grammar=GRAMMAR)
+        return ChannelSelection(match.group(1), count=count)
+    ranges = []
+    total = 0
+    for item in value.split(","):
+        item_match = _ITEM.match(item.strip())
+        if not item_match:
+            raise InvalidInput(
+                f"{field}: cannot read '{text}'; expected {GRAMMAR}", field=field, grammar=GRAMMAR
+            )
+        start = int(item_match.group(1))
+        stop = int(item_match.group(2)) if item_match.group(2) is not None else start
+        if stop < start:
+            raise InvalidInput(f"{field}: range '{item.strip()}' runs backwards", field=field, grammar=GRAMMAR)
+        total += stop - start + 1
+        if total > max_items:
+            raise InvalidInput(f"{field}: selects more than {max_items} channels", field=field, max_items=max_items)
+        ranges.append((start, stop))
+    return ChannelSelection("list", ranges=tuple(ranges))
+
+
+def check_channels(selection: ChannelSelection, num_channels: int, *, layer: str, field: str = "channels") -> None:
+    """Raise a 422 that names the valid range when a listed index is outside the layer."""
+    if selection.kind == "list" and selection.highest() >= num_channels:
+        raise InvalidInput(
+            f"{field}: channel {selection.highest()} is out of range for layer '{layer}', "
+            f"which has {num_channels} channels (valid: 0-{num_channels - 1})",
+            field=field,
+            layer=layer,
+            valid_range=[0, num_channels - 1],
+        )
+
+
+def select_channels(activation: torch.Tensor, selection: ChannelSelection) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick channels from [B, C, H, W].
+
+    Returns:
+        The selected maps [B, k, H, W] and their channel indices [B, k] (for `top:N` they
+        differ per image: the k largest mean activations, largest first).
+    """
+    batch, num_channels = activation.shape[:2]
+    if selection.kind == "top":
+        k = min(selection.count, num_channels)
+        index = activation.mean(dim=(2, 3)).topk(k, dim=1).indices
+        picked = torch.gather(activation, 1, index[:, :, None, None].expand(-1, -1, *activation.shape[2:]))
+        return picked, index
+    if selection.kind == "all":
+        order = torch.arange(num_channels)
+    elif selection.kind == "first":
+        order = torch.arange(min(selection.count, num_channels))
+    elif selection.kind == "last":
+        order = torch.arange(num_channels - min(selection.count, num_channels), num_channels)
+    else:
+        order = torch.tensor(selection.indices(), dtype=torch.long)
+    order = order.to(activation.device)
+    return activation.index_select(1, order), order.expand(batch, -1)

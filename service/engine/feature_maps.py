@@ -1,0 +1,143 @@
+"""Feature maps: validate a request against the catalog, capture, select, reduce, render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from model_registry.errors import InvalidInput
+from model_registry.registry import LoadedModel
+from service.engine.capture import capture
+from service.engine.channels import ChannelSelection, check_channels, parse_channels, select_channels
+from service.engine.reduce import check_reduce, reduce_channels
+from service.engine.render import RenderOptions, grid, input_picture, map_tiles, panel
+
+MAX_INPUT_DISPLAY = 320
+MIN_INPUT_DISPLAY = 128
+
+
+@dataclass(frozen=True)
+class FeatureMapPlan:
+    """A validated request: layers in catalog order of execution, a channel selection, a reduction."""
+
+    layers: tuple[str, ...]
+    selection: ChannelSelection
+    reduce: str
+
+
+@dataclass(frozen=True)
+class LayerMaps:
+    """One layer's result.
+
+    Attributes:
+        name: the layer.
+        shape: the layer's output as maps, [C, H, W] (vectors are [C, 1, 1]).
+        values: float32 [B, k, H, W] as computed, or reduced ([B, 3|1, H, W]).
+        channels: int64 [B, k], the channels selected for each image.
+    """
+
+    name: str
+    shape: tuple[int, int, int]
+    values: np.ndarray
+    channels: np.ndarray
+
+
+@dataclass(frozen=True)
+class FeatureMaps:
+    layers: tuple[LayerMaps, ...]
+    inputs: np.ndarray  # uint8 [B, H, W, 3], the de-normalized model input
+    reduce: str
+
+
+def map_shape(shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
+    """The [C, H, W] a layer output is shown as, or None when it cannot be shown."""
+    if shape is None:
+        return None
+    if len(shape) == 3:
+        return (shape[0], shape[1], shape[2])
+    if len(shape) == 1:
+        return (shape[0], 1, 1)
+    return None
+
+
+def plan_feature_maps(model: LoadedModel, *, layers: list[str], channels: str, reduce: str) -> FeatureMapPlan:
+    """Check every option against the catalog before any computation.
+
+    An empty `layers` means the deepest layer with a spatial output.
+    """
+    catalog = model.catalog
+    names = list(dict.fromkeys(layers)) or [catalog.last_spatial_layer().name]
+    infos = [catalog.get(name, field="layers") for name in names]
+    selection = parse_channels(channels)
+    for info in infos:
+        shape = map_shape(info.output_shape)
+        if shape is None or info.calls == 0:
+            suitable = [lay.name for lay in catalog.spatial_layers()][-10:]
+            raise InvalidInput(
+                f"layers: '{info.name}' has no map-like output (output shape {info.output_shape}); "
+                f"pick a layer with a [C, H, W] output such as {', '.join(suitable)}",
+                field="layers",
+                suitable=suitable,
+            )
+        check_channels(selection, shape[0], layer=info.name)
+        check_reduce(reduce, selected=selection.size(shape[0]), positions=shape[1] * shape[2], layer=info.name)
+    ordered = sorted(infos, key=lambda lay: lay.order)
+    return FeatureMapPlan(tuple(info.name for info in ordered), selection, reduce)
+
+
+def _as_maps(output: torch.Tensor) -> torch.Tensor:
+    return output[:, :, None, None] if output.ndim == 2 else output
+
+
+def compute_feature_maps(model: LoadedModel, batch: torch.Tensor, plan: FeatureMapPlan, *, inputs: np.ndarray) -> FeatureMaps:
+    """One forward pass (stopped after the deepest requested layer) serves every layer."""
+    calls = {name: model.catalog.get(name).calls for name in plan.layers}
+    outputs = capture(model.module, batch, calls)
+    results = []
+    for name in plan.layers:
+        maps = _as_maps(outputs[name]).float()
+        selected, index = select_channels(maps, plan.selection)
+        values = reduce_channels(selected, plan.reduce)
+        results.append(
+            LayerMaps(
+                name=name,
+                shape=tuple(maps.shape[1:]),
+                values=values.cpu().numpy().astype(np.float32, copy=False),
+                channels=index.cpu().numpy().astype(np.int64),
+            )
+        )
+    return FeatureMaps(tuple(results), inputs, plan.reduce)
+
+
+def layer_picture(layer: LayerMaps, image: int, *, reduce: str, background: np.ndarray, options: RenderOptions) -> np.ndarray:
+    """One layer's grid for one image."""
+    maps = layer.values[image]
+    tiles = map_tiles(maps, rgb=reduce == "pca", background=background, options=options)
+    if reduce == "none":
+        labels = [str(c) for c in layer.channels[image]] if options.labels else None
+    else:
+        labels = [f"{reduce} of {layer.channels.shape[1]}"] if options.labels else None
+    return grid(tiles, columns=options.columns, labels=labels)
+
+
+def render_feature_maps(result: FeatureMaps, options: RenderOptions) -> np.ndarray:
+    """The panel: per image, the input on the left and each layer's grid beside it."""
+    rows = []
+    for image in range(result.inputs.shape[0]):
+        pictures = [
+            (
+                f"{layer.name} [{', '.join(str(s) for s in layer.shape)}]",
+                layer_picture(layer, image, reduce=result.reduce, background=result.inputs[image], options=options),
+            )
+            for layer in result.layers
+        ]
+        side = min(MAX_INPUT_DISPLAY, max(MIN_INPUT_DISPLAY, max(p.shape[0] for _, p in pictures)))
+        rows.append([("input", input_picture(result.inputs[image], longer_side=side)), *pictures])
+    return panel(rows)
+
+
+def channel_ranges(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image and map: (min, max), each [B, k]."""
+    return values.min(axis=(2, 3)), values.max(axis=(2, 3))

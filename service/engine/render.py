@@ -1,0 +1,173 @@
+"""Pictures from arrays: colormaps, tiles, grids, overlays and multi-layer panels.
+
+Colormaps come from matplotlib's registry as lookup tables; no figure is ever built, which
+is what makes a grid of 32 channels an order of magnitude faster than `plt.subplots`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+
+from model_registry.errors import InvalidInput
+
+SCALES = ("channel", "shared")
+MIN_TILE = 64
+_GAP = 2
+_MARGIN = 8
+_TITLE_HEIGHT = 18
+_BACKGROUND = 255
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How maps become pictures.
+
+    Attributes:
+        colormap: a matplotlib colormap name.
+        scale: 'channel' (min-max per tile) or 'shared' (one min-max for the whole grid).
+        columns: tiles per grid row; default ceil(sqrt(n)).
+        upsample: tile size in pixels (longer side); default max(64, map size).
+        overlay: blend each map onto the input picture.
+        alpha: weight of the map in an overlay.
+        labels: write the channel number on each tile.
+    """
+
+    colormap: str = "viridis"
+    scale: str = "channel"
+    columns: int | None = None
+    upsample: int | None = None
+    overlay: bool = False
+    alpha: float = 0.5
+    labels: bool = True
+
+
+def colormap_names() -> list[str]:
+    return sorted(matplotlib.colormaps)
+
+
+def check_colormap(name: str, *, field: str = "colormap") -> None:
+    if name not in matplotlib.colormaps:
+        common = ["viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet", "turbo", "RdBu_r", "coolwarm"]
+        raise InvalidInput(
+            f"{field}: unknown colormap '{name}'; use a matplotlib colormap name such as {', '.join(common)}",
+            field=field,
+            choices=colormap_names(),
+        )
+
+
+@lru_cache(maxsize=64)
+def colormap_lut(name: str) -> np.ndarray:
+    """[256, 3] uint8 lookup table of a matplotlib colormap."""
+    rgba = matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))
+    return np.round(rgba[:, :3] * 255).astype(np.uint8)
+
+
+def unit_range(maps: np.ndarray, scale: str) -> np.ndarray:
+    """Min-max to [0, 1] per map ([k, H, W], scale='channel') or across all maps ('shared')."""
+    axes = (1, 2) if scale == "channel" else (0, 1, 2)
+    low = maps.min(axis=axes, keepdims=True)
+    span = maps.max(axis=axes, keepdims=True) - low
+    return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0.0).astype(np.float32)
+
+
+def tile_size(height: int, width: int, upsample: int | None) -> tuple[int, int]:
+    longer = upsample or max(MIN_TILE, height, width)
+    factor = longer / max(height, width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def _resize(stack: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    """Resize [k, C, H, W] float maps with torch (nearest keeps pixels honest)."""
+    if stack.shape[-2:] == size:
+        return stack
+    tensor = torch.from_numpy(np.ascontiguousarray(stack))
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(tensor, size=size, mode=mode, **kwargs).numpy()
+
+
+def map_tiles(maps: np.ndarray, *, rgb: bool, background: np.ndarray | None, options: RenderOptions) -> np.ndarray:
+    """Maps [k, H, W] -> uint8 tiles [n, h, w, 3].
+
+    `rgb=True` turns three maps (PCA components) into one colour tile; otherwise every map
+    goes through the colormap. With `options.overlay`, tiles are blended onto `background`.
+    """
+    unit = unit_range(maps, "channel" if rgb else options.scale)
+    size = tile_size(*maps.shape[1:], options.upsample)
+    mode = "bilinear" if options.overlay else "nearest"
+    if rgb:
+        colour = _resize(unit[None], size, mode).transpose(0, 2, 3, 1)
+        colour = np.clip(np.round(colour * 255), 0, 255).astype(np.uint8)
+    else:
+        unit = _resize(unit[:, None], size, mode)[:, 0]
+        index = np.clip(np.round(unit * 255), 0, 255).astype(np.uint8)
+        colour = colormap_lut(options.colormap)[index]
+    if options.overlay and background is not None:
+        base = np.asarray(Image.fromarray(background).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+        blend = options.alpha * colour.astype(np.float32) + (1 - options.alpha) * base[None].astype(np.float32)
+        colour = np.clip(np.round(blend), 0, 255).astype(np.uint8)
+    return colour
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def grid(tiles: np.ndarray, *, columns: int | None = None, labels: list[str] | None = None) -> np.ndarray:
+    """Tiles [n, h, w, 3] -> one uint8 picture, row by row, optional label in each corner."""
+    count, height, width = tiles.shape[:3]
+    columns = max(1, min(columns or math.ceil(math.sqrt(count)), count))
+    rows = math.ceil(count / columns)
+    canvas = np.full(
+        (rows * height + (rows - 1) * _GAP, columns * width + (columns - 1) * _GAP, 3), _BACKGROUND, np.uint8
+    )
+    for i in range(count):
+        top, left = (i // columns) * (height + _GAP), (i % columns) * (width + _GAP)
+        canvas[top : top + height, left : left + width] = tiles[i]
+    if not labels:
+        return canvas
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    font = _font(10)
+    for i, text in enumerate(labels[:count]):
+        top, left = (i // columns) * (height + _GAP), (i % columns) * (width + _GAP)
+        box = draw.textbbox((left + 2, top + 1), text, font=font)
+        draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(0, 0, 0))
+        draw.text((left + 2, top + 1), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def panel(rows: list[list[tuple[str, np.ndarray]]]) -> np.ndarray:
+    """Rows of titled pictures, side by side with a title bar each, on one white canvas."""
+    row_heights = [max(pic.shape[0] for _, pic in row) + _TITLE_HEIGHT for row in rows]
+    row_widths = [sum(pic.shape[1] for _, pic in row) + _MARGIN * (len(row) + 1) for row in rows]
+    height = sum(row_heights) + _MARGIN * (len(rows) + 1)
+    canvas = Image.new("RGB", (max(row_widths), height), (_BACKGROUND,) * 3)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(12)
+    top = _MARGIN
+    for row, row_height in zip(rows, row_heights, strict=True):
+        left = _MARGIN
+        for title, picture in row:
+            draw.text((left, top + 2), title, fill=(20, 20, 20), font=font)
+            canvas.paste(Image.fromarray(picture), (left, top + _TITLE_HEIGHT))
+            left += picture.shape[1] + _MARGIN
+        top += row_height + _MARGIN
+    return np.asarray(canvas)
+
+
+def input_picture(pixels: np.ndarray, *, longer_side: int) -> np.ndarray:
+    """The de-normalized input, resized for display (nearest when enlarging small digits)."""
+    height, width = pixels.shape[:2]
+    factor = longer_side / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    resample = Image.Resampling.NEAREST if factor >= 2 else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(pixels).resize(size, resample))

@@ -1,0 +1,1 @@
+"""One APIRouter per resource; routes parse, hand to the pool and encode."""

@@ -1,0 +1,98 @@
+"""Feature maps of any layers, as a PNG panel, raw arrays or JSON."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api_schemas.errors import ErrorBody
+from api_schemas.feature_maps import FeatureMapResponse, LayerMapsInfo, OutputFormat, Reduce, Scale
+from service.engine.channels import GRAMMAR
+from service.engine.feature_maps import channel_ranges, plan_feature_maps
+from service.engine.render import RenderOptions, check_colormap
+from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
+from service.workers.jobs import feature_maps_job
+
+router = APIRouter(prefix="/v1/models", tags=["feature maps"])
+
+_ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 415, 422)}
+_MEDIA = {
+    200: {
+        "description": "png: the panel; npy: float32 [B, k, H, W] for one layer; npz (application/zip): "
+        "one array per layer name; json: metadata and the panel as base64",
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+            "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/FeatureMapResponse"}},
+        },
+    }
+}
+
+
+def split_names(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+@router.post("/{model}/feature-maps", responses={**_MEDIA, **_ERRORS}, response_model=None)
+async def feature_maps(
+    model: ModelDep,
+    images: ImagesDep,
+    pool: PoolDep,
+    settings: SettingsDep,
+    layers: Annotated[
+        str | None,
+        Query(description="comma-separated layer names; default: the deepest spatial layer", max_length=4096),
+    ] = None,
+    channels: Annotated[str, Query(description=GRAMMAR, max_length=4096)] = "first:16",
+    reduce: Annotated[Reduce, Query(description="how selected channels are combined")] = Reduce.none,
+    fmt: Annotated[OutputFormat, Query(alias="format")] = OutputFormat.png,
+    colormap: Annotated[str, Query(description="a matplotlib colormap name", max_length=64)] = "viridis",
+    scale: Annotated[Scale, Query(description="min-max per tile or across the grid")] = Scale.channel,
+    columns: Annotated[int | None, Query(ge=1, le=256, description="tiles per grid row")] = None,
+    upsample: Annotated[int | None, Query(ge=8, le=1024, description="tile size in pixels")] = None,
+    overlay: Annotated[bool, Query(description="blend maps onto the input image")] = False,
+    labels: Annotated[bool, Query(description="channel numbers on tiles")] = True,
+) -> Response:
+    """Capture layers in one forward pass and return their channels."""
+    plan = plan_feature_maps(model, layers=split_names(layers), channels=channels, reduce=reduce.value)
+    check_colormap(colormap)
+    options = RenderOptions(
+        colormap=colormap, scale=scale.value, columns=columns, upsample=upsample, overlay=overlay, labels=labels
+    )
+    answer = await pool.run(
+        feature_maps_job,
+        model,
+        images,
+        plan,
+        fmt=fmt.value,
+        options=options,
+        max_pixels=settings.max_image_pixels,
+    )
+    if fmt is not OutputFormat.json:
+        return Response(answer.body, media_type=answer.media_type)
+    infos = []
+    for layer in answer.maps.layers:
+        low, high = channel_ranges(layer.values)
+        infos.append(
+            LayerMapsInfo(
+                name=layer.name,
+                layer_shape=list(layer.shape),
+                shape=list(layer.values.shape),
+                channels=layer.channels.tolist(),
+                min=low.tolist(),
+                max=high.tolist(),
+            )
+        )
+    body = FeatureMapResponse(
+        model=model.name,
+        reduce=reduce,
+        batch=len(images),
+        input_size=list(model.spec.input_size),
+        layers=infos,
+        png_base64=base64.b64encode(answer.body).decode("ascii"),
+    )
+    return Response(body.model_dump_json(), media_type="application/json")

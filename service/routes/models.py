@@ -1,0 +1,56 @@
+"""The model list, one model, and a model's layer catalog."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api_schemas.models import LayerInfo, LayerList, ModelInfo, ModelList
+from model_registry.registry import LoadedModel
+from service.routes.deps import ModelDep, RegistryDep
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def _info(model: LoadedModel) -> ModelInfo:
+    spec = model.spec
+    return ModelInfo(
+        name=spec.name,
+        architecture=spec.architecture,
+        num_classes=spec.num_classes,
+        input_size=list(spec.input_size),
+        in_channels=spec.in_channels,
+        mean=list(spec.mean),
+        std=list(spec.std),
+        device=str(model.device),
+        pretrained=model.pretrained,
+        layers=len(model.catalog),
+    )
+
+
+@router.get("", response_model=ModelList)
+async def list_models(registry: RegistryDep) -> ModelList:
+    """Every served model."""
+    data = [_info(m) for m in registry]
+    return ModelList(data=data, count=len(data))
+
+
+@router.get("/{model}", response_model=ModelInfo)
+async def get_model(model: ModelDep) -> ModelInfo:
+    """One model."""
+    return _info(model)
+
+
+@router.get("/{model}/layers", response_model=LayerList)
+async def list_layers(model: ModelDep) -> LayerList:
+    """The layer catalog: every named module with type, output shape and parameter count."""
+    data = [
+        LayerInfo(
+            name=layer.name,
+            type=layer.type,
+            output_shape=list(layer.output_shape) if layer.output_shape is not None else None,
+            params=layer.params,
+            spatial=layer.spatial,
+        )
+        for layer in model.catalog
+    ]
+    return LayerList(model=model.name, data=data, count=len(data))

@@ -1,0 +1,25 @@
+"""The one place that reads the environment (prefix LAYERSCOPE_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration; built once at start and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="LAYERSCOPE_", extra="ignore")
+
+    models: Path | None = Field(default=None, description="models TOML file; unset: digits + resnet18")
+    device: str | None = Field(default=None, description="torch device; default cuda when available, else cpu")
+    allow_downloads: bool = Field(default=False, description="let torchvision weights be downloaded")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    worker_threads: int = Field(default=1, ge=1, le=64, description="threads that run model code")
+    torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_images: int = Field(default=32, ge=1, description="images per request")
+    log_level: str = "info"

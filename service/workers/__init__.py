@@ -1,0 +1,1 @@
+"""Where model code runs: off the event loop, in a pool of worker threads."""
