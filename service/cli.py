@@ -16,7 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="start the HTTP server")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or LAYERSCOPE_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000, or LAYERSCOPE_PORT)")
+    samples = commands.add_parser("samples", help="write sample pictures (2 photos, 10 digits) to a folder")
+    samples.add_argument("folder", nargs="?", default="samples")
     args = parser.parse_args(argv)
+
+    if args.command == "samples":
+        from pathlib import Path
+
+        from service.samples import write_samples
+
+        for path in write_samples(Path(args.folder)):
+            print(path)
+        return 0
 
     import uvicorn
 

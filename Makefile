@@ -1,0 +1,43 @@
+# The two commands of the README: `make serve` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# These machines install torch from local disk at exactly this pair; elsewhere override it,
+# e.g. `make serve TORCH_SPEC="torch torchvision"`. pyproject keeps the open range torch>=2.6.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: serve test install install-dev lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(TORCH_SPEC)
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+serve: $(VENV)/.installed
+	$(BIN)/layerscope serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check api_schemas model_registry service tests bench
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/feature_maps.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-output

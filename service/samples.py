@@ -1,0 +1,42 @@
+"""Sample pictures for trying the API: scikit-learn's two photos and a few digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from model_registry.builtin import digits
+
+
+def photos() -> dict[str, Image.Image]:
+    """china.jpg and flower.jpg from `sklearn.datasets.load_sample_images()` (427x640 RGB)."""
+    from sklearn.datasets import load_sample_images
+
+    bunch = load_sample_images()
+    return {Path(name).name: Image.fromarray(img) for name, img in zip(bunch.filenames, bunch.images, strict=True)}
+
+
+def digit_samples(count: int = 10) -> dict[str, Image.Image]:
+    """The first `count` sklearn digits as 32x32 grayscale PNG-ready images, named by label."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = {}
+    for index in range(count):
+        picture = digits.digit_image(data.images[index]).resize(
+            (digits.INPUT_SIZE[1], digits.INPUT_SIZE[0]), Image.Resampling.BILINEAR
+        )
+        images[f"digit-{index}-label{int(data.target[index])}.png"] = picture
+    return images
+
+
+def write_samples(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, image in {**photos(), **digit_samples()}.items():
+        path = folder / name
+        image.save(path, quality=95) if name.endswith(".jpg") else image.save(path)
+        written.append(path)
+    return written
+
