@@ -14,7 +14,7 @@ from service.engine.channels import GRAMMAR
 from service.engine.feature_maps import channel_ranges, plan_feature_maps
 from service.engine.render import RenderOptions, check_colormap
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.workers.jobs import feature_maps_job
+from service.workers.tasks import feature_maps_job
 
 router = APIRouter(prefix="/v1/models", tags=["feature maps"])
 

@@ -10,7 +10,7 @@ from api_schemas.errors import ErrorBody
 from api_schemas.predictions import PredictionItem, PredictResponse
 from service.engine.predict import check_top_k
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.workers.jobs import predict_job
+from service.workers.tasks import predict_job
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
 

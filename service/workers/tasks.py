@@ -1,4 +1,4 @@
-"""Jobs that run in the pool: decode -> engine -> encode, one function per endpoint."""
+"""Tasks that run in the pool: decode -> engine -> encode, one function per endpoint."""
 
 from __future__ import annotations
 
