@@ -26,7 +26,8 @@ class LayerInfo:
             output is not a single tensor or the module never ran.
         params: number of parameters, its submodules included.
         calls: how often the module runs in one forward pass (a reused ReLU runs twice).
-        order: position of its first call in the forward pass (-1 if it never ran).
+        order: position at which its first call completed in the forward pass (-1 if it
+            never ran); a container completes after its children, so the deepest map is last.
     """
 
     name: str

@@ -61,7 +61,8 @@ def capture(
         model: the shared module (left unchanged).
         inputs: the preprocessed batch.
         calls: layer name -> how often it runs per forward pass (from the catalog); the
-            output of the last call is kept, as a plain forward hook would see it.
+            output of the last call is kept, as the module returned it (before any later
+            in-place operation of the network rewrites it).
         stop_early: end the forward pass as soon as every layer has made its last call,
             so nothing past the deepest requested layer is computed.
     """
@@ -70,10 +71,14 @@ def capture(
 
     def recorder(name: str) -> ForwardHook:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            outputs[name] = output
             seen[name] += 1
             if stop_early and all(seen[n] >= c for n, c in calls.items()):
+                outputs[name] = output
                 raise StopForward
+            # Later in-place ops (ReLU(inplace=True), `out += identity`) would rewrite the
+            # tensor the hook holds; a copy keeps the module's true output. The last layer
+            # needs none: the pass stops right after it.
+            outputs[name] = output.clone() if isinstance(output, torch.Tensor) else output
 
         return hook
 

@@ -1,0 +1,66 @@
+"""Small helpers shared by tests: encode pictures, build configs, read answers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import save_file
+
+
+def png(image: Image.Image | np.ndarray, fmt: str = "PNG") -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def files(*images: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """Multipart `image` fields, one per picture, in order."""
+    return [("image", (f"img{i}.png", data, "image/png")) for i, data in enumerate(images)]
+
+
+def load_npy(content: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(content), allow_pickle=False)
+
+
+def seeded_resnet(seed: int = 7, num_classes: int = 10) -> torch.nn.Module:
+    """A resnet18 with seeded random weights and non-trivial BatchNorm statistics."""
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def write_resnet_config(folder: Path, *, seed: int = 7, size: int = 64, suffix: str = ".safetensors") -> Path:
+    """A models TOML serving a seeded resnet18 whose weights live in a file next to it."""
+    model = seeded_resnet(seed)
+    weights = folder / f"resnet-seed{seed}{suffix}"
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if suffix == ".safetensors":
+        save_file(state, str(weights))
+    else:
+        torch.save(state, weights)
+    config = folder / "models.toml"
+    config.write_text(
+        f"""
+[[models]]
+name = "tiny-resnet"
+architecture = "torchvision:resnet18"
+weights = "{weights.name}"
+input_size = [{size}, {size}]
+mean = [0.485, 0.456, 0.406]
+std = [0.229, 0.224, 0.225]
+num_classes = 10
+labels = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+"""
+    )
+    return config

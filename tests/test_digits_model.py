@@ -1,0 +1,41 @@
+"""The built-in digits model: shipped weights and deterministic training both reach >= 97%."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model_registry.builtin import digits
+from model_registry.config import default_specs
+from model_registry.loading import build_model
+
+
+@pytest.fixture(scope="module")
+def split() -> digits.DigitsSplit:
+    return digits.load_split()
+
+
+def test_shipped_weights_reach_97_percent_on_held_out(split: digits.DigitsSplit) -> None:
+    built = build_model(default_specs()[0])
+    assert built.pretrained
+    assert digits.accuracy(built.module, split.test_x, split.test_y) >= 0.97
+
+
+@pytest.mark.slow
+def test_training_from_scratch_is_deterministic_and_accurate(split: digits.DigitsSplit) -> None:
+    torch.set_num_threads(1)  # one thread: bitwise-reproducible reductions
+    try:
+        first = digits.train(split, epochs=25)
+        second = digits.train(split, epochs=25)
+    finally:
+        torch.set_num_threads(2)
+    assert digits.accuracy(first, split.test_x, split.test_y) >= 0.97
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert all(p.grad is None for p in first.parameters())
+
+
+def test_split_is_disjoint_and_stratified(split: digits.DigitsSplit) -> None:
+    assert len(split.train_y) + len(split.test_y) == 1797
+    counts = torch.bincount(split.test_y, minlength=10)
+    assert counts.min() >= 40
