@@ -47,7 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        app.state.pool = InferencePool(settings.worker_threads)
+        app.state.pool = InferencePool(
+            cpu_threads=settings.cpu_threads,
+            max_batch=settings.max_batch,
+            max_wait_s=None if settings.max_batch_wait_ms is None else settings.max_batch_wait_ms / 1000,
+            max_queue=settings.max_queue,
+            timeout_s=settings.request_timeout_s,
+        )
         try:
             app.state.registry = load_registry(settings)
             yield

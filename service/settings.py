@@ -18,7 +18,13 @@ class Settings(BaseSettings):
     allow_downloads: bool = Field(default=False, description="let torchvision weights be downloaded")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    worker_threads: int = Field(default=1, ge=1, le=64, description="threads that run model code")
+    cpu_threads: int = Field(default=2, ge=1, le=64, description="threads that decode, render and encode")
+    max_batch: int = Field(default=8, ge=1, le=256, description="images per batched forward pass")
+    max_batch_wait_ms: float | None = Field(
+        default=None, ge=0, le=1000, description="wait for more work to batch; default 2 ms on CUDA, 0 on CPU"
+    )
+    max_queue: int = Field(default=64, ge=1, description="requests admitted per model before 503")
+    request_timeout_s: float = Field(default=30.0, gt=0, description="a request still queued then is answered 504")
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_images: int = Field(default=32, ge=1, description="images per request")

@@ -135,17 +135,17 @@ def test_unexpected_failure_is_a_bare_500_and_the_next_request_works(
 ) -> None:
     import service.workers.tasks as tasks
 
-    real = tasks.compute_feature_maps
+    real = tasks.maps_from_outputs
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals /home/model.py line 3")
 
-    monkeypatch.setattr(tasks, "compute_feature_maps", broken)
+    monkeypatch.setattr(tasks, "maps_from_outputs", broken)
     client = TestClient(tiny_client.app, raise_server_exceptions=False)  # answer as a server would
     answer = client.post("/v1/models/tiny-resnet/feature-maps", files=files(tiny_inputs[0]), headers={"X-Request-ID": "abc123"})
     assert answer.status_code == 500
     assert answer.json() == {"detail": "Internal server error", "request_id": "abc123"}
-    monkeypatch.setattr(tasks, "compute_feature_maps", real)
+    monkeypatch.setattr(tasks, "maps_from_outputs", real)
     assert client.post("/v1/models/tiny-resnet/feature-maps", files=files(tiny_inputs[0])).status_code == 200
 
 

@@ -91,10 +91,13 @@ def _as_maps(output: torch.Tensor) -> torch.Tensor:
     return output[:, :, None, None] if output.ndim == 2 else output
 
 
-def compute_feature_maps(model: LoadedModel, batch: torch.Tensor, plan: FeatureMapPlan, *, inputs: np.ndarray) -> FeatureMaps:
-    """One forward pass (stopped after the deepest requested layer) serves every layer."""
-    calls = {name: model.catalog.get(name).calls for name in plan.layers}
-    outputs = capture(model.module, batch, calls)
+def capture_calls(model: LoadedModel, plan: FeatureMapPlan) -> dict[str, int]:
+    """Layer -> calls per forward pass: what `capture` needs to keep the right output."""
+    return {name: model.catalog.get(name).calls for name in plan.layers}
+
+
+def maps_from_outputs(outputs: dict[str, torch.Tensor], plan: FeatureMapPlan, *, inputs: np.ndarray) -> FeatureMaps:
+    """Select and reduce channels of captured layer outputs."""
     results = []
     for name in plan.layers:
         maps = _as_maps(outputs[name]).float()
@@ -109,6 +112,11 @@ def compute_feature_maps(model: LoadedModel, batch: torch.Tensor, plan: FeatureM
             )
         )
     return FeatureMaps(tuple(results), inputs, plan.reduce)
+
+
+def compute_feature_maps(model: LoadedModel, batch: torch.Tensor, plan: FeatureMapPlan, *, inputs: np.ndarray) -> FeatureMaps:
+    """One forward pass (stopped after the deepest requested layer) serves every layer."""
+    return maps_from_outputs(capture(model.module, batch, capture_calls(model, plan)), plan, inputs=inputs)
 
 
 def layer_picture(layer: LayerMaps, image: int, *, reduce: str, background: np.ndarray, options: RenderOptions) -> np.ndarray:

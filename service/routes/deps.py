@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, File, Request, UploadFile
@@ -32,11 +33,15 @@ def get_pool(request: Request) -> InferencePool:
     return request.app.state.pool
 
 
-def get_model(
+async def get_model(
     registry: Annotated[ModelRegistry, Depends(get_registry)],
+    pool: Annotated[InferencePool, Depends(get_pool)],
     model: Annotated[str, PathParam(description="a model name from GET /v1/models", max_length=128)],
-) -> LoadedModel:
-    return registry.get(model)
+) -> AsyncIterator[LoadedModel]:
+    """The addressed model; the request is admitted to its queue (503 when full) until it ends."""
+    loaded = registry.get(model)
+    with pool.admission.enter(loaded.name):
+        yield loaded
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

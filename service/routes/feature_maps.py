@@ -14,7 +14,7 @@ from service.engine.channels import GRAMMAR
 from service.engine.feature_maps import channel_ranges, plan_feature_maps
 from service.engine.render import RenderOptions, check_colormap
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.workers.tasks import feature_maps_job
+from service.workers.tasks import capture_work, decode_batch, feature_map_answer
 
 router = APIRouter(prefix="/v1/models", tags=["feature maps"])
 
@@ -63,15 +63,10 @@ async def feature_maps(
     options = RenderOptions(
         colormap=colormap, scale=scale.value, columns=columns, upsample=upsample, overlay=overlay, labels=labels
     )
-    answer = await pool.run(
-        feature_maps_job,
-        model,
-        images,
-        plan,
-        fmt=fmt.value,
-        options=options,
-        max_pixels=settings.max_image_pixels,
-    )
+    batch = await pool.cpu(decode_batch, model, images, max_pixels=settings.max_image_pixels)
+    key, execute = capture_work(model, plan)
+    outputs = await pool.forward(model, key, batch, batch.shape[0], execute)
+    answer = await pool.cpu(feature_map_answer, model, batch, outputs, plan, fmt=fmt.value, options=options)
     if fmt is not OutputFormat.json:
         return Response(answer.body, media_type=answer.media_type)
     infos = []

@@ -1,26 +1,96 @@
-"""A pool of threads that run model code, decoding and encoding off the event loop."""
+"""The worker pool: CPU threads for decoding and encoding, one device thread for model code.
+
+Routes never run model code on the event loop. `cpu()` runs decoding, post-processing and
+encoding in a thread pool; `forward()` hands batchable model work to the device worker;
+`run()` hands any other model work (attribution, optimisation) to the same device thread.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
+
+import torch
+
+from model_registry.registry import LoadedModel
+from service.workers.admission import Admission, current_deadline
+from service.workers.device_worker import BatchFn, DeviceWorker, Work
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 class InferencePool:
-    """Runs blocking jobs in worker threads and awaits them from async routes."""
+    """Owns the CPU threads, the device workers and admission control."""
 
-    def __init__(self, threads: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="layerscope-worker")
+    def __init__(
+        self,
+        *,
+        cpu_threads: int = 2,
+        max_batch: int = 8,
+        max_wait_s: float | None = None,
+        max_queue: int = 64,
+        timeout_s: float = 30.0,
+        on_batch: Callable[[str, int, float], None] | None = None,
+        on_reject: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._cpu = ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="layerscope-cpu")
+        self._devices: dict[str, DeviceWorker] = {}
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._on_batch = on_batch
+        self.timeout_s = timeout_s
+        self.admission = Admission(max_queue, timeout_s=timeout_s, on_reject=on_reject)
+
+    def worker(self, device: torch.device) -> DeviceWorker:
+        key = str(device)
+        if key not in self._devices:
+            # On GPU a short wait gathers a batch worth the kernel launches; on CPU batching
+            # gains little, so only what is already queued is batched (no added latency).
+            wait = self._max_wait_s if self._max_wait_s is not None else (0.002 if device.type == "cuda" else 0.0)
+            self._devices[key] = DeviceWorker(device, max_batch=self._max_batch, max_wait_s=wait, on_batch=self._on_batch)
+        return self._devices[key]
+
+    def queue_depths(self) -> dict[str, int]:
+        return {name: worker.depth() for name, worker in self._devices.items()}
+
+    async def cpu(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run CPU work (decode, post-process, encode) off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._cpu, functools.partial(fn, *args, **kwargs))
+
+    async def forward(self, model: LoadedModel, key: Hashable, payload: Any, size: int, execute: BatchFn) -> Any:
+        """Queue batchable model work; equal keys may share one forward pass."""
+        work = Work(key=key, payload=payload, size=size, execute=execute, deadline=current_deadline(self.timeout_s), model=model.name)
+        return await asyncio.wrap_future(self.worker(model.device).submit(work))
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        """Run one piece of model work on its model's device thread, unbatched.
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        The model is the first positional argument that is a LoadedModel; without one the
+        work runs in the CPU pool.
+        """
+        model = next((a for a in args if isinstance(a, LoadedModel)), None)
+        if model is None:
+            return await self.cpu(fn, *args, **kwargs)
+        call = functools.partial(fn, *args, **kwargs)
+        work = Work(
+            key=None,
+            payload=None,
+            size=1,
+            execute=lambda _payloads: [call()],
+            deadline=current_deadline(self.timeout_s),
+            model=model.name,
+            enqueued=time.monotonic(),
+        )
+        return await asyncio.wrap_future(self.worker(model.device).submit(work))
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Drain the device queues, then stop the CPU threads."""
+        for worker in self._devices.values():
+            worker.stop(timeout)
+        self._cpu.shutdown(wait=True, cancel_futures=False)
