@@ -1,22 +1,29 @@
-"""The application factory: settings in, a FastAPI app with registry and pool out."""
+"""The application factory: settings in, a FastAPI app with registry, pool and middleware out."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from model_registry.config import default_specs, load_config
 from model_registry.registry import ModelRegistry, resolve_device
 from service.errors import install_error_handlers
-from service.routes import feature_maps, health, models, predict
+from service.metrics import Metrics
+from service.middleware.api_key import ApiKeyMiddleware
+from service.middleware.body_limit import BodyLimitMiddleware
+from service.middleware.request_context import RequestContextMiddleware
+from service.routes import feature_maps, health, metrics, models, predict
 from service.settings import Settings
 from service.workers.pool import InferencePool
 
 log = logging.getLogger("layerscope")
+
+RegistryLoader = Callable[[Settings], ModelRegistry]
 
 
 def load_registry(settings: Settings) -> ModelRegistry:
@@ -40,26 +47,37 @@ def load_registry(settings: Settings) -> ModelRegistry:
     return registry
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _pool(settings: Settings, metrics: Metrics) -> InferencePool:
+    return InferencePool(
+        cpu_threads=settings.cpu_threads,
+        max_batch=settings.max_batch,
+        max_wait_s=None if settings.max_batch_wait_ms is None else settings.max_batch_wait_ms / 1000,
+        max_queue=settings.max_queue,
+        timeout_s=settings.request_timeout_s,
+        on_batch=metrics.observe_batch,
+        on_reject=metrics.reject,
+        on_stage=lambda stage, seconds: metrics.stages.labels(stage).observe(seconds),
+    )
+
+
+def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoader = load_registry) -> FastAPI:
+    """Build the app; models load in the lifespan (start-up fails on a bad model entry)."""
     settings = settings or Settings()
+    metrics_ = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        app.state.pool = InferencePool(
-            cpu_threads=settings.cpu_threads,
-            max_batch=settings.max_batch,
-            max_wait_s=None if settings.max_batch_wait_ms is None else settings.max_batch_wait_ms / 1000,
-            max_queue=settings.max_queue,
-            timeout_s=settings.request_timeout_s,
-        )
+        pool = _pool(settings, metrics_)
+        app.state.pool = pool
+        metrics_.watch_queues(pool.admission.depths)
         try:
-            app.state.registry = load_registry(settings)
+            app.state.registry = registry_loader(settings)
             yield
         finally:
             app.state.registry = None
-            app.state.pool.shutdown()
+            pool.shutdown(settings.drain_timeout_s)
 
     app = FastAPI(
         title="layerscope",
@@ -68,8 +86,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics_
     app.state.registry = None
     install_error_handlers(app)
-    for router in (health.router, models.router, predict.router, feature_maps.router):
+    for router in (health.router, metrics.router, models.router, predict.router, feature_maps.router):
         app.include_router(router)
+    # Added last = outermost: request ids and metrics see every answer, auth ones included.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"]
+        )
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics_)
     return app

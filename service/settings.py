@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,4 +28,12 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_images: int = Field(default=32, ge=1, description="images per request")
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="request body limit (413 above)")
+    max_layers: int = Field(default=16, ge=1, description="layers per request")
+    max_tiles: int = Field(default=4096, ge=1, description="tiles in one PNG answer (images x channels x layers)")
+    max_output_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="estimated answer size before running")
+    api_key: SecretStr | None = Field(default=None, description="require 'Authorization: Bearer <key>'")
+    cors_origins: list[str] = Field(default_factory=list, description="CORS allowed origins; empty: CORS off")
+    drain_timeout_s: float = Field(default=30.0, gt=0, description="SIGTERM: how long in-flight requests may finish")
     log_level: str = "info"
+    log_json: bool = Field(default=True, description="structured JSON log lines")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model_registry.errors import InvalidInput
+from model_registry.errors import InvalidInput, PayloadTooLarge
 from model_registry.registry import LoadedModel
 from service.engine.capture import capture
 from service.engine.channels import ChannelSelection, check_channels, parse_channels, select_channels
@@ -85,6 +85,52 @@ def plan_feature_maps(model: LoadedModel, *, layers: list[str], channels: str, r
         check_reduce(reduce, selected=selection.size(shape[0]), positions=shape[1] * shape[2], layer=info.name)
     ordered = sorted(infos, key=lambda lay: lay.order)
     return FeatureMapPlan(tuple(info.name for info in ordered), selection, reduce)
+
+
+@dataclass(frozen=True)
+class OutputCaps:
+    """Upper bounds checked from the catalog before any computation."""
+
+    max_layers: int = 16
+    max_tiles: int = 4096
+    max_output_bytes: int = 256 * 1024 * 1024
+
+
+def check_output_size(
+    model: LoadedModel, plan: FeatureMapPlan, *, images: int, fmt: str, tile: int | None, caps: OutputCaps
+) -> None:
+    """Refuse answers over the caps (413) using catalog shapes, before the forward pass."""
+    if len(plan.layers) > caps.max_layers:
+        raise InvalidInput(
+            f"layers: {len(plan.layers)} layers requested, the limit is {caps.max_layers}",
+            field="layers",
+            max_layers=caps.max_layers,
+        )
+    array_bytes = tiles = pixels = 0
+    for name in plan.layers:
+        channels, height, width = map_shape(model.catalog.get(name).output_shape)
+        kept = plan.selection.size(channels)
+        shown = {"none": kept, "pca": 3}.get(plan.reduce, 1)
+        array_bytes += 4 * images * shown * height * width
+        count = images * (1 if plan.reduce != "none" else kept)
+        tiles += count
+        side = tile or max(64, height, width)
+        pixels += count * side * side
+    if fmt != "npy" and tiles > caps.max_tiles:
+        raise PayloadTooLarge(
+            f"the picture would have {tiles} tiles, the limit is {caps.max_tiles}; select fewer channels, "
+            "layers or images, or ask for format=npy",
+            field="channels",
+            max_tiles=caps.max_tiles,
+        )
+    estimate = array_bytes if fmt == "npy" else 3 * pixels
+    if estimate > caps.max_output_bytes:
+        raise PayloadTooLarge(
+            f"the answer would be about {estimate} bytes, the limit is {caps.max_output_bytes}; "
+            "select fewer channels, layers or images",
+            field="channels",
+            max_output_bytes=caps.max_output_bytes,
+        )
 
 
 def _as_maps(output: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from api_schemas.errors import ErrorBody
 from api_schemas.feature_maps import FeatureMapResponse, LayerMapsInfo, OutputFormat, Reduce, Scale
 from service.engine.channels import GRAMMAR
-from service.engine.feature_maps import channel_ranges, plan_feature_maps
+from service.engine.feature_maps import OutputCaps, channel_ranges, check_output_size, plan_feature_maps
 from service.engine.render import RenderOptions, check_colormap
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.workers.tasks import capture_work, decode_batch, feature_map_answer
@@ -59,6 +59,8 @@ async def feature_maps(
 ) -> Response:
     """Capture layers in one forward pass and return their channels."""
     plan = plan_feature_maps(model, layers=split_names(layers), channels=channels, reduce=reduce.value)
+    caps = OutputCaps(settings.max_layers, settings.max_tiles, settings.max_output_bytes)
+    check_output_size(model, plan, images=len(images), fmt=fmt.value, tile=upsample, caps=caps)
     check_colormap(colormap)
     options = RenderOptions(
         colormap=colormap, scale=scale.value, columns=columns, upsample=upsample, overlay=overlay, labels=labels

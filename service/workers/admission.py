@@ -29,8 +29,10 @@ class Admission:
         self._lock = threading.Lock()
         self._on_reject = on_reject
 
-    def depth(self, model: str) -> int:
-        return self._counts.get(model, 0)
+    def depths(self) -> dict[str, int]:
+        """Requests admitted and not finished, per model."""
+        with self._lock:
+            return dict(self._counts)
 
     @contextmanager
     def enter(self, model: str) -> Iterator[None]:

@@ -59,7 +59,7 @@ class DeviceWorker:
         *,
         max_batch: int,
         max_wait_s: float,
-        on_batch: Callable[[str, int, float], None] | None = None,
+        on_batch: Callable[[str, int, float, list[float]], None] | None = None,
     ) -> None:
         self.device = device
         self.max_batch = max_batch
@@ -133,6 +133,7 @@ class DeviceWorker:
 
     def _run(self, batch: list[Work], *, split_on_oom: bool) -> None:
         started = time.monotonic()
+        waits = [started - w.enqueued for w in batch]
         try:
             results = batch[0].execute([w.payload for w in batch])
         except torch.OutOfMemoryError:
@@ -157,7 +158,7 @@ class DeviceWorker:
             batch[0].future.set_exception(exc)
             return
         if self._on_batch is not None:
-            self._on_batch(batch[0].model, sum(w.size for w in batch), time.monotonic() - started)
+            self._on_batch(batch[0].model, sum(w.size for w in batch), time.monotonic() - started, waits)
         for work, result in zip(batch, results, strict=True):
             work.future.set_result(result)
 

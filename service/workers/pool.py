@@ -8,7 +8,6 @@ encoding in a thread pool; `forward()` hands batchable model work to the device 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,14 +34,16 @@ class InferencePool:
         max_wait_s: float | None = None,
         max_queue: int = 64,
         timeout_s: float = 30.0,
-        on_batch: Callable[[str, int, float], None] | None = None,
+        on_batch: Callable[[str, int, float, list[float]], None] | None = None,
         on_reject: Callable[[str, str], None] | None = None,
+        on_stage: Callable[[str, float], None] | None = None,
     ) -> None:
         self._cpu = ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="layerscope-cpu")
         self._devices: dict[str, DeviceWorker] = {}
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._on_batch = on_batch
+        self._on_stage = on_stage
         self.timeout_s = timeout_s
         self.admission = Admission(max_queue, timeout_s=timeout_s, on_reject=on_reject)
 
@@ -55,13 +56,24 @@ class InferencePool:
             self._devices[key] = DeviceWorker(device, max_batch=self._max_batch, max_wait_s=wait, on_batch=self._on_batch)
         return self._devices[key]
 
-    def queue_depths(self) -> dict[str, int]:
-        return {name: worker.depth() for name, worker in self._devices.items()}
+    def _timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Callable[[], T]:
+        """`fn` bound to its arguments, reporting its duration as the stage named after it."""
+        name = getattr(fn, "__name__", "work")
+
+        def call() -> T:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self._on_stage is not None:
+                    self._on_stage(name, time.perf_counter() - started)
+
+        return call
 
     async def cpu(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run CPU work (decode, post-process, encode) off the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._cpu, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(self._cpu, self._timed(fn, *args, **kwargs))
 
     async def forward(self, model: LoadedModel, key: Hashable, payload: Any, size: int, execute: BatchFn) -> Any:
         """Queue batchable model work; equal keys may share one forward pass."""
@@ -77,7 +89,7 @@ class InferencePool:
         model = next((a for a in args if isinstance(a, LoadedModel)), None)
         if model is None:
             return await self.cpu(fn, *args, **kwargs)
-        call = functools.partial(fn, *args, **kwargs)
+        call = self._timed(fn, *args, **kwargs)
         work = Work(
             key=None,
             payload=None,

@@ -1,0 +1,70 @@
+"""Prometheus metrics, one registry per app (so several apps in one process never clash)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _LiveGauges(Collector):
+    """Queue depth per model and GPU memory, read at scrape time."""
+
+    def __init__(self, depths: Callable[[], dict[str, int]]) -> None:
+        self._depths = depths
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("layerscope_queue_depth", "Requests admitted and not finished, per model", labels=["model"])
+        for model, value in self._depths().items():
+            depth.add_metric([model], value)
+        yield depth
+        if torch.cuda.is_available():
+            memory = GaugeMetricFamily("layerscope_gpu_memory_bytes", "GPU memory allocated by torch", labels=["device", "kind"])
+            for index in range(torch.cuda.device_count()):
+                memory.add_metric([f"cuda:{index}", "allocated"], torch.cuda.memory_allocated(index))
+                memory.add_metric([f"cuda:{index}", "reserved"], torch.cuda.memory_reserved(index))
+            yield memory
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "layerscope_request_duration_seconds",
+            "End-to-end request latency",
+            ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "layerscope_queue_wait_seconds", "Time work waited for the device thread", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.stages = Histogram(
+            "layerscope_stage_seconds", "Time per stage (forward, decode, render/encode, ...)", ["stage"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "layerscope_batch_size", "Images per forward pass on the device thread", ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry,
+        )
+        self.rejections = Counter(
+            "layerscope_rejections_total", "Requests refused before running, by reason", ["reason"], registry=self.registry
+        )
+
+    def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_LiveGauges(depths))
+
+    def observe_batch(self, model: str, images: int, seconds: float, waits: list[float]) -> None:
+        self.batch_size.labels(model).observe(images)
+        self.stages.labels("forward").observe(seconds)
+        for wait in waits:
+            self.queue_wait.labels(model).observe(wait)
+
+    def reject(self, _model: str, reason: str) -> None:
+        self.rejections.labels(reason).inc()
