@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from model_registry.errors import ConfigError
@@ -31,14 +30,25 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from model_registry.config import load_config
     from service.app import create_app
+    from service.logging_setup import configure_logging
 
     settings = Settings()
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+        if settings.models is not None:
+            load_config(settings.models)  # fail before binding the port, with a one-line message
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,  # keep our JSON handlers
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        )
     except ConfigError as exc:
         print(f"layerscope: {exc}", file=sys.stderr)
         return 2
