@@ -61,9 +61,21 @@ def decode_image(data: bytes, *, max_pixels: int, index: int = 0, field: str = "
     return image
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and float pictures scaled to 8 bits (Pillow's own conversion would clip them)."""
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scaled = array * 255.0 if array.max(initial=0.0) <= 1.0 else array
+    else:
+        scaled = array / 257.0 if array.max(initial=0.0) > 255 else array
+    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
 def to_model_image(image: Image.Image, spec: ModelSpec) -> Image.Image:
     """Colour mode and size the model expects (bilinear, antialiased; unchanged if already right)."""
     mode = "L" if spec.in_channels == 1 else "RGB"
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _to_8bit(image)
     if image.mode != mode:
         image = image.convert(mode)
     height, width = spec.input_size
