@@ -64,7 +64,7 @@ def _read_labels(value: str | list[str] | None, base: Path) -> tuple[str, ...] |
 
 
 def _resolve_weights(value: str | None, base: Path) -> str | None:
-    if value is None or value.startswith("torchvision:"):
+    if value is None or value.startswith(("torchvision:", "builtin:")):
         return value
     path = Path(value)
     if not path.is_absolute():
@@ -145,7 +145,7 @@ def default_specs() -> list[ModelSpec]:
         ModelSpec(
             name="digits",
             architecture="builtin:digits",
-            weights=str(digits.WEIGHTS_PATH),
+            weights="builtin:digits",
             input_size=digits.INPUT_SIZE,
             mean=digits.MEAN,
             std=digits.STD,

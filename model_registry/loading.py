@@ -15,6 +15,7 @@ from model_registry.errors import ConfigError
 from model_registry.spec import ModelSpec
 
 BUILTIN: dict[str, Callable[[int], nn.Module]] = {"digits": digits.DigitsNet}
+BUILTIN_WEIGHTS: dict[str, Path] = {"digits": digits.WEIGHTS_PATH}
 _RANDOM_INIT_SEED = 0
 
 
@@ -74,6 +75,14 @@ def _read_weights(
         return None, None
     if spec.weights.startswith("torchvision:"):
         return _torchvision_weights(spec, allow_downloads=allow_downloads)
+    if spec.weights.startswith("builtin:"):
+        name = spec.weights.partition(":")[2]
+        if name not in BUILTIN_WEIGHTS:
+            raise ConfigError(
+                f"model {spec.name!r}: field 'weights': unknown built-in weights {spec.weights!r}; "
+                f"choose from {', '.join('builtin:' + n for n in BUILTIN_WEIGHTS)}"
+            )
+        return _file_weights(spec, BUILTIN_WEIGHTS[name]), None
     return _file_weights(spec, Path(spec.weights)), None
 
 

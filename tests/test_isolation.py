@@ -22,7 +22,7 @@ def server(tiny_config: Path) -> Iterator[LiveServer]:
             'weights = "', f'weights = "{tiny_config.parent}/'
         )
         + '\n[[models]]\nname = "digits"\narchitecture = "builtin:digits"\n'
-        + f'weights = "{Path(__file__).resolve().parents[1] / "model_registry/builtin/digits.safetensors"}"\n'
+        + 'weights = "builtin:digits"\n'
         + 'input_size = [32, 32]\nmean = [0.5]\nstd = [0.5]\nnum_classes = 10\n'
     )
     live = LiveServer({"LAYERSCOPE_MODELS": str(config), "LAYERSCOPE_LOG_LEVEL": "warning"}).wait_ready()

@@ -1,0 +1,57 @@
+"""Deployment files, read as the tools would read them (no Docker engine on these machines)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from model_registry.config import load_config
+from model_registry.loading import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compose_has_service_healthcheck_models_volume_and_gpu_profile() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    cpu, gpu = services["layerscope"], services["layerscope-gpu"]
+    for service in (cpu, gpu):
+        assert service["healthcheck"]["test"][-1].endswith("/readyz")
+        assert any(v.endswith(":/models:ro") for v in service["volumes"])
+        assert service["environment"]["LAYERSCOPE_MODELS"] == "/models/models.toml"
+        assert all(p.startswith("127.0.0.1:") for p in service["ports"])
+    assert "profiles" not in cpu and gpu["profiles"] == ["gpu"]
+    device = gpu["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert "cuda" in gpu["build"]["args"]["BASE_IMAGE"]
+
+
+def test_compose_models_file_is_a_valid_config() -> None:
+    (spec,) = load_config(ROOT / "models" / "models.toml")
+    assert spec.name == "digits" and build_model(spec).pretrained
+
+
+def test_dockerfile_runs_as_non_root_with_a_cuda_build_argument() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.\d+-slim$", text, re.M)
+    users = re.findall(r"^USER (\S+)$", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r'^CMD \["layerscope", "serve"', text, re.M)  # exec form: SIGTERM reaches uvicorn
+    assert "HEALTHCHECK" in text and "/readyz" in text
+    for folder in ("api_schemas", "model_registry", "service"):
+        assert f"COPY {folder} ./{folder}" in text
+
+
+def test_scale_out_example_routes_on_readiness() -> None:
+    manifest = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes.yaml").read_text()))
+    kinds = {doc["kind"]: doc for doc in manifest}
+    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert kinds["Deployment"]["spec"]["replicas"] >= 2
+    assert kinds["Service"]["spec"]["selector"] == kinds["Deployment"]["spec"]["selector"]["matchLabels"]
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_next_upstream" in nginx and "http_503" in nginx
+    assert nginx.count("server layerscope-") >= 2
