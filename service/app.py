@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from model_registry.config import default_specs, load_config
 from model_registry.registry import ModelRegistry, resolve_device
 from service.errors import install_error_handlers
-from service.metrics import Metrics
+from service.metrics import Metrics, hook_count
 from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
@@ -71,7 +71,6 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
             torch.set_num_threads(settings.torch_threads)
         pool = _pool(settings, metrics_)
         app.state.pool = pool
-        metrics_.watch_queues(pool.admission.depths)
         try:
             app.state.registry = registry_loader(settings)
             yield
@@ -88,6 +87,11 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.registry = None
+    app.state.pool = None
+    metrics_.watch(
+        lambda: app.state.pool.admission.depths() if app.state.pool else {},
+        lambda: {m.name: hook_count(m.module) for m in app.state.registry or ()},
+    )
     install_error_handlers(app)
     for router in (health.router, metrics.router, models.router, predict.router, feature_maps.router):
         app.include_router(router)
