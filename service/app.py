@@ -17,8 +17,10 @@ from service.metrics import Metrics, hook_count
 from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
-from service.routes import feature_maps, health, metrics, models, predict
+from service.routes import feature_maps, health, images, metrics, models, predict
 from service.settings import Settings
+from service.workers.activation_cache import ActivationCache
+from service.workers.image_store import ImageStore
 from service.workers.pool import InferencePool
 
 log = logging.getLogger("layerscope")
@@ -88,12 +90,16 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
     app.state.metrics = metrics_
     app.state.registry = None
     app.state.pool = None
+    app.state.images = ImageStore(max_images=settings.image_store_max_images, max_bytes=settings.image_store_max_bytes)
+    app.state.activations = (
+        ActivationCache(max_bytes=settings.activation_cache_bytes) if settings.activation_cache_bytes else None
+    )
     metrics_.watch(
         lambda: app.state.pool.admission.depths() if app.state.pool else {},
         lambda: {m.name: hook_count(m.module) for m in app.state.registry or ()},
     )
     install_error_handlers(app)
-    for router in (health.router, metrics.router, models.router, predict.router, feature_maps.router):
+    for router in (health.router, metrics.router, models.router, images.router, predict.router, feature_maps.router):
         app.include_router(router)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.
     if settings.cors_origins:

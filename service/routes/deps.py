@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, File, Request, UploadFile
+from fastapi import Depends, File, Query, Request, UploadFile
 from fastapi import Path as PathParam
 
 from model_registry.errors import ClientError, InvalidInput, PayloadTooLarge
 from model_registry.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
+from service.workers.activation_cache import ActivationCache
+from service.workers.image_store import ImageStore
 from service.workers.pool import InferencePool
 
 
@@ -50,25 +52,52 @@ PoolDep = Annotated[InferencePool, Depends(get_pool)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
 
 
+def get_activation_cache(request: Request) -> ActivationCache | None:
+    return request.app.state.activations
+
+
+ActivationCacheDep = Annotated[ActivationCache | None, Depends(get_activation_cache)]
+
+
+def get_image_store(request: Request) -> ImageStore:
+    return request.app.state.images
+
+
+ImageStoreDep = Annotated[ImageStore, Depends(get_image_store)]
+
+
 async def read_images(
     settings: SettingsDep,
+    store: ImageStoreDep,
     image: Annotated[
-        list[UploadFile],
+        list[UploadFile] | None,
         File(description="the image(s); repeat the multipart field `image` for a batch"),
-    ],
+    ] = None,
+    image_id: Annotated[
+        list[str] | None,
+        Query(description="ids from POST /v1/images instead of an upload; repeat or comma-separate for a batch"),
+    ] = None,
 ) -> list[bytes]:
-    """The uploaded bytes, in order; decoding happens later, in the worker pool."""
-    if len(image) > settings.max_images:
+    """The pictures' bytes, in order (uploads first, then stored ids); decoding happens in the pool."""
+    ids = [part.strip() for value in image_id or () for part in value.split(",") if part.strip()]
+    count = len(image or ()) + len(ids)
+    if count == 0:
+        raise InvalidInput(
+            "image: no image given; upload it as multipart form field 'image' (repeat it for a batch) "
+            "or pass image_id from POST /v1/images",
+            field="image",
+        )
+    if count > settings.max_images:
         raise PayloadTooLarge(
-            f"image: {len(image)} images in one request, the limit is {settings.max_images}",
+            f"image: {count} images in one request, the limit is {settings.max_images}",
             field="image",
             max_images=settings.max_images,
         )
-    uploads = [await upload.read() for upload in image]
+    uploads = [await upload.read() for upload in image or ()]
     for index, data in enumerate(uploads):
         if not data:
             raise InvalidInput(f"image[{index}] is empty", field="image")
-    return uploads
+    return uploads + [store.get(image_id) for image_id in ids]
 
 
 ImagesDep = Annotated[list[bytes], Depends(read_images)]

@@ -13,8 +13,9 @@ from api_schemas.feature_maps import FeatureMapResponse, LayerMapsInfo, OutputFo
 from service.engine.channels import GRAMMAR
 from service.engine.feature_maps import OutputCaps, channel_ranges, check_output_size, plan_feature_maps
 from service.engine.render import RenderOptions, check_colormap
-from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.workers.tasks import capture_work, decode_batch, feature_map_answer
+from service.routes.deps import ActivationCacheDep, ImagesDep, ModelDep, PoolDep, SettingsDep
+from service.workers.capture_flow import captured_layers
+from service.workers.tasks import feature_map_answer
 
 router = APIRouter(prefix="/v1/models", tags=["feature maps"])
 
@@ -43,6 +44,7 @@ async def feature_maps(
     images: ImagesDep,
     pool: PoolDep,
     settings: SettingsDep,
+    activations: ActivationCacheDep,
     layers: Annotated[
         str | None,
         Query(description="comma-separated layer names; default: the deepest spatial layer", max_length=4096),
@@ -65,9 +67,9 @@ async def feature_maps(
     options = RenderOptions(
         colormap=colormap, scale=scale.value, columns=columns, upsample=upsample, overlay=overlay, labels=labels
     )
-    batch = await pool.cpu(decode_batch, model, images, max_pixels=settings.max_image_pixels)
-    key, execute = capture_work(model, plan)
-    outputs = await pool.forward(model, key, batch, batch.shape[0], execute)
+    batch, outputs = await captured_layers(
+        pool, activations, model, images, plan, max_pixels=settings.max_image_pixels
+    )
     answer = await pool.cpu(feature_map_answer, model, batch, outputs, plan, fmt=fmt.value, options=options)
     if fmt is not OutputFormat.json:
         return Response(answer.body, media_type=answer.media_type)

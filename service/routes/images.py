@@ -1,0 +1,31 @@
+"""Upload once, explore many: images stored under a content-addressed id."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from api_schemas.errors import ErrorBody
+from api_schemas.images import StoredImage
+from model_registry.errors import InvalidInput
+from service.engine.images import decode_image
+from service.routes.deps import ImageStoreDep, PoolDep, SettingsDep
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+
+
+@router.post("", response_model=StoredImage, responses={c: {"model": ErrorBody} for c in (413, 415, 422)})
+async def store_image(
+    store: ImageStoreDep,
+    pool: PoolDep,
+    settings: SettingsDep,
+    image: Annotated[UploadFile, File(description="one picture")],
+) -> StoredImage:
+    """Store a picture (checked by decoding it) and return its id for later requests."""
+    data = await image.read()
+    if not data:
+        raise InvalidInput("image[0] is empty", field="image")
+    picture = await pool.cpu(decode_image, data, max_pixels=settings.max_image_pixels)
+    image_id = store.put(data)
+    return StoredImage(image_id=image_id, width=picture.width, height=picture.height, format=picture.format or "", bytes=len(data))

@@ -1,0 +1,35 @@
+"""Captured layers for a request: from the activation cache, or decode + one batched forward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from model_registry.registry import LoadedModel
+from service.engine.feature_maps import FeatureMapPlan
+from service.workers.activation_cache import ActivationCache
+from service.workers.image_store import content_id
+from service.workers.pool import InferencePool
+from service.workers.tasks import capture_work, decode_batch
+
+
+async def captured_layers(
+    pool: InferencePool,
+    cache: ActivationCache | None,
+    model: LoadedModel,
+    uploads: Sequence[bytes],
+    plan: FeatureMapPlan,
+    *,
+    max_pixels: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(preprocessed batch, layer -> outputs) for the plan's layers."""
+    ids = [content_id(data) for data in uploads]
+    if cache is not None and (hit := cache.lookup(model, ids, plan.layers)) is not None:
+        return hit
+    batch = await pool.cpu(decode_batch, model, uploads, max_pixels=max_pixels)
+    key, execute = capture_work(model, plan)
+    outputs = await pool.forward(model, key, batch, batch.shape[0], execute)
+    if cache is not None:
+        cache.store(model, ids, batch, outputs)
+    return batch, outputs
