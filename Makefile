@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: serve test install install-dev lint bench clean
+.PHONY: serve test install install-dev lint audit lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,23 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory audit
+
+# Known vulnerabilities in the locked dependency set (fails on any finding). Without
+# access to PyPI's advisory API, packages are reported as skipped instead.
+audit: $(VENV)/.installed-dev
+	$(BIN)/pip-audit -r requirements.lock --disable-pip --no-deps --progress-spinner off
+
+lock: $(VENV)/.installed-dev
+	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check api_schemas model_registry service tests bench
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/feature_maps.py
+	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output
