@@ -12,8 +12,20 @@ from fastapi import FastAPI
 from model_registry.config import default_specs, load_config
 from model_registry.registry import ModelRegistry, resolve_device
 from service.errors import install_error_handlers
-from service.routes import feature_maps, health, models, predict
+from service.routes import (
+    embedding,
+    feature_maps,
+    filters,
+    health,
+    invert,
+    jobs,
+    maximize,
+    models,
+    predict,
+    stats,
+)
 from service.settings import Settings
+from service.workers.job_store import JobStore
 from service.workers.pool import InferencePool
 
 log = logging.getLogger("layerscope")
@@ -48,10 +60,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         app.state.pool = InferencePool(settings.worker_threads)
+        app.state.jobs = JobStore(
+            threads=settings.job_threads,
+            max_jobs=settings.max_jobs,
+            ttl_s=settings.job_ttl_s,
+            timeout_s=settings.job_timeout_s,
+        )
+        app.state.jobs.start()
         try:
             app.state.registry = load_registry(settings)
             yield
         finally:
+            app.state.jobs.shutdown()  # running jobs stop at their next step
             app.state.registry = None
             app.state.pool.shutdown()
 
@@ -65,5 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = None
     install_error_handlers(app)
     for router in (health.router, models.router, predict.router, feature_maps.router):
+        app.include_router(router)
+    insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
+    for router in (*insight, jobs.router):
         app.include_router(router)
     return app
