@@ -40,7 +40,7 @@ class FourierImage:
         generator: torch.Generator,
         device: torch.device,
         decorrelate: bool = True,
-        noise: float = 0.5,
+        noise: float = 1.0,
         decay: float = 1.0,
     ) -> None:
         height, width = size
@@ -51,7 +51,7 @@ class FourierImage:
         self.size = size
         self.channels = channels
         self.scale = torch.tensor(scale, dtype=torch.float32, device=device)
-        # Start from faint white noise (std `noise` before the sigmoid) rather than Lucid's
+        # Start from white noise (std `noise` before the sigmoid) rather than Lucid's
         # near-uniform grey: on grey, a ReLU channel that is off everywhere has no gradient
         # and never wakes up, while noise switches nearly every channel on somewhere.
         # Drawn on the CPU generator so the same seed gives the same start on any device.
