@@ -160,3 +160,9 @@ def test_shutdown_stops_running_jobs(tmp_path: Path) -> None:
         )
         store = app_client.app.state.jobs  # type: ignore[attr-defined]
     assert store.get(accepted.json()["id"]).status == "cancelled"
+
+
+def test_synchronous_answers_have_the_same_time_limit(tmp_path: Path) -> None:
+    with client(tmp_path, job_timeout_s=0.001) as strict:
+        response = strict.post(MAXIMIZE + "&async=false")
+        assert response.status_code == 504 and response.json()["field"] == "async"

@@ -4,6 +4,7 @@ whether a request answers directly or becomes a job."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -14,7 +15,8 @@ from fastapi.responses import JSONResponse, Response
 
 from api_schemas.errors import ErrorBody
 from api_schemas.jobs import JobBody, JobProgress, JobStatus
-from service.engine.insight.progress import Progress, no_progress
+from model_registry.errors import ClientError
+from service.engine.insight.progress import Progress
 from service.settings import Settings
 from service.workers.job_store import SUCCEEDED, Encoded, JobStore, JobView
 from service.workers.pool import InferencePool
@@ -60,6 +62,27 @@ def job_body(view: JobView, result: Encoded | None = None) -> JobBody:
     )
 
 
+class TooSlow(ClientError):
+    status = 504
+
+
+def deadline(limit_s: float) -> Progress:
+    """A progress callback that ends a synchronous computation after `limit_s` seconds,
+    the same limit a job gets, so `async=false` cannot hold a worker forever."""
+    end = time.monotonic() + limit_s
+
+    def progress(_step: int, _total: int) -> None:
+        if time.monotonic() > end:
+            raise TooSlow(
+                f"the computation ran past the limit of {limit_s:g} s; "
+                "send async=true to run it as a job",
+                field="async",
+                limit_s=limit_s,
+            )
+
+    return progress
+
+
 async def answer_or_job(
     *,
     kind: str,
@@ -75,7 +98,7 @@ async def answer_or_job(
     the synchronous budget (`async` unset). A job answers 202 with `Location`."""
     as_job = run_async if run_async is not None else estimate_s > settings.sync_budget_s
     if not as_job:
-        encoded = await pool.run(work, no_progress)
+        encoded = await pool.run(work, deadline(settings.job_timeout_s))
         return Response(encoded.body, media_type=encoded.media_type)
     view = jobs.submit(kind, work, total=total)
     location = f"/v1/jobs/{view.id}"
