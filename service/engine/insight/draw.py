@@ -73,11 +73,9 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first = math.floor(low / step) * step
-    ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
+    ticks = [round(first, 10)]
+    while ticks[-1] < high - step * 1e-9:  # the last tick reaches or passes `high`
+        ticks.append(round(ticks[-1] + step, 10))
     return ticks
 
 
@@ -106,8 +104,11 @@ def line_chart(
     size = 10
     labels = [name if len(name) <= 22 else name[:21] + "~" for name in x_labels]
     bottom = max([text_width(t, size) for t in labels] + [10]) + 10
-    left, right, top = 56, 16, 30
-    plot_width = max(360, step * len(values))
+    kinds = list(dict.fromkeys(categories)) if categories else []
+    legend_width = sum(text_width(kind, size) + 20 for kind in kinds)
+    left, right = 56, 16
+    top = 50 if kinds else 32  # title line, then the legend line, then the plot
+    plot_width = max(360, step * len(values), legend_width, text_width(title, 12) - left + 8)
     canvas = Image.new("RGB", (left + plot_width + right, top + height + bottom), _WHITE)
     draw = ImageDraw.Draw(canvas)
     finite = [v for v in values if math.isfinite(v)] or [0.0]
@@ -134,8 +135,7 @@ def line_chart(
             font=font(size),
         )
     draw.rectangle((left, top, left + plot_width, top + height), outline=_AXIS)
-    draw.text((left, 8), title, fill=_INK, font=font(12))
-    kinds = list(dict.fromkeys(categories)) if categories else []
+    draw.text((8, 8), title, fill=_INK, font=font(12))
     palette = dict(zip(kinds, category_colors(len(kinds)), strict=True))
     points = [(x_of(i), y_of(v)) for i, v in enumerate(values) if math.isfinite(v)]
     if len(points) > 1:
@@ -150,11 +150,11 @@ def line_chart(
         rotated = _rotated_text(text, size)
         position = (int(x_of(i) - rotated.width / 2), top + height + 6)
         canvas.paste(Image.new("RGB", rotated.size, _INK), position, rotated)
-    legend_x = left + plot_width
-    for kind in reversed(kinds):
-        legend_x -= text_width(kind, size) + 20
-        draw.ellipse((legend_x, 14, legend_x + 7, 21), fill=palette[kind])
-        draw.text((legend_x + 10, 12), kind, fill=_INK, font=font(size))
+    legend_x = left
+    for kind in kinds:
+        draw.ellipse((legend_x, 30, legend_x + 7, 37), fill=palette[kind])
+        draw.text((legend_x + 10, 28), kind, fill=_INK, font=font(size))
+        legend_x += text_width(kind, size) + 20
     return np.asarray(canvas)
 
 

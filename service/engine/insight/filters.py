@@ -191,7 +191,8 @@ def render_filters(
         unit = _symmetric_unit(weight.mean(axis=1), scale, (1, 2))
         tiles = colormap_lut(colormap)[np.clip(np.round(unit * 255), 0, 255).astype(np.uint8)]
         picture = grid(_upscale(tiles, tile), columns=columns, labels=names)
-        what = f"mean over {weight.shape[1]} inputs, {colormap} centred on 0"
+        over = f"mean over {weight.shape[1]} inputs" if weight.shape[1] > 1 else "one input"
+        what = f"{over}, {colormap} centred on 0"
     else:
         chosen = _pick(torch.from_numpy(weight).transpose(0, 1).contiguous(), plan.inputs).numpy()
         per_input = weight[:, chosen]  # [k, m, kh, kw]
