@@ -444,3 +444,27 @@ def test_flop_count_of_the_digits_model(digits_model: LoadedModel) -> None:
     assert cost.forward_flops(digits_model) == convs + 2 * 64 * 10
     assert cost.forward_flops(digits_model, upto="relu1") == 2 * 16 * 32 * 32 * 9
     assert cost.forward_flops(digits_model, (64, 64)) == 4 * convs + 2 * 64 * 10
+
+
+def test_maximize_size_the_model_cannot_run_is_a_422() -> None:
+    from model_registry.catalog import build_catalog
+    from model_registry.spec import ModelSpec
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3)
+        )
+    module.eval().requires_grad_(False)
+    spec = ModelSpec("fixed", "builtin:none", None, (16, 16), (0.5,), (0.5,), 3)
+    catalog = build_catalog("fixed", module, (1, 16, 16), torch.device("cpu"))
+    model = LoadedModel(spec, module, torch.device("cpu"), catalog, False, None)
+    assert plan_maximize(model, layer="1", channel=0, size=24).size == (
+        24,
+        24,
+    )  # before the flatten
+    with pytest.raises(InvalidInput) as info:
+        plan_maximize(model, layer="3", channel=0, size=24)
+    assert info.value.field == "size"
+    result = maximize(model, plan_maximize(model, layer="3", channel=2, steps=20))
+    assert result.activation > result.noise_activation

@@ -129,7 +129,9 @@ def output_shape_at(
             out = layer_tensor(model.module, probe, layer, calls=calls)
     except RuntimeError as exc:
         raise InvalidInput(
-            f"size: model '{model.name}' cannot run at {size[0]}x{size[1]} ({exc})", field="size"
+            f"size: model '{model.name}' cannot run at {size[0]}x{size[1]}; try its input size "
+            f"{model.spec.input_size[0]}x{model.spec.input_size[1]}",
+            field="size",
         ) from exc
     return tuple(out.shape[1:])
 
@@ -178,9 +180,11 @@ def plan_maximize(
         assert channel is not None
         check_channel(channel, shape[0], layer=info.name)
     position = None
+    # Probing also proves the model runs at this size (a fixed-size flatten would not), so
+    # a bad size is a 422 now rather than a failure in the middle of a job.
+    at_size = output_shape_at(model, info.name, info.calls, hw)
     if neuron is not None:
         position = parse_neuron(neuron)
-        at_size = output_shape_at(model, info.name, info.calls, hw)
         if len(at_size) != 3:
             raise InvalidInput(
                 f"neuron: layer '{info.name}' has a vector output {list(at_size)}; "
