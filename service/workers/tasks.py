@@ -79,25 +79,39 @@ class InsightAnswer:
 def _image_answer(result: Any, image: np.ndarray, fmt: str) -> InsightAnswer:
     """npy: float32 [C, H, W] in [0, 1]; png and json: the picture as PNG."""
     if fmt == "npy":
-        return InsightAnswer(result, encode.npy_bytes(image.astype(np.float32)), encode.NPY_MEDIA_TYPE)
+        return InsightAnswer(
+            result, encode.npy_bytes(image.astype(np.float32)), encode.NPY_MEDIA_TYPE
+        )
     return InsightAnswer(result, encode.png_bytes(image_pixels(image)), encode.PNG_MEDIA_TYPE)
 
 
-def filters_task(model: LoadedModel, plan: FilterPlan, *, fmt: str, render: dict[str, Any]) -> InsightAnswer:
+def filters_task(
+    model: LoadedModel, plan: FilterPlan, *, fmt: str, render: dict[str, Any]
+) -> InsightAnswer:
     filters = get_filters(model, plan)
     if fmt == "npy":
         return InsightAnswer(filters, encode.npy_bytes(filters.weight), encode.NPY_MEDIA_TYPE)
     picture = render_filters(filters, plan, **render)
-    return InsightAnswer(filters, encode.png_bytes(np.ascontiguousarray(picture)), encode.PNG_MEDIA_TYPE)
+    return InsightAnswer(
+        filters, encode.png_bytes(np.ascontiguousarray(picture)), encode.PNG_MEDIA_TYPE
+    )
 
 
-def maximize_task(model: LoadedModel, plan: MaximizePlan, *, fmt: str, progress: Progress = no_progress) -> InsightAnswer:
+def maximize_task(
+    model: LoadedModel, plan: MaximizePlan, *, fmt: str, progress: Progress = no_progress
+) -> InsightAnswer:
     result = maximize(model, plan, progress=progress)
     return _image_answer(result, result.image, fmt)
 
 
 def invert_task(
-    model: LoadedModel, upload: bytes, plan: InvertPlan, *, fmt: str, max_pixels: int, progress: Progress = no_progress
+    model: LoadedModel,
+    upload: bytes,
+    plan: InvertPlan,
+    *,
+    fmt: str,
+    max_pixels: int,
+    progress: Progress = no_progress,
 ) -> InsightAnswer:
     batch = decode_batch(model, [upload], max_pixels=max_pixels)
     result = invert(model, batch, plan, progress=progress)
@@ -105,12 +119,19 @@ def invert_task(
 
 
 def stats_task(
-    model: LoadedModel, uploads: Sequence[bytes], layers: tuple[str, ...], *, fmt: str, max_pixels: int
+    model: LoadedModel,
+    uploads: Sequence[bytes],
+    layers: tuple[str, ...],
+    *,
+    fmt: str,
+    max_pixels: int,
 ) -> InsightAnswer:
     batch = decode_batch(model, uploads, max_pixels=max_pixels)
     result = compute_stats(model, batch, layers)
     if fmt == "png":
-        picture = render_stats(result, title=f"{model.name}: activations by depth over {len(uploads)} image(s)")
+        picture = render_stats(
+            result, title=f"{model.name}: activations by depth over {len(uploads)} image(s)"
+        )
         return InsightAnswer(result, encode.png_bytes(picture), encode.PNG_MEDIA_TYPE)
     return InsightAnswer(result, b"", "application/json")
 
@@ -156,6 +177,11 @@ def embedding_task(
     progress(total, total)
     if fmt == "png":
         title = f"{model.name}: {plan.method} of {len(uploads)} images at {plan.describe()}"
-        picture = scatter(result.points, labels, title=title, thumbnails=np.concatenate(thumbs) if thumbs else None)
+        picture = scatter(
+            result.points,
+            labels,
+            title=title,
+            thumbnails=np.concatenate(thumbs) if thumbs else None,
+        )
         return InsightAnswer(result, encode.png_bytes(picture), encode.PNG_MEDIA_TYPE)
     return InsightAnswer(result, b"", "application/json")
