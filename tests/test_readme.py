@@ -83,7 +83,11 @@ def test_every_curl_line_works_against_a_live_server(server: str, tmp_path: Path
     assert len(lines) >= 12
     for line in lines:
         command = line.replace("http://127.0.0.1:8000", server).replace("curl ", "curl --fail-with-body ", 1)
-        result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, timeout=120)
+        for _attempt in range(40):  # a job's result is there once the job has run, as a user would retry
+            result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, timeout=120)
+            if result.returncode == 0 or "/result" not in line:
+                break
+            time.sleep(0.5)
         assert result.returncode == 0, f"{line}\n{result.stdout[:500]!r}\n{result.stderr[:500]!r}"
         output = re.search(r"-o (\S+)", line)
         if output is None:
@@ -93,6 +97,8 @@ def test_every_curl_line_works_against_a_live_server(server: str, tmp_path: Path
                 json.loads(result.stdout)
             continue
         data = (tmp_path / output.group(1)).read_bytes()
+        if output.group(1) == "/dev/null":
+            continue
         if output.group(1).endswith(".png"):
             assert Image.open(io.BytesIO(data)).format == "PNG"
         elif output.group(1).endswith(".npz"):
@@ -104,7 +110,7 @@ def test_every_curl_line_works_against_a_live_server(server: str, tmp_path: Path
 def test_every_route_has_a_curl_line() -> None:
     from service.app import create_app
 
-    documented = " ".join(curl_lines())
+    documented = re.sub(r"\$\([^)]*\)", "ID", " ".join(curl_lines()))  # shell substitutions give ids
     paths = list(create_app().openapi()["paths"])
     assert "/v1/models/{model}/feature-maps" in paths and len(paths) >= 8
     for path in paths:
