@@ -200,6 +200,7 @@ async def embedding(
         flops_per_second=settings.flops_per_second(model.device.type),
     )
     return await answer_or_job(
+        model=model,
         kind="embedding",
         work=work,
         total=-(-len(uploads) // EMBEDDING_CHUNK) + 1,

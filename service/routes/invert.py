@@ -115,6 +115,7 @@ async def invert(
         flops_per_second=settings.flops_per_second(model.device.type),
     )
     return await answer_or_job(
+        model=model,
         kind="invert",
         work=work,
         total=plan.steps,

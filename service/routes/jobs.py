@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from api_schemas.errors import ErrorBody
 from api_schemas.jobs import JobBody, JobProgress, JobStatus
 from model_registry.errors import ClientError
+from model_registry.registry import LoadedModel
 from service.engine.insight.progress import Progress
 from service.settings import Settings
 from service.workers.job_store import SUCCEEDED, Encoded, JobStore, JobView
@@ -85,6 +86,7 @@ def deadline(limit_s: float) -> Progress:
 
 async def answer_or_job(
     *,
+    model: LoadedModel,
     kind: str,
     work: Callable[[Progress], Encoded],
     total: int,
@@ -98,7 +100,7 @@ async def answer_or_job(
     the synchronous budget (`async` unset). A job answers 202 with `Location`."""
     as_job = run_async if run_async is not None else estimate_s > settings.sync_budget_s
     if not as_job:
-        encoded = await pool.run(work, deadline(settings.job_timeout_s))
+        encoded = await pool.run_on(model, work, deadline(settings.job_timeout_s))
         return Response(encoded.body, media_type=encoded.media_type)
     view = jobs.submit(kind, work, total=total)
     location = f"/v1/jobs/{view.id}"

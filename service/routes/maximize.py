@@ -145,6 +145,7 @@ async def maximize(
         flops_per_second=settings.flops_per_second(model.device.type),
     )
     return await answer_or_job(
+        model=model,
         kind="maximize",
         work=work,
         total=plan.steps,
