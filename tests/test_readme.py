@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -15,10 +14,11 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.helpers import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -32,40 +32,12 @@ def curl_lines() -> list[str]:
     return [line.strip() for block in _bash_blocks() for line in block.splitlines() if line.strip().startswith("curl ")]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server() -> Iterator[str]:
     """`layerscope serve` in a subprocess, as `make serve` runs it."""
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LAYERSCOPE_DEVICE": "cpu"}
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {log.read_text()}")
-            time.sleep(0.3)
-        else:
-            raise RuntimeError(f"server not ready: {log.read_text()}")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    live = LiveServer().wait_ready()
+    yield live.url
+    live.stop()
 
 
 def test_readme_has_the_two_commands() -> None:
