@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from model_registry.config import default_specs, load_config
 from model_registry.registry import ModelRegistry, resolve_device
 from service.errors import install_error_handlers
-from service.routes import feature_maps, health, models, predict
+from service.routes import attributions, feature_maps, health, models, predict
 from service.settings import Settings
 from service.workers.pool import InferencePool
 
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = None
     install_error_handlers(app)
-    for router in (health.router, models.router, predict.router, feature_maps.router):
+    routers = (health.router, models.router, predict.router, feature_maps.router, attributions.router)
+    for router in routers:
         app.include_router(router)
     return app
