@@ -9,6 +9,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import BeforeValidator
 
 from api_schemas.attributions import (
     Baseline,
@@ -90,6 +91,11 @@ RandomizeQuery = Annotated[
 ]
 
 
+def _plus_signs(value: object) -> object:
+    """An unencoded `+` in a query string arrives as a space: `method=gradcam++` is gradcam++."""
+    return value.replace(" ", "+") if isinstance(value, str) else value
+
+
 def split_names(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
@@ -122,7 +128,11 @@ async def cam(
     images: ImagesDep,
     pool: PoolDep,
     settings: SettingsDep,
-    method: Annotated[CamMethod, Query(description="the CAM method")] = CamMethod.gradcam,
+    method: Annotated[
+        CamMethod,
+        BeforeValidator(_plus_signs),
+        Query(description="the CAM method (gradcam++ may be sent as gradcam%2B%2B or gradcam++)"),
+    ] = CamMethod.gradcam,
     layer: Annotated[
         str | None,
         Query(

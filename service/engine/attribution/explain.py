@@ -215,7 +215,6 @@ def compute_cam(
                 batch,
                 maps,
                 raw.targets,
-                model.spec,
                 metrics=plan.metrics,
                 steps=plan.metric_steps,
                 rows=rows_per_chunk(model, graph=False),
@@ -287,7 +286,7 @@ def gradient_maps(
             module, batch, lambda _logits, part: cam.targets[part], rows=rows, relu_mode=GUIDED
         )
         return cam.logits, cam.targets, guided * unit_scale(cam.maps[plan.layer])[:, :, None]
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference mode: the targets index gradient passes below
         logits = module(batch)
     targets = fixed_targets if fixed_targets is not None else resolve_targets(logits, plan.targets)
     if method == grads.INTEGRATED_GRADIENTS:

@@ -1,10 +1,12 @@
 """Deletion and insertion (Petsiuk et al. 2018, RISE, https://arxiv.org/abs/1806.07421).
 
 Pixels are taken most salient first, in `steps` equal portions. Deletion replaces them
-with black and tracks the target's softmax probability (a faithful map makes it fall
-fast: low AUC is good); insertion starts from a blurred image and puts the original
-pixels back (a faithful map makes it rise fast: high AUC is good). AUC is the trapezoidal
-area under the curve over the fraction of pixels, in [0, 1].
+with the all-zero normalized input (the dataset-mean colour, as RISE's evaluation code
+does with `torch.zeros_like` on normalized tensors) and tracks the target's softmax
+probability (a faithful map makes it fall fast: low AUC is good); insertion starts from
+a strongly blurred image (`baselines.blur_sigma`) and puts the original pixels back (a
+faithful map makes it rise fast: high AUC is good). AUC is the trapezoidal area under the
+curve over the fraction of pixels, in [0, 1].
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model_registry.spec import ModelSpec
-from service.engine.attribution.baselines import black, blur_sigma, gaussian_blur
+from service.engine.attribution.baselines import blur_sigma, gaussian_blur
 
 DELETION = "deletion"
 INSERTION = "insertion"
@@ -36,7 +37,6 @@ def deletion_insertion(
     batch: torch.Tensor,
     maps: torch.Tensor,
     targets: torch.Tensor,
-    spec: ModelSpec,
     *,
     metrics: tuple[str, ...] = METRICS,
     steps: int = DEFAULT_STEPS,
@@ -59,7 +59,7 @@ def deletion_insertion(
         torch.linspace(0, positions, steps + 1, device=maps.device)
     ).long()  # pixels taken
     starts = {
-        DELETION: black(batch, spec),
+        DELETION: torch.zeros_like(batch),
         INSERTION: gaussian_blur(batch, blur_sigma(height, width)),
     }
     auc: dict[str, torch.Tensor] = {}
