@@ -130,6 +130,9 @@ def integrated_gradients(
     return delta[:, None] * total.view(count, per_image, *batch.shape[1:])
 
 
+NOISE_DRAW_BYTES = 256 * 2**20
+
+
 def smoothgrad(
     module: nn.Module,
     batch: torch.Tensor,
@@ -144,21 +147,25 @@ def smoothgrad(
 
     The mean gradient over `samples` copies of each image with Gaussian noise of standard
     deviation `noise` * (max - min of that normalized image), the paper's noise level. The
-    noise comes from a CPU generator seeded with `seed`, image after image, all samples of
-    an image in one draw (as Captum's NoiseTunnel draws them), and every target of an
-    image sees the same noisy copies.
+    noise comes from a CPU generator seeded with `seed`, image after image, the samples of
+    an image in one draw as Captum's NoiseTunnel draws them (in several draws only when
+    they would take more than NOISE_DRAW_BYTES), and every target of an image sees the
+    same noisy copies.
     """
     count, per_image = targets.shape
     generator = torch.Generator().manual_seed(seed)
     out = torch.zeros((count, per_image, *batch.shape[1:]), dtype=batch.dtype, device=batch.device)
-    which, sample = _pairs(per_image, samples, batch.device)
+    per_sample = batch[0].numel() * batch.element_size()
+    draw_size = max(1, min(samples, NOISE_DRAW_BYTES // per_sample))
     for image in range(count):
         sigma = noise * (batch[image].max() - batch[image].min()).cpu()
-        draws = (torch.randn((samples, *batch.shape[1:]), generator=generator) * sigma).to(
-            batch.device
-        )
-        for start in range(0, which.numel(), rows):
-            tgt, s = which[start : start + rows], sample[start : start + rows]
-            grads = input_gradients(module, batch[image][None] + draws[s], targets[image, tgt])
-            out[image].index_add_(0, tgt, grads)
+        for first in range(0, samples, draw_size):
+            size = min(draw_size, samples - first)
+            draws = torch.randn((size, *batch.shape[1:]), generator=generator) * sigma
+            draws = draws.to(batch.device)
+            which, sample = _pairs(per_image, size, batch.device)
+            for start in range(0, which.numel(), rows):
+                tgt, s = which[start : start + rows], sample[start : start + rows]
+                grads = input_gradients(module, batch[image][None] + draws[s], targets[image, tgt])
+                out[image].index_add_(0, tgt, grads)
     return out / samples

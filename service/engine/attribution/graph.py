@@ -106,7 +106,7 @@ def score_gradients(
                 retain_graph=True,  # kept for the fallback below
                 allow_unused=True,
             )
-        except RuntimeError:  # an op without a batching rule: one backward pass per target
+        except (RuntimeError, NotImplementedError):  # no batching rule: one pass per target
             per_target = [
                 torch.autograd.grad(
                     scores[:, t].sum(), list(inputs), retain_graph=True, allow_unused=True
