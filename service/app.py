@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = None
     install_error_handlers(app)
-    routers = (health.router, models.router, predict.router, feature_maps.router, attributions.router)
-    for router in routers:
+    for router in (health.router, models.router, predict.router, feature_maps.router):
         app.include_router(router)
+    app.include_router(attributions.router)
     return app
