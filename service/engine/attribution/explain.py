@@ -272,12 +272,12 @@ def gradient_maps(
         return logits, targets, values
     if method == grads.GUIDED_GRADCAM:
         # Guided backprop times the Grad-CAM map scaled to [0, 1] (Selvaraju et al. 2017, sec. 3.1).
-        assert plan.layer is not None  # set by plan_gradients
+        layer = plan.layer or model.catalog.last_spatial_layer().name  # plan_gradients sets it
         cam = cam_maps(
             model,
             batch,
             cams.GRADCAM,
-            (plan.layer,),
+            (layer,),
             plan.targets,
             fixed_targets=fixed_targets,
             budget=budget,
@@ -285,7 +285,7 @@ def gradient_maps(
         _, _, guided = grads.gradients_with_logits(
             module, batch, lambda _logits, part: cam.targets[part], rows=rows, relu_mode=GUIDED
         )
-        return cam.logits, cam.targets, guided * unit_scale(cam.maps[plan.layer])[:, :, None]
+        return cam.logits, cam.targets, guided * unit_scale(cam.maps[layer])[:, :, None]
     with torch.no_grad():  # not inference mode: the targets index gradient passes below
         logits = module(batch)
     targets = fixed_targets if fixed_targets is not None else resolve_targets(logits, plan.targets)
