@@ -30,7 +30,16 @@ class LayerInfo(BaseModel):
         examples=[[256, 14, 14]],
     )
     params: int = Field(description="parameter count, submodules included")
-    spatial: bool = Field(description="true when the output is a [C, H, W] map with more than one position")
+    spatial: bool = Field(
+        description="true when the output reads as a [C, H, W] map with more than one position"
+    )
+    spatial_shape: list[int] | None = Field(
+        default=None,
+        description="the [C, H, W] the output is shown as by feature maps and CAMs: ViT tokens "
+        "without class tokens on the patch grid, channels-last (Swin) maps channels first, "
+        "vectors as [C, 1, 1]; null when it cannot be shown",
+        examples=[[768, 14, 14]],
+    )
 
 
 class LayerList(BaseModel):

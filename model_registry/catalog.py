@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from model_registry.errors import unknown_layer
+from model_registry.layout import MapLayout, map_layout
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class LayerInfo:
         calls: how often the module runs in one forward pass (a reused ReLU runs twice).
         order: position at which its first call completed in the forward pass (-1 if it
             never ran); a container completes after its children, so the deepest map is last.
+        layout: how the output is read as [C, H, W] maps (channels-first, channels-last,
+            ViT tokens or a vector); None: decided from `output_shape` alone, CNN readings only.
     """
 
     name: str
@@ -36,12 +39,23 @@ class LayerInfo:
     params: int
     calls: int
     order: int
+    layout: MapLayout | None = None
+
+    @property
+    def map_layout(self) -> MapLayout | None:
+        return self.layout if self.layout is not None else map_layout(self.output_shape)
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int] | None:
+        """The [C, H, W] the output is shown as (a vector as [C, 1, 1]); None if it cannot be."""
+        layout = self.map_layout
+        return layout.shape if layout is not None else None
 
     @property
     def spatial(self) -> bool:
-        """True when the output is a [C, H, W] map with more than one position."""
-        shape = self.output_shape
-        return shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
+        """True when the output reads as a [C, H, W] map with more than one position."""
+        layout = self.map_layout
+        return layout is not None and layout.spatial
 
 
 class LayerCatalog:
@@ -110,6 +124,7 @@ def build_catalog(model_name: str, module: nn.Module, input_shape: tuple[int, ..
             params=sum(p.numel() for p in sub.parameters()),
             calls=calls.get(name, 0),
             order=order.get(name, -1),
+            layout=map_layout(shapes.get(name), (input_shape[1], input_shape[2])),
         )
         for name, sub in named
     ]

@@ -18,6 +18,7 @@ from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
 from service.routes import (
+    attributions,
     embedding,
     feature_maps,
     filters,
@@ -124,7 +125,7 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
     for router in (health.router, metrics.router, models.router, images.router, predict.router, feature_maps.router):
         app.include_router(router)
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
-    for router in (*insight, jobs.router):
+    for router in (attributions.router, *insight, jobs.router):
         app.include_router(router)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.
     if settings.cors_origins:

@@ -50,7 +50,7 @@ def test_layer_catalog_endpoint(default_client: TestClient) -> None:
     layers = {layer["name"]: layer for layer in body["data"]}
     assert body["count"] == len(body["data"]) == 67
     assert layers["layer3"]["output_shape"] == [256, 14, 14]
-    assert layers["conv1"] == {"name": "conv1", "type": "Conv2d", "output_shape": [64, 112, 112], "params": 9408, "spatial": True}
+    assert layers["conv1"] == {"name": "conv1", "type": "Conv2d", "output_shape": [64, 112, 112], "params": 9408, "spatial": True, "spatial_shape": [64, 112, 112]}
     assert layers["fc"]["output_shape"] == [1000] and layers["fc"]["spatial"] is False
 
 

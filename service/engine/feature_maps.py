@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from model_registry.errors import InvalidInput, PayloadTooLarge
+from model_registry.layout import MapLayout, map_layout, to_maps
 from model_registry.registry import LoadedModel
 from service.engine.capture import capture
 from service.engine.channels import ChannelSelection, check_channels, parse_channels, select_channels
@@ -51,15 +52,16 @@ class FeatureMaps:
     reduce: str
 
 
-def map_shape(shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
-    """The [C, H, W] a layer output is shown as, or None when it cannot be shown."""
-    if shape is None:
-        return None
-    if len(shape) == 3:
-        return (shape[0], shape[1], shape[2])
-    if len(shape) == 1:
-        return (shape[0], 1, 1)
-    return None
+def map_shape(
+    shape: tuple[int, ...] | None, input_size: tuple[int, int] | None = None
+) -> tuple[int, int, int] | None:
+    """The [C, H, W] a layer output is shown as, or None when it cannot be shown.
+
+    With the model's `input_size`, token sequences (ViT) and channels-last maps (Swin) are
+    recognised too; see `model_registry.layout`.
+    """
+    layout = map_layout(shape, input_size)
+    return layout.shape if layout is not None else None
 
 
 def plan_feature_maps(model: LoadedModel, *, layers: list[str], channels: str, reduce: str) -> FeatureMapPlan:
@@ -72,7 +74,7 @@ def plan_feature_maps(model: LoadedModel, *, layers: list[str], channels: str, r
     infos = [catalog.get(name, field="layers") for name in names]
     selection = parse_channels(channels)
     for info in infos:
-        shape = map_shape(info.output_shape)
+        shape = info.spatial_shape
         if shape is None or info.calls == 0:
             suitable = [lay.name for lay in catalog.spatial_layers()][-10:]
             raise InvalidInput(
@@ -108,7 +110,7 @@ def check_output_size(
         )
     array_bytes = tiles = pixels = 0
     for name in plan.layers:
-        channels, height, width = map_shape(model.catalog.get(name).output_shape)
+        channels, height, width = model.catalog.get(name).spatial_shape
         kept = plan.selection.size(channels)
         shown = {"none": kept, "pca": 3}.get(plan.reduce, 1)
         array_bytes += 4 * images * shown * height * width
@@ -133,7 +135,10 @@ def check_output_size(
         )
 
 
-def _as_maps(output: torch.Tensor) -> torch.Tensor:
+def _as_maps(output: torch.Tensor, layout: MapLayout | None = None) -> torch.Tensor:
+    """[B, C, H, W] from a layer output; the catalog's `layout` reads tokens and channels-last."""
+    if layout is not None:
+        return to_maps(output, layout)
     return output[:, :, None, None] if output.ndim == 2 else output
 
 
@@ -142,11 +147,13 @@ def capture_calls(model: LoadedModel, plan: FeatureMapPlan) -> dict[str, int]:
     return {name: model.catalog.get(name).calls for name in plan.layers}
 
 
-def maps_from_outputs(outputs: dict[str, torch.Tensor], plan: FeatureMapPlan, *, inputs: np.ndarray) -> FeatureMaps:
-    """Select and reduce channels of captured layer outputs."""
+def maps_from_outputs(
+    model: LoadedModel, outputs: dict[str, torch.Tensor], plan: FeatureMapPlan, *, inputs: np.ndarray
+) -> FeatureMaps:
+    """Select and reduce channels of captured layer outputs, read as maps by the catalog's layout."""
     results = []
     for name in plan.layers:
-        maps = _as_maps(outputs[name]).float()
+        maps = _as_maps(outputs[name], model.catalog.get(name).map_layout).float()
         selected, index = select_channels(maps, plan.selection)
         values = reduce_channels(selected, plan.reduce)
         results.append(
@@ -162,7 +169,8 @@ def maps_from_outputs(outputs: dict[str, torch.Tensor], plan: FeatureMapPlan, *,
 
 def compute_feature_maps(model: LoadedModel, batch: torch.Tensor, plan: FeatureMapPlan, *, inputs: np.ndarray) -> FeatureMaps:
     """One forward pass (stopped after the deepest requested layer) serves every layer."""
-    return maps_from_outputs(capture(model.module, batch, capture_calls(model, plan)), plan, inputs=inputs)
+    outputs = capture(model.module, batch, capture_calls(model, plan))
+    return maps_from_outputs(model, outputs, plan, inputs=inputs)
 
 
 def layer_picture(layer: LayerMaps, image: int, *, reduce: str, background: np.ndarray, options: RenderOptions) -> np.ndarray:

@@ -50,6 +50,7 @@ async def list_layers(model: ModelDep) -> LayerList:
             output_shape=list(layer.output_shape) if layer.output_shape is not None else None,
             params=layer.params,
             spatial=layer.spatial,
+            spatial_shape=list(layer.spatial_shape) if layer.spatial_shape is not None else None,
         )
         for layer in model.catalog
     ]

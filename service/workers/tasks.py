@@ -11,6 +11,14 @@ import torch
 
 from model_registry.registry import LoadedModel
 from service.engine import encode
+from service.engine.attribution.explain import (
+    CamResult,
+    GradientResult,
+    compute_cam,
+    compute_gradients,
+)
+from service.engine.attribution.pictures import Look, cam_panel, gradient_panel
+from service.engine.attribution.plan import CamPlan, GradientPlan
 from service.engine.capture import capture
 from service.engine.feature_maps import (
     FeatureMapPlan,
@@ -86,7 +94,7 @@ def feature_map_answer(
     options: RenderOptions,
 ) -> FeatureMapAnswer:
     """Select, reduce, render and encode captured outputs."""
-    maps = maps_from_outputs(outputs, plan, inputs=denormalize(batch, model.spec))
+    maps = maps_from_outputs(model, outputs, plan, inputs=denormalize(batch, model.spec))
     return encode_feature_maps(maps, fmt=fmt, options=options)
 
 
@@ -226,3 +234,65 @@ def embedding_task(
         )
         return InsightAnswer(result, encode.png_bytes(picture), encode.PNG_MEDIA_TYPE)
     return InsightAnswer(result, b"", "application/json")
+
+
+@dataclass(frozen=True)
+class CamAnswer:
+    """Encoded bytes for png/npy/npz; for json the png plus the result for the metadata."""
+
+    result: CamResult
+    body: bytes
+    media_type: str
+
+
+@dataclass(frozen=True)
+class GradientAnswer:
+    result: GradientResult
+    body: bytes
+    media_type: str
+
+
+def _per_request_shape(values: np.ndarray, several_targets: bool) -> np.ndarray:
+    """[B, T, ...] -> [B, ...] when a single target (or the default top-1) was asked for."""
+    return values if several_targets else values[:, 0]
+
+
+def cam_task(
+    model: LoadedModel,
+    uploads: Sequence[bytes],
+    plan: CamPlan,
+    *,
+    fmt: str,
+    look: Look,
+    max_pixels: int,
+) -> CamAnswer:
+    batch = decode_batch(model, uploads, max_pixels=max_pixels)
+    result = compute_cam(model, batch, plan, inputs=denormalize(batch, model.spec))
+    if fmt == "npy":
+        several = result.several_targets
+        arrays = {layer.name: _per_request_shape(layer.maps, several) for layer in result.layers}
+        if len(arrays) == 1:
+            (values,) = arrays.values()
+            return CamAnswer(result, encode.npy_bytes(values), encode.NPY_MEDIA_TYPE)
+        return CamAnswer(result, encode.npz_bytes(arrays), encode.NPZ_MEDIA_TYPE)
+    picture = cam_panel(result, look, model.label)
+    return CamAnswer(result, encode.png_bytes(np.ascontiguousarray(picture)), encode.PNG_MEDIA_TYPE)
+
+
+def gradients_task(
+    model: LoadedModel,
+    uploads: Sequence[bytes],
+    plan: GradientPlan,
+    *,
+    fmt: str,
+    look: Look,
+    max_pixels: int,
+) -> GradientAnswer:
+    batch = decode_batch(model, uploads, max_pixels=max_pixels)
+    result = compute_gradients(model, batch, plan, inputs=denormalize(batch, model.spec))
+    if fmt == "npy":
+        values = _per_request_shape(result.values, result.several_targets)
+        return GradientAnswer(result, encode.npy_bytes(values), encode.NPY_MEDIA_TYPE)
+    picture = gradient_panel(result, look, model.label)
+    body = encode.png_bytes(np.ascontiguousarray(picture))
+    return GradientAnswer(result, body, encode.PNG_MEDIA_TYPE)

@@ -1,0 +1,99 @@
+"""Class activation maps from a layer's activations (and gradients): the formulas.
+
+Shapes: activations [B, C, h, w], gradients [B, T, C, h, w] (T targets); every function
+returns [B, T, h, w] before the final ReLU. The formulas follow the papers as
+pytorch-grad-cam (jacobgil/pytorch-grad-cam) computes them, epsilons included, so the
+maps agree with it to float precision.
+"""
+
+from __future__ import annotations
+
+import torch
+
+GRADCAM = "gradcam"
+GRADCAM_PP = "gradcam++"
+XGRADCAM = "xgradcam"
+LAYERCAM = "layercam"
+HIRESCAM = "hirescam"
+CAM = "cam"
+SCORECAM = "scorecam"
+EIGENCAM = "eigencam"
+ABLATIONCAM = "ablationcam"
+
+GRADIENT_METHODS = (GRADCAM, GRADCAM_PP, XGRADCAM, LAYERCAM, HIRESCAM)
+CAM_METHODS = (*GRADIENT_METHODS, CAM, SCORECAM, EIGENCAM, ABLATIONCAM)
+
+
+def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """sum_c weights[b, t, c] * activations[b, c] -> [B, T, h, w]."""
+    return torch.einsum("btc,bchw->bthw", weights, activations)
+
+
+def gradient_cam(method: str, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """The gradient-based CAMs.
+
+    - gradcam (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391): channel weights
+      are the spatially averaged gradients.
+    - gradcam++ (Chattopadhay et al. 2018, https://arxiv.org/abs/1710.11063, eq. 19):
+      weights sum ReLU(gradients) times alpha = g^2 / (2 g^2 + sum(A) g^3).
+    - xgradcam (Fu et al. 2020, https://arxiv.org/abs/2008.02312): weights sum
+      gradients * A / sum(A).
+    - layercam (Jiang et al. 2021): no channel weights; sum_c ReLU(g) * A per position.
+    - hirescam (Draelos & Carin 2020, https://arxiv.org/abs/2011.08891): sum_c g * A.
+    """
+    acts = activations[:, None]  # [B, 1, C, h, w]
+    if method == GRADCAM:
+        return weighted_sum(grads.mean(dim=(3, 4)), activations)
+    if method == GRADCAM_PP:
+        grads_2 = grads.pow(2)
+        grads_3 = grads_2 * grads
+        sum_acts = acts.sum(dim=(3, 4), keepdim=True)
+        alpha = grads_2 / (2 * grads_2 + sum_acts * grads_3 + 1e-6)
+        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+        return weighted_sum((grads.clamp(min=0) * alpha).sum(dim=(3, 4)), activations)
+    if method == XGRADCAM:
+        sum_acts = acts.sum(dim=(3, 4), keepdim=True)
+        return weighted_sum((grads * acts / (sum_acts + 1e-7)).sum(dim=(3, 4)), activations)
+    if method == LAYERCAM:
+        return (grads.clamp(min=0) * acts).sum(dim=2)
+    if method == HIRESCAM:
+        return (grads * acts).sum(dim=2)
+    raise ValueError(f"not a gradient CAM method: {method!r}")
+
+
+def class_activation_map(
+    activations: torch.Tensor, classifier_weight: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """CAM (Zhou et al. 2016, https://arxiv.org/abs/1512.04150): the final linear layer's
+    weights of the target class over the maps that global average pooling feeds it.
+
+    Args:
+        classifier_weight: [classes, C] of that linear layer.
+        targets: int64 [B, T].
+    """
+    return weighted_sum(classifier_weight[targets].to(activations.dtype), activations)
+
+
+def eigen_cam(activations: torch.Tensor) -> torch.Tensor:
+    """EigenCAM (Muhammad & Yeasin 2020, https://arxiv.org/abs/2008.00299): the projection of
+    the centred activations [B, C, h, w] on their first principal component -> [B, h, w].
+
+    A principal component has no sign of its own; the sign is fixed so that the projection's
+    largest magnitude is positive (Seg-Eigen-CAM, Chung & Ying 2025, eq. 13; pytorch-grad-cam's
+    `get_2d_projection_with_sign_correction`), which makes the map reproducible.
+    The component comes from the smaller of the two Gram matrices (positions x positions or
+    channels x channels), in float64, instead of a full SVD.
+    """
+    batch, channels, height, width = activations.shape
+    x = activations.reshape(batch, channels, height * width).transpose(1, 2).to(torch.float64)
+    x = torch.nan_to_num(x, nan=0.0)
+    x = x - x.mean(dim=1, keepdim=True)  # [B, positions, C], centred per channel
+    if height * width <= channels:
+        values, vectors = torch.linalg.eigh(x @ x.transpose(1, 2))
+        projection = vectors[:, :, -1] * values[:, -1:].clamp(min=0).sqrt()
+    else:
+        _, vectors = torch.linalg.eigh(x.transpose(1, 2) @ x)
+        projection = (x @ vectors[:, :, -1:])[..., 0]
+    flip = projection.amin(dim=1).abs() > projection.amax(dim=1).abs()
+    projection = torch.where(flip[:, None], -projection, projection)
+    return projection.reshape(batch, height, width).to(activations.dtype)

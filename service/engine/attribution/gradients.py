@@ -1,0 +1,171 @@
+"""Gradient maps w.r.t. the normalized input: vanilla, guided backprop, deconvnet,
+input x gradient, integrated gradients and SmoothGrad.
+
+Rows (image, target[, step or sample]) are batched `rows` at a time: one forward and one
+backward pass serve a whole chunk. Gradients come from `torch.autograd.grad` on a copy of
+the input that requires grad; parameters are frozen, so the model gets no `.grad`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from service.engine.attribution.graph import score_gradients
+from service.engine.attribution.guided import relu_override
+
+VANILLA = "vanilla"
+GUIDED_BACKPROP = "guided-backprop"
+DECONVNET = "deconvnet"
+GUIDED_GRADCAM = "guided-gradcam"
+INPUT_X_GRADIENT = "input-x-gradient"
+INTEGRATED_GRADIENTS = "integrated-gradients"
+SMOOTHGRAD = "smoothgrad"
+GRADIENT_MAP_METHODS = (
+    VANILLA,
+    GUIDED_BACKPROP,
+    DECONVNET,
+    GUIDED_GRADCAM,
+    INPUT_X_GRADIENT,
+    INTEGRATED_GRADIENTS,
+    SMOOTHGRAD,
+)
+
+
+def input_gradients(
+    module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, relu_mode: str | None = None
+) -> torch.Tensor:
+    """d(logit[targets[r]])/d(inputs[r]) for every row r of `inputs` [R, C, H, W]."""
+    x = inputs.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), relu_override(relu_mode):
+        logits = module(x)
+        score = logits.gather(1, targets[:, None]).sum()
+        (grad,) = torch.autograd.grad(score, x)
+    return grad
+
+
+def _pairs(count: int, per_image: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.arange(count, device=device).repeat_interleave(per_image)
+    inner = torch.arange(per_image, device=device).repeat(count)
+    return images, inner
+
+
+def gradients_with_logits(
+    module: nn.Module,
+    batch: torch.Tensor,
+    choose: Callable[[torch.Tensor, slice], torch.Tensor],
+    *,
+    rows: int,
+    relu_mode: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of several targets from one forward and one (batched) backward pass.
+
+    Args:
+        batch: [B, C, H, W].
+        choose: (logits of a chunk [b, classes], the chunk's slice of the batch) -> int64
+            targets [b, T]; the default top-1 is taken from the same forward pass.
+        rows: images per pass.
+        relu_mode: 'guided', 'deconv' or None.
+
+    Returns:
+        logits [B, classes], targets [B, T] and gradients [B, T, C, H, W].
+    """
+    logits, targets, grads = [], [], []
+    for start in range(0, batch.shape[0], rows):
+        part = slice(start, start + rows)
+        x = batch[part].detach().clone().requires_grad_(True)
+        with torch.enable_grad(), relu_override(relu_mode):
+            out = module(x)
+            chosen = choose(out.detach(), part)
+            (grad,) = score_gradients(out, chosen, [x])
+        logits.append(out.detach())
+        targets.append(chosen)
+        grads.append(grad)
+    return torch.cat(logits), torch.cat(targets), torch.cat(grads)
+
+
+def gauss_legendre(steps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes in (0, 1) and weights of the `steps`-point Gauss-Legendre rule (Captum's default)."""
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    alphas = torch.tensor(0.5 * (1 + nodes), dtype=torch.float32, device=device)
+    return alphas, torch.tensor(0.5 * weights, dtype=torch.float32, device=device)
+
+
+def integrated_gradients(
+    module: nn.Module,
+    batch: torch.Tensor,
+    targets: torch.Tensor,
+    baseline: torch.Tensor,
+    *,
+    steps: int,
+    rows: int,
+) -> torch.Tensor:
+    """Integrated gradients (Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365).
+
+    Returns [B, T, C, H, W]:
+
+    (x - x') * integral over a in [0, 1] of the gradient at x' + a (x - x'), by a
+    `steps`-point Gauss-Legendre rule; all steps of all targets and images are batched.
+    """
+    count, per_image = targets.shape
+    alphas, weights = gauss_legendre(steps, batch.device)
+    pairs, step = _pairs(count * per_image, steps, batch.device)
+    images, which = pairs // per_image, pairs % per_image
+    delta = batch - baseline
+    total = torch.zeros(
+        (count * per_image, *batch.shape[1:]), dtype=batch.dtype, device=batch.device
+    )
+    for start in range(0, pairs.numel(), rows):
+        img, tgt, k = (
+            images[start : start + rows],
+            which[start : start + rows],
+            step[start : start + rows],
+        )
+        points = baseline[img] + alphas[k].view(-1, 1, 1, 1) * delta[img]
+        grads = input_gradients(module, points, targets[img, tgt])
+        total.index_add_(0, pairs[start : start + rows], grads * weights[k].view(-1, 1, 1, 1))
+    return delta[:, None] * total.view(count, per_image, *batch.shape[1:])
+
+
+NOISE_DRAW_BYTES = 256 * 2**20
+
+
+def smoothgrad(
+    module: nn.Module,
+    batch: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    samples: int,
+    noise: float,
+    seed: int,
+    rows: int,
+) -> torch.Tensor:
+    """SmoothGrad (Smilkov et al. 2017, https://arxiv.org/abs/1706.03825) -> [B, T, C, H, W].
+
+    The mean gradient over `samples` copies of each image with Gaussian noise of standard
+    deviation `noise` * (max - min of that normalized image), the paper's noise level. The
+    noise comes from a CPU generator seeded with `seed`, image after image, the samples of
+    an image in one draw as Captum's NoiseTunnel draws them (in several draws only when
+    they would take more than NOISE_DRAW_BYTES), and every target of an image sees the
+    same noisy copies.
+    """
+    count, per_image = targets.shape
+    generator = torch.Generator().manual_seed(seed)
+    out = torch.zeros((count, per_image, *batch.shape[1:]), dtype=batch.dtype, device=batch.device)
+    per_sample = batch[0].numel() * batch.element_size()
+    draw_size = max(1, min(samples, NOISE_DRAW_BYTES // per_sample))
+    for image in range(count):
+        sigma = noise * (batch[image].max() - batch[image].min()).cpu()
+        for first in range(0, samples, draw_size):
+            size = min(draw_size, samples - first)
+            draws = torch.randn((size, *batch.shape[1:]), generator=generator) * sigma
+            draws = draws.to(batch.device)
+            which, sample = _pairs(per_image, size, batch.device)
+            for start in range(0, which.numel(), rows):
+                tgt, s = which[start : start + rows], sample[start : start + rows]
+                grads = input_gradients(module, batch[image][None] + draws[s], targets[image, tgt])
+                out[image].index_add_(0, tgt, grads)
+    return out / samples

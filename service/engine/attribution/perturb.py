@@ -1,0 +1,122 @@
+"""Gradient-free CAMs that perturb and re-run the model: ScoreCAM and AblationCAM.
+
+Both need one forward pass per channel; rows are batched `rows` at a time (see `chunks`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model_registry.layout import MapLayout
+from service.engine.capture import hooked
+
+
+def score_cam_weights(
+    module: nn.Module, batch: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, *, rows: int
+) -> torch.Tensor:
+    """ScoreCAM channel weights (Wang et al. 2020, https://arxiv.org/abs/1910.01279) -> [B, T, C].
+
+    Each channel, bilinearly upsampled to the input (align_corners=True, as
+    pytorch-grad-cam) and min-max scaled, masks the input; the weight is the softmax over
+    channels of the target logits of the masked inputs. Every target reuses the same
+    masked passes. A constant channel masks everything to zero, so all of them share one
+    forward pass of an all-zero input.
+
+    Args:
+        batch: [B, C_in, H, W]; maps: [B, C, h, w]; targets: int64 [B, T].
+    """
+    count, channels = maps.shape[:2]
+    size = batch.shape[-2:]
+    scores = torch.empty(count, channels, targets.shape[1], device=batch.device)
+    flat = maps.flatten(2)
+    live = flat.amax(dim=2) > flat.amin(dim=2)  # [B, C]
+    images, chans = live.nonzero(as_tuple=True)
+    with torch.inference_mode():
+        for start in range(0, images.numel(), rows):
+            img, ch = images[start : start + rows], chans[start : start + rows]
+            up = F.interpolate(
+                maps[img, ch][:, None], size=size, mode="bilinear", align_corners=True
+            )[:, 0]
+            low = up.amin(dim=(1, 2), keepdim=True)
+            high = up.amax(dim=(1, 2), keepdim=True)
+            masks = (up - low) / (high - low + 1e-8)
+            logits = module(batch[img] * masks[:, None])
+            scores[img, ch] = logits.gather(1, targets[img]).float()
+        if not bool(live.all()):
+            zero_logits = module(torch.zeros_like(batch[:1]))[0]  # [classes]
+            dead_img, dead_ch = (~live).nonzero(as_tuple=True)
+            scores[dead_img, dead_ch] = zero_logits[targets[dead_img]].float()
+    return scores.softmax(dim=1).transpose(1, 2)
+
+
+def ablation_cam_weights(
+    module: nn.Module,
+    batch: torch.Tensor,
+    *,
+    layer: str,
+    calls: int,
+    output: torch.Tensor,
+    layout: MapLayout,
+    targets: torch.Tensor,
+    base_scores: torch.Tensor,
+    rows: int,
+) -> torch.Tensor:
+    """AblationCAM channel weights (Desai & Ramaswamy 2020) -> [B, T, C].
+
+    The layer's output with one channel set to zero replaces the real one (in a forward
+    hook, for the layer's last call); the weight is the relative drop of the target logit,
+    (score - ablated score) / score.
+
+    Args:
+        output: the layer's raw output [B, ...] from the first pass; layout: its layout.
+        base_scores: the target logits of the first pass [B, T].
+    """
+    count = batch.shape[0]
+    channels = layout.channels
+    ablated = torch.empty(count, channels, targets.shape[1], device=batch.device)
+    with torch.inference_mode():
+        for image in range(count):
+            for start in range(0, channels, rows):
+                chosen = torch.arange(start, min(channels, start + rows), device=batch.device)
+                size = chosen.numel()
+                replacement = output[image : image + 1].repeat(size, *([1] * (output.ndim - 1)))
+                replacement.movedim(layout.channel_dim, 1)[torch.arange(size), chosen] = 0
+                logits = _run_with_output(
+                    module, batch[image : image + 1], layer, calls, replacement
+                )
+                ablated[image, chosen] = logits.gather(1, targets[image].expand(size, -1)).float()
+    base = base_scores.float()[:, None, :]
+    return ((base - ablated) / base).transpose(1, 2)
+
+
+def _run_with_output(
+    module: nn.Module, image: torch.Tensor, layer: str, calls: int, replacement: torch.Tensor
+) -> torch.Tensor:
+    """Logits when `layer`'s last call outputs `replacement` ([n, ...]) for one input image.
+
+    The image is fed once: whatever runs after the layer sees n rows, and tensors computed
+    before it (ResNet identities, ViT class tokens) broadcast from one row, which is exact
+    because all n rows share the image. Architectures that cannot broadcast (a concat
+    with an earlier tensor) raise, and then the image is fed n times.
+    """
+    size = replacement.shape[0]
+    seen = {"calls": 0}
+
+    def hook(_module: nn.Module, _inputs: Any, _output: Any) -> Any:
+        seen["calls"] += 1
+        return replacement if seen["calls"] == calls else None
+
+    try:
+        with hooked(module, {layer: hook}):
+            logits = module(image)
+        if logits.ndim == 2 and logits.shape[0] == size:
+            return logits
+    except RuntimeError:
+        pass
+    seen["calls"] = 0
+    with hooked(module, {layer: hook}):
+        return module(image.expand(size, *image.shape[1:]))
