@@ -18,6 +18,7 @@ from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
 from service.routes import feature_maps, health, images, metrics, models, predict
+from service.routes import ui as portal
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
 from service.workers.image_store import ImageStore
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
     install_error_handlers(app)
     for router in (health.router, metrics.router, models.router, images.router, predict.router, feature_maps.router):
         app.include_router(router)
+    app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.
     if settings.cors_origins:
         app.add_middleware(
