@@ -1,0 +1,492 @@
+"""The portal in a real browser: Debian's Chromium driven by Playwright against a live server.
+
+Each test opens /ui in a fresh browser context and fails on any console error it did not
+expect. One screenshot per major view goes to test-output/screenshots/ (a CI artifact).
+Without Chromium these tests skip, unless REQUIRE_BROWSER=1 (as `make test` sets it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.samples import photos
+from tests.helpers import LiveServer
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CAM = "/v1/models/{model}/cam"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (REQUIRE_BROWSER=1; `make test` installs Chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LiveServer]:
+    live = LiveServer({"LAYERSCOPE_LOG_LEVEL": "warning"})
+    try:
+        yield live.wait_ready()
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="module")
+def api_paths(server: LiveServer) -> set[str]:
+    return set(httpx.get(f"{server.url}/openapi.json").json()["paths"])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        launched.close()
+
+
+class Console:
+    """Console errors and uncaught exceptions of one page; `allow` expected ones by pattern."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.allowed: list[str] = []
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.append(pattern)
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(re.search(p, e) for p in self.allowed)]
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Any, console: Console) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    tab = context.new_page()
+    tab.on(
+        "console", lambda message: message.type == "error" and console.errors.append(message.text)
+    )
+    tab.on("pageerror", lambda error: console.errors.append(f"uncaught: {error}"))
+    yield tab
+    context.close()
+    assert not console.unexpected(), f"console errors: {console.unexpected()}"
+
+
+@pytest.fixture(scope="module")
+def china_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's china photo written as a PNG file, as a user would pick it."""
+    path = tmp_path_factory.mktemp("pictures") / "china.png"
+    photos()["china.jpg"].save(path)
+    return path
+
+
+# --- helpers --------------------------------------------------------------------------------
+# The page's Content-Security-Policy forbids eval, which Playwright's wait_for_function needs;
+# page.evaluate is not subject to it, so waiting polls with evaluate.
+
+
+def wait_for(page: Any, script: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(script)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {script}")
+        time.sleep(0.03)
+
+
+def settled(page: Any, figure: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Wait until a result pane shows a decoded picture or an error; what it shows."""
+    script = f"""(() => {{
+        const figure = document.getElementById({json.dumps(figure)});
+        if (!figure || figure.classList.contains("busy")) return null;
+        const image = figure.querySelector("img.panel"), error = figure.querySelector(".error");
+        const shown = !figure.querySelector(".picture").hidden && image.complete
+            && image.naturalWidth > 0;
+        if (!shown && error.hidden) return null;
+        return {{
+            src: shown ? image.src : null, width: image.naturalWidth, ms: Number(figure.dataset.ms),
+            error: error.hidden ? null : error.textContent,
+            caption: figure.querySelector("figcaption").textContent,
+            tiles: [...figure.querySelectorAll(".tile")].map((t) => t.dataset.channel),
+        }};
+    }})()"""
+    return wait_for(page, script, timeout)
+
+
+def changed(page: Any, figure: str, before: str | None) -> dict[str, Any]:
+    """Wait until the pane settles on a picture other than `before`."""
+    deadline = time.monotonic() + 30
+    while True:
+        shown = settled(page, figure)
+        if shown["src"] != before or shown["error"]:
+            return shown
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{figure} did not change")
+        time.sleep(0.03)
+
+
+def open_portal(page: Any, server: LiveServer, hash_: str = "") -> None:
+    page.goto(f"{server.url}/ui{hash_}")
+    wait_for(
+        page,
+        "document.body.dataset.ready === 'true'"
+        " && document.querySelectorAll('#samples img').length === 12",
+    )
+
+
+def current_state(page: Any) -> dict[str, str]:
+    # page.url can lag behind history.replaceState; ask the page itself.
+    fragment = page.evaluate("location.hash").lstrip("#")
+    return dict(part.split("=", 1) for part in fragment.split("&") if part)
+
+
+def choose_sample(page: Any, name: str, figure: str = "maps-result") -> dict[str, Any]:
+    page.click(f"#samples button[data-sample='{name}']")
+    wait_for(page, f"location.hash.includes('sample={name}')")
+    return settled(page, figure)
+
+
+def screenshot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def test_a_photo_from_the_file_picker_shows_feature_maps_at_once(
+    page: Any, server: LiveServer, china_png: Path
+) -> None:
+    open_portal(page, server)
+    assert page.is_visible("#maps-result .message")  # a hint, not a blank pane
+    page.select_option("#model", "resnet18")
+    page.set_input_files("#file", str(china_png))
+    shown = settled(page, "maps-result")
+    assert shown["error"] is None and shown["width"] > 0
+    state = current_state(page)
+    assert state["image"] == hashlib.sha256(china_png.read_bytes()).hexdigest()
+    assert state["model"] == "resnet18" and shown["caption"].startswith(state["layer"])
+    assert len(shown["tiles"]) == 16 and shown["tiles"][:3] == ["0", "1", "2"]
+    assert "china.png" in page.inner_text("#image-info")
+    screenshot(page, "01-feature-maps-photo")
+
+
+def test_a_dropped_picture_is_uploaded_like_a_chosen_one(
+    page: Any, server: LiveServer, china_png: Path
+) -> None:
+    open_portal(page, server)
+    transfer = page.evaluate_handle(
+        """(encoded) => {
+            const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        base64.b64encode(china_png.read_bytes()).decode(),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    shown = settled(page, "maps-result")
+    assert shown["width"] > 0 and "dropped.png" in page.inner_text("#image-info")
+    assert current_state(page)["image"] == hashlib.sha256(china_png.read_bytes()).hexdigest()
+
+
+def test_layer_and_channel_choices_redraw_the_maps(page: Any, server: LiveServer) -> None:
+    open_portal(page, server)
+    first = choose_sample(page, "digit-3-label3.png")
+    assert current_state(page)["model"] == "digits"  # a digit picks the digit model
+    page.click("#layer-tree [data-layer='conv3']")
+    by_layer = changed(page, "maps-result", first["src"])
+    assert by_layer["caption"].startswith("conv3 [64×8×8]")
+
+    page.select_option("#channels-mode", "top")
+    page.fill("#channels-n", "4")
+    page.press("#channels-n", "Enter")
+    top = changed(page, "maps-result", by_layer["src"])
+    assert len(top["tiles"]) == 4 and current_state(page)["channels"] == "top%3A4"
+
+    page.select_option("#channels-mode", "list")
+    page.fill("#channels-list", "0,5,7")
+    page.press("#channels-list", "Enter")
+    listed = changed(page, "maps-result", top["src"])
+    assert listed["tiles"] == ["0", "5", "7"]
+
+    page.select_option("#reduce", "pca")
+    reduced = changed(page, "maps-result", listed["src"])
+    assert reduced["tiles"] == [""] and "pca of channels 0, 5, 7" in reduced["caption"]
+    page.select_option("#colormap", "magma")  # PCA is RGB: the colormap does not apply
+    page.select_option("#reduce", "mean")
+    meaned = changed(page, "maps-result", reduced["src"])
+    assert "mean of channels" in meaned["caption"]
+    screenshot(page, "02-layer-and-channels")
+
+    page.focus("#layer-tree")
+    page.keyboard.press("ArrowDown")
+    assert changed(page, "maps-result", meaned["src"])["caption"].startswith("bn3")
+    page.fill("#layer-search", "relu")
+    rows = page.eval_on_selector_all(
+        "#layer-tree [data-layer]", "(rows) => rows.map((r) => r.dataset.layer)"
+    )
+    assert rows == ["relu1", "relu2", "relu3"]
+
+
+def test_a_click_on_a_tile_enlarges_that_channel_with_its_range(
+    page: Any, server: LiveServer
+) -> None:
+    open_portal(page, server)
+    choose_sample(page, "digit-8-label8.png")
+    tile = page.locator("#maps-result .tile").nth(5)
+    low, high = re.search(r"min (\S+) · max (\S+)", tile.get_attribute("title")).groups()
+    tile.click()
+    enlarged = settled(page, "enlarge-result")
+    assert page.is_visible("#enlarge") and enlarged["width"] > 0
+    assert page.inner_text("#enlarge-title") == "conv2 · channel 5 of 32"
+    assert f"values from {low} to {high}" in enlarged["caption"]
+    screenshot(page, "03-enlarged-channel")
+    page.keyboard.press("ArrowRight")
+    wait_for(page, "document.getElementById('enlarge-title').textContent.includes('channel 6 of')")
+    assert changed(page, "enlarge-result", enlarged["src"])["width"] > 0
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#enlarge")
+
+
+def test_compare_shows_several_layers_from_one_call(page: Any, server: LiveServer) -> None:
+    open_portal(page, server)
+    choose_sample(page, "digit-5-label5.png")
+    page.click("#tab-compare")
+    shown = settled(page, "compare-result")
+    assert [part.split(" ")[0] for part in shown["caption"].split(" · ")] == [
+        "conv1",
+        "conv2",
+        "conv3",
+    ]
+    assert len(shown["tiles"]) == 48
+    screenshot(page, "04-compare-layers")
+    page.uncheck("#layer-tree [data-layer='conv2'] .compare-tick")
+    fewer = changed(page, "compare-result", shown["src"])
+    assert [part.split(" ")[0] for part in fewer["caption"].split(" · ")] == ["conv1", "conv3"]
+    assert current_state(page)["compare"] == "conv1%2Cconv3"
+
+
+def test_tiles_are_found_where_the_server_drew_them(page: Any, server: LiveServer) -> None:
+    """Every clickable box covers a coloured tile bordered by the white gap or margin."""
+    open_portal(page, server, "#view=compare&compare=conv1,pool2,relu3&channels=first:6")
+    choose_sample(page, "digit-2-label2.png", "compare-result")
+    misses = page.evaluate(
+        """(() => {
+            const image = document.querySelector("#compare-result img.panel");
+            const canvas = document.createElement("canvas");
+            canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+            const context = canvas.getContext("2d");
+            context.drawImage(image, 0, 0);
+            const pixel = (x, y) => [...context.getImageData(x, y, 1, 1).data.slice(0, 3)];
+            const white = (p) => p.every((v) => v === 255);
+            const misses = [];
+            for (const tile of document.querySelectorAll("#compare-result .tile")) {
+                const box = ["left", "top", "width", "height"]
+                    .map((k) => parseFloat(tile.style[k]) / 100);
+                const x = Math.round(box[0] * canvas.width), y = Math.round(box[1] * canvas.height);
+                const w = Math.round(box[2] * canvas.width), h = Math.round(box[3] * canvas.height);
+                const middle = y + Math.floor(h / 2);
+                const inside = [x, x + Math.floor(w / 2), x + w - 1].map((at) => pixel(at, middle));
+                const outside = [x - 1, x + w].map((at) => pixel(at, middle));
+                const ok = !inside.some(white) && outside.every(white);
+                if (!ok) misses.push(tile.dataset.layer + ":" + tile.dataset.channel);
+            }
+            return { misses, count: document.querySelectorAll("#compare-result .tile").length };
+        })()"""
+    )
+    assert misses == {"misses": [], "count": 18}
+
+
+def test_the_class_view_lists_top_predictions_and_picks_a_target(
+    page: Any, server: LiveServer
+) -> None:
+    open_portal(page, server)
+    choose_sample(page, "digit-3-label3.png")
+    page.click("#tab-classes")
+    wait_for(page, "document.querySelectorAll('#predictions button.class').length === 5")
+    labels = page.eval_on_selector_all(
+        "#predictions .label", "(items) => items.map((i) => i.textContent)"
+    )
+    assert labels[0] == "3"
+    assert page.get_attribute("#predictions button.class >> nth=0", "aria-pressed") == "true"
+    second = page.get_attribute("#predictions button.class >> nth=1", "data-class")
+    page.click("#predictions button.class >> nth=1")
+    wait_for(
+        page,
+        f"document.querySelector('#predictions [data-class=\"{second}\"]').ariaPressed === 'true'",
+    )
+    assert current_state(page)["target"] == second
+    screenshot(page, "05-classes")
+
+
+def test_the_class_view_shows_a_cam_overlay(
+    page: Any, server: LiveServer, api_paths: set[str]
+) -> None:
+    if CAM not in api_paths:
+        pytest.skip(
+            "POST /v1/models/{model}/cam is not served on this branch yet (attribution branch)"
+        )
+    open_portal(page, server)
+    choose_sample(page, "digit-3-label3.png")
+    page.click("#tab-classes")
+    shown = settled(page, "cam-result")
+    assert shown["error"] is None and shown["width"] > 0 and "gradcam" in shown["caption"]
+    page.select_option("#cam-method", "gradcam++")
+    again = changed(page, "cam-result", shown["src"])
+    assert again["error"] is None and "gradcam++" in again["caption"]
+    gradients = settled(page, "grad-result")
+    assert gradients["error"] is None and gradients["width"] > 0
+    screenshot(page, "06-cam-overlay")
+
+
+def test_the_url_restores_a_shared_view(page: Any, server: LiveServer, browser: Any) -> None:
+    open_portal(page, server)
+    choose_sample(page, "digit-8-label8.png")
+    page.click("#layer-tree [data-layer='relu2']")
+    page.select_option("#channels-mode", "last")
+    page.fill("#channels-n", "6")
+    page.press("#channels-n", "Enter")
+    page.select_option("#colormap", "magma")
+    page.select_option("#scale", "shared")
+    wait_for(page, "location.hash.includes('scale=shared')")
+    shown = settled(page, "maps-result")
+    link = page.evaluate("location.href")
+
+    page.reload()
+    wait_for(page, "document.body.dataset.ready === 'true'")
+    assert settled(page, "maps-result")["src"] == shown["src"]
+
+    other = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        fresh = other.new_page()
+        fresh.goto(link)
+        restored = settled(fresh, "maps-result")
+        assert restored["src"] == shown["src"] and restored["caption"] == shown["caption"]
+        assert restored["tiles"] == [str(c) for c in range(26, 32)]
+        assert (
+            fresh.input_value("#channels-mode") == "last"
+            and fresh.input_value("#channels-n") == "6"
+        )
+        assert fresh.input_value("#colormap") == "magma" and fresh.input_value("#scale") == "shared"
+        assert fresh.get_attribute("#layer-tree .selected", "data-layer") == "relu2"
+    finally:
+        other.close()
+
+
+def test_api_errors_read_as_sentences(page: Any, server: LiveServer, console: Console) -> None:
+    console.allow(r"status of 422")
+    open_portal(page, server)
+    choose_sample(page, "digit-1-label1.png")
+    page.select_option("#channels-mode", "list")
+    page.fill("#channels-list", "0,99")
+    page.press("#channels-list", "Enter")
+    shown = settled(page, "maps-result")
+    assert shown["error"].startswith("channels: channel 99 is out of range for layer 'conv2'")
+    assert "valid: 0-31" in shown["error"] and not page.is_visible("#maps-result .picture")
+    screenshot(page, "07-error")
+    page.fill("#channels-list", "0-3")
+    page.press("#channels-list", "Enter")
+    fixed = settled(page, "maps-result")
+    wait_for(page, "document.querySelector('#maps-result .error').hidden")
+    assert fixed["width"] > 0
+
+
+def test_a_link_to_a_forgotten_image_says_so(
+    page: Any, server: LiveServer, console: Console
+) -> None:
+    console.allow(r"status of 404")
+    open_portal(page, server, "#model=digits&image=" + "0" * 64)
+    shown = settled(page, "maps-result")
+    assert "is unknown or was evicted; upload it again" in shown["error"]
+
+
+def test_every_click_on_the_digit_model_answers_well_under_a_second(
+    page: Any, server: LiveServer
+) -> None:
+    open_portal(page, server)
+    seconds = []
+    started = time.perf_counter()
+    shown = choose_sample(page, "digit-4-label4.png")  # the first view needs no further click
+    seconds.append(time.perf_counter() - started)
+    for layer in ["conv1", "relu1", "pool1", "conv3", "relu3"]:
+        started = time.perf_counter()
+        page.click(f"#layer-tree [data-layer='{layer}']")
+        shown = changed(page, "maps-result", shown["src"])
+        seconds.append(time.perf_counter() - started)
+        assert shown["caption"].startswith(layer)
+    for colormap in ["gray", "turbo"]:
+        started = time.perf_counter()
+        page.select_option("#colormap", colormap)
+        shown = changed(page, "maps-result", shown["src"])
+        seconds.append(time.perf_counter() - started)
+    assert max(seconds) < 1.0, seconds
+
+
+def test_statistics_and_filters_views(page: Any, server: LiveServer, api_paths: set[str]) -> None:
+    if (
+        "/v1/models/{model}/stats" not in api_paths
+        or "/v1/models/{model}/layers/{layer}/filters" not in api_paths
+    ):
+        pytest.skip("the insight endpoints (stats, filters) are not served on this branch yet")
+    open_portal(page, server)
+    choose_sample(page, "digit-7-label7.png")
+    page.click("#tab-stats")
+    wait_for(page, "document.querySelectorAll('#stats-result tr[data-layer]').length > 5")
+    assert page.get_attribute("#stats-result tr.selected", "data-layer") == "conv2"
+    screenshot(page, "08-statistics")
+    page.click("#tab-filters")
+    shown = settled(page, "filters-result")
+    assert shown["error"] is None and shown["width"] > 0
+    screenshot(page, "09-filters")
+
+
+def test_a_maximization_job_shows_progress_then_its_picture(
+    page: Any, server: LiveServer, api_paths: set[str]
+) -> None:
+    if "/v1/models/{model}/layers/{layer}/maximize" not in api_paths:
+        pytest.skip("POST .../maximize is not served on this branch yet")
+    open_portal(page, server, "#model=digits&view=synthesis&layer=conv2&steps=48&unit=3")
+    page.click("#maximize-run")
+    wait_for(page, "document.getElementById('job-text').textContent.length > 0")
+    shown = settled(page, "synthesis-result", timeout=120)
+    assert shown["error"] is None and shown["width"] > 0
+    assert page.evaluate("document.getElementById('job-progress').value") == 1
+    screenshot(page, "10-maximize-job")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_screenshots() -> None:
+    """Screenshots of this run only, so the CI artifact never shows stale pictures."""
+    if SCREENSHOTS.exists():
+        shutil.rmtree(SCREENSHOTS)
