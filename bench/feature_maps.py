@@ -80,7 +80,9 @@ def main() -> None:
     model = anchor_model()
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} threads, CPU")
 
-    with running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base, httpx.Client(timeout=60) as client:
+    # No activation cache: the same picture is sent every time, and the goal is about a forward pass.
+    env = {"LAYERSCOPE_DEVICE": "cpu", "LAYERSCOPE_ACTIVATION_CACHE_BYTES": "0"}
+    with running_server(env) as base, httpx.Client(timeout=60) as client:
         url = f"{base}/v1/models/resnet18/feature-maps"
         files = {"image": ("china.png", data, "image/png")}
 

@@ -1,0 +1,77 @@
+"""Repeated views of the same image and layer against the first view (activation cache).
+
+The portal uploads once (POST /v1/images) and then asks for many views of one layer:
+another channel selection, reduction or colormap. The first view of each image pays for
+decoding and the forward pass; repeated views reuse the cached layer. Goal: >= 5x faster.
+
+Run: .venv/bin/python bench/cache.py [--images 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import running_server  # noqa: E402
+
+
+def pictures(count: int) -> list[bytes]:
+    """Distinct 224x224 crops of the two scikit-learn photos (distinct ids, no cache sharing)."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(img) for img in load_sample_images().images]
+    out = []
+    for i in range(count):
+        photo = photos[i % 2]
+        left, top = 13 * i, 7 * i
+        crop = photo.crop((left, top, left + 400, top + 400)).resize((224, 224), Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        crop.save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+VIEWS = [
+    {"channels": "first:16"},
+    {"channels": "top:16", "colormap": "magma"},
+    {"channels": "0-31", "scale": "shared"},
+    {"channels": "all", "reduce": "pca"},
+    {"channels": "all", "reduce": "mean", "colormap": "inferno"},
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--layer", default="layer2")
+    args = parser.parse_args()
+    first, repeated = [], []
+    with running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base, httpx.Client(base_url=base, timeout=60) as client:
+        url = "/v1/models/resnet18/feature-maps"
+        for data in pictures(args.images):
+            image_id = client.post("/v1/images", files={"image": ("p.png", data, "image/png")}).json()["image_id"]
+            for index, view in enumerate(VIEWS):
+                started = time.perf_counter()
+                answer = client.post(url, params={"image_id": image_id, "layers": args.layer, **view})
+                elapsed = time.perf_counter() - started
+                answer.raise_for_status()
+                (first if index == 0 else repeated).append(elapsed)
+    cold, warm = statistics.median(first), statistics.median(repeated)
+    print(f"resnet18 {args.layer}, PNG views, {args.images} images x {len(VIEWS)} views")
+    print(
+        f"first view {cold * 1000:.1f} ms (decode + forward + render), repeated views {warm * 1000:.1f} ms: "
+        f"{cold / warm:.1f}x faster (goal >= 5x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
