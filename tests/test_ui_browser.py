@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -41,6 +42,38 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="module")
 def server() -> Iterator[LiveServer]:
     live = LiveServer({"LAYERSCOPE_LOG_LEVEL": "warning"})
+    try:
+        yield live.wait_ready()
+    finally:
+        live.stop()
+
+
+DIGITS_ONLY = """
+[[models]]
+name = "digits"
+architecture = "builtin:digits"
+weights = "builtin:digits"
+input_size = [32, 32]
+mean = [0.5]
+std = [0.5]
+num_classes = 10
+labels = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+"""
+KEY = "portal-test-key"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The digit model behind an API key, keeping a single stored image."""
+    config = tmp_path_factory.mktemp("guarded") / "models.toml"
+    config.write_text(DIGITS_ONLY)
+    env = {
+        "LAYERSCOPE_LOG_LEVEL": "warning",
+        "LAYERSCOPE_MODELS": str(config),
+        "LAYERSCOPE_API_KEY": KEY,
+        "LAYERSCOPE_IMAGE_STORE_MAX_IMAGES": "1",
+    }
+    live = LiveServer(env)
     try:
         yield live.wait_ready()
     finally:
@@ -483,6 +516,36 @@ def test_a_maximization_job_shows_progress_then_its_picture(
     assert shown["error"] is None and shown["width"] > 0
     assert page.evaluate("document.getElementById('job-progress').value") == 1
     screenshot(page, "10-maximize-job")
+
+
+def test_the_page_asks_for_the_api_key_and_recovers_a_forgotten_image(
+    page: Any, guarded: LiveServer, console: Console
+) -> None:
+    console.allow(r"status of 401")
+    console.allow(r"status of 404")
+    page.goto(f"{guarded.url}/ui")
+    wait_for(page, "!document.getElementById('banner').hidden")
+    assert "missing or wrong API key" in page.inner_text("#banner")
+    page.fill("#banner input[type=password]", KEY)
+    page.click("#banner button")
+    wait_for(
+        page, "document.body.dataset.ready === 'true' && document.querySelector('#samples img')"
+    )
+    first = choose_sample(page, "digit-6-label6.png")
+    assert first["width"] > 0 and page.is_hidden("#banner")
+
+    # Another client's upload evicts ours from the one-image store: the next view uploads the
+    # page's copy again and still answers.
+    other = photos()["flower.jpg"].resize((32, 32))
+    buffer = io.BytesIO()
+    other.save(buffer, format="PNG")
+    headers = {"Authorization": f"Bearer {KEY}"}
+    files = {"image": ("other.png", buffer.getvalue(), "image/png")}
+    assert httpx.post(f"{guarded.url}/v1/images", files=files, headers=headers).status_code == 200
+    page.click("#layer-tree [data-layer='conv1']")
+    again = changed(page, "maps-result", first["src"])
+    assert again["error"] is None and again["caption"].startswith("conv1")
+    assert any("status of 404" in error for error in console.errors)  # it was forgotten indeed
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,7 +1,7 @@
 // The portal: wires the model list, the image intake, the layer tree and the views to one state
 // object kept in the URL. Views appear only when /openapi.json lists their endpoints.
 
-import { ApiError, Capabilities, getJSON, request, setApiKey, uploadImage } from "./api.js";
+import { ApiError, Capabilities, getJSON, postJSON, request, setApiKey, uploadImage } from "./api.js";
 import { ClassesView } from "./classes.js";
 import { h } from "./dom.js";
 import { FiltersView, StatsView, SynthesisView } from "./insight.js";
@@ -38,6 +38,30 @@ class Portal {
     return template
       .replace("{model}", encodeURIComponent(this.state.model))
       .replace("{layer}", encodeURIComponent(this.state.layer));
+  }
+
+  /** POST to a v1 endpoint (a path template) and return its JSON answer. */
+  post(template, params, signal) {
+    return this.withImage(() => postJSON(this.path(template), { params, signal }));
+  }
+
+  /**
+   * Send a request that names the image by id. If the server forgot the image (evicted,
+   * restarted, or another replica answered), upload the copy kept here again, once, and
+   * retry: ids are hashes of the bytes, so the retry names the same picture.
+   */
+  async withImage(send) {
+    try {
+      return await send();
+    } catch (error) {
+      const forgotten = error instanceof ApiError && error.status === 404 && error.body?.field === "image_id";
+      if (!forgotten || !this.picture) throw error;
+      this.reupload ??= uploadImage(this.picture.blob, this.picture.name).finally(() => {
+        this.reupload = null;
+      });
+      await this.reupload;
+      return send();
+    }
   }
 
   layer(name) {
@@ -232,6 +256,7 @@ class Portal {
       return this.banner(error);
     }
     this.banner(null);
+    this.picture = { blob, name: filename };
     $("image-info").textContent =
       `${filename} · ${stored.width}×${stored.height} ${stored.format} · ${(stored.bytes / 1024).toFixed(0)} KB`;
     const patch = { image: stored.image_id, sample };

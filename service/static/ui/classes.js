@@ -2,7 +2,6 @@
 // (CAM overlay) and what the input gradient says. CAM and gradients appear when the server
 // offers them.
 
-import { postJSON } from "./api.js";
 import { h, number, pngData, ResultPane } from "./dom.js";
 
 const PREDICT = "/v1/models/{model}/predict";
@@ -72,7 +71,7 @@ export class ClassesView {
         image_id: state.image, method: state.cam, layer: state.camlayer, target, format: "json",
       };
       this.cam.run(`${state.model}|${JSON.stringify(params)}`, async (signal) => {
-        const answer = await postJSON(this.app.path(CAM), { params, signal });
+        const answer = await this.app.post(CAM, params, signal);
         const map = answer.maps[0];
         return {
           src: pngData(answer.png_base64),
@@ -83,7 +82,7 @@ export class ClassesView {
     if (this.hasGradients) {
       const params = { image_id: state.image, method: state.grad, target, format: "json" };
       this.gradients.run(`${state.model}|${JSON.stringify(params)}`, async (signal) => {
-        const answer = await postJSON(this.app.path(GRADIENTS), { params, signal });
+        const answer = await this.app.post(GRADIENTS, params, signal);
         const map = answer.maps[0];
         return {
           src: pngData(answer.png_base64),
@@ -97,7 +96,7 @@ export class ClassesView {
     const { state } = this.app;
     const params = { image_id: state.image, top_k: 5 };
     this.predictions.run(`${state.model}|${state.image}|${state.target}`, async (signal) => {
-      const answer = await postJSON(this.app.path(PREDICT), { params, signal });
+      const answer = await this.app.post(PREDICT, params, signal);
       const rows = answer.predictions[0];
       const chosen = state.target === "" ? rows[0]?.class_index : Number(state.target);
       this.list.replaceChildren(

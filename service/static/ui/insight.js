@@ -2,7 +2,7 @@
 // filters, and the optimization jobs (activation maximization, feature inversion) with a
 // progress bar.
 
-import { followJob, pictureURL, postJSON, request } from "./api.js";
+import { followJob, pictureURL, request } from "./api.js";
 import { h, number, pngData, ResultPane, shape } from "./dom.js";
 
 const STATS = "/v1/models/{model}/stats";
@@ -28,7 +28,7 @@ export class StatsView {
     const key = `${state.model}|${state.image}`;
     if (this.pane.figure.dataset.key === key) return this.#highlight();
     return this.pane.run(key, async (signal) => {
-      const answer = await postJSON(this.app.path(STATS), { params: { image_id: state.image, format: "json" }, signal });
+      const answer = await this.app.post(STATS, { image_id: state.image, format: "json" }, signal);
       const head = h("tr", {}, ...["layer", "type", "shape", "mean", "std", "max", "zero or less", "dead channels"].map((t) => h("th", {}, t)));
       const rows = answer.layers.map((layer) =>
         h("tr", { dataset: { layer: layer.name }, title: "show this layer", onclick: () => this.app.selectLayer(layer.name) },
@@ -145,7 +145,7 @@ export class SynthesisView {
     this.jobText.textContent = "submitting…";
     this.cancelButton.hidden = false;
     await this.pane.run(`${kind}|${path}|${JSON.stringify(params)}|${Date.now()}`, async (signal) => {
-      const response = await request(path, { method: "POST", params, signal });
+      const response = await this.app.withImage(() => request(path, { method: "POST", params, signal }));
       let result;
       if (response.status === 202) {
         this.location = response.headers.get("Location");

@@ -4,7 +4,6 @@
 // each tile in it from the same geometry the server uses, so a click on a tile knows its
 // layer and channel.
 
-import { postJSON } from "./api.js";
 import { h, number, pngData, ResultPane, shape } from "./dom.js";
 
 const FEATURE_MAPS = "/v1/models/{model}/feature-maps";
@@ -104,10 +103,8 @@ async function drawMaps(pane, app, layerNames, signal) {
     }),
   );
   const upsample = chooseTile(tiles, layerNames.length);
-  const answer = await postJSON(app.path(FEATURE_MAPS), {
-    params: { image_id: state.image, layers: layerNames, ...mapOptions(state), upsample, format: "json" },
-    signal,
-  });
+  const params = { image_id: state.image, layers: layerNames, ...mapOptions(state), upsample, format: "json" };
+  const answer = await app.post(FEATURE_MAPS, params, signal);
   await pane.show({ src: pngData(answer.png_base64) });
   const width = pane.image.naturalWidth;
   const height = pane.image.naturalHeight;
@@ -237,7 +234,7 @@ export class Enlarger {
       format: "json",
     };
     this.pane.run(JSON.stringify(params), async (signal) => {
-      const answer = await postJSON(this.app.path(FEATURE_MAPS), { params, signal });
+      const answer = await this.app.post(FEATURE_MAPS, params, signal);
       const layer = answer.layers[0];
       await this.pane.show({ src: pngData(answer.png_base64) });
       const low = Math.min(...layer.min[0]);
