@@ -548,6 +548,196 @@ def test_the_page_asks_for_the_api_key_and_recovers_a_forgotten_image(
     assert any("status of 404" in error for error in console.errors)  # it was forgotten indeed
 
 
+# --- views of endpoints landing from other branches, against their documented answers -------
+# Until /cam, /gradients, /stats, /filters and /maximize are served here, these tests add them
+# to /openapi.json and answer them in the browser (page.route) with bodies shaped as those
+# branches' schemas say, so the views' drawing and job polling are exercised now. The tests
+# above run the same views against the real endpoints once they are merged.
+
+LANDING = {
+    "/v1/models/{model}/cam": {
+        "post": {
+            "parameters": [
+                {
+                    "name": "method",
+                    "in": "query",
+                    "schema": {"enum": ["gradcam", "gradcam++", "scorecam"]},
+                }
+            ]
+        }
+    },
+    "/v1/models/{model}/gradients": {
+        "post": {
+            "parameters": [
+                {"name": "method", "in": "query", "schema": {"enum": ["vanilla", "smoothgrad"]}}
+            ]
+        }
+    },
+    "/v1/models/{model}/stats": {"post": {}},
+    "/v1/models/{model}/layers/{layer}/filters": {
+        "get": {
+            "parameters": [{"name": "view", "in": "query", "schema": {"enum": ["auto", "mean"]}}]
+        }
+    },
+    "/v1/models/{model}/layers/{layer}/maximize": {"post": {}},
+    "/v1/jobs/{job_id}": {"get": {}},
+}
+
+
+def _stub_landing_endpoints(page: Any, server: LiveServer) -> dict[str, list[str]]:
+    """Serve the landing endpoints from the browser; returns the URLs each one was asked."""
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    schema["paths"].update(LANDING)
+    digit = httpx.get(f"{server.url}/ui/samples/digit-3-label3.png").content
+    encoded = base64.b64encode(digit).decode()
+    asked: dict[str, list[str]] = {}
+    polls = iter(["running", "succeeded"])
+
+    def answer(
+        route: Any, body: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
+        route.fulfill(status=status, json=body, headers=headers or {})
+
+    def handle(route: Any) -> None:
+        url = route.request.url
+        path = url.split("?")[0].removeprefix(server.url)
+        kind = path.rsplit("/", 1)[-1] if "/jobs/" not in path else "job"
+        asked.setdefault(kind, []).append(url)
+        if kind == "openapi.json":
+            return answer(route, schema)
+        if kind == "cam":
+            method = re.search(r"method=([^&]+)", url).group(1).replace("%2B", "+")
+            return answer(
+                route,
+                {
+                    "method": method,
+                    "png_base64": encoded,
+                    "maps": [
+                        {
+                            "layer": "relu3",
+                            "image": 0,
+                            "target": 3,
+                            "label": "3",
+                            "min": 0.0,
+                            "max": 1.5,
+                        }
+                    ],
+                },
+            )
+        if kind == "gradients":
+            return answer(
+                route,
+                {
+                    "method": "vanilla",
+                    "png_base64": encoded,
+                    "maps": [{"image": 0, "target": 3, "label": "3", "min": -0.2, "max": 0.3}],
+                    "targets": [[{"class_index": 3, "label": "3"}]],
+                },
+            )
+        if kind == "stats":
+            layers = [
+                {
+                    "name": n,
+                    "type": "Conv2d",
+                    "depth": i,
+                    "shape": [16, 8, 8],
+                    "sparsity": 0.5,
+                    "mean": 0.1,
+                    "std": 1.0,
+                    "max": 3.0,
+                    "dead_fraction": 0.25,
+                    "channel_means": [0.1],
+                }
+                for i, n in enumerate(["conv1", "conv2", "conv3"])
+            ]
+            return answer(route, {"model": "digits", "images": 1, "layers": layers})
+        if kind == "filters":
+            return route.fulfill(status=200, body=digit, content_type="image/png")
+        if kind == "maximize":
+            job = {
+                "id": "j1",
+                "status": "queued",
+                "progress": {"step": 0, "total": 48, "fraction": 0},
+            }
+            return answer(route, job, 202, {"Location": "/v1/jobs/j1"})
+        if kind == "job":
+            status = next(polls, "succeeded")
+            done = status == "succeeded"
+            body = {
+                "id": "j1",
+                "status": status,
+                "eta_s": None if done else 0.2,
+                "progress": {
+                    "step": 48 if done else 24,
+                    "total": 48,
+                    "fraction": 1.0 if done else 0.5,
+                },
+                "result": {
+                    "activation": 2.5,
+                    "noise_activation": 0.1,
+                    "steps": 48,
+                    "png_base64": encoded,
+                }
+                if done
+                else None,
+            }
+            return answer(route, body)
+        return route.continue_()
+
+    page.route(
+        re.compile(
+            r".*/(openapi\.json|v1/models/[^/]+/(cam|gradients|stats)|.*/filters|.*/maximize|v1/jobs/.*)(\?.*)?$"
+        ),
+        handle,
+    )
+    return asked
+
+
+def test_landing_views_draw_their_documented_answers(page: Any, server: LiveServer) -> None:
+    asked = _stub_landing_endpoints(page, server)
+    open_portal(page, server)
+    tabs = page.eval_on_selector_all("#tabs button", "(tabs) => tabs.map((t) => t.dataset.view)")
+    assert tabs == ["maps", "compare", "classes", "stats", "filters", "synthesis"]
+    choose_sample(page, "digit-3-label3.png")
+
+    page.click("#tab-classes")
+    cam = settled(page, "cam-result")
+    assert cam["error"] is None and cam["caption"].startswith(
+        "gradcam on relu3 for the top class '3'"
+    )
+    assert settled(page, "grad-result")["caption"].startswith("vanilla for the top class '3'")
+    assert page.eval_on_selector_all("#cam-method option", "(o) => o.map((x) => x.value)") == [
+        "gradcam",
+        "gradcam++",
+        "scorecam",
+    ]
+    page.select_option("#cam-method", "gradcam++")
+    wait_for(
+        page, "document.querySelector('#cam-result figcaption').textContent.startsWith('gradcam++')"
+    )
+    assert "method=gradcam%2B%2B" in asked["cam"][-1] and "image_id=" in asked["cam"][-1]
+
+    page.click("#tab-stats")
+    wait_for(page, "document.querySelectorAll('#stats-result tr[data-layer]').length === 3")
+    assert page.get_attribute("#stats-result tr.selected", "data-layer") == "conv2"
+    page.click("#stats-result tr[data-layer='conv3']")
+    assert current_state(page)["layer"] == "conv3"
+
+    page.click("#tab-filters")
+    filters = settled(page, "filters-result")
+    assert filters["error"] is None and "/layers/conv3/filters?format=png" in asked["filters"][-1]
+
+    page.click("#tab-synthesis")
+    page.fill("#synth-steps", "48")
+    page.press("#synth-steps", "Enter")
+    page.click("#maximize-run")
+    shown = settled(page, "synthesis-result")
+    assert shown["error"] is None and "activation 2.5 (noise gives 0.1)" in shown["caption"]
+    assert page.evaluate("document.getElementById('job-progress').value") == 1
+    assert "async=true" in asked["maximize"][0] and "steps=48" in asked["maximize"][0]
+    assert len(asked["job"]) == 2
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _fresh_screenshots() -> None:
     """Screenshots of this run only, so the CI artifact never shows stale pictures."""

@@ -119,6 +119,17 @@ export class SynthesisView {
     this.invertButton.hidden = !caps.has(INVERT);
   }
 
+  #hint() {
+    const { state } = this.app;
+    const lines = [];
+    if (!this.maximizeButton.hidden) {
+      lines.push(`Maximize: the picture that excites channel ${state.unit} of ${state.layer || "a layer"} most.`);
+    }
+    if (!this.invertButton.hidden) lines.push("Invert: the picture your image's features at that layer describe.");
+    lines.push("These run as jobs, with a progress bar.");
+    return lines.join(" ");
+  }
+
   render() {
     const { state } = this.app;
     this.channel.value = state.unit;
@@ -127,8 +138,7 @@ export class SynthesisView {
     this.channel.max = count ? String(count - 1) : "";
     this.invertButton.disabled = !state.image;
     if (!this.pane.controller && !this.pane.figure.dataset.key) {
-      this.pane.empty(`Maximize: the picture that excites channel ${state.unit} of ${state.layer || "a layer"} most. ` +
-        "Invert: the picture the layer's features of your image describe. Both run as jobs.");
+      this.pane.empty(this.#hint());
     }
   }
 
