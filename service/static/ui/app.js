@@ -109,6 +109,7 @@ class Portal {
     } catch (error) {
       return this.banner(error);
     }
+    if (!this.models.length) return this.banner(new Error("The server serves no model; see LAYERSCOPE_MODELS."));
     this.#buildTabs();
     for (const view of this.views) view.configure?.(this.caps);
     $("model").replaceChildren(
