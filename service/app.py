@@ -17,11 +17,25 @@ from service.metrics import Metrics, hook_count
 from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
-from service.routes import feature_maps, health, images, metrics, models, predict
+from service.routes import (
+    embedding,
+    feature_maps,
+    filters,
+    health,
+    images,
+    invert,
+    jobs,
+    maximize,
+    metrics,
+    models,
+    predict,
+    stats,
+)
 from service.routes import ui as portal
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
 from service.workers.image_store import ImageStore
+from service.workers.job_store import JobStore
 from service.workers.pool import InferencePool
 
 log = logging.getLogger("layerscope")
@@ -74,10 +88,18 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
             torch.set_num_threads(settings.torch_threads)
         pool = _pool(settings, metrics_)
         app.state.pool = pool
+        app.state.jobs = JobStore(
+            threads=settings.job_threads,
+            max_jobs=settings.max_jobs,
+            ttl_s=settings.job_ttl_s,
+            timeout_s=settings.job_timeout_s,
+        )
+        app.state.jobs.start()
         try:
             app.state.registry = registry_loader(settings)
             yield
         finally:
+            app.state.jobs.shutdown()  # running jobs stop at their next step
             app.state.registry = None
             pool.shutdown(settings.drain_timeout_s)
 
@@ -101,6 +123,9 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
     )
     install_error_handlers(app)
     for router in (health.router, metrics.router, models.router, images.router, predict.router, feature_maps.router):
+        app.include_router(router)
+    insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
+    for router in (*insight, jobs.router):
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.

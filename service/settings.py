@@ -40,3 +40,37 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, gt=0, description="SIGTERM: how long in-flight requests may finish")
     log_level: str = "info"
     log_json: bool = Field(default=True, description="structured JSON log lines")
+    # Model insight (issue 5): caps, the embedding image limit, and when work becomes a job.
+    max_insight_steps: int = Field(
+        default=4096, ge=1, description="most optimization steps for maximize/invert"
+    )
+    max_insight_size: int = Field(default=512, ge=8, description="largest image side for maximize")
+    max_embedding_images: int = Field(
+        default=4096, ge=2, description="images per embedding request"
+    )
+    sync_budget_s: float = Field(
+        default=5.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="estimated seconds above which work runs as a job",
+    )
+    estimated_flops: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="FLOP/s assumed by estimates; default 2e10 cpu, 2e12 cuda",
+    )
+    job_threads: int = Field(default=1, ge=1, le=64, description="threads that run jobs")
+    max_jobs: int = Field(default=32, ge=1, description="jobs kept at once, finished ones included")
+    job_ttl_s: float = Field(
+        default=900.0, gt=0, allow_inf_nan=False, description="seconds a finished job is kept"
+    )
+    job_timeout_s: float = Field(
+        default=900.0, gt=0, allow_inf_nan=False, description="running time allowed per job"
+    )
+
+    def flops_per_second(self, device_type: str) -> float:
+        """The rate cost estimates divide by (`estimated_flops`, or a default per device)."""
+        if self.estimated_flops is not None:
+            return self.estimated_flops
+        return 2e12 if device_type == "cuda" else 2e10

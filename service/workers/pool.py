@@ -89,6 +89,10 @@ class InferencePool:
         model = next((a for a in args if isinstance(a, LoadedModel)), None)
         if model is None:
             return await self.cpu(fn, *args, **kwargs)
+        return await self.run_on(model, fn, *args, **kwargs)
+
+    async def run_on(self, model: LoadedModel, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` on `model`'s device thread, unbatched, within the request's deadline."""
         call = self._timed(fn, *args, **kwargs)
         work = Work(
             key=None,
@@ -97,7 +101,6 @@ class InferencePool:
             execute=lambda _payloads: [call()],
             deadline=current_deadline(self.timeout_s),
             model=model.name,
-            enqueued=time.monotonic(),
         )
         return await asyncio.wrap_future(self.worker(model.device).submit(work))
 

@@ -1,0 +1,42 @@
+"""Job bodies: status, progress, ETA and where the result is."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class JobProgress(BaseModel):
+    step: int
+    total: int
+    fraction: float = Field(ge=0, le=1)
+
+
+class JobBody(BaseModel):
+    id: str
+    kind: str = Field(examples=["maximize"])
+    status: JobStatus
+    progress: JobProgress
+    eta_s: float | None = Field(description="seconds left, extrapolated from the steps so far")
+    elapsed_s: float = Field(description="running time so far (or in total, once finished)")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    result_url: str | None = Field(
+        description="GET it for the result (png, npy or json) once succeeded"
+    )
+    result: Any | None = Field(
+        default=None, description="the result itself when it is JSON (format=json), once succeeded"
+    )
+    error: dict[str, Any] | None = Field(description="the error body, when the job failed")
+    error_status: int | None = Field(description="the HTTP status the error would have had")

@@ -1,0 +1,172 @@
+"""Activation statistics per layer: sparsity, moments, dead channels, channel means.
+
+Statistics are accumulated inside the forward hooks and the activations dropped at once, so
+asking for every layer of a large model costs one forward pass and a few numbers per
+layer, not every activation of the batch held in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from model_registry.errors import InvalidInput
+from model_registry.registry import LoadedModel
+from service.engine.capture import StopForward, hooked
+from service.engine.insight.draw import line_chart, stack
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One layer over all images.
+
+    Attributes:
+        name, type, depth: the layer, its module type and its position in the forward pass.
+        shape: output shape without the batch dimension.
+        sparsity: fraction of elements <= 0.
+        mean, std, max: over every element of every image.
+        dead_fraction: fraction of channels (dimension 1) never > 0 for any image or position.
+        channel_means: float32 [C], mean per channel.
+    """
+
+    name: str
+    type: str
+    depth: int
+    shape: tuple[int, ...]
+    sparsity: float
+    mean: float
+    std: float
+    max: float
+    dead_fraction: float
+    channel_means: np.ndarray
+
+
+@dataclass
+class _Accumulator:
+    """Running sums in float64 for one layer."""
+
+    count: int = 0
+    nonpositive: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+    maximum: float = float("-inf")
+    channel_sum: torch.Tensor | None = None
+    channel_count: int = 0
+    channel_alive: torch.Tensor | None = None
+    calls: int = 0
+    shape: tuple[int, ...] = field(default_factory=tuple)
+
+    def add(self, output: torch.Tensor) -> None:
+        values = output.detach().to(torch.float64)
+        self.shape = tuple(values.shape[1:])
+        self.count += values.numel()
+        self.nonpositive += int((values <= 0).sum())
+        self.total += float(values.sum())
+        self.squares += float((values * values).sum())
+        self.maximum = max(self.maximum, float(values.max()))
+        per_channel = values.transpose(0, 1).reshape(values.shape[1], -1)
+        sums = per_channel.sum(dim=1).cpu()
+        alive = (per_channel > 0).any(dim=1).cpu()
+        self.channel_sum = sums if self.channel_sum is None else self.channel_sum + sums
+        self.channel_alive = alive if self.channel_alive is None else self.channel_alive | alive
+        self.channel_count += per_channel.shape[1]
+
+
+def stats_layers(model: LoadedModel) -> list[str]:
+    """Layers statistics can describe: a single tensor output with a channel dimension."""
+    layers = [
+        lay
+        for lay in model.catalog
+        if lay.output_shape is not None and len(lay.output_shape) >= 1 and lay.calls
+    ]
+    return [lay.name for lay in sorted(layers, key=lambda lay: lay.order)]
+
+
+def plan_stats(model: LoadedModel, layers: list[str]) -> tuple[str, ...]:
+    """Requested layers in forward order; empty means every layer with a tensor output."""
+    usable = stats_layers(model)
+    if not layers:
+        return tuple(usable)
+    for name in layers:
+        info = model.catalog.get(name, field="layers")
+        if info.name not in usable:
+            raise InvalidInput(
+                f"layers: '{info.name}' has no single tensor output with channels (output shape "
+                f"{info.output_shape}); see GET /v1/models/{model.name}/layers",
+                field="layers",
+            )
+    wanted = set(layers)
+    return tuple(name for name in usable if name in wanted)
+
+
+def compute_stats(
+    model: LoadedModel, batch: torch.Tensor, layers: tuple[str, ...]
+) -> list[LayerStats]:
+    """One forward pass in inference mode, stopped after the deepest requested layer.
+
+    A module that runs several times per pass (a reused ReLU) is described by its last
+    call, as feature maps show it.
+    """
+    infos = {name: model.catalog.get(name) for name in layers}
+    accumulators = {name: _Accumulator() for name in layers}
+    finished: set[str] = set()
+
+    def recorder(name: str):
+        calls = infos[name].calls
+        accumulator = accumulators[name]
+
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            accumulator.calls += 1
+            if accumulator.calls % calls == 0 and isinstance(output, torch.Tensor):
+                accumulator.add(output)
+                finished.add(name)
+                if len(finished) == len(layers):
+                    raise StopForward
+
+        return hook
+
+    hooks = {name: recorder(name) for name in layers}
+    with torch.inference_mode(), hooked(model.module, hooks), contextlib.suppress(StopForward):
+        model.module(batch)
+    results = []
+    for name in layers:
+        acc = accumulators[name]
+        if acc.channel_sum is None or acc.channel_alive is None:
+            continue
+        mean = acc.total / acc.count
+        variance = max(acc.squares / acc.count - mean * mean, 0.0)
+        results.append(
+            LayerStats(
+                name=name,
+                type=infos[name].type,
+                depth=infos[name].order,
+                shape=acc.shape,
+                sparsity=acc.nonpositive / acc.count,
+                mean=mean,
+                std=float(np.sqrt(variance)),
+                max=acc.maximum,
+                dead_fraction=float((~acc.channel_alive).float().mean()),
+                channel_means=(acc.channel_sum / acc.channel_count).numpy().astype(np.float32),
+            )
+        )
+    return results
+
+
+def render_stats(results: list[LayerStats], *, title: str) -> np.ndarray:
+    """Sparsity and mean activation by depth, dots coloured by layer type, one chart each."""
+    names = [r.name for r in results]
+    kinds = [r.type for r in results]
+    sparsity = line_chart(
+        names,
+        [r.sparsity for r in results],
+        title=f"{title}: sparsity (fraction of activations <= 0)",
+        y_range=(0.0, 1.0),
+        categories=kinds,
+    )
+    means = line_chart(names, [r.mean for r in results], title="mean activation", categories=kinds)
+    return stack([sparsity, means])

@@ -1,0 +1,305 @@
+"""Long-running work as jobs: bounded in number and time, with progress, cancellation and a TTL.
+
+A job is a function of one argument, a progress callback, run in the store's own threads
+(so jobs never starve the pool that answers synchronous requests). The callback records
+step/total and is where cancellation happens: it raises `Cancelled` once the client deleted
+the job or its time ran out, so work stops between two steps and the shared model is never
+abandoned mid-pass. Finished jobs keep their result for `ttl_s` seconds, then disappear.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from model_registry.errors import ClientError, NotFound
+from service.engine.insight.progress import Cancelled, Progress
+
+log = logging.getLogger("layerscope")
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+class TooManyJobs(ClientError):
+    status = 429
+
+
+class NotFinished(ClientError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """What a job returns: the bytes of an HTTP answer and their media type."""
+
+    body: bytes
+    media_type: str
+
+
+class _TimedOut(Cancelled):
+    """The job ran past its time limit."""
+
+
+@dataclass
+class _Job:
+    id: str
+    kind: str
+    total: int
+    created: float
+    status: str = QUEUED
+    step: int = 0
+    started: float | None = None
+    finished: float | None = None
+    result: Encoded | None = None
+    error: dict | None = None
+    error_status: int | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A consistent snapshot of one job, for answers.
+
+    Attributes:
+        eta_s: seconds left, extrapolated from the steps done so far (None until one is).
+        created, started, finished: wall-clock times (seconds since the epoch).
+        media_type: of the result, when the job succeeded.
+    """
+
+    id: str
+    kind: str
+    status: str
+    step: int
+    total: int
+    eta_s: float | None
+    elapsed_s: float
+    created: float
+    started: float | None
+    finished: float | None
+    media_type: str | None
+    error: dict | None
+    error_status: int | None
+    cancel_requested: bool
+
+
+class JobStore:
+    """Jobs by id: at most `max_jobs` kept (finished ones are evicted first), each allowed
+    `timeout_s` of running time and kept `ttl_s` after it finishes."""
+
+    def __init__(
+        self,
+        *,
+        threads: int = 1,
+        max_jobs: int = 32,
+        ttl_s: float = 900.0,
+        timeout_s: float = 900.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="layerscope-job"
+        )
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self.max_jobs = max_jobs
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread that drops expired jobs even when nobody asks about them."""
+        if self._sweeper is None:
+            self._sweeper = threading.Thread(
+                target=self._sweep_forever, name="layerscope-job-sweeper", daemon=True
+            )
+            self._sweeper.start()
+
+    def _sweep_forever(self) -> None:
+        interval = min(max(self.ttl_s / 4, 0.05), 30.0)
+        while not self._stop.wait(interval):
+            self.sweep()
+
+    def submit(self, kind: str, work: Callable[[Progress], Encoded], *, total: int) -> JobView:
+        """Queue `work`; raises `TooManyJobs` (429) when every slot holds an unfinished job."""
+        with self._lock:
+            self._sweep_locked()
+            if len(self._jobs) >= self.max_jobs:
+                self._evict_oldest_finished_locked()
+            if len(self._jobs) >= self.max_jobs:
+                raise TooManyJobs(
+                    f"{self.max_jobs} jobs are queued or running; retry later or DELETE one",
+                    max_jobs=self.max_jobs,
+                    retry_after=5,
+                )
+            job = _Job(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
+            self._jobs[job.id] = job
+            view = self._view_locked(job)
+        self._executor.submit(self._run, job, work)
+        return view
+
+    def get(self, job_id: str) -> JobView:
+        with self._lock:
+            self._sweep_locked()
+            return self._view_locked(self._find_locked(job_id))
+
+    def result(self, job_id: str) -> tuple[JobView, Encoded]:
+        """The finished job's result; 409 while it runs or when it did not succeed."""
+        with self._lock:
+            self._sweep_locked()
+            job = self._find_locked(job_id)
+            view = self._view_locked(job)
+            if job.status != SUCCEEDED or job.result is None:
+                raise NotFinished(
+                    f"job {job_id} is {job.status}; its result exists once it has succeeded",
+                    field="job_id",
+                    status=job.status,
+                )
+            return view, job.result
+
+    def delete(self, job_id: str) -> JobView:
+        """Cancel an unfinished job (it stops at its next step), or forget a finished one."""
+        with self._lock:
+            self._sweep_locked()
+            job = self._find_locked(job_id)
+            if job.status in FINISHED:
+                del self._jobs[job_id]
+            elif job.status == QUEUED:
+                job.cancel.set()
+                self._finish_locked(job, CANCELLED)
+            else:
+                job.cancel.set()
+            return self._view_locked(job)
+
+    def sweep(self) -> int:
+        """Drop finished jobs older than the TTL; returns how many went."""
+        with self._lock:
+            return self._sweep_locked()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def shutdown(self) -> None:
+        """Ask every job to stop, then wait for the threads (jobs stop at their next step)."""
+        self._stop.set()
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._sweeper is not None:
+            self._sweeper.join()
+            self._sweeper = None
+
+    def _run(self, job: _Job, work: Callable[[Progress], Encoded]) -> None:
+        with self._lock:
+            if job.cancel.is_set():
+                if job.status not in FINISHED:
+                    self._finish_locked(job, CANCELLED)
+                return
+            job.status = RUNNING
+            job.started = self._clock()
+        deadline = job.started + self.timeout_s
+
+        def progress(step: int, total: int) -> None:
+            with self._lock:
+                job.step, job.total = step, total
+            if job.cancel.is_set():
+                raise Cancelled(f"job {job.id} was cancelled")
+            if self._clock() > deadline:
+                raise _TimedOut(f"job {job.id} ran past its limit of {self.timeout_s:g} s")
+
+        try:
+            progress(0, job.total)
+            result = work(progress)
+        except _TimedOut as exc:
+            self._fail(job, {"detail": str(exc), "timeout_s": self.timeout_s}, 504)
+        except Cancelled:
+            with self._lock:
+                self._finish_locked(job, CANCELLED)
+        except ClientError as exc:
+            self._fail(job, exc.body(), exc.status)
+        except Exception:  # noqa: BLE001 - reported as a bare 500, logged with its traceback
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            self._fail(job, {"detail": "Internal server error"}, 500)
+        else:
+            with self._lock:
+                job.result = result
+                job.step = job.total
+                self._finish_locked(job, SUCCEEDED)
+
+    def _fail(self, job: _Job, body: dict, status: int) -> None:
+        with self._lock:
+            job.error, job.error_status = body, status
+            self._finish_locked(job, FAILED)
+
+    def _finish_locked(self, job: _Job, status: str) -> None:
+        job.status = status
+        job.finished = self._clock()
+
+    def _find_locked(self, job_id: str) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(
+                f"Unknown job '{job_id}': it never existed, was deleted, or expired "
+                f"({self.ttl_s:g} s after it finished)",
+                field="job_id",
+            )
+        return job
+
+    def _sweep_locked(self) -> int:
+        now = self._clock()
+        expired = [
+            job_id
+            for job_id, job in self._jobs.items()
+            if job.status in FINISHED
+            and job.finished is not None
+            and now - job.finished > self.ttl_s
+        ]
+        for job_id in expired:
+            del self._jobs[job_id]
+        return len(expired)
+
+    def _evict_oldest_finished_locked(self) -> None:
+        finished = [job for job in self._jobs.values() if job.status in FINISHED]
+        if finished:
+            del self._jobs[min(finished, key=lambda job: job.finished or 0.0).id]
+
+    def _view_locked(self, job: _Job) -> JobView:
+        now = self._clock()
+        end = job.finished if job.finished is not None else now
+        elapsed = end - job.started if job.started is not None else 0.0
+        if job.status in FINISHED:
+            eta = 0.0
+        elif job.status == RUNNING and job.step > 0:
+            eta = elapsed / job.step * max(job.total - job.step, 0)
+        else:
+            eta = None
+        return JobView(
+            id=job.id,
+            kind=job.kind,
+            status=job.status,
+            step=job.step,
+            total=job.total,
+            eta_s=eta,
+            elapsed_s=elapsed,
+            created=job.created,
+            started=job.started,
+            finished=job.finished,
+            media_type=job.result.media_type if job.result is not None else None,
+            error=job.error,
+            error_status=job.error_status,
+            cancel_requested=job.cancel.is_set(),
+        )
