@@ -108,6 +108,7 @@ export class ResultPane {
     } finally {
       if (previous) URL.revokeObjectURL(previous);
     }
+    this.image.classList.toggle("small", this.image.naturalWidth < 160);
     this.hotspots.replaceChildren();
     this.frame.hidden = false;
     this.message.hidden = true;

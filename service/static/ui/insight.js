@@ -81,7 +81,7 @@ export class FiltersView {
     this.channels.value = state.fchannels;
     this.view.value = state.fview;
     if (!state.layer) return this.pane.empty("Pick a convolution in the tree to see its filters.");
-    const params = { format: "png", channels: state.fchannels, view: state.fview };
+    const params = { format: "png", channels: state.fchannels, view: state.fview, upsample: 56 };
     const path = this.app.path(FILTERS);
     return this.pane.run(`${path}|${JSON.stringify(params)}`, async (signal) => ({
       src: await pictureURL(path, { params, signal }),
@@ -176,7 +176,8 @@ export class SynthesisView {
 
   #progress(job) {
     this.progress.value = job.progress.fraction;
-    const eta = job.eta_s === null || job.eta_s === undefined ? "" : `, about ${Math.ceil(job.eta_s)} s left`;
+    const running = job.status === "running" && job.eta_s !== null && job.eta_s !== undefined;
+    const eta = running ? `, about ${Math.ceil(job.eta_s)} s left` : "";
     this.jobText.textContent = `${job.status}: step ${job.progress.step} of ${job.progress.total}${eta}`;
   }
 
