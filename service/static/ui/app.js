@@ -229,7 +229,7 @@ class Portal {
     } catch (error) {
       return this.banner(error);
     }
-    const channels = blob.type === "image/png" ? 1 : 3;
+    const channels = this.samples.find((s) => s.name === name)?.channels ?? (blob.type === "image/png" ? 1 : 3);
     // A digit on the photo model (or a photo on the digit model) shows little: switch to a
     // model that takes this kind of picture, if there is one.
     if (!quiet && this.model.in_channels !== channels) {

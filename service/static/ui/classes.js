@@ -96,7 +96,13 @@ export class ClassesView {
     const { state } = this.app;
     const params = { image_id: state.image, top_k: 5 };
     this.predictions.run(`${state.model}|${state.image}|${state.target}`, async (signal) => {
-      const answer = await this.app.post(PREDICT, params, signal);
+      let answer;
+      try {
+        answer = await this.app.post(PREDICT, params, signal);
+      } catch (error) {
+        this.list.replaceChildren(); // never leave another image's classes beside an error
+        throw error;
+      }
       const rows = answer.predictions[0];
       const chosen = state.target === "" ? rows[0]?.class_index : Number(state.target);
       this.list.replaceChildren(
