@@ -4,7 +4,7 @@
 import { ApiError, Capabilities, getJSON, postJSON, request, setApiKey, uploadImage } from "./api.js";
 import { ClassesView } from "./classes.js";
 import { h } from "./dom.js";
-import { FiltersView, StatsView, SynthesisView } from "./insight.js";
+import { EmbeddingView, FiltersView, StatsView, SynthesisView } from "./insight.js";
 import { defaultComparison, defaultLayer, LayerTree } from "./layers.js";
 import { CompareView, Enlarger, FeatureMapsView } from "./maps.js";
 import { readState, writeState } from "./state.js";
@@ -26,7 +26,7 @@ class Portal {
     });
     this.views = [
       new FeatureMapsView(this), new CompareView(this), new ClassesView(this),
-      new StatsView(this), new FiltersView(this), new SynthesisView(this),
+      new StatsView(this), new FiltersView(this), new SynthesisView(this), new EmbeddingView(this),
     ];
     this.enlarger = new Enlarger(this);
   }
@@ -222,10 +222,21 @@ class Portal {
     );
   }
 
+  /** A built-in sample's bytes, fetched once per page. */
+  async sampleBlob(name) {
+    this.sampleBlobs ??= new Map();
+    if (!this.sampleBlobs.has(name)) {
+      const blob = request(`/ui/samples/${encodeURIComponent(name)}`).then((r) => r.blob());
+      this.sampleBlobs.set(name, blob);
+      blob.catch(() => this.sampleBlobs.delete(name));
+    }
+    return this.sampleBlobs.get(name);
+  }
+
   async useSample(name, { quiet = false } = {}) {
     let blob;
     try {
-      blob = await (await request(`/ui/samples/${encodeURIComponent(name)}`)).blob();
+      blob = await this.sampleBlob(name);
     } catch (error) {
       return this.banner(error);
     }
@@ -294,7 +305,7 @@ class Portal {
     fill("reduce", this.caps.choices(FEATURE_MAPS, "reduce", ["none", "pca", "mean", "sum", "max"]));
     fill("scale", this.caps.choices(FEATURE_MAPS, "scale", ["channel", "shared"]));
     fill("colormap", COLORMAPS);
-    this.available = this.views.filter((view) => view.needs.some((path) => this.caps.has(path, view.method)));
+    this.available = this.views.filter((view) => view.needs.some((path) => this.caps.has(path, view.httpMethod)));
     $("tabs").replaceChildren(
       ...this.available.map((view) =>
         h("button", {

@@ -9,6 +9,8 @@ const STATS = "/v1/models/{model}/stats";
 const FILTERS = "/v1/models/{model}/layers/{layer}/filters";
 const MAXIMIZE = "/v1/models/{model}/layers/{layer}/maximize";
 const INVERT = "/v1/models/{model}/layers/{layer}/invert";
+const EMBEDDING = "/v1/models/{model}/embedding";
+const SVG = "http://www.w3.org/2000/svg";
 
 const percent = (value) => `${(100 * value).toFixed(1)}%`;
 const bar = (fraction) => h("span", { class: "bar" }, h("span", { style: { width: percent(fraction) } }));
@@ -60,7 +62,7 @@ export class StatsView {
 export class FiltersView {
   id = "filters";
   needs = [FILTERS];
-  method = "get";
+  httpMethod = "get"; // of `needs`; the others are POST
 
   constructor(app) {
     this.app = app;
@@ -188,5 +190,100 @@ export class SynthesisView {
     this.jobText.textContent = "cancelled";
     this.pane.empty("Cancelled.");
     if (location) await request(location, { method: "DELETE" }).catch(() => {});
+  }
+}
+
+/** Your image among the built-in samples, as 2-D points from the model's features. */
+export class EmbeddingView {
+  id = "embedding";
+  needs = [EMBEDDING];
+
+  constructor(app) {
+    this.app = app;
+    this.pane = new ResultPane(document.getElementById("embedding-result"));
+    this.projection = document.getElementById("embed-method");
+    this.features = document.getElementById("embed-layer");
+    this.projection.addEventListener("change", () => app.update({ embed: this.projection.value }));
+    this.features.addEventListener("change", () => app.update({ elayer: this.features.value }));
+  }
+
+  configure(caps) {
+    const choices = caps.choices(EMBEDDING, "method", ["pca", "tsne"]);
+    this.projection.replaceChildren(...choices.map((value) => h("option", { value }, value)));
+  }
+
+  render() {
+    const { state } = this.app;
+    this.projection.value = state.embed;
+    this.features.value = state.elayer;
+    if (!state.image) return this.pane.empty("Choose an image on the left to see where the model puts it among the samples.");
+    const layer = state.elayer === "selected" ? state.layer : "";
+    const params = { method: state.embed, layer, format: "json" };
+    const key = `${state.model}|${state.image}|${JSON.stringify(params)}`;
+    return this.pane.run(key, async (signal) => {
+      const samples = this.app.samples.filter((s) => s.name !== state.sample);
+      const form = new FormData();
+      for (const sample of samples) form.append("image", await this.app.sampleBlob(sample.name), sample.name);
+      const labels = samples.map((s) => s.name.replace(/^digit-\d+-label(\d+)\.png$/, "$1").replace(/\.jpg$/, ""));
+      const mine = this.app.picture;
+      if (mine) {
+        form.append("image", mine.blob, mine.name);
+        labels.push("your image");
+      }
+      form.append("labels", labels.join(","));
+      const response = await request(this.app.path(EMBEDDING), { method: "POST", params, body: form, signal });
+      const answer = response.status === 202
+        ? (await followJob(response.headers.get("Location"), { signal })).result
+        : await response.json();
+      this.#draw(answer, samples, Boolean(mine));
+      return null;
+    });
+  }
+
+  #draw(answer, samples, withMine) {
+    const width = 560, height = 380, pad = 28;
+    const xs = answer.points.map((p) => p[0]), ys = answer.points.map((p) => p[1]);
+    const scale = (values, size) => {
+      const low = Math.min(...values), span = Math.max(...values) - low || 1;
+      return (v) => pad + ((v - low) / span) * (size - 2 * pad);
+    };
+    const x = scale(xs, width), y = scale(ys, height);
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("class", "embedding");
+    answer.points.forEach(([px, py], index) => {
+      const cx = x(px), cy = height - y(py);
+      const point = document.createElementNS(SVG, "g");
+      point.setAttribute("class", index < samples.length ? "point" : "point mine");
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = answer.labels?.[index] ?? String(index);
+      if (index < samples.length) {
+        const picture = document.createElementNS(SVG, "image");
+        picture.setAttribute("href", samples[index].url);
+        picture.setAttribute("x", String(cx - 12));
+        picture.setAttribute("y", String(cy - 12));
+        picture.setAttribute("width", "24");
+        picture.setAttribute("height", "24");
+        point.append(title, picture);
+      } else {
+        const dot = document.createElementNS(SVG, "circle");
+        dot.setAttribute("cx", String(cx));
+        dot.setAttribute("cy", String(cy));
+        dot.setAttribute("r", "9");
+        const text = document.createElementNS(SVG, "text");
+        text.setAttribute("x", String(cx + 12));
+        text.setAttribute("y", String(cy + 4));
+        text.textContent = "your image";
+        point.append(title, dot, text);
+      }
+      svg.append(point);
+    });
+    const variance = answer.explained_variance
+      ? ` · axes explain ${answer.explained_variance.map((v) => percent(v)).join(" and ")} of the variance`
+      : "";
+    this.pane.extra.replaceChildren(svg);
+    this.pane.caption.textContent =
+      `${answer.method} of ${answer.count} images by their features at ${answer.layer} (${answer.feature_dim} values)${variance}` +
+      (withMine ? "" : " · choose your image again to place it too");
   }
 }

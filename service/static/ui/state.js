@@ -21,6 +21,8 @@ export const DEFAULTS = Object.freeze({
   fview: "auto",
   unit: "0", // the channel to maximize
   steps: "128",
+  embed: "pca", // embedding projection
+  elayer: "", // "" (the classifier's input) or "selected" (the selected layer)
 });
 
 export function readState(hash = location.hash) {
