@@ -504,18 +504,25 @@ def test_statistics_and_filters_views(page: Any, server: LiveServer, api_paths: 
     screenshot(page, "09-filters")
 
 
-def test_a_maximization_job_shows_progress_then_its_picture(
+def test_synthesis_jobs_show_progress_then_their_picture(
     page: Any, server: LiveServer, api_paths: set[str]
 ) -> None:
     if "/v1/models/{model}/layers/{layer}/maximize" not in api_paths:
-        pytest.skip("POST .../maximize is not served on this branch yet")
-    open_portal(page, server, "#model=digits&view=synthesis&layer=conv2&steps=48&unit=3")
+        pytest.skip("POST .../maximize and .../invert are not served on this branch yet")
+    open_portal(page, server, "#model=digits&steps=48&unit=3")
+    choose_sample(page, "digit-9-label9.png")
+    page.click("#tab-synthesis")
     page.click("#maximize-run")
     wait_for(page, "document.getElementById('job-text').textContent.length > 0")
     shown = settled(page, "synthesis-result", timeout=120)
     assert shown["error"] is None and shown["width"] > 0
+    assert shown["caption"].startswith("maximize channel 3 of conv2, 48 steps")
     assert page.evaluate("document.getElementById('job-progress').value") == 1
+    assert page.inner_text("#job-text") == "succeeded: step 48 of 48"
     screenshot(page, "10-maximize-job")
+    page.click("#invert-run")
+    inverted = changed(page, "synthesis-result", shown["src"])
+    assert inverted["error"] is None and inverted["caption"].startswith("invert conv2's features")
 
 
 def test_the_page_asks_for_the_api_key_and_recovers_a_forgotten_image(
