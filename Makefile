@@ -8,6 +8,10 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The browser tests drive Debian's Chromium (never a downloaded one); `make test` installs it
+# when missing and makes those tests fail rather than skip without it.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: serve test install install-dev lint audit lock bench clean
 
@@ -30,9 +34,14 @@ install-dev: $(VENV)/.installed-dev
 serve: $(VENV)/.installed
 	$(BIN)/layerscope serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed-dev $(CHROMIUM)
+	CHROMIUM=$(CHROMIUM) REQUIRE_BROWSER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory audit
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install Chromium at $(CHROMIUM) for the browser tests" >&2; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 # Known vulnerabilities in the locked dependency set (fails on any finding). Without
 # access to PyPI's advisory API, packages are reported as skipped instead.

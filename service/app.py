@@ -32,6 +32,7 @@ from service.routes import (
     predict,
     stats,
 )
+from service.routes import ui as portal
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
 from service.workers.image_store import ImageStore
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
     for router in (attributions.router, *insight, jobs.router):
         app.include_router(router)
+    app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.
     if settings.cors_origins:
         app.add_middleware(

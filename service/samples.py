@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from PIL import Image
@@ -40,3 +43,28 @@ def write_samples(folder: Path) -> list[Path]:
         written.append(path)
     return written
 
+
+
+@dataclass(frozen=True)
+class EncodedSample:
+    """A sample picture as file bytes, for the portal: `channels` is 1 (digit) or 3 (photo)."""
+
+    name: str
+    data: bytes
+    media_type: str
+    channels: int
+
+
+@cache
+def encoded_samples() -> dict[str, EncodedSample]:
+    """Every sample, encoded once per process: photos as JPEG, digits as PNG, photos first."""
+    samples = {}
+    for name, image in {**photos(), **digit_samples()}.items():
+        buffer = io.BytesIO()
+        if name.endswith(".jpg"):
+            image.save(buffer, format="JPEG", quality=90)
+            samples[name] = EncodedSample(name, buffer.getvalue(), "image/jpeg", 3)
+        else:
+            image.save(buffer, format="PNG")
+            samples[name] = EncodedSample(name, buffer.getvalue(), "image/png", 1)
+    return samples

@@ -1,0 +1,289 @@
+// Insight views, each shown when the server offers its endpoint: layer statistics, a layer's
+// filters, and the optimization jobs (activation maximization, feature inversion) with a
+// progress bar.
+
+import { followJob, pictureURL, request } from "./api.js";
+import { h, number, pngData, ResultPane, shape } from "./dom.js";
+
+const STATS = "/v1/models/{model}/stats";
+const FILTERS = "/v1/models/{model}/layers/{layer}/filters";
+const MAXIMIZE = "/v1/models/{model}/layers/{layer}/maximize";
+const INVERT = "/v1/models/{model}/layers/{layer}/invert";
+const EMBEDDING = "/v1/models/{model}/embedding";
+const SVG = "http://www.w3.org/2000/svg";
+
+const percent = (value) => `${(100 * value).toFixed(1)}%`;
+const bar = (fraction) => h("span", { class: "bar" }, h("span", { style: { width: percent(fraction) } }));
+
+export class StatsView {
+  id = "stats";
+  needs = [STATS];
+
+  constructor(app) {
+    this.app = app;
+    this.pane = new ResultPane(document.getElementById("stats-result"));
+  }
+
+  render() {
+    const { state } = this.app;
+    if (!state.image) return this.pane.empty("Choose an image on the left to see activation statistics for every layer.");
+    const key = `${state.model}|${state.image}`;
+    if (this.pane.figure.dataset.key === key) return this.#highlight();
+    return this.pane.run(key, async (signal) => {
+      const answer = await this.app.post(STATS, { image_id: state.image, format: "json" }, signal);
+      const head = h("tr", {}, ...["layer", "type", "shape", "mean", "std", "max", "zero or less", "dead channels"].map((t) => h("th", {}, t)));
+      const rows = answer.layers.map((layer) =>
+        h("tr", { dataset: { layer: layer.name }, title: "show this layer", onclick: () => this.app.selectLayer(layer.name) },
+          h("td", { class: "name" }, layer.name),
+          h("td", {}, layer.type),
+          h("td", {}, shape(layer.shape)),
+          h("td", { class: "num" }, number(layer.mean)),
+          h("td", { class: "num" }, number(layer.std)),
+          h("td", { class: "num" }, number(layer.max)),
+          h("td", {}, bar(layer.sparsity), ` ${percent(layer.sparsity)}`),
+          h("td", {}, bar(layer.dead_fraction), ` ${percent(layer.dead_fraction)}`),
+        ),
+      );
+      this.table = h("table", { class: "stats" }, h("thead", {}, head), h("tbody", {}, ...rows));
+      this.pane.extra.replaceChildren(this.table);
+      this.pane.caption.textContent = `${answer.layers.length} layers over ${answer.images} image · click a row to select the layer`;
+      this.#highlight();
+      return null;
+    });
+  }
+
+  #highlight() {
+    for (const row of this.table?.querySelectorAll("tr[data-layer]") ?? []) {
+      row.classList.toggle("selected", row.dataset.layer === this.app.state.layer);
+    }
+  }
+}
+
+export class FiltersView {
+  id = "filters";
+  needs = [FILTERS];
+  httpMethod = "get"; // of `needs`; the others are POST
+
+  constructor(app) {
+    this.app = app;
+    this.pane = new ResultPane(document.getElementById("filters-result"));
+    this.channels = document.getElementById("filter-channels");
+    this.view = document.getElementById("filter-view");
+    this.channels.addEventListener("change", () => app.update({ fchannels: this.channels.value.trim() || "first:64" }));
+    this.view.addEventListener("change", () => app.update({ fview: this.view.value }));
+  }
+
+  configure(caps) {
+    const choices = caps.choices(FILTERS, "view", ["auto", "rgb", "mean", "inputs"], "get");
+    this.view.replaceChildren(...choices.map((value) => h("option", { value }, value)));
+  }
+
+  render() {
+    const { state } = this.app;
+    this.channels.value = state.fchannels;
+    this.view.value = state.fview;
+    if (!state.layer) return this.pane.empty("Pick a convolution in the tree to see its filters.");
+    const params = { format: "png", channels: state.fchannels, view: state.fview, upsample: 56 };
+    const path = this.app.path(FILTERS);
+    return this.pane.run(`${path}|${JSON.stringify(params)}`, async (signal) => ({
+      src: await pictureURL(path, { params, signal }),
+      objectURL: true,
+      caption: `${state.layer}: filters ${state.fchannels}, ${state.fview} view (red positive, blue negative)`,
+    }));
+  }
+}
+
+/** Activation maximization and feature inversion run as jobs: progress bar, cancel, result. */
+export class SynthesisView {
+  id = "synthesis";
+  needs = [MAXIMIZE, INVERT];
+
+  constructor(app) {
+    this.app = app;
+    this.pane = new ResultPane(document.getElementById("synthesis-result"));
+    this.channel = document.getElementById("synth-channel");
+    this.steps = document.getElementById("synth-steps");
+    this.maximizeButton = document.getElementById("maximize-run");
+    this.invertButton = document.getElementById("invert-run");
+    this.cancelButton = document.getElementById("job-cancel");
+    this.job = document.getElementById("job");
+    this.progress = document.getElementById("job-progress");
+    this.jobText = document.getElementById("job-text");
+    this.channel.addEventListener("change", () => app.update({ unit: this.channel.value }));
+    this.steps.addEventListener("change", () => app.update({ steps: this.steps.value }));
+    this.maximizeButton.addEventListener("click", () => this.start("maximize"));
+    this.invertButton.addEventListener("click", () => this.start("invert"));
+    this.cancelButton.addEventListener("click", () => this.cancel());
+  }
+
+  configure(caps) {
+    this.maximizeButton.hidden = !caps.has(MAXIMIZE);
+    this.invertButton.hidden = !caps.has(INVERT);
+  }
+
+  #hint() {
+    const { state } = this.app;
+    const lines = [];
+    if (!this.maximizeButton.hidden) {
+      lines.push(`Maximize: the picture that excites channel ${state.unit} of ${state.layer || "a layer"} most.`);
+    }
+    if (!this.invertButton.hidden) lines.push("Invert: the picture your image's features at that layer describe.");
+    lines.push("These run as jobs, with a progress bar.");
+    return lines.join(" ");
+  }
+
+  render() {
+    const { state } = this.app;
+    this.channel.value = state.unit;
+    this.steps.value = state.steps;
+    const count = this.app.layer(state.layer)?.output_shape?.[0];
+    this.channel.max = count ? String(count - 1) : "";
+    this.invertButton.disabled = !state.image;
+    if (!this.pane.controller && !this.pane.figure.dataset.key) {
+      this.pane.empty(this.#hint());
+    }
+  }
+
+  async start(kind) {
+    const { state } = this.app;
+    if (!state.layer) return this.pane.fail(new Error("Pick a layer in the tree first."));
+    const params = { steps: state.steps, format: "json", async: "true" };
+    if (kind === "maximize") params.channel = state.unit;
+    else params.image_id = state.image;
+    const path = this.app.path(kind === "maximize" ? MAXIMIZE : INVERT);
+    const what = kind === "maximize" ? `channel ${state.unit} of ${state.layer}` : `${state.layer}'s features`;
+    this.job.hidden = false;
+    this.progress.value = 0;
+    this.jobText.textContent = "submitting…";
+    this.cancelButton.hidden = false;
+    await this.pane.run(`${kind}|${path}|${JSON.stringify(params)}|${Date.now()}`, async (signal) => {
+      const response = await this.app.withImage(() => request(path, { method: "POST", params, signal }));
+      let result;
+      if (response.status === 202) {
+        this.location = response.headers.get("Location");
+        const job = await followJob(this.location, { signal, onProgress: (job) => this.#progress(job) });
+        result = job.result;
+      } else {
+        result = await response.json();
+      }
+      this.location = null;
+      const detail = kind === "maximize"
+        ? `activation ${number(result.activation)} (noise gives ${number(result.noise_activation)})`
+        : `feature distance down ${percent(result.distance_drop)}`;
+      return { src: pngData(result.png_base64), caption: `${kind} ${what}, ${result.steps} steps · ${detail}` };
+    });
+    this.cancelButton.hidden = true;
+    if (!this.pane.errorBox.hidden) this.jobText.textContent = "failed";
+  }
+
+  #progress(job) {
+    this.progress.value = job.progress.fraction;
+    const running = job.status === "running" && job.eta_s !== null && job.eta_s !== undefined;
+    const eta = running ? `, about ${Math.ceil(job.eta_s)} s left` : "";
+    this.jobText.textContent = `${job.status}: step ${job.progress.step} of ${job.progress.total}${eta}`;
+  }
+
+  async cancel() {
+    const location = this.location;
+    this.pane.cancel();
+    this.cancelButton.hidden = true;
+    this.jobText.textContent = "cancelled";
+    this.pane.empty("Cancelled.");
+    if (location) await request(location, { method: "DELETE" }).catch(() => {});
+  }
+}
+
+/** Your image among the built-in samples, as 2-D points from the model's features. */
+export class EmbeddingView {
+  id = "embedding";
+  needs = [EMBEDDING];
+
+  constructor(app) {
+    this.app = app;
+    this.pane = new ResultPane(document.getElementById("embedding-result"));
+    this.projection = document.getElementById("embed-method");
+    this.features = document.getElementById("embed-layer");
+    this.projection.addEventListener("change", () => app.update({ embed: this.projection.value }));
+    this.features.addEventListener("change", () => app.update({ elayer: this.features.value }));
+  }
+
+  configure(caps) {
+    const choices = caps.choices(EMBEDDING, "method", ["pca", "tsne"]);
+    this.projection.replaceChildren(...choices.map((value) => h("option", { value }, value)));
+  }
+
+  render() {
+    const { state } = this.app;
+    this.projection.value = state.embed;
+    this.features.value = state.elayer;
+    if (!state.image) return this.pane.empty("Choose an image on the left to see where the model puts it among the samples.");
+    const layer = state.elayer === "selected" ? state.layer : "";
+    const params = { method: state.embed, layer, format: "json" };
+    const key = `${state.model}|${state.image}|${JSON.stringify(params)}`;
+    return this.pane.run(key, async (signal) => {
+      const samples = this.app.samples.filter((s) => s.name !== state.sample);
+      const form = new FormData();
+      for (const sample of samples) form.append("image", await this.app.sampleBlob(sample.name), sample.name);
+      const labels = samples.map((s) => s.name.replace(/^digit-\d+-label(\d+)\.png$/, "$1").replace(/\.jpg$/, ""));
+      const mine = this.app.picture;
+      if (mine) {
+        form.append("image", mine.blob, mine.name);
+        labels.push("your image");
+      }
+      form.append("labels", labels.join(","));
+      const response = await request(this.app.path(EMBEDDING), { method: "POST", params, body: form, signal });
+      const answer = response.status === 202
+        ? (await followJob(response.headers.get("Location"), { signal })).result
+        : await response.json();
+      this.#draw(answer, samples, Boolean(mine));
+      return null;
+    });
+  }
+
+  #draw(answer, samples, withMine) {
+    const width = 560, height = 380, pad = 28;
+    const xs = answer.points.map((p) => p[0]), ys = answer.points.map((p) => p[1]);
+    const scale = (values, size) => {
+      const low = Math.min(...values), span = Math.max(...values) - low || 1;
+      return (v) => pad + ((v - low) / span) * (size - 2 * pad);
+    };
+    const x = scale(xs, width), y = scale(ys, height);
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("class", "embedding");
+    answer.points.forEach(([px, py], index) => {
+      const cx = x(px), cy = height - y(py);
+      const point = document.createElementNS(SVG, "g");
+      point.setAttribute("class", index < samples.length ? "point" : "point mine");
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = answer.labels?.[index] ?? String(index);
+      if (index < samples.length) {
+        const picture = document.createElementNS(SVG, "image");
+        picture.setAttribute("href", samples[index].url);
+        picture.setAttribute("x", String(cx - 12));
+        picture.setAttribute("y", String(cy - 12));
+        picture.setAttribute("width", "24");
+        picture.setAttribute("height", "24");
+        point.append(title, picture);
+      } else {
+        const dot = document.createElementNS(SVG, "circle");
+        dot.setAttribute("cx", String(cx));
+        dot.setAttribute("cy", String(cy));
+        dot.setAttribute("r", "9");
+        const text = document.createElementNS(SVG, "text");
+        text.setAttribute("x", String(cx + 12));
+        text.setAttribute("y", String(cy + 4));
+        text.textContent = "your image";
+        point.append(title, dot, text);
+      }
+      svg.append(point);
+    });
+    const variance = answer.explained_variance
+      ? ` · axes explain ${answer.explained_variance.map((v) => percent(v)).join(" and ")} of the variance`
+      : "";
+    this.pane.extra.replaceChildren(svg);
+    this.pane.caption.textContent =
+      `${answer.method} of ${answer.count} images by their features at ${answer.layer} (${answer.feature_dim} values)${variance}` +
+      (withMine ? "" : " · choose your image again to place it too");
+  }
+}

@@ -1,0 +1,52 @@
+// The page state lives in the URL hash, so any view can be shared as a link and comes back on
+// reload. Only values that differ from the defaults are written, to keep links short.
+
+export const DEFAULTS = Object.freeze({
+  view: "maps", // maps | compare | classes | stats | filters | synthesis
+  model: "",
+  image: "", // image_id from POST /v1/images
+  sample: "", // the built-in sample the image came from: lets a link outlive a server restart
+  layer: "",
+  channels: "first:16",
+  reduce: "none",
+  cmap: "viridis",
+  scale: "channel",
+  overlay: "0",
+  compare: "", // comma-separated layer names
+  target: "", // class index; empty: the top-1 class
+  cam: "gradcam",
+  camlayer: "",
+  grad: "vanilla",
+  fchannels: "first:64",
+  fview: "auto",
+  unit: "0", // the channel to maximize
+  steps: "128",
+  embed: "pca", // embedding projection
+  elayer: "", // "" (the classifier's input) or "selected" (the selected layer)
+});
+
+export function readState(hash = location.hash) {
+  const params = new URLSearchParams(hash.replace(/^#/, ""));
+  const state = { ...DEFAULTS };
+  for (const key of Object.keys(DEFAULTS)) {
+    if (params.has(key)) state[key] = params.get(key);
+  }
+  return state;
+}
+
+export function stateHash(state) {
+  const params = new URLSearchParams();
+  for (const [key, fallback] of Object.entries(DEFAULTS)) {
+    const value = state[key] ?? fallback;
+    if (value !== fallback) params.set(key, value);
+  }
+  return `#${params.toString()}`;
+}
+
+/** Replace (not push) the history entry: every click would otherwise add one. */
+export function writeState(state) {
+  const hash = stateHash(state);
+  if (hash !== location.hash && !(hash === "#" && !location.hash)) {
+    history.replaceState(null, "", hash === "#" ? location.pathname : hash);
+  }
+}
