@@ -1,11 +1,11 @@
 """Feature-map options and the JSON answer."""
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 
-class Reduce(str, Enum):
+class Reduce(StrEnum):
     none = "none"
     pca = "pca"
     mean = "mean"
@@ -13,13 +13,13 @@ class Reduce(str, Enum):
     max = "max"
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     png = "png"
     npy = "npy"
     json = "json"
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     channel = "channel"
     shared = "shared"
 
@@ -28,7 +28,9 @@ class LayerMapsInfo(BaseModel):
     name: str
     layer_shape: list[int] = Field(description="the layer's output as [C, H, W]")
     shape: list[int] = Field(description="shape of the returned array for this layer, [B, k, H, W]")
-    channels: list[list[int]] = Field(description="per image, the channels selected (reduced ones too)")
+    channels: list[list[int]] = Field(
+        description="per image, the channels selected (reduced ones too)"
+    )
     min: list[list[float]] = Field(description="per image, the minimum of each returned map")
     max: list[list[float]] = Field(description="per image, the maximum of each returned map")
 

@@ -7,7 +7,9 @@ class ModelInfo(BaseModel):
     name: str = Field(examples=["resnet18"])
     architecture: str = Field(examples=["torchvision:resnet18"])
     num_classes: int
-    input_size: list[int] = Field(description="[height, width] the model is fed at", examples=[[224, 224]])
+    input_size: list[int] = Field(
+        description="[height, width] the model is fed at", examples=[[224, 224]]
+    )
     in_channels: int = Field(description="1 (grayscale) or 3 (RGB)")
     mean: list[float]
     std: list[float]

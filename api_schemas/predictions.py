@@ -11,4 +11,6 @@ class PredictionItem(BaseModel):
 
 class PredictResponse(BaseModel):
     model: str
-    predictions: list[list[PredictionItem]] = Field(description="one list per image, most probable first")
+    predictions: list[list[PredictionItem]] = Field(
+        description="one list per image, most probable first"
+    )

@@ -33,7 +33,9 @@ def pictures(count: int) -> list[bytes]:
     for i in range(count):
         photo = photos[i % 2]
         left, top = 13 * i, 7 * i
-        crop = photo.crop((left, top, left + 400, top + 400)).resize((224, 224), Image.Resampling.BILINEAR)
+        crop = photo.crop((left, top, left + 400, top + 400)).resize(
+            (224, 224), Image.Resampling.BILINEAR
+        )
         buffer = io.BytesIO()
         crop.save(buffer, format="PNG")
         out.append(buffer.getvalue())
@@ -55,20 +57,28 @@ def main() -> None:
     parser.add_argument("--layer", default="layer2")
     args = parser.parse_args()
     first, repeated = [], []
-    with running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base, httpx.Client(base_url=base, timeout=60) as client:
+    with (
+        running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base,
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
         url = "/v1/models/resnet18/feature-maps"
         for data in pictures(args.images):
-            image_id = client.post("/v1/images", files={"image": ("p.png", data, "image/png")}).json()["image_id"]
+            image_id = client.post(
+                "/v1/images", files={"image": ("p.png", data, "image/png")}
+            ).json()["image_id"]
             for index, view in enumerate(VIEWS):
                 started = time.perf_counter()
-                answer = client.post(url, params={"image_id": image_id, "layers": args.layer, **view})
+                answer = client.post(
+                    url, params={"image_id": image_id, "layers": args.layer, **view}
+                )
                 elapsed = time.perf_counter() - started
                 answer.raise_for_status()
                 (first if index == 0 else repeated).append(elapsed)
     cold, warm = statistics.median(first), statistics.median(repeated)
     print(f"resnet18 {args.layer}, PNG views, {args.images} images x {len(VIEWS)} views")
     print(
-        f"first view {cold * 1000:.1f} ms (decode + forward + render), repeated views {warm * 1000:.1f} ms: "
+        f"first view {cold * 1000:.1f} ms (decode + forward + render), repeated views "
+        f"{warm * 1000:.1f} ms: "
         f"{cold / warm:.1f}x faster (goal >= 5x)"
     )
 

@@ -29,7 +29,12 @@ def free_port() -> int:
 def running_server(env: dict[str, str] | None = None) -> Iterator[str]:
     """`layerscope serve` on a free port, ready when yielded; stopped on exit."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "LAYERSCOPE_LOG_LEVEL": "warning", **(env or {})}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LAYERSCOPE_LOG_LEVEL": "warning",
+        **(env or {}),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
         cwd=ROOT,

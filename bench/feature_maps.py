@@ -39,7 +39,9 @@ def anchor_model() -> torch.nn.Module:
 def hooked_forward(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
     """What a user's script does: a hook on the layer, a full forward pass, hook removed."""
     store: dict[str, torch.Tensor] = {}
-    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, o: store.__setitem__("out", o))
+    handle = model.get_submodule(layer).register_forward_hook(
+        lambda _m, _i, o: store.__setitem__("out", o)
+    )
     try:
         with torch.no_grad():
             model(x)
@@ -78,24 +80,39 @@ def main() -> None:
     array = np.asarray(image, dtype=np.float32) / 255
     x = (torch.from_numpy(array).permute(2, 0, 1)[None] - MEAN) / STD
     model = anchor_model()
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"{torch.get_num_threads()} threads, CPU"
+    )
 
-    # No activation cache: the same picture is sent every time, and the goal is about a forward pass.
+    # No activation cache: the same picture is sent every time; the goal is about a forward pass.
     env = {"LAYERSCOPE_DEVICE": "cpu", "LAYERSCOPE_ACTIVATION_CACHE_BYTES": "0"}
     with running_server(env) as base, httpx.Client(timeout=60) as client:
         url = f"{base}/v1/models/resnet18/feature-maps"
         files = {"image": ("china.png", data, "image/png")}
 
         def http_layer3() -> None:
-            answer = client.post(url, params={"layers": "layer3", "channels": "all", "format": "npy"}, files=files)
+            answer = client.post(
+                url, params={"layers": "layer3", "channels": "all", "format": "npy"}, files=files
+            )
             answer.raise_for_status()
             np.load(io.BytesIO(answer.content))
 
         def http_grid() -> None:
-            answer = client.post(url, params={"layers": "conv1", "channels": "first:32"}, files=files)
+            answer = client.post(
+                url, params={"layers": "conv1", "channels": "first:32"}, files=files
+            )
             answer.raise_for_status()
 
-        served = np.load(io.BytesIO(client.post(url, params={"layers": "layer3", "channels": "all", "format": "npy"}, files=files).content))
+        served = np.load(
+            io.BytesIO(
+                client.post(
+                    url,
+                    params={"layers": "layer3", "channels": "all", "format": "npy"},
+                    files=files,
+                ).content
+            )
+        )
         direct = hooked_forward(model, x, "layer3").numpy()
         print(f"check: max |http - in-process| on layer3 = {np.abs(served - direct).max():.2e}")
 
@@ -103,9 +120,17 @@ def main() -> None:
         ours = median_seconds(http_layer3, repeat=args.repeat)
         report("layer3 npy", ours, anchor, 0.95, "in-process hooked forward")
 
-        grid_anchor = median_seconds(lambda: matplotlib_grid(model, x), repeat=max(3, args.repeat // 6), warmup=1)
+        grid_anchor = median_seconds(
+            lambda: matplotlib_grid(model, x), repeat=max(3, args.repeat // 6), warmup=1
+        )
         grid_ours = median_seconds(http_grid, repeat=args.repeat)
-        report("conv1 32-channel PNG grid", grid_ours, grid_anchor, 0.10, "matplotlib subplots + savefig(dpi=300)")
+        report(
+            "conv1 32-channel PNG grid",
+            grid_ours,
+            grid_anchor,
+            0.10,
+            "matplotlib subplots + savefig(dpi=300)",
+        )
 
 
 if __name__ == "__main__":

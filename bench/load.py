@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -69,7 +68,11 @@ async def closed_loop(base: str, data: bytes, clients: int, seconds: float) -> d
         nonlocal errors
         while time.perf_counter() < stop:
             started = time.perf_counter()
-            answer = await client.post("/v1/models/resnet18/feature-maps", params=PARAMS, files={"image": ("a.png", data, "image/png")})
+            answer = await client.post(
+                "/v1/models/resnet18/feature-maps",
+                params=PARAMS,
+                files={"image": ("a.png", data, "image/png")},
+            )
             if answer.status_code == 200:
                 latencies.append(time.perf_counter() - started)
             else:
@@ -97,7 +100,11 @@ async def open_loop(base: str, data: bytes, rate: float, seconds: float) -> dict
     async def one(client: httpx.AsyncClient) -> None:
         nonlocal other
         started = time.perf_counter()
-        answer = await client.post("/v1/models/resnet18/feature-maps", params=PARAMS, files={"image": ("a.png", data, "image/png")})
+        answer = await client.post(
+            "/v1/models/resnet18/feature-maps",
+            params=PARAMS,
+            files={"image": ("a.png", data, "image/png")},
+        )
         elapsed = time.perf_counter() - started
         if answer.status_code == 200:
             accepted.append(elapsed)
@@ -106,7 +113,9 @@ async def open_loop(base: str, data: bytes, rate: float, seconds: float) -> dict
         else:
             other += 1
 
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=1000)) as client:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=120, limits=httpx.Limits(max_connections=1000)
+    ) as client:
         tasks = []
         started = time.perf_counter()
         sent = 0
@@ -131,14 +140,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--queue", type=int, default=8, help="LAYERSCOPE_MAX_QUEUE for the overload run")
+    parser.add_argument(
+        "--queue", type=int, default=8, help="LAYERSCOPE_MAX_QUEUE for the overload run"
+    )
     args = parser.parse_args()
     _, data = photo_png((224, 224))
     sequential = in_process_rate(data, args.device, args.seconds)
     print(f"device {args.device}; sequential in-process: {sequential:.1f} req/s")
     print(f"{'clients':>7} {'req/s':>8} {'x seq':>6} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     # No activation cache: every request here repeats one picture, which it would serve from memory.
-    env = {"LAYERSCOPE_DEVICE": args.device, "LAYERSCOPE_MAX_QUEUE": "64", "LAYERSCOPE_ACTIVATION_CACHE_BYTES": "0"}
+    env = {
+        "LAYERSCOPE_DEVICE": args.device,
+        "LAYERSCOPE_MAX_QUEUE": "64",
+        "LAYERSCOPE_ACTIVATION_CACHE_BYTES": "0",
+    }
     capacity = 0.0
     with running_server(env) as base:
         for clients in (1, 4, 16):
@@ -153,8 +168,10 @@ def main() -> None:
         row = asyncio.run(open_loop(base, data, 3 * capacity, args.seconds))
     print(
         f"overload at 3x capacity ({3 * capacity:.0f} req/s offered, queue {args.queue}): "
-        f"{row['accepted']} accepted (p50 {row['accepted_p50_ms']:.0f} ms, p99 {row['accepted_p99_ms']:.0f} ms), "
-        f"{row['refused_503']} refused with 503 + Retry-After (p99 {row['refused_p99_ms']:.1f} ms), {row['other']} other"
+        f"{row['accepted']} accepted (p50 {row['accepted_p50_ms']:.0f} ms, p99 "
+        f"{row['accepted_p99_ms']:.0f} ms), "
+        f"{row['refused_503']} refused with 503 + Retry-After (p99 {row['refused_p99_ms']:.1f} "
+        f"ms), {row['other']} other"
     )
 
 

@@ -92,7 +92,9 @@ class LayerCatalog:
         return layers[-1]
 
 
-def build_catalog(model_name: str, module: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> LayerCatalog:
+def build_catalog(
+    model_name: str, module: nn.Module, input_shape: tuple[int, ...], device: torch.device
+) -> LayerCatalog:
     """Run one forward pass on zeros of `input_shape` ([C, H, W]) and record every module."""
     shapes: dict[str, tuple[int, ...] | None] = {}
     calls: dict[str, int] = {}

@@ -60,7 +60,9 @@ def _read_labels(value: str | list[str] | None, base: Path) -> tuple[str, ...] |
         path = base / path
     if not path.is_file():
         raise ValueError(f"labels file {str(path)!r} does not exist")
-    return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return tuple(
+        line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    )
 
 
 def _resolve_weights(value: str | None, base: Path) -> str | None:

@@ -60,14 +60,15 @@ def closest(name: str, choices: Iterable[str], *, n: int = 5) -> list[str]:
 def unknown_model(name: str, choices: Iterable[str]) -> NotFound:
     available = sorted(choices)
     return NotFound(
-        f"Unknown model '{name}'. Available models: {', '.join(available)}. "
-        "See GET /v1/models.",
+        f"Unknown model '{name}'. Available models: {', '.join(available)}. See GET /v1/models.",
         field="model",
         choices=available,
     )
 
 
-def unknown_layer(model: str, name: str, choices: Iterable[str], *, field: str = "layers") -> NotFound:
+def unknown_layer(
+    model: str, name: str, choices: Iterable[str], *, field: str = "layers"
+) -> NotFound:
     suggestions = closest(name, choices)
     hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
     return NotFound(

@@ -55,10 +55,18 @@ def _build_architecture(spec: ModelSpec) -> nn.Module:
         torch.manual_seed(_RANDOM_INIT_SEED)
         if kind == "builtin" and name in BUILTIN:
             return BUILTIN[name](spec.num_classes)
-        if kind == "torchvision" and name in torchvision.models.list_models(module=torchvision.models):
-            kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+        if kind == "torchvision" and name in torchvision.models.list_models(
+            module=torchvision.models
+        ):
+            kwargs = (
+                {"aux_logits": False, "init_weights": True}
+                if name in ("googlenet", "inception_v3")
+                else {}
+            )
             try:
-                return torchvision.models.get_model(name, weights=None, num_classes=spec.num_classes, **kwargs)
+                return torchvision.models.get_model(
+                    name, weights=None, num_classes=spec.num_classes, **kwargs
+                )
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"model {spec.name!r}: field 'architecture': {exc}") from exc
     choices = ", ".join(known_architectures()[:12])
@@ -114,7 +122,7 @@ def _unwrap_state(state: object, where: str) -> dict[str, torch.Tensor]:
         raise ConfigError(f"{where}: not a state_dict of tensors")
     prefix = "module."  # saved from DataParallel/DistributedDataParallel
     if state and all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items()}
+        state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -133,7 +141,8 @@ def _torchvision_weights(
     categories = tuple(weights.meta.get("categories") or ()) or None
     if categories is not None and len(categories) != spec.num_classes:
         raise ConfigError(
-            f"{where}: these weights have {len(categories)} classes, num_classes is {spec.num_classes}"
+            f"{where}: these weights have {len(categories)} classes, num_classes is "
+            f"{spec.num_classes}"
         )
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if cached.is_file():

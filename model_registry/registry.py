@@ -40,7 +40,9 @@ def resolve_device(requested: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(spec: ModelSpec, device: torch.device, *, allow_downloads: bool = False) -> LoadedModel:
+def load_model(
+    spec: ModelSpec, device: torch.device, *, allow_downloads: bool = False
+) -> LoadedModel:
     """Build, move to `device` and catalog one model; the catalog pass doubles as warm-up."""
     built = build_model(spec, allow_downloads=allow_downloads)
     module = built.module.to(device)
@@ -55,7 +57,9 @@ class ModelRegistry:
         self._models = {m.name: m for m in models}
 
     @classmethod
-    def load(cls, specs: Iterable[ModelSpec], device: torch.device, *, allow_downloads: bool = False) -> ModelRegistry:
+    def load(
+        cls, specs: Iterable[ModelSpec], device: torch.device, *, allow_downloads: bool = False
+    ) -> ModelRegistry:
         return cls(load_model(s, device, allow_downloads=allow_downloads) for s in specs)
 
     def get(self, name: str) -> LoadedModel:

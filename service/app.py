@@ -69,7 +69,9 @@ def _pool(settings: Settings, metrics: Metrics) -> InferencePool:
     return InferencePool(
         cpu_threads=settings.cpu_threads,
         max_batch=settings.max_batch,
-        max_wait_s=None if settings.max_batch_wait_ms is None else settings.max_batch_wait_ms / 1000,
+        max_wait_s=None
+        if settings.max_batch_wait_ms is None
+        else settings.max_batch_wait_ms / 1000,
         max_queue=settings.max_queue,
         timeout_s=settings.request_timeout_s,
         on_batch=metrics.observe_batch,
@@ -78,7 +80,9 @@ def _pool(settings: Settings, metrics: Metrics) -> InferencePool:
     )
 
 
-def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoader = load_registry) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, registry_loader: RegistryLoader = load_registry
+) -> FastAPI:
     """Build the app; models load in the lifespan (start-up fails on a bad model entry)."""
     settings = settings or Settings()
     metrics_ = Metrics()
@@ -107,23 +111,35 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
     app = FastAPI(
         title="layerscope",
         version="0.1.0",
-        summary="What a convolutional network sees: feature maps, predictions and layer catalogs over HTTP.",
+        summary="What a convolutional network sees: feature maps, attributions and model insight "
+        "over HTTP.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.registry = None
     app.state.pool = None
-    app.state.images = ImageStore(max_images=settings.image_store_max_images, max_bytes=settings.image_store_max_bytes)
+    app.state.images = ImageStore(
+        max_images=settings.image_store_max_images, max_bytes=settings.image_store_max_bytes
+    )
     app.state.activations = (
-        ActivationCache(max_bytes=settings.activation_cache_bytes) if settings.activation_cache_bytes else None
+        ActivationCache(max_bytes=settings.activation_cache_bytes)
+        if settings.activation_cache_bytes
+        else None
     )
     metrics_.watch(
         lambda: app.state.pool.admission.depths() if app.state.pool else {},
         lambda: {m.name: hook_count(m.module) for m in app.state.registry or ()},
     )
     install_error_handlers(app)
-    for router in (health.router, metrics.router, models.router, images.router, predict.router, feature_maps.router):
+    for router in (
+        health.router,
+        metrics.router,
+        models.router,
+        images.router,
+        predict.router,
+        feature_maps.router,
+    ):
         app.include_router(router)
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
     for router in (attributions.router, *insight, jobs.router):
@@ -132,7 +148,10 @@ def create_app(settings: Settings | None = None, *, registry_loader: RegistryLoa
     # Added last = outermost: request ids and metrics see every answer, auth ones included.
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"]
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["*"],
         )
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())

@@ -10,12 +10,20 @@ from service.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="layerscope", description="What a convolutional network sees, over HTTP.")
+    parser = argparse.ArgumentParser(
+        prog="layerscope", description="What a convolutional network sees, over HTTP."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the HTTP server")
-    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or LAYERSCOPE_HOST)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 8000, or LAYERSCOPE_PORT)")
-    samples = commands.add_parser("samples", help="write sample pictures (2 photos, 10 digits) to a folder")
+    serve.add_argument(
+        "--host", default=None, help="bind address (default 127.0.0.1, or LAYERSCOPE_HOST)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default 8000, or LAYERSCOPE_PORT)"
+    )
+    samples = commands.add_parser(
+        "samples", help="write sample pictures (2 photos, 10 digits) to a folder"
+    )
     samples.add_argument("folder", nargs="?", default="samples")
     args = parser.parse_args(argv)
 

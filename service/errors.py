@@ -26,12 +26,21 @@ def _client_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _describe(error: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """One pydantic error -> (field, sentence, extra members)."""
-    loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "body", "path", "header")]
+    loc = [
+        str(part)
+        for part in error.get("loc", ())
+        if part not in ("query", "body", "path", "header")
+    ]
     field = loc[0] if loc else "request"
     kind = error.get("type", "")
     extra: dict[str, Any] = {}
     if field == "image" and kind == "missing":
-        return field, "image: no image uploaded; send it as multipart form field 'image' (repeat it for a batch)", extra
+        return (
+            field,
+            "image: no image uploaded; send it as multipart form field 'image' (repeat it for a "
+            "batch)",
+            extra,
+        )
     if kind == "enum":
         choices = _QUOTED.findall(str(error.get("ctx", {}).get("expected", "")))
         extra["choices"] = choices
@@ -43,15 +52,21 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     field, detail, extra = _describe(errors[0]) if errors else ("request", "invalid request", {})
-    summary = [
-        {"field": f, "detail": d} for f, d, _ in (_describe(e) for e in errors)
-    ]
-    return JSONResponse({"detail": detail, "field": field, **extra, "errors": summary}, status_code=422)
+    summary = [{"field": f, "detail": d} for f, d, _ in (_describe(e) for e in errors)]
+    return JSONResponse(
+        {"detail": detail, "field": field, **extra, "errors": summary}, status_code=422
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    log.exception("unhandled error (request %s) on %s %s", request_id, request.method, request.url.path, exc_info=exc)
+    log.exception(
+        "unhandled error (request %s) on %s %s",
+        request_id,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
     return JSONResponse(
         {"detail": "Internal server error", "request_id": request_id},
         status_code=500,

@@ -9,10 +9,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+
 def hook_count(module: torch.nn.Module) -> int:
     """Forward, pre-forward and backward hooks on a module and all its submodules."""
     return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
+        + len(m._backward_pre_hooks)
         for m in module.modules()
     )
 
@@ -23,25 +27,39 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class _LiveGauges(Collector):
     """Queue depth per model, hooks left on served models and GPU memory, read at scrape time."""
 
-    def __init__(self, depths: Callable[[], dict[str, int]], hooks: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self, depths: Callable[[], dict[str, int]], hooks: Callable[[], dict[str, int]]
+    ) -> None:
         self._depths = depths
         self._hooks = hooks
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily("layerscope_queue_depth", "Requests admitted and not finished, per model", labels=["model"])
+        depth = GaugeMetricFamily(
+            "layerscope_queue_depth",
+            "Requests admitted and not finished, per model",
+            labels=["model"],
+        )
         for model, value in self._depths().items():
             depth.add_metric([model], value)
         yield depth
         hooks = GaugeMetricFamily(
-            "layerscope_model_hooks", "Hooks registered on a served model right now (0 between requests)", labels=["model"]
+            "layerscope_model_hooks",
+            "Hooks registered on a served model right now (0 between requests)",
+            labels=["model"],
         )
         for model, value in self._hooks().items():
             hooks.add_metric([model], value)
         yield hooks
         if torch.cuda.is_available():
-            memory = GaugeMetricFamily("layerscope_gpu_memory_bytes", "GPU memory allocated by torch", labels=["device", "kind"])
+            memory = GaugeMetricFamily(
+                "layerscope_gpu_memory_bytes",
+                "GPU memory allocated by torch",
+                labels=["device", "kind"],
+            )
             for index in range(torch.cuda.device_count()):
-                memory.add_metric([f"cuda:{index}", "allocated"], torch.cuda.memory_allocated(index))
+                memory.add_metric(
+                    [f"cuda:{index}", "allocated"], torch.cuda.memory_allocated(index)
+                )
                 memory.add_metric([f"cuda:{index}", "reserved"], torch.cuda.memory_reserved(index))
             yield memory
 
@@ -57,22 +75,36 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_wait = Histogram(
-            "layerscope_queue_wait_seconds", "Time work waited for the device thread", ["model"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "layerscope_queue_wait_seconds",
+            "Time work waited for the device thread",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.stages = Histogram(
-            "layerscope_stage_seconds", "Time per stage (forward, decode, render/encode, ...)", ["stage"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "layerscope_stage_seconds",
+            "Time per stage (forward, decode, render/encode, ...)",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
-            "layerscope_batch_size", "Images per forward pass on the device thread", ["model"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry,
+            "layerscope_batch_size",
+            "Images per forward pass on the device thread",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
         )
         self.rejections = Counter(
-            "layerscope_rejections_total", "Requests refused before running, by reason", ["reason"], registry=self.registry
+            "layerscope_rejections_total",
+            "Requests refused before running, by reason",
+            ["reason"],
+            registry=self.registry,
         )
 
-    def watch(self, depths: Callable[[], dict[str, int]], hooks: Callable[[], dict[str, int]]) -> None:
+    def watch(
+        self, depths: Callable[[], dict[str, int]], hooks: Callable[[], dict[str, int]]
+    ) -> None:
         self.registry.register(_LiveGauges(depths, hooks))
 
     def observe_batch(self, model: str, images: int, seconds: float, waits: list[float]) -> None:

@@ -17,7 +17,10 @@ def photos() -> dict[str, Image.Image]:
     from sklearn.datasets import load_sample_images
 
     bunch = load_sample_images()
-    return {Path(name).name: Image.fromarray(img) for name, img in zip(bunch.filenames, bunch.images, strict=True)}
+    return {
+        Path(name).name: Image.fromarray(img)
+        for name, img in zip(bunch.filenames, bunch.images, strict=True)
+    }
 
 
 def digit_samples(count: int = 10) -> dict[str, Image.Image]:
@@ -42,7 +45,6 @@ def write_samples(folder: Path) -> list[Path]:
         image.save(path, quality=95) if name.endswith(".jpg") else image.save(path)
         written.append(path)
     return written
-
 
 
 @dataclass(frozen=True)

@@ -13,31 +13,62 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LAYERSCOPE_", extra="ignore")
 
-    models: Path | None = Field(default=None, description="models TOML file; unset: digits + resnet18")
-    device: str | None = Field(default=None, description="torch device; default cuda when available, else cpu")
-    allow_downloads: bool = Field(default=False, description="let torchvision weights be downloaded")
+    models: Path | None = Field(
+        default=None, description="models TOML file; unset: digits + resnet18"
+    )
+    device: str | None = Field(
+        default=None, description="torch device; default cuda when available, else cpu"
+    )
+    allow_downloads: bool = Field(
+        default=False, description="let torchvision weights be downloaded"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    cpu_threads: int = Field(default=2, ge=1, le=64, description="threads that decode, render and encode")
+    cpu_threads: int = Field(
+        default=2, ge=1, le=64, description="threads that decode, render and encode"
+    )
     max_batch: int = Field(default=8, ge=1, le=256, description="images per batched forward pass")
     max_batch_wait_ms: float | None = Field(
-        default=None, ge=0, le=1000, description="wait for more work to batch; default 2 ms on CUDA, 0 on CPU"
+        default=None,
+        ge=0,
+        le=1000,
+        description="wait for more work to batch; default 2 ms on CUDA, 0 on CPU",
     )
     max_queue: int = Field(default=64, ge=1, description="requests admitted per model before 503")
-    request_timeout_s: float = Field(default=30.0, gt=0, description="a request still queued then is answered 504")
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request still queued then is answered 504"
+    )
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_images: int = Field(default=32, ge=1, description="images per request")
-    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="request body limit (413 above)")
+    max_body_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="request body limit (413 above)"
+    )
     max_layers: int = Field(default=16, ge=1, description="layers per request")
-    max_tiles: int = Field(default=4096, ge=1, description="tiles in one PNG answer (images x channels x layers)")
-    max_output_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="estimated answer size before running")
-    image_store_max_images: int = Field(default=256, ge=1, description="images kept by POST /v1/images")
-    image_store_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="bytes kept by POST /v1/images")
-    activation_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0, description="captured layers kept for repeat views")
-    api_key: SecretStr | None = Field(default=None, description="require 'Authorization: Bearer <key>'")
-    cors_origins: list[str] = Field(default_factory=list, description="CORS allowed origins; empty: CORS off")
-    drain_timeout_s: float = Field(default=30.0, gt=0, description="SIGTERM: how long in-flight requests may finish")
+    max_tiles: int = Field(
+        default=4096, ge=1, description="tiles in one PNG answer (images x channels x layers)"
+    )
+    max_output_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="estimated answer size before running"
+    )
+    image_store_max_images: int = Field(
+        default=256, ge=1, description="images kept by POST /v1/images"
+    )
+    image_store_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="bytes kept by POST /v1/images"
+    )
+    activation_cache_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=0, description="captured layers kept for repeat views"
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="require 'Authorization: Bearer <key>'"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="CORS allowed origins; empty: CORS off"
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, gt=0, description="SIGTERM: how long in-flight requests may finish"
+    )
     log_level: str = "info"
     log_json: bool = Field(default=True, description="structured JSON log lines")
     # Model insight (issue 5): caps, the embedding image limit, and when work becomes a job.

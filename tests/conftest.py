@@ -1,4 +1,4 @@
-"""Session-scoped fixtures: real photos, real digits, the app with default and file-configured models."""
+"""Session fixtures: real photos, real digits, the app with default and file-configured models."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from service.app import create_app
 from service.samples import digit_samples, photos
@@ -62,4 +61,7 @@ def tiny_client(tiny_config: Path) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def tiny_inputs(photo_images: dict[str, Image.Image]) -> list[bytes]:
     """Two real photos already at 64x64, so preprocessing does not resize them."""
-    return [png(np.asarray(img.resize((64, 64), Image.Resampling.BILINEAR))) for img in photo_images.values()]
+    return [
+        png(np.asarray(img.resize((64, 64), Image.Resampling.BILINEAR)))
+        for img in photo_images.values()
+    ]

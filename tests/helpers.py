@@ -40,7 +40,9 @@ def seeded_resnet(seed: int = 7, num_classes: int = 10) -> torch.nn.Module:
     return model.eval()
 
 
-def write_resnet_config(folder: Path, *, seed: int = 7, size: int = 64, suffix: str = ".safetensors") -> Path:
+def write_resnet_config(
+    folder: Path, *, seed: int = 7, size: int = 64, suffix: str = ".safetensors"
+) -> Path:
     """A models TOML serving a seeded resnet18 whose weights live in a file next to it."""
     model = seeded_resnet(seed)
     weights = folder / f"resnet-seed{seed}{suffix}"
@@ -87,10 +89,18 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-        full_env = {**os.environ, "PYTHONPATH": str(root), "LAYERSCOPE_DEVICE": "cpu", **(env or {})}
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": str(root),
+            "LAYERSCOPE_DEVICE": "cpu",
+            **(env or {}),
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
-            cwd=root, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=root,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 90) -> LiveServer:

@@ -50,38 +50,65 @@ def test_layer_catalog_endpoint(default_client: TestClient) -> None:
     layers = {layer["name"]: layer for layer in body["data"]}
     assert body["count"] == len(body["data"]) == 67
     assert layers["layer3"]["output_shape"] == [256, 14, 14]
-    assert layers["conv1"] == {"name": "conv1", "type": "Conv2d", "output_shape": [64, 112, 112], "params": 9408, "spatial": True, "spatial_shape": [64, 112, 112]}
+    assert layers["conv1"] == {
+        "name": "conv1",
+        "type": "Conv2d",
+        "output_shape": [64, 112, 112],
+        "params": 9408,
+        "spatial": True,
+        "spatial_shape": [64, 112, 112],
+    }
     assert layers["fc"]["output_shape"] == [1000] and layers["fc"]["spatial"] is False
 
 
 def test_digits_predictions_over_http_match_held_out_accuracy(default_client: TestClient) -> None:
     split = digits.load_split()
-    pixels = ((split.test_x[:120, 0] * digits.STD[0] + digits.MEAN[0]) * 255).round().to(torch.uint8).numpy()
+    pixels = (
+        ((split.test_x[:120, 0] * digits.STD[0] + digits.MEAN[0]) * 255)
+        .round()
+        .to(torch.uint8)
+        .numpy()
+    )
     labels = split.test_y[:120].tolist()
     correct = 0
     for start in range(0, 120, 30):
-        answer = default_client.post("/v1/models/digits/predict?top_k=3", files=files(*(png(p) for p in pixels[start : start + 30])))
+        answer = default_client.post(
+            "/v1/models/digits/predict?top_k=3",
+            files=files(*(png(p) for p in pixels[start : start + 30])),
+        )
         assert answer.status_code == 200
         rows = answer.json()["predictions"]
         assert len(rows) == 30 and all(len(row) == 3 for row in rows)
         for row, label in zip(rows, labels[start : start + 30], strict=True):
             probabilities = [item["probability"] for item in row]
-            assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+            assert (
+                probabilities == sorted(probabilities, reverse=True)
+                and sum(probabilities) <= 1 + 1e-6
+            )
             correct += row[0]["label"] == str(label)
     assert correct / 120 >= 0.95
 
 
-def test_predictions_equal_the_model_in_process(tiny_client: TestClient, tiny_inputs: list[bytes]) -> None:
+def test_predictions_equal_the_model_in_process(
+    tiny_client: TestClient, tiny_inputs: list[bytes]
+) -> None:
     from tests.test_api_feature_maps import reference_batch
 
-    answer = tiny_client.post("/v1/models/tiny-resnet/predict?top_k=10", files=files(*tiny_inputs)).json()
+    answer = tiny_client.post(
+        "/v1/models/tiny-resnet/predict?top_k=10", files=files(*tiny_inputs)
+    ).json()
     with torch.no_grad():
         probabilities = seeded_resnet(7)(reference_batch(tiny_inputs)).softmax(1)
     for row, expected in zip(answer["predictions"], probabilities, strict=True):
         for item in row:
             assert abs(item["probability"] - float(expected[item["class_index"]])) < 1e-5
         assert row[0]["class_index"] == int(expected.argmax())
-        assert row[0]["label"] == ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"][row[0]["class_index"]]
+        assert (
+            row[0]["label"]
+            == ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"][
+                row[0]["class_index"]
+            ]
+        )
 
 
 def test_digits_spec_matches_its_training() -> None:

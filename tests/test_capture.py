@@ -41,7 +41,10 @@ def test_captured_layers_equal_direct_computation(resnet: nn.Module) -> None:
 
 def test_forward_stops_after_the_deepest_requested_layer(resnet: nn.Module) -> None:
     ran: list[str] = []
-    handles = [resnet.get_submodule(n).register_forward_hook(lambda *_a, n=n: ran.append(n)) for n in ("layer2", "layer3", "fc")]
+    handles = [
+        resnet.get_submodule(n).register_forward_hook(lambda *_a, n=n: ran.append(n))
+        for n in ("layer2", "layer3", "fc")
+    ]
     try:
         capture(resnet, torch.randn(1, 3, 64, 64), {"layer1": 1, "layer2": 1})
         assert ran == ["layer2"]
@@ -100,7 +103,7 @@ def test_concurrent_threads_never_see_each_others_activations(resnet: nn.Module)
         t.start()
     for t in threads:
         t.join()
-    for i, (x, _layer) in enumerate(jobs):
+    for i, (_x, _layer) in enumerate(jobs):
         torch.testing.assert_close(results[i], expected[i])
         assert full[i] is not None and full[i].shape == (1, 10)
     assert _no_hooks(resnet)

@@ -24,7 +24,12 @@ from service.engine.channels import check_channels, parse_channels, select_chann
     ],
 )
 def test_selection_picks_the_named_channels(text: str, channels: int, expected: list[int]) -> None:
-    activation = torch.arange(channels, dtype=torch.float32).view(1, channels, 1, 1).expand(2, -1, 3, 3).clone()
+    activation = (
+        torch.arange(channels, dtype=torch.float32)
+        .view(1, channels, 1, 1)
+        .expand(2, -1, 3, 3)
+        .clone()
+    )
     values, index = select_channels(activation, parse_channels(text))
     assert index.tolist() == [expected, expected]
     assert values[:, :, 0, 0].tolist() == [[float(c) for c in expected]] * 2
@@ -39,7 +44,9 @@ def test_top_is_per_image_largest_mean_first() -> None:
     assert torch.equal(values[1, 0], activation[1, 0])
 
 
-@pytest.mark.parametrize("text", ["", "first:", "first:0", "top:-1", "1,,2", "a-b", "5-2", "first:3:4", "0x10", "1.5"])
+@pytest.mark.parametrize(
+    "text", ["", "first:", "first:0", "top:-1", "1,,2", "a-b", "5-2", "first:3:4", "0x10", "1.5"]
+)
 def test_bad_grammar_is_a_422_naming_the_field(text: str) -> None:
     with pytest.raises(InvalidInput) as info:
         parse_channels(text)

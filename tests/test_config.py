@@ -56,7 +56,12 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     torch.save({"model": seeded_resnet(7)}, weights)  # a whole module: needs unpickling code
     config = _write(
         tmp_path,
-        ENTRY.format(name="m", architecture="torchvision:resnet18", weights='weights = "evil.pt"', num_classes=10),
+        ENTRY.format(
+            name="m",
+            architecture="torchvision:resnet18",
+            weights='weights = "evil.pt"',
+            num_classes=10,
+        ),
     )
     (spec,) = load_config(config)
     with pytest.raises(ConfigError, match=r"'m'.*field 'weights'"):
@@ -66,16 +71,34 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        (ENTRY.format(name="a", architecture="torchvision:resnet19", weights="", num_classes=10),
-         r"'a'.*field 'architecture'.*resnet19"),
-        (ENTRY.format(name="b", architecture="torchvision:resnet18", weights='weights = "nope.pt"', num_classes=10),
-         r"entry 0 \('b'\): field 'weights'.*does not exist"),
-        (ENTRY.format(name="c", architecture="torchvision:resnet18", weights="", num_classes=0),
-         r"entry 0 \('c'\): field 'num_classes'"),
-        (ENTRY.format(name="../etc", architecture="torchvision:resnet18", weights="", num_classes=10),
-         r"field 'name'"),
-        (ENTRY.format(name="d", architecture="torchvision:resnet18", weights="", num_classes=10) + 'colour = "x"\n',
-         r"field 'colour'"),
+        (
+            ENTRY.format(name="a", architecture="torchvision:resnet19", weights="", num_classes=10),
+            r"'a'.*field 'architecture'.*resnet19",
+        ),
+        (
+            ENTRY.format(
+                name="b",
+                architecture="torchvision:resnet18",
+                weights='weights = "nope.pt"',
+                num_classes=10,
+            ),
+            r"entry 0 \('b'\): field 'weights'.*does not exist",
+        ),
+        (
+            ENTRY.format(name="c", architecture="torchvision:resnet18", weights="", num_classes=0),
+            r"entry 0 \('c'\): field 'num_classes'",
+        ),
+        (
+            ENTRY.format(
+                name="../etc", architecture="torchvision:resnet18", weights="", num_classes=10
+            ),
+            r"field 'name'",
+        ),
+        (
+            ENTRY.format(name="d", architecture="torchvision:resnet18", weights="", num_classes=10)
+            + 'colour = "x"\n',
+            r"field 'colour'",
+        ),
         ("models = 3", r"needs at least one \[\[models\]\]"),
         ("[[models]\n", r"not valid TOML"),
     ],
@@ -92,7 +115,9 @@ def test_shape_mismatch_names_the_entry(tmp_path: Path) -> None:
     config = _write(
         tmp_path,
         ENTRY.format(
-            name="wide", architecture="torchvision:resnet18", weights='weights = "resnet-seed7.safetensors"',
+            name="wide",
+            architecture="torchvision:resnet18",
+            weights='weights = "resnet-seed7.safetensors"',
             num_classes=1000,
         ),
     )
@@ -101,12 +126,17 @@ def test_shape_mismatch_names_the_entry(tmp_path: Path) -> None:
         build_model(spec)
 
 
-def test_torchvision_weights_without_cache_or_downloads_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchvision_weights_without_cache_or_downloads_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
     config = _write(
         tmp_path,
         ENTRY.format(
-            name="tv", architecture="torchvision:resnet18", weights='weights = "torchvision:DEFAULT"', num_classes=1000
+            name="tv",
+            architecture="torchvision:resnet18",
+            weights='weights = "torchvision:DEFAULT"',
+            num_classes=1000,
         ),
     )
     (spec,) = load_config(config)
@@ -120,8 +150,16 @@ def test_missing_models_file_is_named(tmp_path: Path) -> None:
 
 
 def test_random_initialisation_is_reproducible(tmp_path: Path) -> None:
-    config = _write(tmp_path, ENTRY.format(name="r", architecture="torchvision:resnet18", weights="", num_classes=10))
+    config = _write(
+        tmp_path,
+        ENTRY.format(name="r", architecture="torchvision:resnet18", weights="", num_classes=10),
+    )
     (spec,) = load_config(config)
     first, second = build_model(spec), build_model(spec)
     assert first.pretrained is False
-    assert all(torch.equal(a, b) for a, b in zip(first.module.state_dict().values(), second.module.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            first.module.state_dict().values(), second.module.state_dict().values(), strict=True
+        )
+    )

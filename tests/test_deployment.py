@@ -38,7 +38,9 @@ def test_dockerfile_runs_as_non_root_with_a_cuda_build_argument() -> None:
     assert re.search(r"^ARG BASE_IMAGE=python:3\.\d+-slim$", text, re.M)
     users = re.findall(r"^USER (\S+)$", text, re.M)
     assert users and users[-1] not in ("root", "0")
-    assert re.search(r'^CMD \["layerscope", "serve"', text, re.M)  # exec form: SIGTERM reaches uvicorn
+    assert re.search(
+        r'^CMD \["layerscope", "serve"', text, re.M
+    )  # exec form: SIGTERM reaches uvicorn
     assert "HEALTHCHECK" in text and "/readyz" in text
     for folder in ("api_schemas", "model_registry", "service"):
         assert f"COPY {folder} ./{folder}" in text
@@ -51,7 +53,10 @@ def test_scale_out_example_routes_on_readiness() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert kinds["Deployment"]["spec"]["replicas"] >= 2
-    assert kinds["Service"]["spec"]["selector"] == kinds["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert (
+        kinds["Service"]["spec"]["selector"]
+        == kinds["Deployment"]["spec"]["selector"]["matchLabels"]
+    )
     nginx = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "proxy_next_upstream" in nginx and "http_503" in nginx
     assert nginx.count("server layerscope-") >= 2

@@ -13,7 +13,14 @@ from service.workers.errors import DeadlineExceeded, OutOfDeviceMemory
 
 
 def _work(key, payload, execute, *, size: int = 1, deadline_s: float = 30.0) -> Work:
-    return Work(key=key, payload=payload, size=size, execute=execute, deadline=time.monotonic() + deadline_s, model="m")
+    return Work(
+        key=key,
+        payload=payload,
+        size=size,
+        execute=execute,
+        deadline=time.monotonic() + deadline_s,
+        model="m",
+    )
 
 
 @pytest.fixture
@@ -31,7 +38,12 @@ def _blocker(gate: threading.Event):
 
 def test_compatible_work_queued_together_runs_as_one_batch(gate: threading.Event) -> None:
     batches: list[int] = []
-    worker = DeviceWorker(torch.device("cpu"), max_batch=8, max_wait_s=0.0, on_batch=lambda m, n, s, w: batches.append(n))
+    worker = DeviceWorker(
+        torch.device("cpu"),
+        max_batch=8,
+        max_wait_s=0.0,
+        on_batch=lambda m, n, s, w: batches.append(n),
+    )
     try:
         blocker = worker.submit(_work(None, 0, _blocker(gate)))
 
@@ -39,7 +51,10 @@ def test_compatible_work_queued_together_runs_as_one_batch(gate: threading.Event
             stacked = torch.cat(payloads)
             return list((stacked * 2).split([p.shape[0] for p in payloads]))
 
-        futures = [worker.submit(_work("double", torch.full((n, 2), float(i)), double, size=n)) for i, n in enumerate([1, 2, 3, 1])]
+        futures = [
+            worker.submit(_work("double", torch.full((n, 2), float(i)), double, size=n))
+            for i, n in enumerate([1, 2, 3, 1])
+        ]
         other = worker.submit(_work("other", torch.ones(1), lambda ps: [p + 1 for p in ps]))
         gate.set()
         blocker.result(5)
@@ -53,7 +68,12 @@ def test_compatible_work_queued_together_runs_as_one_batch(gate: threading.Event
 
 def test_batches_respect_the_image_cap(gate: threading.Event) -> None:
     batches: list[int] = []
-    worker = DeviceWorker(torch.device("cpu"), max_batch=4, max_wait_s=0.0, on_batch=lambda m, n, s, w: batches.append(n))
+    worker = DeviceWorker(
+        torch.device("cpu"),
+        max_batch=4,
+        max_wait_s=0.0,
+        on_batch=lambda m, n, s, w: batches.append(n),
+    )
     try:
         worker.submit(_work(None, 0, _blocker(gate)))
         futures = [worker.submit(_work("k", i, lambda ps: ps, size=3)) for i in range(3)]

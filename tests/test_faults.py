@@ -49,7 +49,13 @@ def gated() -> Gated:
 def _registry(model: Gated) -> ModelRegistry:
     spec = ModelSpec("gated", "builtin:test", None, (16, 16), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 2)
     device = torch.device("cpu")
-    return ModelRegistry([LoadedModel(spec, model, device, build_catalog("gated", model, (3, 16, 16), device), False, None)])
+    return ModelRegistry(
+        [
+            LoadedModel(
+                spec, model, device, build_catalog("gated", model, (3, 16, 16), device), False, None
+            )
+        ]
+    )
 
 
 @pytest.fixture
@@ -58,7 +64,9 @@ def picture() -> bytes:
 
 
 def _client(model: Gated, **settings) -> TestClient:
-    app = create_app(Settings(device="cpu", **settings), registry_loader=lambda _s: _registry(model))
+    app = create_app(
+        Settings(device="cpu", **settings), registry_loader=lambda _s: _registry(model)
+    )
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -72,14 +80,21 @@ def _in_thread(fn) -> tuple[threading.Thread, list]:
 def test_full_queue_is_a_fast_503_with_retry_after(gated: Gated, picture: bytes) -> None:
     with _client(gated, max_queue=2) as client:
         gated.gate.clear()
-        running = [_in_thread(lambda: client.post("/v1/models/gated/predict?top_k=1", files=files(picture))) for _ in range(2)]
+        running = [
+            _in_thread(
+                lambda: client.post("/v1/models/gated/predict?top_k=1", files=files(picture))
+            )
+            for _ in range(2)
+        ]
         time.sleep(0.3)
         started = time.monotonic()
         refused = client.post("/v1/models/gated/predict?top_k=1", files=files(picture))
         assert time.monotonic() - started < 1.0
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert refused.json()["model"] == "gated"
-        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+        assert (
+            client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+        )
         assert "layerscope_queue_depth" in client.get("/metrics").text  # never queued
         gated.gate.set()
         for thread, out in running:
@@ -88,12 +103,20 @@ def test_full_queue_is_a_fast_503_with_retry_after(gated: Gated, picture: bytes)
         assert 'layerscope_rejections_total{reason="queue_full"} 1.0' in client.get("/metrics").text
 
 
-def test_request_still_queued_at_its_deadline_is_504_without_running(gated: Gated, picture: bytes) -> None:
+def test_request_still_queued_at_its_deadline_is_504_without_running(
+    gated: Gated, picture: bytes
+) -> None:
     with _client(gated, request_timeout_s=0.3) as client:
         gated.gate.clear()
-        first, _ = _in_thread(lambda: client.post("/v1/models/gated/predict?top_k=1", files=files(picture)))
+        first, _ = _in_thread(
+            lambda: client.post("/v1/models/gated/predict?top_k=1", files=files(picture))
+        )
         time.sleep(0.1)
-        late = _in_thread(lambda: client.post("/v1/models/gated/feature-maps?layers=conv&format=npy", files=files(picture)))
+        late = _in_thread(
+            lambda: client.post(
+                "/v1/models/gated/feature-maps?layers=conv&format=npy", files=files(picture)
+            )
+        )
         time.sleep(0.6)
         gated.gate.set()
         first.join(10)
@@ -102,15 +125,23 @@ def test_request_still_queued_at_its_deadline_is_504_without_running(gated: Gate
         assert "deadline" in late[1][0].json()["detail"]
 
 
-def test_a_failing_model_is_a_bare_500_and_the_next_request_works(gated: Gated, picture: bytes) -> None:
+def test_a_failing_model_is_a_bare_500_and_the_next_request_works(
+    gated: Gated, picture: bytes
+) -> None:
     with _client(gated) as client:
         gated.fail = True
-        answer = client.post("/v1/models/gated/predict?top_k=1", files=files(picture), headers={"X-Request-ID": "fault-1"})
+        answer = client.post(
+            "/v1/models/gated/predict?top_k=1",
+            files=files(picture),
+            headers={"X-Request-ID": "fault-1"},
+        )
         assert answer.status_code == 500
         assert answer.json() == {"detail": "Internal server error", "request_id": "fault-1"}
         assert "secret" not in answer.text
         gated.fail = False
-        assert client.post("/v1/models/gated/predict?top_k=1", files=files(picture)).status_code == 200
+        assert (
+            client.post("/v1/models/gated/predict?top_k=1", files=files(picture)).status_code == 200
+        )
         assert all(not m._forward_hooks for m in gated.modules())
 
 
@@ -122,10 +153,14 @@ def live() -> Iterator[LiveServer]:
 
 
 def test_sigterm_drains_in_flight_requests(live: LiveServer, photo_images) -> None:
-    photos = [png(img.resize((224 + i, 224))) for i, img in enumerate(list(photo_images.values()) * 16)]
+    photos = [
+        png(img.resize((224 + i, 224))) for i, img in enumerate(list(photo_images.values()) * 16)
+    ]
     url = f"{live.url}/v1/models/resnet18/feature-maps"
     thread, out = _in_thread(
-        lambda: httpx.post(url, params={"layers": "layer4", "format": "npy"}, files=files(*photos), timeout=120)
+        lambda: httpx.post(
+            url, params={"layers": "layer4", "format": "npy"}, files=files(*photos), timeout=120
+        )
     )
     time.sleep(0.4)  # the 32-image request is in flight
     live.process.send_signal(signal.SIGTERM)

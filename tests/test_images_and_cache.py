@@ -18,24 +18,54 @@ def test_upload_returns_the_content_id_and_size(tiny_client: TestClient, china_p
     answer = tiny_client.post("/v1/images", files={"image": ("c.png", china_png, "image/png")})
     assert answer.status_code == 200
     body = answer.json()
-    assert body == {"image_id": hashlib.sha256(china_png).hexdigest(), "width": 640, "height": 427, "format": "PNG", "bytes": len(china_png)}
-    assert tiny_client.post("/v1/images", files={"image": ("x", b"nope", "image/png")}).status_code == 415
+    assert body == {
+        "image_id": hashlib.sha256(china_png).hexdigest(),
+        "width": 640,
+        "height": 427,
+        "format": "PNG",
+        "bytes": len(china_png),
+    }
+    assert (
+        tiny_client.post("/v1/images", files={"image": ("x", b"nope", "image/png")}).status_code
+        == 415
+    )
 
 
-def test_image_id_gives_the_same_answer_as_the_upload(tiny_client: TestClient, tiny_inputs: list[bytes]) -> None:
-    ids = [tiny_client.post("/v1/images", files={"image": ("p.png", data, "image/png")}).json()["image_id"] for data in tiny_inputs]
-    uploaded = load_npy(tiny_client.post(f"{FM}?layers=layer2&format=npy", files=files(*tiny_inputs)).content)
-    by_id = load_npy(tiny_client.post(f"{FM}?layers=layer2&format=npy&image_id={ids[0]}&image_id={ids[1]}").content)
-    comma = load_npy(tiny_client.post(f"{FM}?layers=layer2&format=npy&image_id={ids[0]},{ids[1]}").content)
+def test_image_id_gives_the_same_answer_as_the_upload(
+    tiny_client: TestClient, tiny_inputs: list[bytes]
+) -> None:
+    ids = [
+        tiny_client.post("/v1/images", files={"image": ("p.png", data, "image/png")}).json()[
+            "image_id"
+        ]
+        for data in tiny_inputs
+    ]
+    uploaded = load_npy(
+        tiny_client.post(f"{FM}?layers=layer2&format=npy", files=files(*tiny_inputs)).content
+    )
+    by_id = load_npy(
+        tiny_client.post(
+            f"{FM}?layers=layer2&format=npy&image_id={ids[0]}&image_id={ids[1]}"
+        ).content
+    )
+    comma = load_npy(
+        tiny_client.post(f"{FM}?layers=layer2&format=npy&image_id={ids[0]},{ids[1]}").content
+    )
     np.testing.assert_array_equal(uploaded, by_id)
     np.testing.assert_array_equal(uploaded, comma)
     prediction = tiny_client.post(f"/v1/models/tiny-resnet/predict?image_id={ids[1]}").json()
     assert len(prediction["predictions"]) == 1
 
 
-def test_unknown_and_evicted_ids_are_404(tiny_config, tiny_inputs: list[bytes], china_png: bytes) -> None:
-    with TestClient(create_app(Settings(models=tiny_config, device="cpu", image_store_max_images=1))) as client:
-        first = client.post("/v1/images", files={"image": ("a.png", tiny_inputs[0], "image/png")}).json()["image_id"]
+def test_unknown_and_evicted_ids_are_404(
+    tiny_config, tiny_inputs: list[bytes], china_png: bytes
+) -> None:
+    with TestClient(
+        create_app(Settings(models=tiny_config, device="cpu", image_store_max_images=1))
+    ) as client:
+        first = client.post(
+            "/v1/images", files={"image": ("a.png", tiny_inputs[0], "image/png")}
+        ).json()["image_id"]
         client.post("/v1/images", files={"image": ("b.png", tiny_inputs[1], "image/png")})
         evicted = client.post(f"{FM}?image_id={first}")
         assert evicted.status_code == 404 and evicted.json()["field"] == "image_id"
@@ -44,9 +74,13 @@ def test_unknown_and_evicted_ids_are_404(tiny_config, tiny_inputs: list[bytes], 
         assert client.post(f"{FM}?image_id={'0' * 64}").status_code == 404
 
 
-def test_a_second_view_of_the_same_layer_skips_the_forward_pass(tiny_config, tiny_inputs: list[bytes]) -> None:
+def test_a_second_view_of_the_same_layer_skips_the_forward_pass(
+    tiny_config, tiny_inputs: list[bytes]
+) -> None:
     with TestClient(create_app(Settings(models=tiny_config, device="cpu"))) as client:
-        image_id = client.post("/v1/images", files={"image": ("a.png", tiny_inputs[0], "image/png")}).json()["image_id"]
+        image_id = client.post(
+            "/v1/images", files={"image": ("a.png", tiny_inputs[0], "image/png")}
+        ).json()["image_id"]
         cache = client.app.state.activations
 
         def forward_passes() -> float:
@@ -55,11 +89,17 @@ def test_a_second_view_of_the_same_layer_skips_the_forward_pass(tiny_config, tin
                     return float(line.split()[-1])
             return 0.0
 
-        all_channels = client.post(f"{FM}?image_id={image_id}&layers=layer3&channels=all&format=npy")
+        all_channels = client.post(
+            f"{FM}?image_id={image_id}&layers=layer3&channels=all&format=npy"
+        )
         passes = forward_passes()
         top = client.post(f"{FM}?image_id={image_id}&layers=layer3&channels=top:4&format=npy")
-        pca = client.post(f"{FM}?image_id={image_id}&layers=layer3&reduce=pca&channels=all&colormap=magma")
-        uploaded = client.post(f"{FM}?layers=layer3&channels=top:4&format=npy", files=files(tiny_inputs[0]))
+        pca = client.post(
+            f"{FM}?image_id={image_id}&layers=layer3&reduce=pca&channels=all&colormap=magma"
+        )
+        uploaded = client.post(
+            f"{FM}?layers=layer3&channels=top:4&format=npy", files=files(tiny_inputs[0])
+        )
         assert forward_passes() == passes  # three more views, no forward pass
         assert cache.hits >= 3
         assert top.content == uploaded.content  # an upload of the same bytes hits the cache too
@@ -67,5 +107,7 @@ def test_a_second_view_of_the_same_layer_skips_the_forward_pass(tiny_config, tin
         order = full.mean(axis=(1, 2)).argsort()[::-1][:4]
         np.testing.assert_allclose(load_npy(top.content)[0], full[order], rtol=1e-6)
         assert pca.headers["content-type"] == "image/png"
-        client.post(f"{FM}?image_id={image_id}&layers=layer2&format=npy")  # a new layer: one more pass
+        client.post(
+            f"{FM}?image_id={image_id}&layers=layer2&format=npy"
+        )  # a new layer: one more pass
         assert forward_passes() == passes + 1

@@ -18,19 +18,21 @@ from tests.helpers import LiveServer
 def server(tiny_config: Path) -> Iterator[LiveServer]:
     config = tiny_config.parent / "isolation.toml"
     config.write_text(
-        tiny_config.read_text().replace(
-            'weights = "', f'weights = "{tiny_config.parent}/'
-        )
+        tiny_config.read_text().replace('weights = "', f'weights = "{tiny_config.parent}/')
         + '\n[[models]]\nname = "digits"\narchitecture = "builtin:digits"\n'
         + 'weights = "builtin:digits"\n'
-        + 'input_size = [32, 32]\nmean = [0.5]\nstd = [0.5]\nnum_classes = 10\n'
+        + "input_size = [32, 32]\nmean = [0.5]\nstd = [0.5]\nnum_classes = 10\n"
     )
-    live = LiveServer({"LAYERSCOPE_MODELS": str(config), "LAYERSCOPE_LOG_LEVEL": "warning"}).wait_ready()
+    live = LiveServer(
+        {"LAYERSCOPE_MODELS": str(config), "LAYERSCOPE_LOG_LEVEL": "warning"}
+    ).wait_ready()
     yield live
     live.stop()
 
 
-def _requests(tiny_inputs: list[bytes], digit_pngs: list[bytes]) -> list[tuple[str, dict, list[bytes]]]:
+def _requests(
+    tiny_inputs: list[bytes], digit_pngs: list[bytes]
+) -> list[tuple[str, dict, list[bytes]]]:
     fm = "/v1/models/tiny-resnet/feature-maps"
     jobs = []
     for i in range(24):
@@ -40,20 +42,42 @@ def _requests(tiny_inputs: list[bytes], digit_pngs: list[bytes]) -> list[tuple[s
         if kind == 0:
             jobs.append((fm, {"layers": "layer1", "channels": "all", "format": "npy"}, [photo]))
         elif kind == 1:
-            jobs.append((fm, {"layers": "layer3", "channels": "top:5", "format": "npy"}, [photo, tiny_inputs[(i + 1) % 2]]))
+            jobs.append(
+                (
+                    fm,
+                    {"layers": "layer3", "channels": "top:5", "format": "npy"},
+                    [photo, tiny_inputs[(i + 1) % 2]],
+                )
+            )
         elif kind == 2:
-            jobs.append((fm, {"layers": "conv1,layer2", "channels": f"{i}-{i + 3}", "format": "npy"}, [photo]))
+            jobs.append(
+                (
+                    fm,
+                    {"layers": "conv1,layer2", "channels": f"{i}-{i + 3}", "format": "npy"},
+                    [photo],
+                )
+            )
         elif kind == 3:
             jobs.append(("/v1/models/tiny-resnet/predict", {"top_k": 3}, [photo]))
         elif kind == 4:
-            jobs.append(("/v1/models/digits/feature-maps", {"layers": "conv2", "channels": "all", "format": "npy"}, [digit]))
+            jobs.append(
+                (
+                    "/v1/models/digits/feature-maps",
+                    {"layers": "conv2", "channels": "all", "format": "npy"},
+                    [digit],
+                )
+            )
         else:
             jobs.append(("/v1/models/digits/predict", {"top_k": 2}, [digit]))
     return jobs
 
 
 def _send(client: httpx.Client, url: str, params: dict, images: list[bytes]) -> object:
-    answer = client.post(url, params=params, files=[("image", (f"{i}.png", d, "image/png")) for i, d in enumerate(images)])
+    answer = client.post(
+        url,
+        params=params,
+        files=[("image", (f"{i}.png", d, "image/png")) for i, d in enumerate(images)],
+    )
     answer.raise_for_status()
     if answer.headers["content-type"] == "application/json":
         return answer.json()
@@ -67,9 +91,17 @@ def _same(a: object, b: object) -> bool:
     if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
         return all(_same(a[k], b[k]) for k in a)
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-5)
+        return (
+            isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and np.allclose(a, b, rtol=1e-4, atol=1e-5)
+        )
     if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
     if isinstance(a, float):
         return abs(a - b) < 1e-5
     return a == b
@@ -103,8 +135,12 @@ def test_barrier_synchronised_mixed_requests_equal_the_same_requests_alone(
     for i, (a, b) in enumerate(zip(alone, together, strict=True)):
         assert _same(a, b), f"request {i} {jobs[i][:2]} differs when run concurrently"
     metrics = dict(
-        line.rsplit(" ", 1) for line in httpx.get(f"{server.url}/metrics").text.splitlines() if line and not line.startswith("#")
+        line.rsplit(" ", 1)
+        for line in httpx.get(f"{server.url}/metrics").text.splitlines()
+        if line and not line.startswith("#")
     )
     images = float(metrics['layerscope_batch_size_sum{model="tiny-resnet"}'])
     passes = float(metrics['layerscope_batch_size_count{model="tiny-resnet"}'])
-    assert images / passes > 1.0  # concurrent compatible requests were batched, and still came back right
+    assert (
+        images / passes > 1.0
+    )  # concurrent compatible requests were batched, and still came back right

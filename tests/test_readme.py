@@ -29,7 +29,12 @@ def _bash_blocks() -> list[str]:
 
 
 def curl_lines() -> list[str]:
-    return [line.strip() for block in _bash_blocks() for line in block.splitlines() if line.strip().startswith("curl ")]
+    return [
+        line.strip()
+        for block in _bash_blocks()
+        for line in block.splitlines()
+        if line.strip().startswith("curl ")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +53,28 @@ def test_readme_has_the_two_commands() -> None:
 
 def test_every_curl_line_works_against_a_live_server(server: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    samples = next(line for block in _bash_blocks() for line in block.splitlines() if "layerscope samples" in line)
-    command = samples.replace(".venv/bin/layerscope", f"{shlex.quote(sys.executable)} -m service.cli")
+    samples = next(
+        line
+        for block in _bash_blocks()
+        for line in block.splitlines()
+        if "layerscope samples" in line
+    )
+    command = samples.replace(
+        ".venv/bin/layerscope", f"{shlex.quote(sys.executable)} -m service.cli"
+    )
     subprocess.run(command, shell=True, cwd=tmp_path, env=env, check=True, capture_output=True)
     lines = curl_lines()
     assert len(lines) >= 12
     for line in lines:
-        command = line.replace("http://127.0.0.1:8000", server).replace("curl ", "curl --fail-with-body ", 1)
-        for _attempt in range(40):  # a job's result is there once the job has run, as a user would retry
-            result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, timeout=120)
+        command = line.replace("http://127.0.0.1:8000", server).replace(
+            "curl ", "curl --fail-with-body ", 1
+        )
+        for _attempt in range(
+            40
+        ):  # a job's result is there once the job has run, as a user would retry
+            result = subprocess.run(
+                command, shell=True, cwd=tmp_path, capture_output=True, timeout=120
+            )
             if result.returncode == 0 or "/result" not in line:
                 break
             time.sleep(0.5)
@@ -74,7 +92,9 @@ def test_every_curl_line_works_against_a_live_server(server: str, tmp_path: Path
         if output.group(1).endswith(".png"):
             assert Image.open(io.BytesIO(data)).format == "PNG"
         elif output.group(1).endswith(".npz"):
-            assert zipfile.is_zipfile(io.BytesIO(data)) and len(np.load(io.BytesIO(data)).files) >= 2
+            assert (
+                zipfile.is_zipfile(io.BytesIO(data)) and len(np.load(io.BytesIO(data)).files) >= 2
+            )
         else:
             assert np.load(io.BytesIO(data)).dtype == np.float32
 
@@ -82,7 +102,9 @@ def test_every_curl_line_works_against_a_live_server(server: str, tmp_path: Path
 def test_every_route_has_a_curl_line() -> None:
     from service.app import create_app
 
-    documented = re.sub(r"\$\([^)]*\)", "ID", " ".join(curl_lines()))  # shell substitutions give ids
+    documented = re.sub(
+        r"\$\([^)]*\)", "ID", " ".join(curl_lines())
+    )  # shell substitutions give ids
     paths = list(create_app().openapi()["paths"])
     assert "/v1/models/{model}/feature-maps" in paths and len(paths) >= 8
     for path in paths:

@@ -39,7 +39,11 @@ def test_pca_on_a_real_layer_matches_scikit_learn(china_png: bytes) -> None:
     model = torchvision.models.resnet18().eval()
     image = np.asarray(Image.open(io.BytesIO(china_png)).resize((64, 64)), dtype=np.float32) / 255
     with torch.no_grad():
-        maps = model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(torch.from_numpy(image).permute(2, 0, 1)[None])))))
+        maps = model.layer1(
+            model.maxpool(
+                model.relu(model.bn1(model.conv1(torch.from_numpy(image).permute(2, 0, 1)[None])))
+            )
+        )
     ours = reduce_channels(maps, "pca")[0].numpy()
     reference = PCA(n_components=3).fit_transform(maps[0].reshape(64, -1).T.numpy()).T
     for component in range(3):

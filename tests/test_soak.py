@@ -1,4 +1,4 @@
-"""Soak: 2,000 mixed requests against a real server; memory, hooks and file descriptors stay flat."""
+"""Soak: 2,000 mixed requests against a real server; memory, hooks and descriptors stay flat."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def _open_fds(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_config: Path) -> Iterator[LiveServer]:
-    live = LiveServer({"LAYERSCOPE_MODELS": str(tiny_config), "LAYERSCOPE_LOG_LEVEL": "warning"}).wait_ready()
+    live = LiveServer(
+        {"LAYERSCOPE_MODELS": str(tiny_config), "LAYERSCOPE_LOG_LEVEL": "warning"}
+    ).wait_ready()
     yield live
     live.stop()
 
@@ -46,7 +48,9 @@ def _mixed(i: int, tiny_inputs: list[bytes]) -> tuple[str, dict, list]:
     ][i % 6]
 
 
-def test_two_thousand_mixed_requests_leave_no_trace(server: LiveServer, tiny_inputs: list[bytes]) -> None:
+def test_two_thousand_mixed_requests_leave_no_trace(
+    server: LiveServer, tiny_inputs: list[bytes]
+) -> None:
     pid = server.process.pid
 
     def run(count: int, offset: int) -> list[int]:
@@ -64,9 +68,14 @@ def test_two_thousand_mixed_requests_leave_no_trace(server: LiveServer, tiny_inp
     rss_after, fds_after = _rss_bytes(pid), _open_fds(pid)
     assert set(statuses) <= {200, 404, 415}
     assert statuses.count(200) >= 2000 * 4 // 6 - 2
-    assert rss_after - rss_before < 50 * 1024 * 1024, f"RSS grew {(rss_after - rss_before) / 2**20:.1f} MiB"
+    assert rss_after - rss_before < 50 * 1024 * 1024, (
+        f"RSS grew {(rss_after - rss_before) / 2**20:.1f} MiB"
+    )
     assert fds_after - fds_before <= 4, f"fds {fds_before} -> {fds_after}"
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'layerscope_queue_depth{model="tiny-resnet"} 0.0' in metrics
     assert 'layerscope_model_hooks{model="tiny-resnet"} 0.0' in metrics
-    print(f"soak: RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB, fds {fds_before} -> {fds_after}")
+    print(
+        f"soak: RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB, fds {fds_before} -> "
+        f"{fds_after}"
+    )

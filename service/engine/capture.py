@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import torch
@@ -82,9 +82,7 @@ def capture(
 
         return hook
 
-    with torch.inference_mode(), hooked(model, {name: recorder(name) for name in calls}):
-        try:
-            model(inputs)
-        except StopForward:
-            pass
+    recorders = {name: recorder(name) for name in calls}
+    with torch.inference_mode(), hooked(model, recorders), suppress(StopForward):
+        model(inputs)
     return outputs

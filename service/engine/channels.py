@@ -46,7 +46,9 @@ class ChannelSelection:
         return max(stop for _, stop in self.ranges)
 
 
-def parse_channels(text: str, *, field: str = "channels", max_items: int = 65536) -> ChannelSelection:
+def parse_channels(
+    text: str, *, field: str = "channels", max_items: int = 65536
+) -> ChannelSelection:
     """Parse the grammar; errors name the field and show the grammar."""
     value = text.strip().lower()
     if value == "all":
@@ -55,7 +57,9 @@ def parse_channels(text: str, *, field: str = "channels", max_items: int = 65536
     if match:
         count = int(match.group(2))
         if count < 1:
-            raise InvalidInput(f"{field}: N in '{text}' must be at least 1", field=field, grammar=GRAMMAR)
+            raise InvalidInput(
+                f"{field}: N in '{text}' must be at least 1", field=field, grammar=GRAMMAR
+            )
         return ChannelSelection(match.group(1), count=count)
     ranges = []
     total = 0
@@ -68,15 +72,21 @@ def parse_channels(text: str, *, field: str = "channels", max_items: int = 65536
         start = int(item_match.group(1))
         stop = int(item_match.group(2)) if item_match.group(2) is not None else start
         if stop < start:
-            raise InvalidInput(f"{field}: range '{item.strip()}' runs backwards", field=field, grammar=GRAMMAR)
+            raise InvalidInput(
+                f"{field}: range '{item.strip()}' runs backwards", field=field, grammar=GRAMMAR
+            )
         total += stop - start + 1
         if total > max_items:
-            raise InvalidInput(f"{field}: selects more than {max_items} channels", field=field, max_items=max_items)
+            raise InvalidInput(
+                f"{field}: selects more than {max_items} channels", field=field, max_items=max_items
+            )
         ranges.append((start, stop))
     return ChannelSelection("list", ranges=tuple(ranges))
 
 
-def check_channels(selection: ChannelSelection, num_channels: int, *, layer: str, field: str = "channels") -> None:
+def check_channels(
+    selection: ChannelSelection, num_channels: int, *, layer: str, field: str = "channels"
+) -> None:
     """Raise a 422 that names the valid range when a listed index is outside the layer."""
     if selection.kind == "list" and selection.highest() >= num_channels:
         raise InvalidInput(
@@ -88,7 +98,9 @@ def check_channels(selection: ChannelSelection, num_channels: int, *, layer: str
         )
 
 
-def select_channels(activation: torch.Tensor, selection: ChannelSelection) -> tuple[torch.Tensor, torch.Tensor]:
+def select_channels(
+    activation: torch.Tensor, selection: ChannelSelection
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick channels from [B, C, H, W].
 
     Returns:
@@ -99,7 +111,9 @@ def select_channels(activation: torch.Tensor, selection: ChannelSelection) -> tu
     if selection.kind == "top":
         k = min(selection.count, num_channels)
         index = activation.mean(dim=(2, 3)).topk(k, dim=1).indices
-        picked = torch.gather(activation, 1, index[:, :, None, None].expand(-1, -1, *activation.shape[2:]))
+        picked = torch.gather(
+            activation, 1, index[:, :, None, None].expand(-1, -1, *activation.shape[2:])
+        )
         return picked, index
     if selection.kind == "all":
         order = torch.arange(num_channels)

@@ -11,7 +11,12 @@ from model_registry.errors import InvalidInput, PayloadTooLarge
 from model_registry.layout import MapLayout, map_layout, to_maps
 from model_registry.registry import LoadedModel
 from service.engine.capture import capture
-from service.engine.channels import ChannelSelection, check_channels, parse_channels, select_channels
+from service.engine.channels import (
+    ChannelSelection,
+    check_channels,
+    parse_channels,
+    select_channels,
+)
 from service.engine.reduce import check_reduce, reduce_channels
 from service.engine.render import RenderOptions, grid, input_picture, map_tiles, panel
 
@@ -21,7 +26,7 @@ MIN_INPUT_DISPLAY = 128
 
 @dataclass(frozen=True)
 class FeatureMapPlan:
-    """A validated request: layers in catalog order of execution, a channel selection, a reduction."""
+    """A validated request: layers in order of execution, a channel selection, a reduction."""
 
     layers: tuple[str, ...]
     selection: ChannelSelection
@@ -64,7 +69,9 @@ def map_shape(
     return layout.shape if layout is not None else None
 
 
-def plan_feature_maps(model: LoadedModel, *, layers: list[str], channels: str, reduce: str) -> FeatureMapPlan:
+def plan_feature_maps(
+    model: LoadedModel, *, layers: list[str], channels: str, reduce: str
+) -> FeatureMapPlan:
     """Check every option against the catalog before any computation.
 
     An empty `layers` means the deepest layer with a spatial output.
@@ -84,7 +91,12 @@ def plan_feature_maps(model: LoadedModel, *, layers: list[str], channels: str, r
                 suitable=suitable,
             )
         check_channels(selection, shape[0], layer=info.name)
-        check_reduce(reduce, selected=selection.size(shape[0]), positions=shape[1] * shape[2], layer=info.name)
+        check_reduce(
+            reduce,
+            selected=selection.size(shape[0]),
+            positions=shape[1] * shape[2],
+            layer=info.name,
+        )
     ordered = sorted(infos, key=lambda lay: lay.order)
     return FeatureMapPlan(tuple(info.name for info in ordered), selection, reduce)
 
@@ -99,7 +111,13 @@ class OutputCaps:
 
 
 def check_output_size(
-    model: LoadedModel, plan: FeatureMapPlan, *, images: int, fmt: str, tile: int | None, caps: OutputCaps
+    model: LoadedModel,
+    plan: FeatureMapPlan,
+    *,
+    images: int,
+    fmt: str,
+    tile: int | None,
+    caps: OutputCaps,
 ) -> None:
     """Refuse answers over the caps (413) using catalog shapes, before the forward pass."""
     if len(plan.layers) > caps.max_layers:
@@ -120,7 +138,8 @@ def check_output_size(
         pixels += count * side * side
     if fmt != "npy" and tiles > caps.max_tiles:
         raise PayloadTooLarge(
-            f"the picture would have {tiles} tiles, the limit is {caps.max_tiles}; select fewer channels, "
+            f"the picture would have {tiles} tiles, the limit is {caps.max_tiles}; select fewer "
+            "channels, "
             "layers or images, or ask for format=npy",
             field="channels",
             max_tiles=caps.max_tiles,
@@ -148,9 +167,13 @@ def capture_calls(model: LoadedModel, plan: FeatureMapPlan) -> dict[str, int]:
 
 
 def maps_from_outputs(
-    model: LoadedModel, outputs: dict[str, torch.Tensor], plan: FeatureMapPlan, *, inputs: np.ndarray
+    model: LoadedModel,
+    outputs: dict[str, torch.Tensor],
+    plan: FeatureMapPlan,
+    *,
+    inputs: np.ndarray,
 ) -> FeatureMaps:
-    """Select and reduce channels of captured layer outputs, read as maps by the catalog's layout."""
+    """Select and reduce channels of captured outputs, read as maps by the catalog's layout."""
     results = []
     for name in plan.layers:
         maps = _as_maps(outputs[name], model.catalog.get(name).map_layout).float()
@@ -167,13 +190,17 @@ def maps_from_outputs(
     return FeatureMaps(tuple(results), inputs, plan.reduce)
 
 
-def compute_feature_maps(model: LoadedModel, batch: torch.Tensor, plan: FeatureMapPlan, *, inputs: np.ndarray) -> FeatureMaps:
+def compute_feature_maps(
+    model: LoadedModel, batch: torch.Tensor, plan: FeatureMapPlan, *, inputs: np.ndarray
+) -> FeatureMaps:
     """One forward pass (stopped after the deepest requested layer) serves every layer."""
     outputs = capture(model.module, batch, capture_calls(model, plan))
     return maps_from_outputs(model, outputs, plan, inputs=inputs)
 
 
-def layer_picture(layer: LayerMaps, image: int, *, reduce: str, background: np.ndarray, options: RenderOptions) -> np.ndarray:
+def layer_picture(
+    layer: LayerMaps, image: int, *, reduce: str, background: np.ndarray, options: RenderOptions
+) -> np.ndarray:
     """One layer's grid for one image."""
     maps = layer.values[image]
     tiles = map_tiles(maps, rgb=reduce == "pca", background=background, options=options)
@@ -191,7 +218,13 @@ def render_feature_maps(result: FeatureMaps, options: RenderOptions) -> np.ndarr
         pictures = [
             (
                 f"{layer.name} [{', '.join(str(s) for s in layer.shape)}]",
-                layer_picture(layer, image, reduce=result.reduce, background=result.inputs[image], options=options),
+                layer_picture(
+                    layer,
+                    image,
+                    reduce=result.reduce,
+                    background=result.inputs[image],
+                    options=options,
+                ),
             )
             for layer in result.layers
         ]

@@ -16,7 +16,9 @@ from model_registry.spec import ModelSpec
 ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF")
 
 
-def decode_image(data: bytes, *, max_pixels: int, index: int = 0, field: str = "image") -> Image.Image:
+def decode_image(
+    data: bytes, *, max_pixels: int, index: int = 0, field: str = "image"
+) -> Image.Image:
     """Decode one upload; the pixel limit is checked from the header before any pixel is decoded.
 
     Raises:
@@ -33,7 +35,9 @@ def decode_image(data: bytes, *, max_pixels: int, index: int = 0, field: str = "
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"{where} has too many pixels (limit {max_pixels})", field=field, max_pixels=max_pixels) from exc
+        raise PayloadTooLarge(
+            f"{where} has too many pixels (limit {max_pixels})", field=field, max_pixels=max_pixels
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UnsupportedMedia(
             f"{where} is not a decodable image; send one of {', '.join(ALLOWED_FORMATS)}",
@@ -42,14 +46,16 @@ def decode_image(data: bytes, *, max_pixels: int, index: int = 0, field: str = "
         ) from exc
     if image.format not in ALLOWED_FORMATS:
         raise UnsupportedMedia(
-            f"{where} is {image.format}, which is not accepted; send one of {', '.join(ALLOWED_FORMATS)}",
+            f"{where} is {image.format}, which is not accepted; send one of "
+            f"{', '.join(ALLOWED_FORMATS)}",
             field=field,
             formats=list(ALLOWED_FORMATS),
         )
     width, height = image.size
     if width * height > max_pixels:
         raise PayloadTooLarge(
-            f"{where} is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
+            f"{where} is {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels}",
             field=field,
             max_pixels=max_pixels,
         )
@@ -72,7 +78,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 
 def to_model_image(image: Image.Image, spec: ModelSpec) -> Image.Image:
-    """Colour mode and size the model expects (bilinear, antialiased; unchanged if already right)."""
+    """Colour mode and size the model expects (bilinear, antialiased; unchanged when right)."""
     mode = "L" if spec.in_channels == 1 else "RGB"
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _to_8bit(image)
@@ -84,14 +90,13 @@ def to_model_image(image: Image.Image, spec: ModelSpec) -> Image.Image:
     return image
 
 
-def preprocess(images: Sequence[Image.Image], spec: ModelSpec, device: torch.device) -> torch.Tensor:
+def preprocess(
+    images: Sequence[Image.Image], spec: ModelSpec, device: torch.device
+) -> torch.Tensor:
     """Images -> normalized float32 batch [B, C, H, W] on `device`."""
     arrays = [np.asarray(to_model_image(img, spec), dtype=np.uint8) for img in images]
     batch = torch.from_numpy(np.stack(arrays)).to(device)
-    if batch.ndim == 3:
-        batch = batch[:, None]
-    else:
-        batch = batch.permute(0, 3, 1, 2)
+    batch = batch[:, None] if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
     mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
     return ((batch.float() / 255.0) - mean) / std

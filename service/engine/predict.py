@@ -26,12 +26,17 @@ def check_top_k(model: LoadedModel, top_k: int) -> None:
         )
 
 
-def top_k_predictions(logits: torch.Tensor, model: LoadedModel, top_k: int) -> list[list[Prediction]]:
+def top_k_predictions(
+    logits: torch.Tensor, model: LoadedModel, top_k: int
+) -> list[list[Prediction]]:
     """Softmax over the logits [B, classes]; the `top_k` most probable classes per image."""
     probabilities = logits.float().softmax(dim=1)
     values, indices = probabilities.topk(top_k, dim=1)
     return [
-        [Prediction(int(i), model.label(int(i)), float(p)) for p, i in zip(row_p, row_i, strict=True)]
+        [
+            Prediction(int(i), model.label(int(i)), float(p))
+            for p, i in zip(row_p, row_i, strict=True)
+        ]
         for row_p, row_i in zip(values.cpu(), indices.cpu(), strict=True)
     ]
 

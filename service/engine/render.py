@@ -55,9 +55,21 @@ def colormap_names() -> list[str]:
 
 def check_colormap(name: str, *, field: str = "colormap") -> None:
     if name not in matplotlib.colormaps:
-        common = ["viridis", "magma", "inferno", "plasma", "cividis", "gray", "jet", "turbo", "RdBu_r", "coolwarm"]
+        common = [
+            "viridis",
+            "magma",
+            "inferno",
+            "plasma",
+            "cividis",
+            "gray",
+            "jet",
+            "turbo",
+            "RdBu_r",
+            "coolwarm",
+        ]
         raise InvalidInput(
-            f"{field}: unknown colormap '{name}'; use a matplotlib colormap name such as {', '.join(common)}",
+            f"{field}: unknown colormap '{name}'; use a matplotlib colormap name such as "
+            f"{', '.join(common)}",
             field=field,
             choices=colormap_names(),
         )
@@ -98,7 +110,9 @@ def _resize(stack: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False).numpy()
 
 
-def map_tiles(maps: np.ndarray, *, rgb: bool, background: np.ndarray | None, options: RenderOptions) -> np.ndarray:
+def map_tiles(
+    maps: np.ndarray, *, rgb: bool, background: np.ndarray | None, options: RenderOptions
+) -> np.ndarray:
     """Maps [k, H, W] -> uint8 tiles [n, h, w, 3].
 
     `rgb=True` turns three maps (PCA components) into one colour tile; otherwise every map
@@ -115,8 +129,12 @@ def map_tiles(maps: np.ndarray, *, rgb: bool, background: np.ndarray | None, opt
         index = np.clip(np.round(unit * 255), 0, 255).astype(np.uint8)
         colour = colormap_lut(options.colormap)[index]
     if options.overlay and background is not None:
-        base = np.asarray(Image.fromarray(background).resize((size[1], size[0]), Image.Resampling.BILINEAR))
-        blend = options.alpha * colour.astype(np.float32) + (1 - options.alpha) * base[None].astype(np.float32)
+        base = np.asarray(
+            Image.fromarray(background).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        )
+        blend = options.alpha * colour.astype(np.float32) + (1 - options.alpha) * base[None].astype(
+            np.float32
+        )
         colour = np.clip(np.round(blend), 0, 255).astype(np.uint8)
     return colour
 
@@ -126,13 +144,17 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def grid(tiles: np.ndarray, *, columns: int | None = None, labels: list[str] | None = None) -> np.ndarray:
+def grid(
+    tiles: np.ndarray, *, columns: int | None = None, labels: list[str] | None = None
+) -> np.ndarray:
     """Tiles [n, h, w, 3] -> one uint8 picture, row by row, optional label in each corner."""
     count, height, width = tiles.shape[:3]
     columns = max(1, min(columns or math.ceil(math.sqrt(count)), count))
     rows = math.ceil(count / columns)
     canvas = np.full(
-        (rows * height + (rows - 1) * _GAP, columns * width + (columns - 1) * _GAP, 3), _BACKGROUND, np.uint8
+        (rows * height + (rows - 1) * _GAP, columns * width + (columns - 1) * _GAP, 3),
+        _BACKGROUND,
+        np.uint8,
     )
     for i in range(count):
         top, left = (i // columns) * (height + _GAP), (i % columns) * (width + _GAP)

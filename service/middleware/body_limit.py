@@ -17,7 +17,11 @@ class BodyLimitMiddleware:
 
     def _response(self) -> JSONResponse:
         return JSONResponse(
-            {"detail": f"request body is larger than the limit of {self.max_bytes} bytes", "field": "body", "max_bytes": self.max_bytes},
+            {
+                "detail": f"request body is larger than the limit of {self.max_bytes} bytes",
+                "field": "body",
+                "max_bytes": self.max_bytes,
+            },
             status_code=413,
             headers={"Connection": "close"},
         )

@@ -38,7 +38,9 @@ def get_pool(request: Request) -> InferencePool:
 async def get_model(
     registry: Annotated[ModelRegistry, Depends(get_registry)],
     pool: Annotated[InferencePool, Depends(get_pool)],
-    model: Annotated[str, PathParam(description="a model name from GET /v1/models", max_length=128)],
+    model: Annotated[
+        str, PathParam(description="a model name from GET /v1/models", max_length=128)
+    ],
 ) -> AsyncIterator[LoadedModel]:
     """The addressed model; the request is admitted to its queue (503 when full) until it ends."""
     loaded = registry.get(model)
@@ -75,15 +77,19 @@ async def read_images(
     ] = None,
     image_id: Annotated[
         list[str] | None,
-        Query(description="ids from POST /v1/images instead of an upload; repeat or comma-separate for a batch"),
+        Query(
+            description="ids from POST /v1/images instead of an upload; repeat or "
+            "comma-separate for a batch"
+        ),
     ] = None,
 ) -> list[bytes]:
-    """The pictures' bytes, in order (uploads first, then stored ids); decoding happens in the pool."""
+    """The pictures' bytes in order (uploads, then stored ids); decoding happens in the pool."""
     ids = [part.strip() for value in image_id or () for part in value.split(",") if part.strip()]
     count = len(image or ()) + len(ids)
     if count == 0:
         raise InvalidInput(
-            "image: no image given; upload it as multipart form field 'image' (repeat it for a batch) "
+            "image: no image given; upload it as multipart form field 'image' (repeat it for a "
+            "batch) "
             "or pass image_id from POST /v1/images",
             field="image",
         )

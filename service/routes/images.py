@@ -15,7 +15,9 @@ from service.routes.deps import ImageStoreDep, PoolDep, SettingsDep
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
 
-@router.post("", response_model=StoredImage, responses={c: {"model": ErrorBody} for c in (413, 415, 422)})
+@router.post(
+    "", response_model=StoredImage, responses={c: {"model": ErrorBody} for c in (413, 415, 422)}
+)
 async def store_image(
     store: ImageStoreDep,
     pool: PoolDep,
@@ -28,4 +30,10 @@ async def store_image(
         raise InvalidInput("image[0] is empty", field="image")
     picture = await pool.cpu(decode_image, data, max_pixels=settings.max_image_pixels)
     image_id = store.put(data)
-    return StoredImage(image_id=image_id, width=picture.width, height=picture.height, format=picture.format or "", bytes=len(data))
+    return StoredImage(
+        image_id=image_id,
+        width=picture.width,
+        height=picture.height,
+        format=picture.format or "",
+        bytes=len(data),
+    )

@@ -18,7 +18,12 @@ router = APIRouter(prefix="/v1/models", tags=["predictions"])
 @router.post(
     "/{model}/predict",
     response_model=PredictResponse,
-    responses={404: {"model": ErrorBody}, 413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        404: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
 )
 async def predict(
     model: ModelDep,

@@ -22,7 +22,9 @@ def _nbytes(tensor: torch.Tensor) -> int:
 
 class ActivationCache:
     def __init__(self, *, max_bytes: int) -> None:
-        self._entries: BoundedLRU[torch.Tensor] = BoundedLRU(max_items=1_000_000, max_bytes=max_bytes)
+        self._entries: BoundedLRU[torch.Tensor] = BoundedLRU(
+            max_items=1_000_000, max_bytes=max_bytes
+        )
         self.hits = 0
         self.misses = 0
 
@@ -52,7 +54,13 @@ class ActivationCache:
         self.hits += 1
         return torch.cat(inputs), {name: torch.cat(parts) for name, parts in outputs.items()}
 
-    def store(self, model: LoadedModel, image_ids: Sequence[str], batch: torch.Tensor, outputs: dict[str, torch.Tensor]) -> None:
+    def store(
+        self,
+        model: LoadedModel,
+        image_ids: Sequence[str],
+        batch: torch.Tensor,
+        outputs: dict[str, torch.Tensor],
+    ) -> None:
         prefix = self._prefix(model)
         for index, image_id in enumerate(image_ids):
             for name, tensor in ((_INPUT, batch), *outputs.items()):

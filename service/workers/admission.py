@@ -10,7 +10,9 @@ from contextlib import contextmanager
 
 from service.workers.errors import Overloaded
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("layerscope_deadline", default=None)
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "layerscope_deadline", default=None
+)
 
 
 def current_deadline(default_timeout_s: float) -> float:
@@ -22,7 +24,13 @@ def current_deadline(default_timeout_s: float) -> float:
 class Admission:
     """At most `max_queue` requests per model are admitted (queued or running) at once."""
 
-    def __init__(self, max_queue: int, *, timeout_s: float, on_reject: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_queue: int,
+        *,
+        timeout_s: float,
+        on_reject: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.max_queue = max_queue
         self.timeout_s = timeout_s
         self._counts: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Captured layers for a request: from the activation cache, or decode + one batched forward pass."""
+"""Captured layers for a request: from the activation cache, or decode + a batched forward."""
 
 from __future__ import annotations
 

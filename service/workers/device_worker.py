@@ -68,7 +68,9 @@ class DeviceWorker:
         self._queue: collections.deque[Work] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name=f"layerscope-device-{device}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"layerscope-device-{device}", daemon=True
+        )
         self._thread.start()
 
     def submit(self, work: Work) -> Future:
@@ -102,7 +104,12 @@ class DeviceWorker:
             wait_until = time.monotonic() + self.max_wait_s
             while size < self.max_batch:
                 match = next(
-                    (w for w in self._queue if w.key == first.key and size + w.size <= self.max_batch), None
+                    (
+                        w
+                        for w in self._queue
+                        if w.key == first.key and size + w.size <= self.max_batch
+                    ),
+                    None,
                 )
                 if match is not None:
                     self._queue.remove(match)
@@ -124,7 +131,9 @@ class DeviceWorker:
                     continue  # the client went away
                 if now > work.deadline:
                     work.future.set_exception(
-                        DeadlineExceeded("the request waited in the queue past its deadline and was not run")
+                        DeadlineExceeded(
+                            "the request waited in the queue past its deadline and was not run"
+                        )
                     )
                     continue
                 live.append(work)
@@ -146,7 +155,8 @@ class DeviceWorker:
                 for work in batch:
                     work.future.set_exception(
                         OutOfDeviceMemory(
-                            f"the work did not fit in {self.device} memory; send fewer or smaller images",
+                            f"the work did not fit in {self.device} memory; send fewer or smaller "
+                            "images",
                         )
                     )
             return
@@ -158,7 +168,9 @@ class DeviceWorker:
             batch[0].future.set_exception(exc)
             return
         if self._on_batch is not None:
-            self._on_batch(batch[0].model, sum(w.size for w in batch), time.monotonic() - started, waits)
+            self._on_batch(
+                batch[0].model, sum(w.size for w in batch), time.monotonic() - started, waits
+            )
         for work, result in zip(batch, results, strict=True):
             work.future.set_result(result)
 

@@ -1,4 +1,4 @@
-"""Uploaded images kept under a content-addressed id, so a client uploads once and explores many views."""
+"""Uploads kept under a content-addressed id: a client uploads once and explores many views."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class ImageStore:
         data = self._images.get(image_id) if _ID.match(image_id) else None
         if data is None:
             raise NotFound(
-                f"image_id '{image_id[:80]}' is unknown or was evicted; upload it again with POST /v1/images",
+                f"image_id '{image_id[:80]}' is unknown or was evicted; upload it again with POST "
+                "/v1/images",
                 field="image_id",
             )
         return data

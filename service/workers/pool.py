@@ -52,8 +52,14 @@ class InferencePool:
         if key not in self._devices:
             # On GPU a short wait gathers a batch worth the kernel launches; on CPU batching
             # gains little, so only what is already queued is batched (no added latency).
-            wait = self._max_wait_s if self._max_wait_s is not None else (0.002 if device.type == "cuda" else 0.0)
-            self._devices[key] = DeviceWorker(device, max_batch=self._max_batch, max_wait_s=wait, on_batch=self._on_batch)
+            wait = (
+                self._max_wait_s
+                if self._max_wait_s is not None
+                else (0.002 if device.type == "cuda" else 0.0)
+            )
+            self._devices[key] = DeviceWorker(
+                device, max_batch=self._max_batch, max_wait_s=wait, on_batch=self._on_batch
+            )
         return self._devices[key]
 
     def _timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Callable[[], T]:
@@ -75,9 +81,18 @@ class InferencePool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._cpu, self._timed(fn, *args, **kwargs))
 
-    async def forward(self, model: LoadedModel, key: Hashable, payload: Any, size: int, execute: BatchFn) -> Any:
+    async def forward(
+        self, model: LoadedModel, key: Hashable, payload: Any, size: int, execute: BatchFn
+    ) -> Any:
         """Queue batchable model work; equal keys may share one forward pass."""
-        work = Work(key=key, payload=payload, size=size, execute=execute, deadline=current_deadline(self.timeout_s), model=model.name)
+        work = Work(
+            key=key,
+            payload=payload,
+            size=size,
+            execute=execute,
+            deadline=current_deadline(self.timeout_s),
+            model=model.name,
+        )
         return await asyncio.wrap_future(self.worker(model.device).submit(work))
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -91,7 +106,9 @@ class InferencePool:
             return await self.cpu(fn, *args, **kwargs)
         return await self.run_on(model, fn, *args, **kwargs)
 
-    async def run_on(self, model: LoadedModel, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def run_on(
+        self, model: LoadedModel, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """Run `fn` on `model`'s device thread, unbatched, within the request's deadline."""
         call = self._timed(fn, *args, **kwargs)
         work = Work(

@@ -101,11 +101,15 @@ def feature_map_answer(
 def encode_feature_maps(maps: FeatureMaps, *, fmt: str, options: RenderOptions) -> FeatureMapAnswer:
     if fmt == "npy":
         if len(maps.layers) == 1:
-            return FeatureMapAnswer(maps, encode.npy_bytes(maps.layers[0].values), encode.NPY_MEDIA_TYPE)
+            return FeatureMapAnswer(
+                maps, encode.npy_bytes(maps.layers[0].values), encode.NPY_MEDIA_TYPE
+            )
         arrays = {layer.name: layer.values for layer in maps.layers}
         return FeatureMapAnswer(maps, encode.npz_bytes(arrays), encode.NPZ_MEDIA_TYPE)
     picture = render_feature_maps(maps, options)
-    return FeatureMapAnswer(maps, encode.png_bytes(np.ascontiguousarray(picture)), encode.PNG_MEDIA_TYPE)
+    return FeatureMapAnswer(
+        maps, encode.png_bytes(np.ascontiguousarray(picture)), encode.PNG_MEDIA_TYPE
+    )
 
 
 def predictions(model: LoadedModel, logits: torch.Tensor, *, top_k: int) -> list[list[Prediction]]:
