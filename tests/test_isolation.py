@@ -35,10 +35,10 @@ def _requests(
 ) -> list[tuple[str, dict, list[bytes]]]:
     fm = "/v1/models/tiny-resnet/feature-maps"
     jobs = []
-    for i in range(24):
+    for i in range(32):
         photo = tiny_inputs[i % 2]
         digit = digit_pngs[i % 10]
-        kind = i % 6
+        kind = i % 8
         if kind == 0:
             jobs.append((fm, {"layers": "layer1", "channels": "all", "format": "npy"}, [photo]))
         elif kind == 1:
@@ -59,6 +59,19 @@ def _requests(
             )
         elif kind == 3:
             jobs.append(("/v1/models/tiny-resnet/predict", {"top_k": 3}, [photo]))
+        elif kind == 6:
+            method = ("gradcam", "layercam", "gradcam++")[i % 3]
+            cam = {"method": method, "layer": "layer2,layer3", "target": f"{i % 4},1"}
+            jobs.append(("/v1/models/tiny-resnet/cam", {**cam, "format": "npy"}, [photo]))
+        elif kind == 7:
+            method = ("guided-backprop", "vanilla", "integrated-gradients")[i % 3]
+            jobs.append(
+                (
+                    "/v1/models/digits/gradients",
+                    {"method": method, "steps": 8, "format": "npy"},
+                    [digit],
+                )
+            )
         elif kind == 4:
             jobs.append(
                 (

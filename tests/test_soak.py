@@ -45,7 +45,9 @@ def _mixed(i: int, tiny_inputs: list[bytes]) -> tuple[str, dict, list]:
         ("/v1/models/tiny-resnet/predict", {"top_k": 3}, files(*picture)),
         (fm, {"layers": "nope"}, files(*picture)),  # a 404 now and then
         (fm, {"layers": "layer1"}, files(b"not an image")),  # and a 415
-    ][i % 6]
+        ("/v1/models/tiny-resnet/cam", {"method": "gradcam++", "format": "npy"}, files(*picture)),
+        ("/v1/models/tiny-resnet/gradients", {"method": "guided-backprop"}, files(*picture)),
+    ][i % 8]
 
 
 def test_two_thousand_mixed_requests_leave_no_trace(
@@ -67,7 +69,7 @@ def test_two_thousand_mixed_requests_leave_no_trace(
     statuses = run(2000, 300)
     rss_after, fds_after = _rss_bytes(pid), _open_fds(pid)
     assert set(statuses) <= {200, 404, 415}
-    assert statuses.count(200) >= 2000 * 4 // 6 - 2
+    assert statuses.count(200) >= 2000 * 6 // 8 - 2
     assert rss_after - rss_before < 50 * 1024 * 1024, (
         f"RSS grew {(rss_after - rss_before) / 2**20:.1f} MiB"
     )
