@@ -68,6 +68,16 @@ labels = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
     return config
 
 
+def digits_entry(labels: list[str] | None = None) -> str:
+    """A models-TOML entry serving the built-in digits model, optionally with other labels."""
+    entry = (
+        '\n[[models]]\nname = "digits"\narchitecture = "builtin:digits"\n'
+        'weights = "builtin:digits"\ninput_size = [32, 32]\nmean = [0.5]\nstd = [0.5]\n'
+        "num_classes = 10\n"
+    )
+    return entry + (f"labels = {labels!r}\n".replace("'", '"') if labels else "")
+
+
 def free_port() -> int:
     import socket
 

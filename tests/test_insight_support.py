@@ -18,19 +18,13 @@ from PIL import Image
 from model_registry.builtin import digits
 from service.app import create_app
 from service.settings import Settings
+from tests.helpers import digits_entry
 
 # digits (the real built-in model) and a seeded, randomly initialised RGB ResNet-18 at 64x64:
 # small enough for CPU tests, deep enough for residual blocks and in-place ReLUs.
-MODELS_TOML = """
-[[models]]
-name = "digits"
-architecture = "builtin:digits"
-weights = "{weights}"
-input_size = [32, 32]
-mean = [0.5]
-std = [0.5]
-num_classes = 10
-
+MODELS_TOML = (
+    digits_entry()
+    + """
 [[models]]
 name = "tinyres"
 architecture = "torchvision:resnet18"
@@ -39,11 +33,12 @@ mean = [0.485, 0.456, 0.406]
 std = [0.229, 0.224, 0.225]
 num_classes = 10
 """
+)
 
 
 def write_models(folder: Path) -> Path:
     path = folder / "models.toml"
-    path.write_text(MODELS_TOML.format(weights=digits.WEIGHTS_PATH.as_posix()), encoding="utf-8")
+    path.write_text(MODELS_TOML, encoding="utf-8")
     return path
 
 

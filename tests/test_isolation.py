@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, digits_entry
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +19,7 @@ def server(tiny_config: Path) -> Iterator[LiveServer]:
     config = tiny_config.parent / "isolation.toml"
     config.write_text(
         tiny_config.read_text().replace('weights = "', f'weights = "{tiny_config.parent}/')
-        + '\n[[models]]\nname = "digits"\narchitecture = "builtin:digits"\n'
-        + 'weights = "builtin:digits"\n'
-        + "input_size = [32, 32]\nmean = [0.5]\nstd = [0.5]\nnum_classes = 10\n"
+        + digits_entry()
     )
     live = LiveServer(
         {"LAYERSCOPE_MODELS": str(config), "LAYERSCOPE_LOG_LEVEL": "warning"}

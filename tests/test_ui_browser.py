@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from service.samples import photos
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, digits_entry
 
 pytestmark = pytest.mark.browser
 
@@ -47,17 +47,7 @@ def server() -> Iterator[LiveServer]:
         live.stop()
 
 
-DIGITS_ONLY = """
-[[models]]
-name = "digits"
-architecture = "builtin:digits"
-weights = "builtin:digits"
-input_size = [32, 32]
-mean = [0.5]
-std = [0.5]
-num_classes = 10
-labels = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
-"""
+DIGITS_ONLY = digits_entry([str(digit) for digit in range(10)])
 KEY = "portal-test-key"
 
 

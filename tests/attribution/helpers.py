@@ -11,9 +11,9 @@ from PIL import Image
 from torch import nn
 
 from model_registry.catalog import build_catalog
-from model_registry.config import default_specs
 from model_registry.registry import LoadedModel
 from model_registry.spec import ModelSpec
+from tests.helpers import digits_entry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,21 +96,15 @@ def second_class(model: LoadedModel, batch: torch.Tensor) -> int:
         return int(model.module(batch[:1]).topk(2, dim=1).indices[0, 1])
 
 
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
 def write_models_toml(folder: Path) -> Path:
     """digits (built in) and a 64 x 64 resnet18 with seeded random weights."""
     path = folder / "models.toml"
     path.write_text(
-        f"""
-[[models]]
-name = "digits"
-architecture = "builtin:digits"
-weights = "{default_specs()[0].weights}"
-input_size = [32, 32]
-mean = [0.5]
-std = [0.5]
-num_classes = 10
-labels = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
+        digits_entry(DIGIT_NAMES)
+        + """
 [[models]]
 name = "resnet18"
 architecture = "torchvision:resnet18"
