@@ -25,7 +25,7 @@ from model_registry.layout import to_maps
 from model_registry.registry import LoadedModel
 from service.engine.attribution.explain import cam_maps, compute_cam
 from service.engine.attribution.graph import forward_to_layers
-from service.engine.attribution.perturb import ablation_cam_weights
+from service.engine.attribution.perturb import ablation_cam_weights, ablation_values
 from service.engine.attribution.plan import plan_cam
 from tests.attribution.helpers import model_batch, pearson, second_class
 
@@ -107,6 +107,19 @@ def test_eigencam_matches_pytorch_grad_cam_sign_included(
     for image in range(2):
         assert pearson(ours.layers[0].maps[image, 0], expected[image]) >= 0.99
         np.testing.assert_allclose(ours.layers[0].maps[image, 0], expected[image], atol=1e-3)
+
+
+def test_ablationcam_matches_pytorch_grad_cam_where_activations_go_negative(
+    resnet: LoadedModel, photo_batch: torch.Tensor
+) -> None:
+    """A convolution's output has negative values: pytorch-grad-cam then ablates with very
+    negative values instead of zero, and layerscope follows it."""
+    layer = "layer3.1.conv2"
+    target = second_class(resnet, photo_batch)
+    plan = plan_cam(resnet, method="ablationcam", layers=[layer], targets=str(target))
+    ours = compute_cam(resnet, photo_batch, plan, inputs=np.zeros((1, 64, 64, 3), np.uint8))
+    expected = reference_cam(AblationCAM, trainable_copy(resnet), layer, photo_batch, target)
+    assert pearson(ours.layers[0].maps[0, 0], expected[0]) >= 0.99
 
 
 def test_several_targets_and_layers_equal_single_runs(
@@ -235,7 +248,11 @@ def test_ablation_broadcast_shortcut_equals_feeding_every_row(
     )
     channels = info.map_layout.channels
     rows = output.repeat(channels, *([1] * (output.ndim - 1)))
-    rows.movedim(info.map_layout.channel_dim, 1)[torch.arange(channels), torch.arange(channels)] = 0
+    values = ablation_values(output[0], torch.arange(channels)).to(output.dtype)
+    by_channel = rows.movedim(info.map_layout.channel_dim, 1)
+    by_channel[torch.arange(channels), torch.arange(channels)] = values.view(
+        -1, *[1] * (output.ndim - 2)
+    )
     module = model.module
     handle = dict(module.named_modules())[layer].register_forward_hook(lambda _m, _i, _o: rows)
     try:

@@ -67,9 +67,10 @@ def ablation_cam_weights(
 ) -> torch.Tensor:
     """AblationCAM channel weights (Desai & Ramaswamy 2020) -> [B, T, C].
 
-    The layer's output with one channel set to zero replaces the real one (in a forward
-    hook, for the layer's last call); the weight is the relative drop of the target logit,
-    (score - ablated score) / score.
+    The layer's output with one channel ablated replaces the real one (in a forward hook,
+    for the layer's last call); the weight is the relative drop of the target logit,
+    (score - ablated score) / score. The ablated value is pytorch-grad-cam's (see
+    `ablation_values`): zero, as in the paper, where the layer's minimum is 0.
 
     Args:
         output: the layer's raw output [B, ...] from the first pass; layout: its layout.
@@ -84,13 +85,35 @@ def ablation_cam_weights(
                 chosen = torch.arange(start, min(channels, start + rows), device=batch.device)
                 size = chosen.numel()
                 replacement = output[image : image + 1].repeat(size, *([1] * (output.ndim - 1)))
-                replacement.movedim(layout.channel_dim, 1)[torch.arange(size), chosen] = 0
+                values = ablation_values(output[image], chosen).to(output.dtype)
+                by_channel = replacement.movedim(layout.channel_dim, 1)
+                by_channel[torch.arange(size), chosen] = values.view(-1, *[1] * (output.ndim - 2))
                 logits = _run_with_output(
                     module, batch[image : image + 1], layer, calls, replacement
                 )
                 ablated[image, chosen] = logits.gather(1, targets[image].expand(size, -1)).float()
     base = base_scores.float()[:, None, :]
     return ((base - ablated) / base).transpose(1, 2)
+
+
+ABLATION_BATCH = 32  # pytorch-grad-cam's AblationCAM(batch_size=32) default
+ABLATION_OFFSET = 1e7
+
+
+def ablation_values(activations: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """The value each of `channels` is set to when ablated, as pytorch-grad-cam does it.
+
+    Where the layer's minimum over this image is exactly 0 (a ReLU output) that is 0, the
+    paper's ablation. Elsewhere pytorch-grad-cam writes min - 1e7 into the first row of each
+    batch of 32 ablated copies and then, taking the minimum again after every row, min - k e7
+    into the k-th; the same values are used here, so the maps agree with it on SiLU,
+    Hardswish or BatchNorm outputs too.
+    """
+    low = activations.min()
+    if bool(low == 0):
+        return torch.zeros(channels.shape, dtype=torch.float64, device=channels.device)
+    position = (channels % ABLATION_BATCH + 1).to(torch.float64)
+    return low.double() - position * ABLATION_OFFSET
 
 
 def _run_with_output(
