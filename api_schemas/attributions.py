@@ -35,6 +35,11 @@ class Baseline(StrEnum):
     blur = "blur"
 
 
+class CamUpsample(StrEnum):
+    nearest = "nearest"
+    bilinear = "bilinear"
+
+
 class GradientView(StrEnum):
     heatmap = "heatmap"
     gradient = "gradient"

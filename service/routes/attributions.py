@@ -17,6 +17,7 @@ from api_schemas.attributions import (
     CamMapItem,
     CamMethod,
     CamResponse,
+    CamUpsample,
     GradientMapItem,
     GradientMethod,
     GradientResponse,
@@ -261,6 +262,13 @@ async def gradients(
             max_length=1024,
         ),
     ] = None,
+    upsample: Annotated[
+        CamUpsample,
+        Query(
+            description="guided-gradcam: the Grad-CAM at input size, nearest and ReLU'd as "
+            "Captum's GuidedGradCam, or bilinear and scaled to [0, 1] as the paper's figures"
+        ),
+    ] = CamUpsample.nearest,
     steps: Annotated[
         int, Query(ge=1, le=1024, description="integrated-gradients: Gauss-Legendre points")
     ] = 32,
@@ -289,6 +297,7 @@ async def gradients(
         method=method.value,
         targets=target,
         layer=layer,
+        upsample=upsample.value,
         steps=steps,
         baseline=baseline.value,
         samples=samples,

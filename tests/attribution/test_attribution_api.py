@@ -193,6 +193,11 @@ ERRORS = {
     "randomize-too-many": ("/v1/models/digits/cam?randomize=99&format=json", 422, "randomize"),
     "colormap": ("/v1/models/digits/cam?colormap=rainbowz", 422, "colormap"),
     "top-k": ("/v1/models/digits/cam?format=json&top_k=11", 422, "top_k"),
+    "upsample-unknown": (
+        "/v1/models/digits/gradients?method=guided-gradcam&upsample=cubic",
+        422,
+        "upsample",
+    ),
     "guided-gradcam-two-layers": (
         "/v1/models/digits/gradients?method=guided-gradcam&layer=relu2,relu3",
         422,

@@ -12,6 +12,7 @@ import torch
 from captum.attr import (
     Deconvolution,
     GuidedBackprop,
+    GuidedGradCam,
     InputXGradient,
     IntegratedGradients,
     NoiseTunnel,
@@ -65,6 +66,12 @@ CASES = [
     CaptumCase("integrated-gradients", _ig("zero"), {"steps": 32}, 0.95),
     CaptumCase("integrated-gradients", _ig("black", 16), {"steps": 16, "baseline": "black"}, 0.99),
     CaptumCase("integrated-gradients", _ig("blur", 16), {"steps": 16, "baseline": "blur"}, 0.99),
+    CaptumCase(
+        "guided-gradcam",
+        lambda m, x, t, s: GuidedGradCam(m, m.relu2).attribute(x, target=t),
+        {"layer": "relu2"},
+        0.99,
+    ),
 ]
 
 
@@ -151,7 +158,9 @@ def test_guided_gradcam_is_guided_backprop_times_scaled_gradcam(
     """The recipe of pytorch-grad-cam's example: guided backprop x the [0, 1] Grad-CAM mask."""
     batch = model_batch(resnet, [photo])
     target = int(resnet.module(batch).topk(2).indices[0, 1])
-    plan = plan_gradients(resnet, method="guided-gradcam", targets=str(target), layer="layer3")
+    plan = plan_gradients(
+        resnet, method="guided-gradcam", targets=str(target), layer="layer3", upsample="bilinear"
+    )
     ours = compute_gradients(resnet, batch, plan, inputs=np.zeros((1, 64, 64, 3), np.uint8)).values[
         0, 0
     ]

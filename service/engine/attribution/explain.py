@@ -22,7 +22,7 @@ from service.engine.attribution.faithfulness import deletion_insertion
 from service.engine.attribution.graph import forward_to_layers, score_gradients
 from service.engine.attribution.guided import DECONV, GUIDED
 from service.engine.attribution.perturb import ablation_cam_weights, score_cam_weights
-from service.engine.attribution.plan import CamPlan, GradientPlan, classifier
+from service.engine.attribution.plan import BILINEAR, NEAREST, CamPlan, GradientPlan, classifier
 from service.engine.attribution.sanity import randomized_copy, rank_correlation
 from service.engine.attribution.targets import resolve_targets
 from service.engine.predict import Prediction, top_k_predictions
@@ -83,8 +83,11 @@ class GradientResult:
     rank_correlation: np.ndarray | None = None  # [B, T], on the channel-summed |values|
 
 
-def _to_input_size(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """ReLU, then bilinear upsampling (half-pixel centres, as cv2.resize in pytorch-grad-cam)."""
+def _to_input_size(raw: torch.Tensor, size: tuple[int, int], mode: str = BILINEAR) -> torch.Tensor:
+    """ReLU, then upsampling: bilinear with half-pixel centres (as cv2.resize in
+    pytorch-grad-cam), or nearest (as Captum's LayerAttribution.interpolate)."""
+    if mode == NEAREST:
+        return F.interpolate(raw.clamp(min=0), size=size, mode="nearest")
     return F.interpolate(raw.clamp(min=0), size=size, mode="bilinear", align_corners=False)
 
 
@@ -125,6 +128,7 @@ def cam_maps(
     *,
     fixed_targets: torch.Tensor | None = None,
     budget: int = DEFAULT_MEMORY_BUDGET,
+    upsample: str = BILINEAR,
 ) -> RawCams:
     """One forward pass for every layer and target, then each method's own work.
 
@@ -186,7 +190,7 @@ def cam_maps(
             raw = cams.weighted_sum(weights, acts)
         else:
             raise ValueError(f"unknown CAM method {method!r}")
-        maps[name] = _to_input_size(raw, size)
+        maps[name] = _to_input_size(raw, size, upsample)
     return RawCams(logits, targets, maps)
 
 
@@ -271,7 +275,9 @@ def gradient_maps(
             values = batch[:, None] * values
         return logits, targets, values
     if method == grads.GUIDED_GRADCAM:
-        # Guided backprop times the Grad-CAM map scaled to [0, 1] (Selvaraju et al. 2017, sec. 3.1).
+        # Guided backprop times the Grad-CAM map (Selvaraju et al. 2017, sec. 3.1): its ReLU'd
+        # values upsampled nearest, as Captum's GuidedGradCam, or bilinearly and scaled to
+        # [0, 1], as the paper's figures and pytorch-grad-cam's example.
         layer = plan.layer or model.catalog.last_spatial_layer().name  # plan_gradients sets it
         cam = cam_maps(
             model,
@@ -281,11 +287,13 @@ def gradient_maps(
             plan.targets,
             fixed_targets=fixed_targets,
             budget=budget,
+            upsample=plan.upsample,
         )
         _, _, guided = grads.gradients_with_logits(
             module, batch, lambda _logits, part: cam.targets[part], rows=rows, relu_mode=GUIDED
         )
-        return cam.logits, cam.targets, guided * unit_scale(cam.maps[layer])[:, :, None]
+        mask = cam.maps[layer] if plan.upsample == NEAREST else unit_scale(cam.maps[layer])
+        return cam.logits, cam.targets, guided * mask[:, :, None]
     with torch.no_grad():  # not inference mode: the targets index gradient passes below
         logits = module(batch)
     targets = fixed_targets if fixed_targets is not None else resolve_targets(logits, plan.targets)

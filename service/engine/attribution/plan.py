@@ -24,6 +24,11 @@ MAX_LAYERS = 8
 DEFAULT_TOP_K = 5
 _POOLING = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
 
+# How guided-gradcam brings its Grad-CAM to the input size (see GradientPlan.upsample).
+NEAREST = "nearest"
+BILINEAR = "bilinear"
+UPSAMPLES = (NEAREST, BILINEAR)
+
 
 @dataclass(frozen=True)
 class CamPlan:
@@ -62,6 +67,8 @@ class GradientPlan:
         method: one of GRADIENT_MAP_METHODS.
         targets: class indices for every image; () = each image's top-1 class.
         layer: the Grad-CAM layer of guided-gradcam (None otherwise).
+        upsample: guided-gradcam's Grad-CAM at input size: 'nearest' (the ReLU'd map, as
+            Captum's GuidedGradCam) or 'bilinear' (scaled to [0, 1], the paper's figures).
         steps, baseline: integrated gradients.
         samples, noise, seed: SmoothGrad.
         randomize, top_k: as for CamPlan.
@@ -70,6 +77,7 @@ class GradientPlan:
     method: str
     targets: tuple[int, ...] = ()
     layer: str | None = None
+    upsample: str = NEAREST
     steps: int = 32
     baseline: str = ZERO
     samples: int = 32
@@ -262,6 +270,7 @@ def plan_gradients(
     method: str,
     targets: str | None = None,
     layer: str | None = None,
+    upsample: str = NEAREST,
     steps: int = 32,
     baseline: str = ZERO,
     samples: int = 32,
@@ -273,6 +282,7 @@ def plan_gradients(
     """Check a /gradients request; `layer` is guided-gradcam's (default: the last spatial)."""
     check_choice(method, GRADIENT_MAP_METHODS, field="method")
     check_choice(baseline, BASELINES, field="baseline")
+    check_choice(upsample, UPSAMPLES, field="upsample")
     if not 1 <= steps <= 1024:
         raise InvalidInput("steps must be between 1 and 1024", field="steps", valid_range=[1, 1024])
     if not 1 <= samples <= 1024:
@@ -290,6 +300,7 @@ def plan_gradients(
         method=method,
         targets=parse_targets(targets, model),
         layer=cam_layer,
+        upsample=upsample,
         steps=steps,
         baseline=baseline,
         samples=samples,
