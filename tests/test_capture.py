@@ -119,3 +119,19 @@ def test_in_place_ops_after_a_layer_do_not_rewrite_its_capture(resnet: nn.Module
     assert (expected < 0).any()
     torch.testing.assert_close(alone, expected)
     torch.testing.assert_close(with_later, expected)
+
+
+def test_captures_equal_torchvision_feature_extraction(resnet: nn.Module) -> None:
+    """torchvision's own create_feature_extractor gives the same tensors: a BatchNorm inside a
+    block, blocks and the pooling. (Not for `bn1` when deeper layers are asked for too: the
+    stem's in-place ReLU then overwrites FX's tensor, while layerscope keeps bn1's output.)"""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    layers = {"layer1.0.bn2": 1, "layer2": 1, "layer3.1": 1, "avgpool": 1}
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(11))
+    ours = capture(resnet, x, layers)
+    extractor = create_feature_extractor(resnet, {name: name for name in layers})
+    with torch.no_grad():
+        theirs = extractor(x)
+    for name in layers:
+        torch.testing.assert_close(ours[name], theirs[name])
