@@ -54,6 +54,7 @@ lock: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check api_schemas model_registry service tests bench
 	$(BIN)/ruff format --check api_schemas model_registry service tests bench
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/feature_maps.py

@@ -103,8 +103,12 @@ def map_layout(
         return MapLayout(VECTOR, shape[0], 1, 1)
     if len(shape) == 3:
         first, second, third = shape
-        channels_last = input_size is not None and is_grid(first, second, input_size)
-        if channels_last and not is_grid(second, third, input_size):
+        channels_last = (
+            input_size is not None
+            and is_grid(first, second, input_size)
+            and not is_grid(second, third, input_size)
+        )
+        if channels_last:
             return MapLayout(CHANNELS_LAST, third, first, second)
         return MapLayout(CHANNELS_FIRST, first, second, third)
     if len(shape) == 2 and input_size is not None:

@@ -130,6 +130,8 @@ def _torchvision_weights(
     spec: ModelSpec, *, allow_downloads: bool
 ) -> tuple[dict[str, torch.Tensor] | None, tuple[str, ...] | None]:
     where = f"model {spec.name!r}: field 'weights' ({spec.weights!r})"
+    if spec.weights is None:
+        raise ConfigError(f"{where}: no torchvision weights named")
     kind, _, arch = spec.architecture.partition(":")
     if kind != "torchvision":
         raise ConfigError(f"{where}: torchvision weights need a torchvision architecture")

@@ -128,7 +128,10 @@ def check_output_size(
         )
     array_bytes = tiles = pixels = 0
     for name in plan.layers:
-        channels, height, width = model.catalog.get(name).spatial_shape
+        shape = model.catalog.get(name).spatial_shape
+        if shape is None:  # plan_feature_maps refuses such layers
+            raise InvalidInput(f"layers: '{name}' has no map-like output", field="layers")
+        channels, height, width = shape
         kept = plan.selection.size(channels)
         shown = {"none": kept, "pca": 3}.get(plan.reduce, 1)
         array_bytes += 4 * images * shown * height * width
@@ -179,10 +182,11 @@ def maps_from_outputs(
         maps = _as_maps(outputs[name], model.catalog.get(name).map_layout).float()
         selected, index = select_channels(maps, plan.selection)
         values = reduce_channels(selected, plan.reduce)
+        _, channels, height, width = maps.shape
         results.append(
             LayerMaps(
                 name=name,
-                shape=tuple(maps.shape[1:]),
+                shape=(channels, height, width),
                 values=values.cpu().numpy().astype(np.float32, copy=False),
                 channels=index.cpu().numpy().astype(np.int64),
             )

@@ -119,7 +119,8 @@ def map_tiles(
     goes through the colormap. With `options.overlay`, tiles are blended onto `background`.
     """
     unit = unit_range(maps, "channel" if rgb else options.scale)
-    size = tile_size(*maps.shape[1:], options.upsample)
+    height, width = maps.shape[1:]
+    size = tile_size(height, width, options.upsample)
     mode = "bilinear" if options.overlay else "nearest"
     if rgb:
         colour = _resize(unit[None], size, mode).transpose(0, 2, 3, 1)

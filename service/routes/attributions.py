@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query
@@ -38,7 +38,9 @@ from service.workers.tasks import cam_task, gradients_task
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
 
-_ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 415, 422)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (404, 413, 415, 422)
+}
 
 
 def _media(npy: str, schema: str) -> dict:

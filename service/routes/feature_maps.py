@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -24,8 +24,10 @@ from service.workers.tasks import feature_map_answer
 
 router = APIRouter(prefix="/v1/models", tags=["feature maps"])
 
-_ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 415, 422)}
-_MEDIA = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (404, 413, 415, 422)
+}
+_MEDIA: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "png: the panel; npy: float32 [B, k, H, W] for one layer; "
         "npz (application/zip): one array per layer name; json: metadata and the panel as base64",

@@ -52,7 +52,7 @@ def job_body(view: JobView, result: Encoded | None = None) -> JobBody:
         progress=JobProgress(step=view.step, total=view.total, fraction=fraction),
         eta_s=view.eta_s,
         elapsed_s=view.elapsed_s,
-        created_at=_time(view.created),
+        created_at=datetime.fromtimestamp(view.created, tz=UTC),
         started_at=_time(view.started),
         finished_at=_time(view.finished),
         cancel_requested=view.cancel_requested,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -21,7 +21,7 @@ from service.workers.tasks import maximize_task
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
 
-IMAGE_ANSWERS = {
+IMAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "png: the image; npy: float32 [C, H, W] in [0, 1]; "
         "json: curve and base64 PNG",

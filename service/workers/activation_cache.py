@@ -38,7 +38,8 @@ class ActivationCache:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
         """The batch input and every layer's outputs, or None unless all are cached."""
         prefix = self._prefix(model)
-        inputs, outputs = [], {name: [] for name in layers}
+        inputs: list[torch.Tensor] = []
+        outputs: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
         for image_id in image_ids:
             cached = self._entries.get((*prefix, image_id, _INPUT))
             if cached is None:

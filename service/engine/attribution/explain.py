@@ -102,7 +102,12 @@ def _check_global_pooling(
     model: LoadedModel, name: str, acts: torch.Tensor, logits: torch.Tensor
 ) -> torch.Tensor:
     """The classifier weights, after checking logits == linear(mean of the maps)."""
-    _, linear = classifier(model)
+    found = classifier(model)
+    if found is None:  # plan_cam refuses such models; checked again for the type checker
+        raise InvalidInput(
+            "layer: method=cam needs a model ending in a linear classifier", field="layer"
+        )
+    _, linear = found
     pooled = F.linear(
         acts.mean(dim=(2, 3)),
         linear.weight.to(acts.dtype),
@@ -159,6 +164,8 @@ def cam_maps(
     maps: dict[str, torch.Tensor] = {}
     for name in layers:
         layout = infos[name].map_layout
+        if layout is None:  # check_spatial_layers refuses such layers
+            raise InvalidInput(f"layer: '{name}' has no spatial output", field="layer")
         output = run.activations[name].detach()
         acts = to_maps(output, layout).float()
         if gradient:
@@ -212,6 +219,9 @@ def compute_cam(
     layers = []
     for name in plan.layers:
         maps = raw.maps[name]
+        map_shape = model.catalog.get(name).spatial_shape
+        if map_shape is None:  # check_spatial_layers refuses such layers
+            raise InvalidInput(f"layer: '{name}' has no spatial output", field="layer")
         curves = None
         if plan.metrics:
             curves = deletion_insertion(
@@ -226,7 +236,7 @@ def compute_cam(
         layers.append(
             CamLayer(
                 name=name,
-                map_shape=model.catalog.get(name).spatial_shape,
+                map_shape=map_shape,
                 maps=_numpy(unit_scale(maps) if plan.normalize else maps),
                 deletion=_numpy(curves.auc["deletion"])
                 if curves and "deletion" in curves.auc

@@ -90,6 +90,7 @@ def score_gradients(
     """
     scores = logits.gather(1, targets)  # [B, T]
     count = targets.shape[1]
+    grads: Sequence[torch.Tensor | None]
     if count == 1:
         grads = torch.autograd.grad(scores.sum(), list(inputs), allow_unused=True)
         grads = [g[:, None] if g is not None else None for g in grads]
@@ -118,6 +119,7 @@ def score_gradients(
                 for i in range(len(inputs))
             ]
         grads = [g.transpose(0, 1) if g is not None else None for g in grads]
-    if any(g is None for g in grads):
+    present = [g for g in grads if g is not None]
+    if len(present) != len(grads):
         raise InvalidInput("layer: the model's output does not depend on this layer", field="layer")
-    return grads
+    return present

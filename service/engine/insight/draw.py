@@ -8,10 +8,13 @@ dots and labels. matplotlib is used for its colormap tables only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import cast
 
 import matplotlib
 import numpy as np
+from matplotlib.colors import ListedColormap
 from PIL import Image, ImageDraw, ImageFont
 
 _WHITE = (255, 255, 255)
@@ -25,15 +28,27 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
+def _listed_colors(name: str) -> Sequence[Sequence[float]]:
+    """The colour table of a qualitative colormap (tab10, tab20): RGB tuples of floats."""
+    # matplotlib's stubs type the registry as Colormap and `.colors` as ArrayLike | ColorType
+    return cast(Sequence[Sequence[float]], cast(ListedColormap, matplotlib.colormaps[name]).colors)
+
+
+def _bytes(rgb: Sequence[float]) -> tuple[int, int, int]:
+    red, green, blue = (int(round(c * 255)) for c in rgb[:3])
+    return red, green, blue
+
+
 def category_colors(count: int) -> list[tuple[int, int, int]]:
     """Distinct colours: tab10 up to 10 categories, tab20 up to 20, then a hue wheel."""
+    table: Sequence[Sequence[float]]
     if count <= 10:
-        table = matplotlib.colormaps["tab10"].colors[:count]
+        table = _listed_colors("tab10")[:count]
     elif count <= 20:
-        table = matplotlib.colormaps["tab20"].colors[:count]
+        table = _listed_colors("tab20")[:count]
     else:
         table = [matplotlib.colormaps["hsv"](i / count)[:3] for i in range(count)]
-    return [tuple(int(round(c * 255)) for c in rgb[:3]) for rgb in table]
+    return [_bytes(rgb) for rgb in table]
 
 
 def text_width(text: str, size: int) -> int:
