@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from model_registry.errors import InvalidInput, PayloadTooLarge
-from model_registry.layout import MapLayout, map_layout, to_maps
+from model_registry.layout import MapLayout, to_maps
 from model_registry.registry import LoadedModel
 from service.engine.capture import capture
 from service.engine.channels import (
@@ -55,18 +55,6 @@ class FeatureMaps:
     layers: tuple[LayerMaps, ...]
     inputs: np.ndarray  # uint8 [B, H, W, 3], the de-normalized model input
     reduce: str
-
-
-def map_shape(
-    shape: tuple[int, ...] | None, input_size: tuple[int, int] | None = None
-) -> tuple[int, int, int] | None:
-    """The [C, H, W] a layer output is shown as, or None when it cannot be shown.
-
-    With the model's `input_size`, token sequences (ViT) and channels-last maps (Swin) are
-    recognised too; see `model_registry.layout`.
-    """
-    layout = map_layout(shape, input_size)
-    return layout.shape if layout is not None else None
 
 
 def plan_feature_maps(

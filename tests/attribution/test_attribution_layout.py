@@ -12,7 +12,7 @@ from model_registry.layout import MapLayout, is_grid, map_layout, to_maps
 from model_registry.registry import LoadedModel
 from model_registry.spec import ModelSpec
 from service.engine.capture import capture
-from service.engine.feature_maps import compute_feature_maps, map_shape, plan_feature_maps
+from service.engine.feature_maps import compute_feature_maps, plan_feature_maps
 
 
 def blank_inputs() -> np.ndarray:
@@ -67,6 +67,13 @@ def test_to_maps_drops_class_token_and_keeps_row_major_patches() -> None:
     assert torch.equal(
         to_maps(channels_last, MapLayout("hwc", 3, 4, 6)), channels_last.permute(0, 3, 1, 2)
     )
+
+
+def map_shape(
+    shape: tuple[int, ...], input_size: tuple[int, int] | None = None
+) -> tuple[int, int, int] | None:
+    layout = map_layout(shape, input_size)
+    return layout.shape if layout is not None else None
 
 
 def test_feature_maps_map_shape_keeps_cnn_behaviour() -> None:
