@@ -12,11 +12,10 @@ from functools import lru_cache
 
 import matplotlib
 import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from model_registry.errors import InvalidInput
+from service.engine import text
 
 SCALES = ("channel", "shared")
 MIN_TILE = 64
@@ -24,6 +23,7 @@ _GAP = 2
 _MARGIN = 8
 _TITLE_HEIGHT = 18
 _BACKGROUND = 255
+_TITLE_COLOUR = (20, 20, 20)
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,19 @@ def tile_size(height: int, width: int, upsample: int | None) -> tuple[int, int]:
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
+def _bilinear_axis(length: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights along one axis, as torch's bilinear with
+    align_corners=False (half-pixel centres, clamped at the edges)."""
+    source = np.maximum((np.arange(size) + 0.5) * (length / size) - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), length - 1)
+    high = np.minimum(low + 1, length - 1)
+    return low, high, (source - low).astype(np.float32)
+
+
 def _resize(stack: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     """Resize [k, C, H, W] float maps: nearest by index lookup (keeps pixels honest, and is
-    far cheaper than an interpolation kernel), bilinear with torch for overlays."""
+    far cheaper than an interpolation kernel), bilinear for overlays. numpy only: rendering
+    runs in the CPU pool, where no torch kernel may run (see `service/workers/pool.py`)."""
     height, width = stack.shape[-2:]
     if (height, width) == size:
         return stack
@@ -106,8 +116,10 @@ def _resize(stack: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
         rows = (np.arange(size[0]) * height) // size[0]
         cols = (np.arange(size[1]) * width) // size[1]
         return stack[..., rows[:, None], cols[None, :]]
-    tensor = torch.from_numpy(np.ascontiguousarray(stack))
-    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False).numpy()
+    top, bottom, dy = _bilinear_axis(height, size[0])
+    left, right, dx = _bilinear_axis(width, size[1])
+    rows = stack[..., top, :] * (1 - dy)[:, None] + stack[..., bottom, :] * dy[:, None]
+    return rows[..., left] * (1 - dx) + rows[..., right] * dx
 
 
 def map_tiles(
@@ -140,11 +152,6 @@ def map_tiles(
     return colour
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
-
-
 def grid(
     tiles: np.ndarray, *, columns: int | None = None, labels: list[str] | None = None
 ) -> np.ndarray:
@@ -160,17 +167,10 @@ def grid(
     for i in range(count):
         top, left = (i // columns) * (height + _GAP), (i % columns) * (width + _GAP)
         canvas[top : top + height, left : left + width] = tiles[i]
-    if not labels:
-        return canvas
-    image = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(image)
-    font = _font(10)
-    for i, text in enumerate(labels[:count]):
+    for i, label in enumerate((labels or [])[:count]):
         top, left = (i // columns) * (height + _GAP), (i % columns) * (width + _GAP)
-        box = draw.textbbox((left + 2, top + 1), text, font=font)
-        draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(0, 0, 0))
-        draw.text((left + 2, top + 1), text, fill=(255, 255, 255), font=font)
-    return np.asarray(image)
+        text.place(canvas, text.badge(label, 10), (top + 1, left + 2), darken=False)
+    return canvas
 
 
 def panel(rows: list[list[tuple[str, np.ndarray]]]) -> np.ndarray:
@@ -178,18 +178,18 @@ def panel(rows: list[list[tuple[str, np.ndarray]]]) -> np.ndarray:
     row_heights = [max(pic.shape[0] for _, pic in row) + _TITLE_HEIGHT for row in rows]
     row_widths = [sum(pic.shape[1] for _, pic in row) + _MARGIN * (len(row) + 1) for row in rows]
     height = sum(row_heights) + _MARGIN * (len(rows) + 1)
-    canvas = Image.new("RGB", (max(row_widths), height), (_BACKGROUND,) * 3)
-    draw = ImageDraw.Draw(canvas)
-    font = _font(12)
+    canvas = np.full((height, max(row_widths), 3), _BACKGROUND, np.uint8)
     top = _MARGIN
     for row, row_height in zip(rows, row_heights, strict=True):
         left = _MARGIN
         for title, picture in row:
-            draw.text((left, top + 2), title, fill=(20, 20, 20), font=font)
-            canvas.paste(Image.fromarray(picture), (left, top + _TITLE_HEIGHT))
+            text.place(canvas, text.ink(title, 12, _TITLE_COLOUR), (top + 2, left), darken=True)
+            pic = picture if picture.ndim == 3 else np.repeat(picture[..., None], 3, axis=2)
+            below = top + _TITLE_HEIGHT
+            canvas[below : below + pic.shape[0], left : left + pic.shape[1]] = pic[..., :3]
             left += picture.shape[1] + _MARGIN
         top += row_height + _MARGIN
-    return np.asarray(canvas)
+    return canvas
 
 
 def input_picture(pixels: np.ndarray, *, longer_side: int) -> np.ndarray:
