@@ -75,9 +75,16 @@ def _pool(settings: Settings, metrics: Metrics) -> InferencePool:
         max_queue=settings.max_queue,
         timeout_s=settings.request_timeout_s,
         on_batch=metrics.observe_batch,
+        on_wait=metrics.observe_wait,
         on_reject=metrics.reject,
         on_stage=lambda stage, seconds: metrics.stages.labels(stage).observe(seconds),
     )
+
+
+def _load_on_device(settings: Settings, registry_loader: RegistryLoader) -> ModelRegistry:
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    return registry_loader(settings)
 
 
 def create_app(
@@ -89,8 +96,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
         pool = _pool(settings, metrics_)
         app.state.pool = pool
         app.state.jobs = JobStore(
@@ -101,7 +106,12 @@ def create_app(
         )
         app.state.jobs.start()
         try:
-            app.state.registry = registry_loader(settings)
+            # Loading and the catalog's warm-up pass run on the device thread, the only
+            # thread that ever calls torch's parallel kernels.
+            device = resolve_device(settings.device)
+            app.state.registry = await pool.on_device(
+                device, _load_on_device, settings, registry_loader
+            )
             yield
         finally:
             app.state.jobs.shutdown()  # running jobs stop at their next step

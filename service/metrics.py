@@ -107,11 +107,13 @@ class Metrics:
     ) -> None:
         self.registry.register(_LiveGauges(depths, hooks))
 
-    def observe_batch(self, model: str, images: int, seconds: float, waits: list[float]) -> None:
+    def observe_batch(self, model: str, images: int, seconds: float) -> None:
+        """One batched forward pass (other device work reports its own stage by name)."""
         self.batch_size.labels(model).observe(images)
         self.stages.labels("forward").observe(seconds)
-        for wait in waits:
-            self.queue_wait.labels(model).observe(wait)
+
+    def observe_wait(self, model: str, seconds: float) -> None:
+        self.queue_wait.labels(model).observe(seconds)
 
     def reject(self, _model: str, reason: str) -> None:
         self.rejections.labels(reason).inc()

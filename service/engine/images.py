@@ -90,16 +90,34 @@ def to_model_image(image: Image.Image, spec: ModelSpec) -> Image.Image:
     return image
 
 
+def model_pixels(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:
+    """Images -> uint8 [B, H, W, C] at the model's size and colour mode (Pillow only, no torch).
+
+    This half of preprocessing runs in the CPU pool; `to_batch` runs on the device thread.
+    """
+    arrays = [np.asarray(to_model_image(img, spec), dtype=np.uint8) for img in images]
+    stacked = np.stack(arrays)
+    return stacked[..., None] if stacked.ndim == 3 else stacked
+
+
+def to_batch(pixels: np.ndarray, spec: ModelSpec, device: torch.device) -> torch.Tensor:
+    """uint8 [B, H, W, C] -> normalized float32 batch [B, C, H, W] on `device`."""
+    batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(0, 3, 1, 2)
+    mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
+    return ((batch.float() / 255.0) - mean) / std
+
+
 def preprocess(
     images: Sequence[Image.Image], spec: ModelSpec, device: torch.device
 ) -> torch.Tensor:
     """Images -> normalized float32 batch [B, C, H, W] on `device`."""
-    arrays = [np.asarray(to_model_image(img, spec), dtype=np.uint8) for img in images]
-    batch = torch.from_numpy(np.stack(arrays)).to(device)
-    batch = batch[:, None] if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
-    mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
-    return ((batch.float() / 255.0) - mean) / std
+    return to_batch(model_pixels(images, spec), spec, device)
+
+
+def display_pixels(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [B, H, W, C] model pixels -> uint8 RGB [B, H, W, 3] for panels and overlays."""
+    return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels
 
 
 def denormalize(batch: torch.Tensor, spec: ModelSpec) -> np.ndarray:

@@ -20,7 +20,7 @@ from service.engine.feature_maps import (
 from service.engine.render import RenderOptions, check_colormap
 from service.routes.deps import ActivationCacheDep, ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.workers.capture_flow import captured_layers
-from service.workers.tasks import feature_map_answer
+from service.workers.tasks import encode_feature_maps, feature_maps_from
 
 router = APIRouter(prefix="/v1/models", tags=["feature maps"])
 
@@ -90,12 +90,11 @@ async def feature_maps(
         overlay=overlay,
         labels=labels,
     )
-    batch, outputs = await captured_layers(
+    pixels, outputs = await captured_layers(
         pool, activations, model, images, plan, max_pixels=settings.max_image_pixels
     )
-    answer = await pool.cpu(
-        feature_map_answer, model, batch, outputs, plan, fmt=fmt.value, options=options
-    )
+    maps = await pool.run_on(model, feature_maps_from, model, pixels, outputs, plan)
+    answer = await pool.cpu(encode_feature_maps, maps, fmt=fmt.value, options=options)
     if fmt is not OutputFormat.json:
         return Response(answer.body, media_type=answer.media_type)
     infos = []

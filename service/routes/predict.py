@@ -10,7 +10,7 @@ from api_schemas.errors import ErrorBody
 from api_schemas.predictions import PredictionItem, PredictResponse
 from service.engine.predict import check_top_k
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.workers.tasks import decode_batch, logits_work, predictions
+from service.workers.tasks import decode_batch, predict_work
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
 
@@ -34,10 +34,9 @@ async def predict(
 ) -> PredictResponse:
     """Top-k classes with softmax probabilities, one list per image."""
     check_top_k(model, top_k)
-    batch = await pool.cpu(decode_batch, model, images, max_pixels=settings.max_image_pixels)
-    key, execute = logits_work(model)
-    logits = await pool.forward(model, key, batch, batch.shape[0], execute)
-    rows = await pool.cpu(predictions, model, logits, top_k=top_k)
+    pixels = await pool.cpu(decode_batch, model, images, max_pixels=settings.max_image_pixels)
+    key, execute = predict_work(model)
+    rows = await pool.forward(model, key, (pixels, top_k), pixels.shape[0], execute)
     return PredictResponse(
         model=model.name,
         predictions=[[PredictionItem(**vars(p)) for p in row] for row in rows],

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
+import numpy as np
 
 from model_registry.registry import LoadedModel
 from service.workers.lru import BoundedLRU
 
-_INPUT = "\x00input"  # the preprocessed picture itself, next to its layers
-
-
-def _nbytes(tensor: torch.Tensor) -> int:
-    return tensor.element_size() * tensor.nelement()
+_INPUT = "\x00input"  # the model's uint8 pixels, next to its layers
 
 
 class ActivationCache:
     def __init__(self, *, max_bytes: int) -> None:
-        self._entries: BoundedLRU[torch.Tensor] = BoundedLRU(
-            max_items=1_000_000, max_bytes=max_bytes
-        )
+        self._entries: BoundedLRU[np.ndarray] = BoundedLRU(max_items=1_000_000, max_bytes=max_bytes)
         self.hits = 0
         self.misses = 0
 
@@ -35,11 +29,15 @@ class ActivationCache:
 
     def lookup(
         self, model: LoadedModel, image_ids: Sequence[str], layers: Sequence[str]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
-        """The batch input and every layer's outputs, or None unless all are cached."""
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """The pixels and every layer's outputs, or None unless all are cached.
+
+        Arrays are numpy (no torch here): this runs on the event loop, and only the device
+        thread calls torch's parallel kernels.
+        """
         prefix = self._prefix(model)
-        inputs: list[torch.Tensor] = []
-        outputs: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+        inputs: list[np.ndarray] = []
+        outputs: dict[str, list[np.ndarray]] = {name: [] for name in layers}
         for image_id in image_ids:
             cached = self._entries.get((*prefix, image_id, _INPUT))
             if cached is None:
@@ -53,18 +51,20 @@ class ActivationCache:
                     return None
                 outputs[name].append(value)
         self.hits += 1
-        return torch.cat(inputs), {name: torch.cat(parts) for name, parts in outputs.items()}
+        return np.concatenate(inputs), {
+            name: np.concatenate(parts) for name, parts in outputs.items()
+        }
 
     def store(
         self,
         model: LoadedModel,
         image_ids: Sequence[str],
-        batch: torch.Tensor,
-        outputs: dict[str, torch.Tensor],
+        pixels: np.ndarray,
+        outputs: dict[str, np.ndarray],
     ) -> None:
         prefix = self._prefix(model)
         for index, image_id in enumerate(image_ids):
-            for name, tensor in ((_INPUT, batch), *outputs.items()):
-                # clone: a slice would keep the whole batch's storage alive
-                part = tensor[index : index + 1].detach().to("cpu").clone()
-                self._entries.put((*prefix, image_id, name), part, _nbytes(part))
+            for name, array in ((_INPUT, pixels), *outputs.items()):
+                # a copy: a slice would keep the whole batch's memory alive
+                part = array[index : index + 1].copy()
+                self._entries.put((*prefix, image_id, name), part, part.nbytes)

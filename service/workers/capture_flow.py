@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
+import numpy as np
 
 from model_registry.registry import LoadedModel
 from service.engine.feature_maps import FeatureMapPlan
@@ -22,14 +22,14 @@ async def captured_layers(
     plan: FeatureMapPlan,
     *,
     max_pixels: int,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(preprocessed batch, layer -> outputs) for the plan's layers."""
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the model's uint8 pixels, layer -> float32 outputs) for the plan's layers."""
     ids = [content_id(data) for data in uploads]
     if cache is not None and (hit := cache.lookup(model, ids, plan.layers)) is not None:
         return hit
-    batch = await pool.cpu(decode_batch, model, uploads, max_pixels=max_pixels)
+    pixels = await pool.cpu(decode_batch, model, uploads, max_pixels=max_pixels)
     key, execute = capture_work(model, plan)
-    outputs = await pool.forward(model, key, batch, batch.shape[0], execute)
+    outputs = await pool.forward(model, key, pixels, pixels.shape[0], execute)
     if cache is not None:
-        cache.store(model, ids, batch, outputs)
-    return batch, outputs
+        cache.store(model, ids, pixels, outputs)
+    return pixels, outputs

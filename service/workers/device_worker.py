@@ -59,12 +59,14 @@ class DeviceWorker:
         *,
         max_batch: int,
         max_wait_s: float,
-        on_batch: Callable[[str, int, float, list[float]], None] | None = None,
+        on_batch: Callable[[str, int, float], None] | None = None,
+        on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.device = device
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._on_batch = on_batch
+        self._on_wait = on_wait
         self._queue: collections.deque[Work] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -167,10 +169,11 @@ class DeviceWorker:
                 return
             batch[0].future.set_exception(exc)
             return
-        if self._on_batch is not None:
-            self._on_batch(
-                batch[0].model, sum(w.size for w in batch), time.monotonic() - started, waits
-            )
+        if self._on_wait is not None:
+            for wait in waits:
+                self._on_wait(batch[0].model, wait)
+        if self._on_batch is not None and batch[0].key is not None:  # a batched forward pass
+            self._on_batch(batch[0].model, sum(w.size for w in batch), time.monotonic() - started)
         for work, result in zip(batch, results, strict=True):
             work.future.set_result(result)
 

@@ -8,6 +8,7 @@ encoding in a thread pool; `forward()` hands batchable model work to the device 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,8 @@ class InferencePool:
         max_wait_s: float | None = None,
         max_queue: int = 64,
         timeout_s: float = 30.0,
-        on_batch: Callable[[str, int, float, list[float]], None] | None = None,
+        on_batch: Callable[[str, int, float], None] | None = None,
+        on_wait: Callable[[str, float], None] | None = None,
         on_reject: Callable[[str, str], None] | None = None,
         on_stage: Callable[[str, float], None] | None = None,
     ) -> None:
@@ -43,6 +45,7 @@ class InferencePool:
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._on_batch = on_batch
+        self._on_wait = on_wait
         self._on_stage = on_stage
         self.timeout_s = timeout_s
         self.admission = Admission(max_queue, timeout_s=timeout_s, on_reject=on_reject)
@@ -58,7 +61,11 @@ class InferencePool:
                 else (0.002 if device.type == "cuda" else 0.0)
             )
             self._devices[key] = DeviceWorker(
-                device, max_batch=self._max_batch, max_wait_s=wait, on_batch=self._on_batch
+                device,
+                max_batch=self._max_batch,
+                max_wait_s=wait,
+                on_batch=self._on_batch,
+                on_wait=self._on_wait,
             )
         return self._devices[key]
 
@@ -110,16 +117,33 @@ class InferencePool:
         self, model: LoadedModel, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run `fn` on `model`'s device thread, unbatched, within the request's deadline."""
+        work = self._single(fn, args, kwargs, current_deadline(self.timeout_s), model.name)
+        return await asyncio.wrap_future(self.worker(model.device).submit(work))
+
+    async def on_device(
+        self, device: torch.device, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `fn` on `device`'s thread with no deadline: start-up work such as loading models.
+
+        The device thread is the only thread that calls torch's parallel kernels: a second
+        calling thread gets its own OpenMP team, and two teams on the same cores make each
+        other's forward passes slower (see README, "Execution").
+        """
+        work = self._single(fn, args, kwargs, math.inf, "")
+        return await asyncio.wrap_future(self.worker(device).submit(work))
+
+    def _single(
+        self, fn: Callable[..., T], args: tuple, kwargs: dict, deadline: float, model: str
+    ) -> Work:
         call = self._timed(fn, *args, **kwargs)
-        work = Work(
+        return Work(
             key=None,
             payload=None,
             size=1,
             execute=lambda _payloads: [call()],
-            deadline=current_deadline(self.timeout_s),
-            model=model.name,
+            deadline=deadline,
+            model=model,
         )
-        return await asyncio.wrap_future(self.worker(model.device).submit(work))
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Drain the device queues, then stop the CPU threads."""

@@ -27,7 +27,14 @@ from service.engine.feature_maps import (
     maps_from_outputs,
     render_feature_maps,
 )
-from service.engine.images import decode_image, denormalize, preprocess
+from service.engine.images import (
+    decode_image,
+    denormalize,
+    display_pixels,
+    model_pixels,
+    preprocess,
+    to_batch,
+)
 from service.engine.insight.draw import image_pixels, scatter
 from service.engine.insight.draw import thumbnails as make_thumbnails
 from service.engine.insight.embedding import EmbeddingPlan, extract_features, project
@@ -50,52 +57,66 @@ class FeatureMapAnswer:
     media_type: str
 
 
-def decode_batch(model: LoadedModel, uploads: Sequence[bytes], *, max_pixels: int) -> torch.Tensor:
-    """Uploads -> the model's normalized input batch, on CPU (the device thread moves it)."""
+def decode_tensor(model: LoadedModel, uploads: Sequence[bytes], *, max_pixels: int) -> torch.Tensor:
+    """Uploads -> the model's normalized input batch on its device (run on the device thread)."""
+    return to_batch(decode_batch(model, uploads, max_pixels=max_pixels), model.spec, model.device)
+
+
+def decode_batch(model: LoadedModel, uploads: Sequence[bytes], *, max_pixels: int) -> np.ndarray:
+    """Uploads -> uint8 [B, H, W, C] at the model's size; Pillow only, for the CPU pool."""
     images = [decode_image(data, max_pixels=max_pixels, index=i) for i, data in enumerate(uploads)]
-    return preprocess(images, model.spec, torch.device("cpu"))
+    return model_pixels(images, model.spec)
 
 
-def _split(batch: torch.Tensor, payloads: list[torch.Tensor]) -> list[torch.Tensor]:
-    return list(batch.split([p.shape[0] for p in payloads]))
+def _split(batch: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    return list(batch.split(sizes))
 
 
 def capture_work(model: LoadedModel, plan: FeatureMapPlan) -> tuple[Hashable, BatchFn]:
-    """Batch key and batch function for capturing the plan's layers."""
+    """Batch key and batch function for capturing the plan's layers.
+
+    Payloads are uint8 pixels [B, H, W, C]; results are per payload, layer -> float32 numpy
+    outputs on the CPU (numpy, so nothing outside the device thread needs torch kernels).
+    """
     calls = capture_calls(model, plan)
 
-    def execute(payloads: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        batch = torch.cat(payloads).to(model.device)
-        outputs = {name: out.cpu() for name, out in capture(model.module, batch, calls).items()}
-        per_layer = {name: _split(out, payloads) for name, out in outputs.items()}
-        return [{name: parts[i] for name, parts in per_layer.items()} for i in range(len(payloads))]
+    def execute(payloads: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        batch = to_batch(np.concatenate(payloads), model.spec, model.device)
+        sizes = [p.shape[0] for p in payloads]
+        per_layer = {
+            name: _split(out.detach().float().cpu(), sizes)
+            for name, out in capture(model.module, batch, calls).items()
+        }
+        return [
+            {name: parts[i].numpy() for name, parts in per_layer.items()}
+            for i in range(len(payloads))
+        ]
 
     return ("capture", model.name, tuple(sorted(calls.items()))), execute
 
 
-def logits_work(model: LoadedModel) -> tuple[Hashable, BatchFn]:
-    """Batch key and batch function for a plain forward pass to the logits."""
+def predict_work(model: LoadedModel) -> tuple[Hashable, BatchFn]:
+    """Batch key and batch function for top-k predictions; payloads are (pixels, top_k)."""
 
-    def execute(payloads: list[torch.Tensor]) -> list[torch.Tensor]:
+    def execute(payloads: list[tuple[np.ndarray, int]]) -> list[list[list[Prediction]]]:
+        pixels = np.concatenate([p for p, _ in payloads])
         with torch.inference_mode():
-            logits = model.module(torch.cat(payloads).to(model.device)).float().cpu()
-        return _split(logits, payloads)
+            batch = to_batch(pixels, model.spec, model.device)
+            logits = model.module(batch).float().cpu()
+        parts = _split(logits, [p.shape[0] for p, _ in payloads])
+        return [
+            top_k_predictions(part, model, k) for part, (_, k) in zip(parts, payloads, strict=True)
+        ]
 
     return ("logits", model.name), execute
 
 
-def feature_map_answer(
-    model: LoadedModel,
-    batch: torch.Tensor,
-    outputs: dict[str, torch.Tensor],
-    plan: FeatureMapPlan,
-    *,
-    fmt: str,
-    options: RenderOptions,
-) -> FeatureMapAnswer:
-    """Select, reduce, render and encode captured outputs."""
-    maps = maps_from_outputs(model, outputs, plan, inputs=denormalize(batch, model.spec))
-    return encode_feature_maps(maps, fmt=fmt, options=options)
+def feature_maps_from(
+    model: LoadedModel, pixels: np.ndarray, outputs: dict[str, np.ndarray], plan: FeatureMapPlan
+) -> FeatureMaps:
+    """Select and reduce channels of captured outputs (torch: run it on the device thread)."""
+    tensors = {name: torch.from_numpy(value) for name, value in outputs.items()}
+    return maps_from_outputs(model, tensors, plan, inputs=display_pixels(pixels))
 
 
 def encode_feature_maps(maps: FeatureMaps, *, fmt: str, options: RenderOptions) -> FeatureMapAnswer:
@@ -110,10 +131,6 @@ def encode_feature_maps(maps: FeatureMaps, *, fmt: str, options: RenderOptions) 
     return FeatureMapAnswer(
         maps, encode.png_bytes(np.ascontiguousarray(picture)), encode.PNG_MEDIA_TYPE
     )
-
-
-def predictions(model: LoadedModel, logits: torch.Tensor, *, top_k: int) -> list[list[Prediction]]:
-    return top_k_predictions(logits, model, top_k)
 
 
 # Model insight (issue 5). Each task returns the engine's result with the encoded bytes of
@@ -166,7 +183,7 @@ def invert_task(
     max_pixels: int,
     progress: Progress = no_progress,
 ) -> InsightAnswer:
-    batch = decode_batch(model, [upload], max_pixels=max_pixels)
+    batch = decode_tensor(model, [upload], max_pixels=max_pixels)
     result = invert(model, batch, plan, progress=progress)
     return _image_answer(result, result.image, fmt)
 
@@ -179,7 +196,7 @@ def stats_task(
     fmt: str,
     max_pixels: int,
 ) -> InsightAnswer:
-    batch = decode_batch(model, uploads, max_pixels=max_pixels)
+    batch = decode_tensor(model, uploads, max_pixels=max_pixels)
     result = compute_stats(model, batch, layers)
     if fmt == "png":
         picture = render_stats(
@@ -270,7 +287,7 @@ def cam_task(
     look: Look,
     max_pixels: int,
 ) -> CamAnswer:
-    batch = decode_batch(model, uploads, max_pixels=max_pixels)
+    batch = decode_tensor(model, uploads, max_pixels=max_pixels)
     result = compute_cam(model, batch, plan, inputs=denormalize(batch, model.spec))
     if fmt == "npy":
         several = result.several_targets
@@ -292,7 +309,7 @@ def gradients_task(
     look: Look,
     max_pixels: int,
 ) -> GradientAnswer:
-    batch = decode_batch(model, uploads, max_pixels=max_pixels)
+    batch = decode_tensor(model, uploads, max_pixels=max_pixels)
     result = compute_gradients(model, batch, plan, inputs=denormalize(batch, model.spec))
     if fmt == "npy":
         values = _per_request_shape(result.values, result.several_targets)
