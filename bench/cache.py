@@ -11,37 +11,16 @@ Run: .venv/bin/python bench/cache.py [--images 12]
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import httpx
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import running_server  # noqa: E402
-
-
-def pictures(count: int) -> list[bytes]:
-    """Distinct 224x224 crops of the two scikit-learn photos (distinct ids, no cache sharing)."""
-    from sklearn.datasets import load_sample_images
-
-    photos = [Image.fromarray(img) for img in load_sample_images().images]
-    out = []
-    for i in range(count):
-        photo = photos[i % 2]
-        left, top = 13 * i, 7 * i
-        crop = photo.crop((left, top, left + 400, top + 400)).resize(
-            (224, 224), Image.Resampling.BILINEAR
-        )
-        buffer = io.BytesIO()
-        crop.save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out
-
+from bench.common import distinct_pictures, running_server  # noqa: E402
 
 VIEWS = [
     {"channels": "first:16"},
@@ -82,7 +61,7 @@ def main() -> None:
         httpx.Client(base_url=base, timeout=60) as client,
     ):
         # Distinct images per format, so every first view is a real cache miss.
-        uploads = pictures(2 * args.images)
+        uploads = distinct_pictures(2 * args.images)
         results = {
             fmt: time_views(client, uploads[i::2], args.layer, fmt)
             for i, fmt in enumerate(("png", "npy"))

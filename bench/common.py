@@ -88,3 +88,58 @@ def report(name: str, ours: float, anchor: float, goal: float, anchor_name: str)
         f"{name}: layerscope {ours * 1000:.1f} ms / {anchor_name} {anchor * 1000:.1f} ms "
         f"= {ratio:.3f} (goal <= {goal}, {verdict})"
     )
+
+
+def distinct_pictures(count: int, size: int = 224) -> list[bytes]:
+    """`count` different PNG pictures (crops of scikit-learn's two photos), so that no two
+    calls send the same picture and no cache can answer one."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(img) for img in load_sample_images().images]
+    out = []
+    for i in range(count):
+        photo = photos[i % 2]
+        left, top = 13 * (i // 2), 7 * (i // 2)
+        crop = photo.crop((left, top, left + 400, top + 400)).resize(
+            (size, size), Image.Resampling.BILINEAR
+        )
+        buffer = io.BytesIO()
+        crop.save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def interleaved_medians(
+    runs: dict[str, Callable[[int], object]], *, rounds: int, block: int = 6
+) -> dict[str, float]:
+    """Median seconds per call of each `runs[name](i)`, measured in alternating blocks.
+
+    Each round runs `block` calls of every entry in turn (call index i, a different input
+    each time) and drops the first call of each block, which pays for switching processes
+    and caches. Alternating blocks spread the machine's drifts (other load, frequency) over
+    every entry alike, which is what makes the ratios repeat from run to run.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    index = 0
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            for position in range(block):
+                start = time.perf_counter()
+                fn(index)
+                elapsed = time.perf_counter() - start
+                index += 1
+                if position:
+                    times[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def imagenet_tensor(data: bytes) -> object:
+    """An RGB picture's bytes -> the [1, 3, H, W] tensor ImageNet models take (no resize)."""
+    import numpy as np
+    import torch
+
+    array = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255
+    x = torch.from_numpy(array).permute(2, 0, 1)[None]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (x - mean) / std

@@ -1,7 +1,8 @@
 """Feature-map speed against the in-process anchors, measured in one run on one machine.
 
 1. Median end-to-end HTTP latency of POST /feature-maps (resnet18, layer3, all channels,
-   npy) divided by an in-process forward pass with a hook on layer3. Goal <= 0.95.
+   npy) divided by an in-process forward pass with a hook on layer3, every call a different
+   picture on both sides, in alternating blocks (bench.common.interleaved_medians). Goal <= 0.95.
 2. A PNG grid of 32 channels of conv1 over HTTP divided by the seeds' matplotlib approach
    (hook, plt.subplots grid, savefig(dpi=300)), forward pass included in both. Goal <= 0.10.
 
@@ -22,7 +23,15 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import median_seconds, photo_png, report, running_server  # noqa: E402
+from bench.common import (  # noqa: E402
+    distinct_pictures,
+    imagenet_tensor,
+    interleaved_medians,
+    median_seconds,
+    photo_png,
+    report,
+    running_server,
+)
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -74,6 +83,7 @@ def matplotlib_grid(model: torch.nn.Module, x: torch.Tensor) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     image, data = photo_png((224, 224))
@@ -85,16 +95,16 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, CPU"
     )
 
-    # No activation cache: the same picture is sent every time; the goal is about a forward pass.
-    env = {"LAYERSCOPE_DEVICE": "cpu", "LAYERSCOPE_ACTIVATION_CACHE_BYTES": "0"}
-    with running_server(env) as base, httpx.Client(timeout=60) as client:
+    pictures = distinct_pictures(64)
+    tensors = [imagenet_tensor(d) for d in pictures]
+    with running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base, httpx.Client(timeout=60) as client:
         url = f"{base}/v1/models/resnet18/feature-maps"
         files = {"image": ("china.png", data, "image/png")}
+        layer3 = {"layers": "layer3", "channels": "all", "format": "npy"}
 
-        def http_layer3() -> None:
-            answer = client.post(
-                url, params={"layers": "layer3", "channels": "all", "format": "npy"}, files=files
-            )
+        def http_layer3(i: int) -> None:
+            upload = {"image": ("p.png", pictures[i % len(pictures)], "image/png")}
+            answer = client.post(url, params=layer3, files=upload)
             answer.raise_for_status()
             np.load(io.BytesIO(answer.content))
 
@@ -104,21 +114,18 @@ def main() -> None:
             )
             answer.raise_for_status()
 
-        served = np.load(
-            io.BytesIO(
-                client.post(
-                    url,
-                    params={"layers": "layer3", "channels": "all", "format": "npy"},
-                    files=files,
-                ).content
-            )
-        )
+        served = np.load(io.BytesIO(client.post(url, params=layer3, files=files).content))
         direct = hooked_forward(model, x, "layer3").numpy()
         print(f"check: max |http - in-process| on layer3 = {np.abs(served - direct).max():.2e}")
 
-        anchor = median_seconds(lambda: hooked_forward(model, x, "layer3"), repeat=args.repeat)
-        ours = median_seconds(http_layer3, repeat=args.repeat)
-        report("layer3 npy", ours, anchor, 0.95, "in-process hooked forward")
+        medians = interleaved_medians(
+            {
+                "http": http_layer3,
+                "anchor": lambda i: hooked_forward(model, tensors[i % len(tensors)], "layer3"),
+            },
+            rounds=args.rounds,
+        )
+        report("layer3 npy", medians["http"], medians["anchor"], 0.95, "in-process hooked forward")
 
         grid_anchor = median_seconds(
             lambda: matplotlib_grid(model, x), repeat=max(3, args.repeat // 6), warmup=1

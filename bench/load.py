@@ -34,16 +34,22 @@ def in_process_rate(data: bytes, device: str, seconds: float) -> float:
     from model_registry.registry import load_model
     from service.engine.feature_maps import plan_feature_maps
     from service.engine.render import RenderOptions
-    from service.workers.tasks import capture_work, decode_tensor, feature_map_answer
+    from service.workers.tasks import (
+        capture_work,
+        decode_batch,
+        encode_feature_maps,
+        feature_maps_from,
+    )
 
     model = load_model(default_specs()[1], torch.device(device))
     plan = plan_feature_maps(model, layers=["layer3"], channels="top:8", reduce="none")
     _, execute = capture_work(model, plan)
 
     def one() -> None:
-        batch = decode_tensor(model, [data], max_pixels=10**8)
-        (outputs,) = execute([batch])
-        feature_map_answer(model, batch, outputs, plan, fmt="npy", options=RenderOptions())
+        pixels = decode_batch(model, [data], max_pixels=10**8)
+        (outputs,) = execute([pixels])
+        maps = feature_maps_from(model, pixels, outputs, plan)
+        encode_feature_maps(maps, fmt="npy", options=RenderOptions())
 
     for _ in range(5):
         one()
