@@ -6,6 +6,7 @@ itself only talks to the public v1 endpoints, discovered from `/openapi.json`.
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from model_registry.errors import NotFound, closest
+from service.engine.render import check_colormap, colormap_lut
 from service.samples import EncodedSample, encoded_samples
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "ui"
@@ -91,6 +93,19 @@ async def sample(name: Annotated[str, PathParam(max_length=128)]) -> Response:
     found = samples[name]
     return Response(
         found.data, media_type=found.media_type, headers={"Cache-Control": "max-age=86400"}
+    )
+
+
+@router.get("/colormaps/{name}")
+async def colormap(name: Annotated[str, PathParam(max_length=64)]) -> Response:
+    """A matplotlib colormap as 256 RGB rows: the page colours maps it draws from npy values
+    exactly as the server colours its PNGs."""
+    check_colormap(name, field="name")
+    body = {"name": name, "lut": colormap_lut(name).tolist()}
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        media_type="application/json",
+        headers={"Cache-Control": "max-age=86400"},
     )
 
 

@@ -1,0 +1,60 @@
+"""Feature maps in the portal: vectors as bar charts, sharp panels, colorbars, values on hover."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import LiveServer
+from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_vector_layer_is_a_sorted_bar_chart_with_class_names(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server)
+    choose_sample(page, "digit-3-label3.png")
+    settled(page, "maps-result")
+    page.click("#layer-tree [data-layer='fc']")
+    wait_for(page, "document.querySelectorAll('#maps-result svg.barchart .bar-row').length")
+    bars = page.eval_on_selector_all(
+        "#maps-result svg.barchart .bar-row",
+        "(rows) => rows.map((r) => [Number(r.dataset.index), Number(r.dataset.value),"
+        " r.querySelector('.bar-name').textContent])",
+    )
+    assert len(bars) == 10
+    values = [value for _, value, _ in bars]
+    assert values == sorted(values, reverse=True)
+    assert bars[0][2] == "class 3"  # the digit model's top logit for a 3, named by its class
+    assert not page.is_visible("#maps-result .picture")
+    assert "a vector of 10 values" in page.inner_text("#maps-result figcaption")
+    screenshot(page, "01-vector-bar-chart")
+
+
+def test_map_panels_are_shown_at_their_own_size_with_values_on_hover(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server)
+    choose_sample(page, "digit-8-label8.png")
+    shown = settled(page, "maps-result")
+    assert shown["shownWidth"] == shown["width"]  # no browser scaling of the panel's text
+    wait_for(page, "document.getElementById('maps-result').dataset.values === '16'")
+    tile = page.locator("#maps-result .tile").nth(5)
+    box = tile.bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + box["height"] - 2)
+    readout = wait_for(page, "document.querySelector('#maps-result .readout').textContent")
+    assert readout.startswith("conv2 · channel 5 · x 0, y ")
+    tile.click()
+    enlarged = settled(page, "enlarge-result")
+    assert enlarged["shownWidth"] == enlarged["width"] and enlarged["width"] >= 8 * 16
+    wait_for(page, "document.querySelectorAll('#enlarge-result .colorbar .tick').length >= 2")
+    picture = page.locator("#enlarge-result img.panel").bounding_box()
+    page.mouse.move(picture["x"] + 3, picture["y"] + 3)
+    value = wait_for(page, "document.querySelector('#enlarge-result .readout').textContent")
+    assert value.startswith("x 0, y 0: ")
+    screenshot(page, "02-enlarged-with-colorbar")
