@@ -8,6 +8,7 @@ import { EmbeddingView, FiltersView, StatsView, SynthesisView } from "./insight.
 import { defaultComparison, defaultLayer, LayerTree } from "./layers.js";
 import { CompareView, Enlarger, FeatureMapsView } from "./maps.js";
 import { readState, writeState } from "./state.js";
+import { TrustView } from "./trust.js";
 
 const COLORMAPS = ["viridis", "magma", "inferno", "plasma", "cividis", "turbo", "jet", "gray", "coolwarm", "RdBu_r", "twilight"];
 const MAP_VIEWS = new Set(["maps", "compare"]);
@@ -25,7 +26,7 @@ class Portal {
       onToggleCompare: (name, on) => this.toggleCompare(name, on),
     });
     this.views = [
-      new FeatureMapsView(this), new CompareView(this), new ClassesView(this),
+      new FeatureMapsView(this), new CompareView(this), new ClassesView(this), new TrustView(this),
       new StatsView(this), new FiltersView(this), new SynthesisView(this), new EmbeddingView(this),
     ];
     this.enlarger = new Enlarger(this);
@@ -166,11 +167,15 @@ class Portal {
     this.views.find((v) => v.id === "classes").setLayers(this.layers);
     $("model").value = name;
     $("layer-count").textContent = `${this.layers.length}`;
-    $("model-info").textContent = `${model.architecture} · ${model.pretrained ? "trained weights" : "random weights"} · ${model.device}`;
+    $("model-info").replaceChildren(
+      `${model.architecture} · `,
+      model.pretrained ? "trained weights" : h("span", { class: "random", title: "no trained weights were loaded: predictions and explanations are those of an untrained network" }, "⚠ random weights"),
+      ` · ${model.device}`,
+    );
     const patch = { model: name };
     if (!keep || !this.layer(this.state.layer)) patch.layer = defaultLayer(this.layers);
     if (!keep || !this.comparedLayers().length) patch.compare = defaultComparison(this.layers).join(",");
-    if (!keep) Object.assign(patch, { target: "", camlayer: "" });
+    if (!keep) Object.assign(patch, { target: "", camlayer: "", glayer: "", tlayer: "" });
     Object.assign(this.state, patch);
     writeState(this.state);
   }
@@ -305,6 +310,8 @@ class Portal {
     fill("reduce", this.caps.choices(FEATURE_MAPS, "reduce", ["none", "pca", "mean", "sum", "max"]));
     fill("scale", this.caps.choices(FEATURE_MAPS, "scale", ["channel", "shared"]));
     fill("colormap", COLORMAPS);
+    fill("cam-colormap", COLORMAPS);
+    fill("grad-colormap", COLORMAPS);
     this.available = this.views.filter((view) => view.needs.some((path) => this.caps.has(path, view.httpMethod)));
     $("tabs").replaceChildren(
       ...this.available.map((view) =>

@@ -96,7 +96,7 @@ export function colorbar(lut, low, high, { ends = null, label = "" } = {}) {
     class: "colorbar",
     dataset: { low: String(low), high: String(high) },
     title: ends ? "each tile is scaled to its own minimum and maximum" : `colours span ${number(low)} to ${number(high)}`,
-  }, label ? h("span", { class: "bar-label small muted" }, label) : null, h("div", { class: "bar" }, strip, ticks));
+  }, label ? h("span", { class: "bar-label small muted" }, label) : null, h("div", { class: "cbar" }, strip, ticks));
 }
 
 /**
