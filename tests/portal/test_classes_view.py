@@ -29,7 +29,8 @@ def test_cam_and_gradient_maps_have_colorbars_hover_values_and_an_opacity_slider
         ticks = page.eval_on_selector_all(
             f"#{figure} .colorbar .tick", "(ticks) => ticks.map((t) => t.textContent)"
         )
-        assert len(ticks) >= 2 and all(t.replace("-", "").replace(".", "").isdigit() for t in ticks[:2])
+        assert len(ticks) >= 2
+        assert all(float(t) == float(t) for t in ticks)  # numbers in the values' units
     picture = page.locator("#cam-result img.panel").bounding_box()
     page.mouse.move(picture["x"] + picture["width"] / 2, picture["y"] + picture["height"] / 2)
     readout = wait_for(page, "document.querySelector('#cam-result .readout').textContent")
