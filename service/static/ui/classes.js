@@ -254,7 +254,7 @@ export class ClassesView {
    */
   async #draw(pane, answer, npy, { colormap, caption, label, view = "heatmap", low, high }) {
     const panel = await loadImage(pngData(answer.png_base64));
-    const box = inputBox(answer.input_size);
+    const box = inputBox(answer.input_size ?? this.app.model.input_size);
     const background = crop(panel, box.x, box.y, box.w, box.h);
     const lut = await loadColormap(colormap);
     const width = Math.min(640, availableWidth(pane.figure));

@@ -1,7 +1,7 @@
 // The trust view: every CAM method the server offers, for one image, class and layer, side by
 // side with its deletion and insertion AUCs and the randomization sanity check, ranked by
 // faithfulness; gradient methods with their sanity check, guided ones flagged (Adebayo et al.
-// 2018, "Sanity Checks for Saliency Maps", https://arxiv.org/abs/1810.03292).
+// 2018, "Sanity Checks for Saliency Maps", arXiv:1810.03292).
 
 import { followJob, request } from "./api.js";
 import { CAM, GRADIENTS, inputBox, randomWeightsWarning } from "./classes.js";
