@@ -6,7 +6,7 @@ import { ClassesView } from "./classes.js";
 import { h } from "./dom.js";
 import { EmbeddingView, FiltersView, StatsView, SynthesisView } from "./insight.js";
 import { defaultComparison, defaultLayer, LayerTree } from "./layers.js";
-import { CompareView, Enlarger, FeatureMapsView } from "./maps.js";
+import { CompareView, Enlarger, FeatureMapsView, isVector } from "./maps.js";
 import { readState, writeState } from "./state.js";
 import { TrustView } from "./trust.js";
 
@@ -298,7 +298,13 @@ class Portal {
     $("channels-mode").addEventListener("change", channelsChanged);
     $("channels-n").addEventListener("change", channelsChanged);
     $("channels-list").addEventListener("change", channelsChanged);
-    $("reduce").addEventListener("change", (e) => this.update({ reduce: e.target.value }));
+    $("reduce").addEventListener("change", (e) => {
+      // PCA of the first 16 of 512 channels is rarely what anyone means: it takes every
+      // channel, unless a list of channels was asked for.
+      const patch = { reduce: e.target.value };
+      if (patch.reduce === "pca" && /^(first|last|top):/.test(this.state.channels)) patch.channels = "all";
+      this.update(patch);
+    });
     $("colormap").addEventListener("change", (e) => this.update({ cmap: e.target.value }));
     $("scale").addEventListener("change", (e) => this.update({ scale: e.target.value }));
     $("overlay").addEventListener("change", (e) => this.update({ overlay: e.target.checked ? "1" : "0" }));
@@ -338,6 +344,30 @@ class Portal {
     $("colormap").value = state.cmap;
     $("scale").value = state.scale;
     $("overlay").checked = state.overlay === "1";
+    this.#disableIdleOptions();
+  }
+
+  /** Options that change nothing for the chosen reduction or layer are disabled, with why. */
+  #disableIdleOptions() {
+    const { state } = this;
+    const info = this.layer(state.layer);
+    const vector = state.view === "maps" && isVector(info);
+    const reasons = {
+      "channels-mode": vector ? `${state.layer} is a vector: its values are all shown as a sorted bar chart` : "",
+      "channels-n": vector ? "a vector's values are all shown" : "",
+      reduce: vector ? "a vector has no map to reduce" : "",
+      colormap: vector ? "a bar chart has no colormap"
+        : state.reduce === "pca" ? "PCA shows the first three components as red, green and blue: no colormap applies" : "",
+      scale: vector ? "a bar chart has one axis"
+        : state.reduce === "pca" ? "PCA components are each scaled to their own range"
+          : state.reduce !== "none" ? `${state.reduce} gives one map per layer, scaled to its own range` : "",
+      overlay: vector ? "a vector has no positions to lay over the picture" : "",
+    };
+    for (const [id, reason] of Object.entries(reasons)) {
+      const input = $(id);
+      input.disabled = Boolean(reason);
+      input.closest("label").title = reason;
+    }
   }
 
   render() {

@@ -176,7 +176,7 @@ export class ClassesView {
       const caption = `${answer.method} on ${map.layer} for ${targetText} '${map.label}'` +
         (state.norm === "1" ? " · normalized to [0, 1]" : "");
       await this.#draw(this.cam, answer, values && (await values), {
-        colormap: state.ccmap, caption, label: "CAM value", low: map.min, high: map.max,
+        colormap: state.ccmap, caption, label: "CAM value", view: "cam", low: map.min, high: map.max,
       });
       return null;
     });
@@ -252,7 +252,7 @@ export class ClassesView {
    * input picture cut from the server's panel, with a colorbar and the value under the cursor.
    * Without values (a job's answer) the server's own picture is shown, with its colorbar.
    */
-  async #draw(pane, answer, npy, { colormap, caption, label, view = "heatmap", low, high }) {
+  async #draw(pane, answer, npy, { colormap, caption, label, view, low, high }) {
     const panel = await loadImage(pngData(answer.png_base64));
     const box = inputBox(answer.input_size ?? this.app.model.input_size);
     const background = crop(panel, box.x, box.y, box.w, box.h);
@@ -271,8 +271,9 @@ export class ClassesView {
     const plane = reducePlane(npy.data, channels, height * mapWidth, view);
     const [from, to] = range(plane);
     const map = mapCanvas(plane, 0, height, mapWidth, lut, from, to);
-    const overlay = view === "heatmap";
-    pane.drawn = { map, background: overlay ? background : null, width };
+    const overlay = view === "heatmap" || view === "cam";
+    // CAMs are coarse maps the server enlarges smoothly; gradients are per pixel: squares.
+    pane.drawn = { map, background: overlay ? background : null, width, smooth: view === "cam" };
     await pane.show({ src: this.#compose(pane.drawn), caption });
     pane.scale.replaceChildren(colorbar(lut, from, to, { label }));
     const scale = mapWidth / width;
@@ -283,8 +284,8 @@ export class ClassesView {
     };
   }
 
-  #compose({ map, background, width }) {
-    return compose(map, { width, background, alpha: Number(this.app.state.alpha), smooth: true });
+  #compose({ map, background, width, smooth }) {
+    return compose(map, { width, background, alpha: Number(this.app.state.alpha), smooth });
   }
 
   #redraw(pane) {
@@ -329,10 +330,10 @@ export class ClassesView {
 
 /** One plane [H*W] from [C, H, W] values as the server's views draw them. */
 export function reducePlane(data, channels, size, view) {
-  if (channels === 1 && view === "heatmap" && data.length === size) return data;
+  if (view === "cam") return data.subarray(0, size); // one map, drawn as it is
   const plane = new Float32Array(size);
   for (let i = 0; i < size; i++) {
-    let best = view === "heatmap" ? 0 : 0;
+    let best = 0;
     for (let c = 0; c < channels; c++) {
       const v = data[c * size + i];
       const candidate = view === "positive" ? Math.max(0, v) : view === "negative" ? Math.max(0, -v) : Math.abs(v);
