@@ -15,6 +15,55 @@ const SVG = "http://www.w3.org/2000/svg";
 const percent = (value) => `${(100 * value).toFixed(1)}%`;
 const bar = (fraction) => h("span", { class: "bar" }, h("span", { style: { width: percent(fraction) } }));
 
+const STAT_COLUMNS = [
+  // [key, heading, title, value of a layer for sorting]
+  ["order", "#", "forward order", (l, i) => i],
+  ["name", "layer", "", (l) => l.name],
+  ["type", "type", "", (l) => l.type],
+  ["mean", "mean", "mean activation", (l) => l.mean],
+  ["std", "std", "standard deviation", (l) => l.std],
+  ["max", "max", "largest activation", (l) => l.max],
+  ["sparsity", "≤ 0", "share of activations zero or less", (l) => l.sparsity],
+  ["dead", "dead channels", "share of channels never above zero; only after a ReLU-like nonlinearity", (l) => l.dead_fraction ?? -1],
+  ["histogram", "histogram", "every activation of this image in 32 bins", null],
+];
+
+/** A small SVG histogram; `big` adds axis labels in the values' units. */
+export function histogram({ edges, counts }, { width = 120, height = 28, big = false } = {}) {
+  const svg = document.createElementNS(SVG, "svg");
+  const pad = big ? 22 : 0;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + pad}`);
+  svg.setAttribute("width", String(width));
+  svg.setAttribute("height", String(height + pad));
+  svg.setAttribute("class", big ? "histogram big" : "histogram");
+  const top = Math.max(1, ...counts);
+  const step = width / counts.length;
+  counts.forEach((count, i) => {
+    const bar = document.createElementNS(SVG, "rect");
+    const barHeight = count ? Math.max(1, (count / top) * height) : 0;
+    bar.setAttribute("x", String(i * step));
+    bar.setAttribute("y", String(height - barHeight));
+    bar.setAttribute("width", String(Math.max(1, step - 1)));
+    bar.setAttribute("height", String(barHeight));
+    bar.setAttribute("class", edges[i + 1] <= 0 ? "nonpositive" : "positive");
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = `${number(edges[i])} to ${number(edges[i + 1])}: ${count}`;
+    bar.append(title);
+    svg.append(bar);
+  });
+  if (big) {
+    for (const [x, value, anchor] of [[0, edges[0], "start"], [width, edges[edges.length - 1], "end"]]) {
+      const text = document.createElementNS(SVG, "text");
+      text.setAttribute("x", String(x));
+      text.setAttribute("y", String(height + 16));
+      text.setAttribute("text-anchor", anchor);
+      text.textContent = number(value);
+      svg.append(text);
+    }
+  }
+  return svg;
+}
+
 export class StatsView {
   id = "stats";
   needs = [STATS];
@@ -22,38 +71,63 @@ export class StatsView {
   constructor(app) {
     this.app = app;
     this.pane = new ResultPane(document.getElementById("stats-result"));
+    this.sort = { key: "order", descending: false };
   }
 
   render() {
     const { state } = this.app;
     if (!state.image) return this.pane.empty("Choose an image on the left to see activation statistics for every layer.");
     const key = `${state.model}|${state.image}`;
-    if (this.pane.figure.dataset.key === key) return this.#highlight();
+    if (this.pane.figure.dataset.key === key) return this.#draw();
     return this.pane.run(key, async (signal) => {
-      const answer = await this.app.post(STATS, { image_id: state.image, format: "json" }, signal);
-      const head = h("tr", {}, ...["layer", "type", "shape", "mean", "std", "max", "zero or less", "dead channels"].map((t) => h("th", {}, t)));
-      const rows = answer.layers.map((layer) =>
-        h("tr", { dataset: { layer: layer.name }, title: "show this layer", onclick: () => this.app.selectLayer(layer.name) },
-          h("td", { class: "name" }, layer.name),
-          h("td", {}, layer.type),
-          h("td", {}, shape(layer.shape)),
-          h("td", { class: "num" }, number(layer.mean)),
-          h("td", { class: "num" }, number(layer.std)),
-          h("td", { class: "num" }, number(layer.max)),
-          h("td", {}, bar(layer.sparsity), ` ${percent(layer.sparsity)}`),
-          h("td", {}, bar(layer.dead_fraction), ` ${percent(layer.dead_fraction)}`),
-        ),
-      );
-      this.table = h("table", { class: "stats" }, h("thead", {}, head), h("tbody", {}, ...rows));
-      this.pane.extra.replaceChildren(this.table);
-      this.pane.caption.textContent = `${answer.layers.length} layers over ${answer.images} image · click a row to select the layer`;
-      this.#highlight();
+      this.answer = await this.app.post(STATS, { image_id: state.image, format: "json" }, signal);
+      this.#draw();
       return null;
     });
   }
 
-  #highlight() {
-    for (const row of this.table?.querySelectorAll("tr[data-layer]") ?? []) {
+  #draw() {
+    const layers = this.answer?.layers ?? [];
+    const [key, , , value] = STAT_COLUMNS.find(([k]) => k === this.sort.key);
+    const rows = layers.map((layer, index) => ({ layer, index, value: value(layer, index) }));
+    rows.sort((a, b) => {
+      const order = typeof a.value === "string" ? a.value.localeCompare(b.value) : a.value - b.value;
+      return this.sort.descending ? -order : order;
+    });
+    const head = h("tr", {}, ...STAT_COLUMNS.map(([column, text, title, sortable]) =>
+      h("th", {
+        title: sortable ? `${title ? `${title} · ` : ""}click to sort` : title,
+        class: sortable ? "sortable" : "",
+        "aria-sort": column === key ? (this.sort.descending ? "descending" : "ascending") : undefined,
+        dataset: { column },
+        onclick: sortable ? () => {
+          this.sort = { key: column, descending: column === this.sort.key ? !this.sort.descending : column !== "order" && column !== "name" && column !== "type" };
+          this.#draw();
+        } : undefined,
+      }, text, column === key ? (this.sort.descending ? " ▼" : " ▲") : "")));
+    const body = rows.map(({ layer, index }) =>
+      h("tr", { dataset: { layer: layer.name }, title: `${layer.name}: show this layer`, onclick: () => this.app.selectLayer(layer.name) },
+        h("td", { class: "num" }, String(index)),
+        h("td", { class: "name" }, layer.name),
+        h("td", {}, layer.type),
+        h("td", { class: "num" }, number(layer.mean)),
+        h("td", { class: "num" }, number(layer.std)),
+        h("td", { class: "num" }, number(layer.max)),
+        h("td", { class: "num" }, bar(layer.sparsity), ` ${percent(layer.sparsity)}`),
+        layer.dead_fraction === null || layer.dead_fraction === undefined
+          ? h("td", { class: "num muted", title: "not after a ReLU-like nonlinearity: “never above zero” means nothing here" }, "–")
+          : h("td", { class: "num" }, bar(layer.dead_fraction), ` ${percent(layer.dead_fraction)}`),
+        h("td", {}, layer.histogram ? histogram(layer.histogram) : ""),
+      ));
+    this.table = h("table", { class: "stats sortable" }, h("thead", {}, head), h("tbody", {}, ...body));
+    const selected = layers.find((l) => l.name === this.app.state.layer);
+    const detail = selected?.histogram
+      ? h("div", { class: "histogram-detail" }, h("h3", {}, `${selected.name}: activations of this image`),
+        histogram(selected.histogram, { width: 360, height: 90, big: true }))
+      : null;
+    this.pane.extra.replaceChildren(...[detail, h("div", { class: "table-wrap" }, this.table)].filter(Boolean));
+    this.pane.caption.textContent = `${layers.length} layers over ${this.answer?.images ?? 0} image · click a row to select the layer, a heading to sort`;
+    for (const row of this.table.querySelectorAll("tr[data-layer]")) {
       row.classList.toggle("selected", row.dataset.layer === this.app.state.layer);
     }
   }

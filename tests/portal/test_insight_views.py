@@ -1,0 +1,42 @@
+"""Statistics (sortable, histograms, dead channels only where they mean something), filters
+and the embedding in the portal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import LiveServer
+from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
+
+pytestmark = pytest.mark.browser
+
+ROWS = "#stats-result tbody tr[data-layer]"
+
+
+def _column(page: Any, index: int) -> list[str]:
+    return page.eval_on_selector_all(
+        ROWS, f"(rows) => rows.map((r) => r.children[{index}].textContent.trim())"
+    )
+
+
+def test_statistics_sort_show_histograms_and_dead_channels_only_after_relu(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server, "#view=stats")
+    choose_sample(page, "digit-7-label7.png")
+    wait_for(page, f"document.querySelectorAll('{ROWS}').length === 13")
+    names = _column(page, 1)
+    dead = dict(zip(names, _column(page, 7), strict=True))
+    assert dead["conv1"] == "–" and dead["fc"] == "–" and dead["bn2"] == "–"
+    assert dead["relu1"].endswith("%") and dead["pool1"].endswith("%")
+    assert page.eval_on_selector_all(f"{ROWS} svg.histogram", "(s) => s.length") == 13
+    assert page.is_visible("#stats-result .histogram-detail svg.histogram.big")
+    page.click("#stats-result th[data-column='max']")
+    maxima = [float(v) for v in _column(page, 5)]
+    assert maxima == sorted(maxima, reverse=True)
+    page.click("#stats-result th[data-column='max']")
+    assert [float(v) for v in _column(page, 5)] == sorted(maxima)
+    screenshot(page, "07-statistics-sorted-histograms")
