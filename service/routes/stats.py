@@ -29,9 +29,7 @@ def _layer_body(stats: LayerStats) -> LayerStatsBody:
         max=stats.max,
         dead_fraction=stats.dead_fraction,
         channel_means=stats.channel_means.tolist(),
-        histogram=Histogram(
-            edges=stats.histogram[0].tolist(), counts=stats.histogram[1].tolist()
-        ),
+        histogram=Histogram(edges=stats.histogram[0].tolist(), counts=stats.histogram[1].tolist()),
     )
 
 

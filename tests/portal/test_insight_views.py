@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import LiveServer
-from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
+from tests.portal.conftest import choose_sample, open_portal, screenshot, wait_for
 
 pytestmark = pytest.mark.browser
 
