@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import LiveServer
-from tests.portal.conftest import choose_sample, open_portal, screenshot, wait_for
+from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -40,3 +40,31 @@ def test_statistics_sort_show_histograms_and_dead_channels_only_after_relu(
     page.click("#stats-result th[data-column='max']")
     assert [float(v) for v in _column(page, 5)] == sorted(maxima)
     screenshot(page, "07-statistics-sorted-histograms")
+
+
+def test_filters_are_captioned_by_their_view_and_no_badge_covers_a_weight(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server, "#view=filters&model=resnet18&layer=conv1&fchannels=first:16")
+    page.click("#samples button[data-sample='china.jpg']")
+    shown = settled(page, "filters-result")
+    assert shown["error"] is None
+    assert "red, green and blue inputs" in shown["caption"] and "positive" not in shown["caption"]
+    assert page.eval_on_selector_all("#filters-result .tile[data-filter]", "(t) => t.length") == 16
+    # the first kernel's top-left weight is drawn, not covered by a black number badge
+    corner = page.evaluate(
+        """(() => {
+            const image = document.querySelector("#filters-result img.panel");
+            const canvas = document.createElement("canvas");
+            canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+            const context = canvas.getContext("2d");
+            context.drawImage(image, 0, 0);
+            return [...context.getImageData(10, 30, 1, 1).data.slice(0, 3)];
+        })()"""
+    )
+    assert corner != [0, 0, 0]
+    page.select_option("#filter-view", "mean")
+    wait_for(page, "document.querySelectorAll('#filters-result .colorbar').length === 1")
+    assert "centred on 0" in page.inner_text("#filters-result figcaption")
+    screenshot(page, "08-filters-mean-colorbar")

@@ -76,18 +76,18 @@ export function range(data, start = 0, length = data.length - start) {
  * A colorbar: the colormap from `low` to `high` and ticks in the values' units, as HTML text
  * (sharp at any zoom). `ends` labels only the ends instead (tiles each on their own range).
  */
-export function colorbar(lut, low, high, { ends = null, label = "" } = {}) {
+export function colorbar(lut, low, high, { ends = null, marks: given = null, label = "" } = {}) {
   const strip = h("canvas", { class: "strip", width: 256, height: 1, "aria-hidden": "true" });
   const context = strip.getContext("2d");
   const row = context.createImageData(256, 1);
   for (let i = 0; i < 256; i++) row.data.set([lut[3 * i], lut[3 * i + 1], lut[3 * i + 2], 255], 4 * i);
   context.putImageData(row, 0, 0);
   const span = high - low;
-  const marks = ends
+  const marks = given ?? (ends
     ? [[0, ends[0]], [1, ends[1]]]
     : span > 0
       ? niceTicks(low, high, 5).map((v) => [(v - low) / span, number(v)])
-      : [[0, number(low)]];
+      : [[0, number(low)]]);
   const ticks = h("div", { class: "ticks" },
     ...marks.map(([fraction, text]) =>
       h("span", { class: "tick", style: { left: `${(100 * fraction).toFixed(2)}%` } }, text)),

@@ -3,6 +3,7 @@
 // progress bar.
 
 import { followJob, pictureURL, request } from "./api.js";
+import { colorbar, loadColormap, parseNpy } from "./colors.js";
 import { h, number, pngData, ResultPane, shape } from "./dom.js";
 
 const STATS = "/v1/models/{model}/stats";
@@ -143,6 +144,8 @@ export class FiltersView {
     this.pane = new ResultPane(document.getElementById("filters-result"));
     this.channels = document.getElementById("filter-channels");
     this.view = document.getElementById("filter-view");
+    this.scale = document.getElementById("filter-scale");
+    this.scale.addEventListener("change", () => app.update({ fscale: this.scale.value }));
     this.channels.addEventListener("change", () => app.update({ fchannels: this.channels.value.trim() || "first:64" }));
     this.view.addEventListener("change", () => app.update({ fview: this.view.value }));
   }
@@ -150,21 +153,105 @@ export class FiltersView {
   configure(caps) {
     const choices = caps.choices(FILTERS, "view", ["auto", "rgb", "mean", "inputs"], "get");
     this.view.replaceChildren(...choices.map((value) => h("option", { value }, value)));
+    const scales = caps.choices(FILTERS, "scale", ["channel", "shared"], "get");
+    this.scale.replaceChildren(...scales.map((value) => h("option", { value }, value)));
   }
 
   render() {
     const { state } = this.app;
     this.channels.value = state.fchannels;
     this.view.value = state.fview;
+    this.scale.value = state.fscale;
     if (!state.layer) return this.pane.empty("Pick a convolution in the tree to see its filters.");
-    const params = { format: "png", channels: state.fchannels, view: state.fview, upsample: 56 };
+    // No numbers drawn on the tiles: a badge would hide a 3x3 kernel's corner weight.
+    const params = { format: "png", channels: state.fchannels, view: state.fview, scale: state.fscale, upsample: 56, labels: "false" };
     const path = this.app.path(FILTERS);
-    return this.pane.run(`${path}|${JSON.stringify(params)}`, async (signal) => ({
-      src: await pictureURL(path, { params, signal }),
-      objectURL: true,
-      caption: `${state.layer}: filters ${state.fchannels}, ${state.fview} view (red positive, blue negative)`,
-    }));
+    return this.pane.run(`${path}|${JSON.stringify(params)}`, async (signal) => {
+      const [src, weights, lut] = await Promise.all([
+        pictureURL(path, { params, signal }),
+        request(path, { params: { format: "npy", channels: state.fchannels }, signal }).then(async (r) => parseNpy(await r.arrayBuffer())),
+        loadColormap("RdBu_r"),
+      ]);
+      const [count, inputs] = weights.shape;
+      const view = state.fview === "auto" ? (inputs === 3 ? "rgb" : "mean") : state.fview;
+      await this.pane.show({ src, objectURL: true });
+      const shared = state.fscale === "shared";
+      const reach = shared && view === "mean" ? meanReach(weights) : null;
+      const what = {
+        rgb: "each kernel's weights on the red, green and blue inputs as colour; mid-grey is 0",
+        mean: `each kernel's mean over its ${inputs} inputs, RdBu_r centred on 0`,
+        inputs: "one row per filter, one tile per input, RdBu_r centred on 0",
+      }[view];
+      const scaled = shared ? "one scale for all tiles" : "each tile scaled to its largest |weight|";
+      this.pane.caption.textContent =
+        `${state.layer}: ${count} filters (${state.fchannels}) in reading order, ${what}; ${scaled}. Hover a tile for its filter number.`;
+      if (view !== "rgb") {
+        this.pane.scale.replaceChildren(reach !== null
+          ? colorbar(lut, -reach, reach, { label: "weight" })
+          : colorbar(lut, -1, 1, {
+              label: "weight",
+              marks: [[0, shared ? "−max |w|" : "−tile max |w|"], [0.5, "0"], [1, shared ? "+max |w|" : "+tile max |w|"]],
+            }));
+      }
+      this.#hotspots(weights.shape);
+      return null;
+    });
   }
+
+  /** One tooltip per tile, from the grid's geometry in insight/filters.py and draw.titled:
+   *  the grid at (8, 28), tiles of the kernel enlarged by ceil(56 / kernel), 2 px apart. */
+  #hotspots(shape) {
+    const [count, , kh, kw] = shape;
+    const width = this.pane.image.naturalWidth;
+    const height = this.pane.image.naturalHeight;
+    const columns = Math.max(1, Math.min(Math.ceil(Math.sqrt(count)), count));
+    const channels = expandChannels(this.app.state.fchannels, count);
+    this.pane.hotspots.replaceChildren();
+    if (this.app.state.fview === "inputs" || !channels) return;
+    const kernel = Math.max(kh, kw);
+    const factor = Math.max(1, Math.ceil(56 / kernel));
+    const [tileH, tileW] = [kh * factor, kw * factor];
+    this.pane.hotspots.append(...channels.map((channel, i) => h("span", {
+      class: "tile passive",
+      title: `filter ${channel}`,
+      dataset: { filter: String(channel) },
+      style: {
+        left: `${(100 * (8 + (i % columns) * (tileW + 2))) / width}%`,
+        top: `${(100 * (28 + Math.floor(i / columns) * (tileH + 2))) / height}%`,
+        width: `${(100 * tileW) / width}%`,
+        height: `${(100 * tileH) / height}%`,
+      },
+    })));
+  }
+}
+
+/** Largest |mean over inputs| of a weight [out, in, kh, kw] (the mean view's shared scale). */
+function meanReach({ shape, data }) {
+  const [count, inputs, kh, kw] = shape;
+  let reach = 0;
+  for (let o = 0; o < count; o++) {
+    for (let k = 0; k < kh * kw; k++) {
+      let sum = 0;
+      for (let i = 0; i < inputs; i++) sum += data[((o * inputs + i) * kh * kw) + k];
+      reach = Math.max(reach, Math.abs(sum / inputs));
+    }
+  }
+  return reach;
+}
+
+/** The channel numbers of a first/last/list selection (null for top:N, ranked by the server). */
+function expandChannels(text, count) {
+  const first = /^first:(\d+)$/.exec(text);
+  if (first) return [...Array(count).keys()];
+  if (/^(last|top):/.test(text) || text === "all") return text === "all" ? [...Array(count).keys()] : null;
+  const picked = [];
+  for (const item of text.split(",")) {
+    const range = /^\s*(\d+)(?:-(\d+))?\s*$/.exec(item);
+    if (!range) return null;
+    const end = range[2] === undefined ? Number(range[1]) : Number(range[2]);
+    for (let c = Number(range[1]); c <= end; c++) picked.push(c);
+  }
+  return picked.length === count ? picked : null;
 }
 
 /** Activation maximization and feature inversion run as jobs: progress bar, cancel, result. */

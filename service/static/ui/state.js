@@ -35,6 +35,7 @@ export const DEFAULTS = Object.freeze({
   trand: "2",
   fchannels: "first:64",
   fview: "auto",
+  fscale: "channel",
   unit: "0", // the channel to maximize
   steps: "128",
   embed: "pca", // embedding projection
