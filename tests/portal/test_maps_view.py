@@ -58,3 +58,25 @@ def test_map_panels_are_shown_at_their_own_size_with_values_on_hover(
     value = wait_for(page, "document.querySelector('#enlarge-result .readout').textContent")
     assert value.startswith("x 0, y 0: ")
     screenshot(page, "02-enlarged-with-colorbar")
+
+
+def test_a_rejected_upload_clears_every_view(
+    open_tab: Any, portal_server: LiveServer, tmp_path: Any
+) -> None:
+    tab = open_tab()
+    tab.allowed.append(r"status of 4\d\d")
+    page = tab.page
+    open_portal(page, portal_server)
+    choose_sample(page, "digit-1-label1.png")
+    assert settled(page, "maps-result")["error"] is None
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture at all")
+    page.set_input_files("#file", str(text))
+    wait_for(page, "!document.getElementById('banner').hidden")
+    wait_for(page, "!location.hash.includes('image=')")
+    assert not page.is_visible("#maps-result .picture")
+    assert "Choose an image" in page.inner_text("#maps-result .message")
+    page.click("#tab-classes")
+    assert page.eval_on_selector_all("#predictions button", "(b) => b.length") == 0
+    assert not page.is_visible("#cam-result .picture")
+    assert "not accepted" in page.inner_text("#image-info")

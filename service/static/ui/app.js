@@ -269,8 +269,12 @@ class Portal {
     try {
       stored = await uploadImage(blob, filename);
     } catch (error) {
+      // A rejected picture leaves nothing of the previous one on screen.
       $("image-info").textContent = `${filename}: not accepted`;
-      return this.banner(error);
+      preview.hidden = true;
+      this.picture = null;
+      this.banner(error);
+      return this.update({ image: "", sample: "", target: "" });
     }
     this.banner(null);
     this.picture = { blob, name: filename };

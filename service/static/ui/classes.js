@@ -3,7 +3,7 @@
 // server's OpenAPI schema; the maps are drawn here from their npy values, at the column's
 // width, with a colorbar, an opacity slider and the value under the cursor.
 
-import { followJob, request } from "./api.js";
+import { followJob, getJSON, request } from "./api.js";
 import { availableWidth, colorbar, compose, crop, fetchNpy, loadColormap, loadImage, mapCanvas, range } from "./colors.js";
 import { h, number, pngData, ResultPane } from "./dom.js";
 
@@ -87,6 +87,7 @@ export class ClassesView {
     this.hasCam = caps.has(CAM);
     this.hasGradients = caps.has(GRADIENTS);
     this.camAsync = caps.parameter(CAM, "async") !== null;
+    if (caps.has("/v1/methods", "get")) this.#methodTitles();
     fill(this.inputs.cam, caps.choices(CAM, "method"));
     fill(this.inputs.grad, caps.choices(GRADIENTS, "method"));
     fill(this.inputs.gview, caps.choices(GRADIENTS, "view"));
@@ -108,6 +109,19 @@ export class ClassesView {
     const missing = [!this.hasCam && "POST /v1/models/{model}/cam", !this.hasGradients && "POST /v1/models/{model}/gradients"].filter(Boolean);
     this.note.hidden = !missing.length;
     this.note.textContent = `Class activation maps and gradient maps appear here once the server offers ${missing.join(" and ")}.`;
+  }
+
+  /** Each method's one-line summary as its tooltip, where the server lists them. */
+  async #methodTitles() {
+    try {
+      const { data } = await getJSON("/v1/methods");
+      const summaries = new Map(data.map((m) => [m.name, m.summary]));
+      for (const option of [...this.inputs.cam.options, ...this.inputs.grad.options]) {
+        if (summaries.get(option.value)) option.title = summaries.get(option.value);
+      }
+    } catch {
+      // tooltips only: the lists themselves came from the schema
+    }
   }
 
   /** The CAM layer choices follow the model: its layers with a spatial map, forward order. */
@@ -167,11 +181,26 @@ export class ClassesView {
       image_id: state.image, method: state.cam, layer: state.camlayer || this.defaultLayer, target,
       colormap: state.ccmap, normalize: state.norm === "1" ? "true" : undefined,
     };
-    this.cam.run(`${state.model}|${JSON.stringify(params)}`, async (signal) => {
+    const key = `${state.model}|${JSON.stringify(params)}`;
+    if (this.cam.figure.dataset.key !== key) {
+      // While it runs, the pill says what is coming; the old picture is dimmed under it.
+      this.cam.figure.dataset.pending = `computing ${state.cam} on ${params.layer} for ${targetText}…`;
+    }
+    this.cam.run(key, async (signal) => {
       const sync = this.camAsync ? { async: "false" } : {};
-      const values = this.#quick(state.cam) ? fetchNpy(this.app, CAM, { ...params, ...sync }, signal) : null;
+      // Perturbation CAMs (ScoreCAM, AblationCAM) run one forward pass per channel batch:
+      // they are not asked twice for their values, and run as jobs where the server can.
+      const perturbation = /score|ablation/.test(state.cam);
+      const slow = !this.camAsync && perturbation;
+      if (slow) this.#showWaiting(`${state.cam}: one forward pass per channel batch; this takes a while`);
+      const values = perturbation ? null : fetchNpy(this.app, CAM, { ...params, ...sync }, signal);
       values?.catch(() => {});
-      const answer = await this.#camAnswer(params, signal);
+      let answer;
+      try {
+        answer = await this.#camAnswer(params, signal);
+      } finally {
+        if (slow) this.jobBox.hidden = true;
+      }
       const map = answer.maps[0];
       const caption = `${answer.method} on ${map.layer} for ${targetText} '${map.label}'` +
         (state.norm === "1" ? " · normalized to [0, 1]" : "");
@@ -198,6 +227,7 @@ export class ClassesView {
     if (response.status !== 202) return response.json();
     this.jobLocation = response.headers.get("Location");
     this.jobBox.hidden = false;
+    this.jobProgress.value = 0;
     this.jobText.textContent = `${params.method}: queued`;
     try {
       const job = await followJob(this.jobLocation, {
@@ -213,6 +243,13 @@ export class ClassesView {
       this.jobLocation = null;
       this.jobBox.hidden = true;
     }
+  }
+
+  /** A request the server answers only when done: an indeterminate bar and Cancel. */
+  #showWaiting(text) {
+    this.jobBox.hidden = false;
+    this.jobProgress.removeAttribute("value");
+    this.jobText.textContent = text;
   }
 
   async #cancelJob() {

@@ -83,6 +83,8 @@ export class ResultPane {
   cancel() {
     this.controller?.abort();
     this.controller = null;
+    this.figure.classList.remove("busy");
+    delete this.figure.dataset.pending;
   }
 
   /**
@@ -94,6 +96,7 @@ export class ResultPane {
     this.cancel();
     const controller = new AbortController();
     this.controller = controller;
+    this.figure.dataset.pending ||= "working…";
     this.figure.classList.add("busy");
     this.message.hidden = true;
     const started = performance.now();
@@ -113,6 +116,7 @@ export class ResultPane {
       if (this.controller === controller) {
         this.controller = null;
         this.figure.classList.remove("busy");
+        delete this.figure.dataset.pending;
       }
     }
   }

@@ -316,6 +316,8 @@ export class SynthesisView {
     this.job.hidden = false;
     this.progress.value = 0;
     this.jobText.textContent = "submitting…";
+    // Never leave the previous result on screen under the new job's progress.
+    this.pane.empty(`${kind === "maximize" ? "Maximizing" : "Inverting"} ${what}…`);
     this.cancelButton.hidden = false;
     await this.pane.run(`${kind}|${path}|${JSON.stringify(params)}|${Date.now()}`, async (signal) => {
       const response = await this.app.withImage(() => request(path, { method: "POST", params, signal }));
