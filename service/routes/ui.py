@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, Response
 
 from model_registry.errors import NotFound, closest
 from service.engine.render import check_colormap, colormap_lut
-from service.samples import EncodedSample, encoded_samples
+from service.samples import EncodedSample, encoded_references, encoded_samples
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "ui"
 _MEDIA_TYPES = {
@@ -64,6 +64,26 @@ async def _samples() -> dict[str, EncodedSample]:
     return await run_in_threadpool(encoded_samples)
 
 
+async def _all_pictures() -> dict[str, EncodedSample]:
+    samples = await _samples()
+    return {**samples, **await run_in_threadpool(encoded_references)}
+
+
+@router.get("/references")
+async def list_references() -> dict[str, list[dict[str, object]]]:
+    """More digits, with their labels, for the embedding's reference points."""
+    references = await run_in_threadpool(encoded_references)
+    data = [
+        {
+            "name": r.name,
+            "label": r.name.rsplit("label", 1)[1].removesuffix(".png"),
+            "url": f"/ui/samples/{r.name}",
+        }
+        for r in references.values()
+    ]
+    return {"data": data}
+
+
 @router.get("/samples")
 async def list_samples() -> dict[str, list[dict[str, object]]]:
     """The built-in sample pictures: name, media type, 1 (digit) or 3 (photo) channels, URL."""
@@ -82,8 +102,8 @@ async def list_samples() -> dict[str, list[dict[str, object]]]:
 
 @router.get("/samples/{name}")
 async def sample(name: Annotated[str, PathParam(max_length=128)]) -> Response:
-    """One sample picture, as a file."""
-    samples = await _samples()
+    """One sample (or reference) picture, as a file."""
+    samples = await _all_pictures()
     if name not in samples:
         raise NotFound(
             f"sample '{name[:80]}' does not exist; GET /ui/samples lists them",

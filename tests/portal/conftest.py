@@ -36,8 +36,10 @@ def portal_server() -> Iterator[LiveServer]:
         live.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def portal_browser() -> Iterator[Any]:
+    # Module scope: one sync Playwright per process at a time, so other browser test
+    # modules (tests/test_ui_browser.py) can start theirs after these.
     if not Path(CHROMIUM).exists():
         _unavailable(f"no Chromium at {CHROMIUM}")
     try:

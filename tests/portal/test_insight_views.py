@@ -68,3 +68,39 @@ def test_filters_are_captioned_by_their_view_and_no_badge_covers_a_weight(
     wait_for(page, "document.querySelectorAll('#filters-result .colorbar').length === 1")
     assert "centred on 0" in page.inner_text("#filters-result figcaption")
     screenshot(page, "08-filters-mean-colorbar")
+
+
+def test_the_embedding_colours_classes_and_keeps_labels_inside(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab(900, 900).page
+    open_portal(page, portal_server, "#view=embedding")
+    choose_sample(page, "digit-3-label3.png")
+    wait_for(page, "document.querySelectorAll('#embedding-result svg .point').length === 52")
+    fills = page.eval_on_selector_all(
+        "#embedding-result .point.reference",
+        "(points) => points.map((p) => [p.dataset.label, p.querySelector('circle')"
+        ".getAttribute('fill')])",
+    )
+    by_class: dict[str, set[str]] = {}
+    for label, fill in fills:
+        by_class.setdefault(label, set()).add(fill)
+    assert len(by_class) == 10 and all(len(f) == 1 for f in by_class.values())  # one colour each
+    assert len({next(iter(f)) for f in by_class.values()}) == 10  # ten different colours
+    counts = {label: sum(1 for lab, _ in fills if lab == label) for label in by_class}
+    assert min(counts.values()) >= 2  # several reference points per class
+    inside = page.evaluate(
+        """(() => {
+            const svg = document.querySelector("#embedding-result svg").getBoundingClientRect();
+            const label = document.querySelector("#embedding-result .mine-label")
+                .getBoundingClientRect();
+            return label.left >= svg.left && label.right <= svg.right
+                && label.top >= svg.top && label.bottom <= svg.bottom;
+        })()"""
+    )
+    assert inside
+    size = page.evaluate(
+        "document.querySelector('#embedding-result .sample image').getBoundingClientRect().width"
+    )
+    assert size >= 30  # thumbnails one can read
+    screenshot(page, "09-embedding-by-class")

@@ -384,10 +384,18 @@ export class EmbeddingView {
     const params = { method: state.embed, layer, format: "json" };
     const key = `${state.model}|${state.image}|${JSON.stringify(params)}`;
     return this.pane.run(key, async (signal) => {
-      const samples = this.app.samples.filter((s) => s.name !== state.sample);
+      this.references ??= request("/ui/references").then((r) => r.json()).then((b) => b.data);
+      const references = await this.references;
+      const points = [
+        ...this.app.samples.filter((s) => s.name !== state.sample).map((s) => ({
+          name: s.name, url: s.url, sample: true,
+          label: s.name.replace(/^digit-\d+-label(\d+)\.png$/, "$1").replace(/\.jpg$/, ""),
+        })),
+        ...references.map((r) => ({ name: r.name, url: r.url, sample: false, label: r.label })),
+      ];
       const form = new FormData();
-      for (const sample of samples) form.append("image", await this.app.sampleBlob(sample.name), sample.name);
-      const labels = samples.map((s) => s.name.replace(/^digit-\d+-label(\d+)\.png$/, "$1").replace(/\.jpg$/, ""));
+      for (const point of points) form.append("image", await this.app.sampleBlob(point.name), point.name);
+      const labels = points.map((p) => p.label);
       const mine = this.app.picture;
       if (mine) {
         form.append("image", mine.blob, mine.name);
@@ -398,55 +406,70 @@ export class EmbeddingView {
       const answer = response.status === 202
         ? (await followJob(response.headers.get("Location"), { signal })).result
         : await response.json();
-      this.#draw(answer, samples, Boolean(mine));
+      this.#draw(answer, points, Boolean(mine));
       return null;
     });
   }
 
-  #draw(answer, samples, withMine) {
-    const width = 560, height = 380, pad = 28;
+  #draw(answer, points, withMine) {
+    const width = 640, height = 440, pad = 44;
+    const node = (tag, attributes = {}, text) => {
+      const element = document.createElementNS(SVG, tag);
+      for (const [k, v] of Object.entries(attributes)) element.setAttribute(k, String(v));
+      if (text !== undefined) element.textContent = text;
+      return element;
+    };
     const xs = answer.points.map((p) => p[0]), ys = answer.points.map((p) => p[1]);
     const scale = (values, size) => {
       const low = Math.min(...values), span = Math.max(...values) - low || 1;
       return (v) => pad + ((v - low) / span) * (size - 2 * pad);
     };
     const x = scale(xs, width), y = scale(ys, height);
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-    svg.setAttribute("class", "embedding");
-    answer.points.forEach(([px, py], index) => {
+    const svg = node("svg", { viewBox: `0 0 ${width} ${height}`, class: "embedding", role: "img" });
+    svg.append(node("rect", { x: 0.5, y: 0.5, width: width - 1, height: height - 1, class: "frame" }));
+    const colour = (label) => (/^\d$/.test(label) ? PALETTE[Number(label)] : "#667085");
+    const order = answer.points.map((_, i) => i).sort((a, b) => Number(points[a]?.sample ?? 2) - Number(points[b]?.sample ?? 2));
+    for (const index of order) {
+      const [px, py] = answer.points[index];
       const cx = x(px), cy = height - y(py);
-      const point = document.createElementNS(SVG, "g");
-      point.setAttribute("class", index < samples.length ? "point" : "point mine");
-      const title = document.createElementNS(SVG, "title");
-      title.textContent = answer.labels?.[index] ?? String(index);
-      if (index < samples.length) {
-        const picture = document.createElementNS(SVG, "image");
-        picture.setAttribute("href", samples[index].url);
-        picture.setAttribute("x", String(cx - 12));
-        picture.setAttribute("y", String(cy - 12));
-        picture.setAttribute("width", "24");
-        picture.setAttribute("height", "24");
-        point.append(title, picture);
+      const point = points[index];
+      const label = answer.labels?.[index] ?? String(index);
+      const title = node("title", {}, point ? `${label} (${point.name})` : label);
+      if (!point) {
+        const mine = node("g", { class: "point mine", "data-label": label });
+        const right = cx > width - 110;
+        mine.append(title, node("circle", { cx, cy, r: 10 }),
+          node("text", { x: right ? cx - 14 : cx + 14, y: cy + 4, "text-anchor": right ? "end" : "start", class: "mine-label" }, "your image"));
+        svg.append(mine);
+      } else if (point.sample) {
+        const g = node("g", { class: "point sample", "data-label": label });
+        g.append(title,
+          node("rect", { x: cx - 20, y: cy - 20, width: 40, height: 40, fill: colour(label), class: "thumb-frame" }),
+          node("image", { href: point.url, x: cx - 18, y: cy - 18, width: 36, height: 36 }));
+        svg.append(g);
       } else {
-        const dot = document.createElementNS(SVG, "circle");
-        dot.setAttribute("cx", String(cx));
-        dot.setAttribute("cy", String(cy));
-        dot.setAttribute("r", "9");
-        const text = document.createElementNS(SVG, "text");
-        text.setAttribute("x", String(cx + 12));
-        text.setAttribute("y", String(cy + 4));
-        text.textContent = "your image";
-        point.append(title, dot, text);
+        const g = node("g", { class: "point reference", "data-label": label });
+        g.append(title, node("circle", { cx, cy, r: 7, fill: colour(label) }),
+          node("text", { x: cx, y: cy + 3.5, "text-anchor": "middle", class: "dot-label" }, label));
+        svg.append(g);
       }
-      svg.append(point);
+    }
+    const legend = node("g", { class: "legend" });
+    PALETTE.forEach((fill, digit) => {
+      legend.append(node("circle", { cx: 14 + digit * 26, cy: 14, r: 7, fill }),
+        node("text", { x: 14 + digit * 26, y: 17.5, "text-anchor": "middle", class: "dot-label" }, String(digit)));
     });
+    svg.append(legend);
     const variance = answer.explained_variance
       ? ` · axes explain ${answer.explained_variance.map((v) => percent(v)).join(" and ")} of the variance`
       : "";
     this.pane.extra.replaceChildren(svg);
     this.pane.caption.textContent =
-      `${answer.method} of ${answer.count} images by their features at ${answer.layer} (${answer.feature_dim} values)${variance}` +
+      `${answer.method} of ${answer.count} images by their features at ${answer.layer} (${answer.feature_dim} values): ` +
+      `thumbnails are the samples, dots more digits, coloured by class${variance}` +
       (withMine ? "" : " · choose your image again to place it too");
   }
 }
+
+// matplotlib's tab10: one colour per digit class.
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
