@@ -80,3 +80,15 @@ def test_a_rejected_upload_clears_every_view(
     assert page.eval_on_selector_all("#predictions button", "(b) => b.length") == 0
     assert not page.is_visible("#cam-result .picture")
     assert "not accepted" in page.inner_text("#image-info")
+
+
+def test_compare_chips_follow_the_forward_order(open_tab: Any, portal_server: LiveServer) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server, "#view=compare&compare=relu3,conv1,pool2&channels=first:4")
+    choose_sample(page, "digit-0-label0.png")
+    settled(page, "compare-result")
+    chips = page.eval_on_selector_all("#compare-list .chip", "(c) => c.map((x) => x.dataset.layer)")
+    assert chips == ["conv1", "pool2", "relu3"]
+    titles = page.eval_on_selector_all("#compare-list .chip", "(c) => c.map((x) => x.title)")
+    assert titles[0].startswith("conv1")
+    screenshot(page, "10-compare-forward-order")

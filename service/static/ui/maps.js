@@ -73,10 +73,11 @@ export function panelWidth(layers, upsample, reduce) {
   return width + input + RENDER.MARGIN;
 }
 
-/** The largest tile size (at most chooseTile's) whose panel fits in `available` pixels. */
+/** The largest tile size (up to twice chooseTile's) whose panel fits in `available` pixels:
+ *  the panels use the width they have and are never shrunk by the browser. */
 export function fittingTile(layers, reduce, available) {
   const tiles = Math.max(...layers.map((l) => (reduce === "none" ? l.tiles : 1)));
-  let upsample = chooseTile(tiles, layers.length);
+  let upsample = Math.min(256, 2 * chooseTile(tiles, layers.length));
   while (upsample > 16 && panelWidth(layers, upsample, reduce) > available) upsample -= 2;
   return upsample;
 }
@@ -150,6 +151,7 @@ async function drawMaps(pane, app, layerNames, signal) {
   const width = pane.image.naturalWidth;
   const height = pane.image.naturalHeight;
   const boxes = tileBoxes(answer.layers, { panelWidth: width, upsample, reduce: answer.reduce });
+  app.forwardOrder = new Map(answer.layers.map((l, i) => [l.name, i])); // the server's order
   app.gridRanges = new Map(answer.layers.map((l) => [l.name, [Math.min(...l.min[0]), Math.max(...l.max[0])]]));
   pane.hotspots.replaceChildren(
     ...boxes.map(({ layer, index, x, y, w, h: boxHeight }) => {
@@ -311,14 +313,27 @@ export class CompareView {
   render() {
     const { state } = this.app;
     const layers = this.app.comparedLayers();
-    this.list.replaceChildren(
-      ...layers.map((name) =>
-        h("button", { type: "button", class: "chip", title: `${name}: remove from the comparison`, onclick: () => this.app.toggleCompare(name, false) }, `${name} ✕`),
-      ),
-    );
+    this.#chips(layers);
     if (!state.image) return this.pane.empty("Choose an image on the left to compare layers.");
     if (!layers.length) return this.pane.empty("Tick two or more layers in the tree.");
-    return this.pane.run(mapKey(this.app, layers), (signal) => drawMaps(this.pane, this.app, layers, signal));
+    return this.pane.run(mapKey(this.app, layers), async (signal) => {
+      await drawMaps(this.pane, this.app, layers, signal);
+      this.#chips(layers); // now in the forward order the server reported
+      return null;
+    });
+  }
+
+  /** One chip per compared layer, in forward order; the full name in the tooltip. */
+  #chips(names) {
+    const order = this.app.forwardOrder;
+    const layers = order && names.every((n) => order.has(n))
+      ? [...names].sort((a, b) => order.get(a) - order.get(b))
+      : names;
+    this.list.replaceChildren(
+      ...layers.map((name) =>
+        h("button", { type: "button", class: "chip", dataset: { layer: name }, title: `${name}: remove from the comparison`, onclick: () => this.app.toggleCompare(name, false) }, `${name} ✕`),
+      ),
+    );
   }
 }
 
