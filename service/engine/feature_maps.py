@@ -204,8 +204,7 @@ def layer_picture(
     vector as a sorted bar chart."""
     maps = layer.values[image]
     if is_vector(layer, reduce):
-        labels = [str(c) for c in layer.channels[image]]
-        return bar_chart(maps[:, 0, 0], labels)
+        return bar_chart(maps[:, 0, 0], [str(c) for c in layer.channels[image]])
     tiles = map_tiles(maps, rgb=reduce == "pca", background=background, options=options)
     if reduce == "none":
         labels = [str(c) for c in layer.channels[image]] if options.labels else None

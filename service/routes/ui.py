@@ -73,7 +73,7 @@ async def _all_pictures() -> dict[str, EncodedSample]:
 async def list_references() -> dict[str, list[dict[str, object]]]:
     """More digits, with their labels, for the embedding's reference points."""
     references = await run_in_threadpool(encoded_references)
-    data = [
+    data: list[dict[str, object]] = [
         {
             "name": r.name,
             "label": r.name.rsplit("label", 1)[1].removesuffix(".png"),
