@@ -261,7 +261,7 @@ def test_layer_and_channel_choices_redraw_the_maps(page: Any, server: LiveServer
     page.select_option("#reduce", "pca")
     reduced = changed(page, "maps-result", listed["src"])
     assert reduced["tiles"] == [""] and "pca of channels 0, 5, 7" in reduced["caption"]
-    page.select_option("#colormap", "magma")  # PCA is RGB: the colormap does not apply
+    assert page.is_disabled("#colormap")  # PCA is RGB: the colormap does not apply
     page.select_option("#reduce", "mean")
     meaned = changed(page, "maps-result", reduced["src"])
     assert "mean of channels" in meaned["caption"]
@@ -721,7 +721,8 @@ def test_landing_views_draw_their_documented_answers(page: Any, server: LiveServ
 
     page.click("#tab-filters")
     filters = settled(page, "filters-result")
-    assert filters["error"] is None and "/layers/conv3/filters?format=png" in asked["filters"][-1]
+    assert filters["error"] is None
+    assert any("/layers/conv3/filters?format=png" in url for url in asked["filters"])
 
     page.click("#tab-synthesis")
     page.fill("#synth-steps", "48")
