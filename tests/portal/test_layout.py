@@ -12,6 +12,9 @@ from tests.portal.conftest import choose_sample, open_portal, screenshot, settle
 pytestmark = pytest.mark.browser
 
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+# nor inside a view: every result pane shown fits its width
+CLIPPED_PANES = """[...document.querySelectorAll("main .result")]
+    .filter((f) => f.offsetParent && f.scrollWidth > f.clientWidth + 1).map((f) => f.id)"""
 
 
 def test_no_tab_scrolls_sideways_at_900_px(open_tab: Any, portal_server: LiveServer) -> None:
@@ -34,6 +37,7 @@ def test_no_tab_scrolls_sideways_at_900_px(open_tab: Any, portal_server: LiveSer
             wait_for(page, "document.getElementById('trust-result').dataset.methods", 240)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{view} scrolls sideways: {width} px"
+        assert page.evaluate(CLIPPED_PANES) == [], view
         screenshot(page, f"06-narrow-{view}")
 
 

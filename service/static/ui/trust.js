@@ -93,7 +93,7 @@ export class TrustView {
       if (done) {
         this.pane.caption.textContent =
           `${rows.length} of ${this.methods.length} CAM methods on ${done.layer} for ${targetText} '${done.label}', ` +
-          `ranked by faithfulness (insertion AUC minus deletion AUC); sanity check: top ${base.randomize} layers re-initialized`;
+          `ranked by faithfulness (insertion AUC minus deletion AUC); sanity check: top ${base.randomize} layer${Number(base.randomize) === 1 ? "" : "s"} re-initialized`;
       }
     }
     if (this.gradientMethods.length) await this.#gradients(gradients, base, signal);
