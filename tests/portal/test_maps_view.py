@@ -92,3 +92,22 @@ def test_compare_chips_follow_the_forward_order(open_tab: Any, portal_server: Li
     titles = page.eval_on_selector_all("#compare-list .chip", "(c) => c.map((x) => x.title)")
     assert titles[0].startswith("conv1")
     screenshot(page, "10-compare-forward-order")
+
+
+def test_a_mean_map_reads_its_values_and_enlarges_with_a_colorbar(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server, "#reduce=mean&layer=relu2")
+    choose_sample(page, "digit-9-label9.png")
+    settled(page, "maps-result")
+    wait_for(page, "document.getElementById('maps-result').dataset.values === '1'")
+    box = page.locator("#maps-result .tile").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2)
+    readout = wait_for(page, "document.querySelector('#maps-result .readout').textContent")
+    assert readout.startswith("relu2 · mean of 16 channels · x 15, y 15: ")
+    assert float(readout.rsplit(": ", 1)[1]) >= 0  # a mean of ReLU outputs
+    page.locator("#maps-result .tile").first.click()
+    settled(page, "enlarge-result")
+    wait_for(page, "document.querySelectorAll('#enlarge-result .colorbar').length === 1")
+    assert page.inner_text("#enlarge-title") == "relu2 · mean of first:16"

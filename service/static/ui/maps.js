@@ -143,7 +143,7 @@ async function drawMaps(pane, app, layerNames, signal) {
   });
   const upsample = fittingTile(layers, state.reduce, availableWidth(pane.figure));
   const params = { image_id: state.image, layers: layerNames, ...mapOptions(state), upsample, format: "json" };
-  const values = layerNames.length === 1 && state.reduce === "none"
+  const values = layerNames.length === 1 && state.reduce !== "pca"
     ? fetchNpy(app, FEATURE_MAPS, params, signal).catch(() => null) // hover only: never fails the view
     : Promise.resolve(null);
   const answer = await app.post(FEATURE_MAPS, params, signal);
@@ -186,8 +186,10 @@ async function drawMaps(pane, app, layerNames, signal) {
       const col = Math.min(mapWidth - 1, Math.floor(((px - box.x) * mapWidth) / box.w));
       const row = Math.min(mapHeight - 1, Math.floor(((py - box.y) * mapHeight) / box.h));
       const value = npy.data[(box.index * mapHeight + row) * mapWidth + col];
-      const channel = box.layer.channels[0][box.index];
-      return `${box.layer.name} · channel ${channel} · x ${col}, y ${row}: ${number(value)}`;
+      const what = answer.reduce === "none"
+        ? `channel ${box.layer.channels[0][box.index]}`
+        : `${answer.reduce} of ${box.layer.channels[0].length} channels`;
+      return `${box.layer.name} · ${what} · x ${col}, y ${row}: ${number(value)}`;
     };
     pane.figure.dataset.values = String(k);
   }
@@ -377,8 +379,10 @@ export class Enlarger {
     this.title.textContent = single
       ? `${this.layer} · channel ${this.channel} of ${count}`
       : `${this.layer} · ${state.reduce} of ${state.channels}`;
-    if (!single) return this.#drawReduced();
-    const params = { image_id: state.image, layers: this.layer, channels: String(this.channel), reduce: "none" };
+    if (!single && state.reduce === "pca") return this.#drawReduced(); // RGB: no one scale
+    const params = single
+      ? { image_id: state.image, layers: this.layer, channels: String(this.channel), reduce: "none" }
+      : { image_id: state.image, layers: this.layer, channels: state.channels, reduce: state.reduce };
     this.pane.run(`${state.model}|${state.image}|${state.cmap}|${state.scale}|${JSON.stringify(params)}`, async (signal) => {
       const [npy, lut] = await Promise.all([fetchNpy(this.app, FEATURE_MAPS, params, signal), loadColormap(state.cmap)]);
       const [, , height, width] = npy.shape;
@@ -407,7 +411,7 @@ export class Enlarger {
     });
   }
 
-  /** A reduction (mean, PCA...) enlarged: the server's picture at full size. */
+  /** PCA enlarged: the server's RGB picture at full size. */
   #drawReduced() {
     const { state } = this.app;
     const params = {
