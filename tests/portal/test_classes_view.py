@@ -75,6 +75,12 @@ def test_random_weights_are_said_loudly_where_resnet18_predicts(
     assert "random weights" in page.inner_text("#classes-warning")
     assert page.is_visible("#model-info .random")
     screenshot(page, "04-random-weights-warning")
+    page.click("#tab-maps")
+    page.fill("#layer-search", "fc")
+    page.click("#layer-tree [data-layer='fc']")
+    wait_for(page, "document.querySelector('#maps-result .warning.random-weights')", 120)
+    assert page.eval_on_selector_all("#maps-result .bar-row", "(r) => r.length") == 20
+    page.click("#tab-classes")
     page.select_option("#model", "digits")
     wait_for(page, "!document.querySelector('#classes-warning .warning')")
 

@@ -64,6 +64,10 @@ def test_filters_are_captioned_by_their_view_and_no_badge_covers_a_weight(
         })()"""
     )
     assert corner != [0, 0, 0]
+    tile = page.locator("#filters-result .tile[data-filter='5']").bounding_box()
+    page.mouse.move(tile["x"] + 1, tile["y"] + 1)
+    readout = wait_for(page, "document.querySelector('#filters-result .readout').textContent")
+    assert readout.startswith("filter 5 · kernel x 0, y 0: R ")
     page.select_option("#filter-view", "mean")
     wait_for(page, "document.querySelectorAll('#filters-result .colorbar').length === 1")
     assert "centred on 0" in page.inner_text("#filters-result figcaption")

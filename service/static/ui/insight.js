@@ -194,6 +194,8 @@ export class FiltersView {
             }));
       }
       this.#hotspots(weights.shape);
+      const channels = expandChannels(state.fchannels, weights.shape[0]);
+      this.pane.hover = view === "inputs" ? null : (x, y) => filterValue(weights, view, x, y, channels);
       return null;
     });
   }
@@ -223,6 +225,26 @@ export class FiltersView {
       },
     })));
   }
+}
+
+/** The weight under the cursor in the rgb or mean view's grid (geometry as in #hotspots). */
+function filterValue({ shape, data }, view, x, y, channels) {
+  const [count, inputs, kh, kw] = shape;
+  const columns = Math.max(1, Math.min(Math.ceil(Math.sqrt(count)), count));
+  const factor = Math.max(1, Math.ceil(56 / Math.max(kh, kw)));
+  const [tileH, tileW] = [kh * factor + 2, kw * factor + 2];
+  const column = Math.floor((x - 8) / tileW);
+  const row = Math.floor((y - 28) / tileH);
+  const kx = Math.floor(((x - 8) % tileW) / factor);
+  const ky = Math.floor(((y - 28) % tileH) / factor);
+  const index = row * columns + column;
+  if (x < 8 || y < 28 || column >= columns || index >= count || kx >= kw || ky >= kh) return null;
+  const weight = (i) => data[((index * inputs + i) * kh + ky) * kw + kx];
+  const where = `filter ${channels ? channels[index] : `#${index + 1} shown`} · kernel x ${kx}, y ${ky}`;
+  if (view === "rgb") return `${where}: R ${number(weight(0))}, G ${number(weight(1))}, B ${number(weight(2))}`;
+  let sum = 0;
+  for (let i = 0; i < inputs; i++) sum += weight(i);
+  return `${where}: mean weight ${number(sum / inputs)}`;
 }
 
 /** Largest |mean over inputs| of a weight [out, in, kh, kw] (the mean view's shared scale). */

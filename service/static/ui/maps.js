@@ -5,6 +5,7 @@
 // layer and channel.
 
 import { availableWidth, colorbar, compose, fetchNpy, loadColormap, mapCanvas, range } from "./colors.js";
+import { randomWeightsWarning } from "./classes.js";
 import { h, number, pngData, ResultPane, shape } from "./dom.js";
 
 const FEATURE_MAPS = "/v1/models/{model}/feature-maps";
@@ -210,7 +211,9 @@ async function drawVector(pane, app, name, signal) {
   pane.frame.hidden = true;
   pane.scale.replaceChildren();
   pane.hover = null;
-  pane.extra.replaceChildren(barChart(top.map((i) => ({ index: i, value: values[i], label: names?.[i] })), availableWidth(pane.figure)));
+  // Class scores are predictions: a model without trained weights says so here too.
+  const warning = names ? randomWeightsWarning(app.model) : null;
+  pane.extra.replaceChildren(...[warning, barChart(top.map((i) => ({ index: i, value: values[i], label: names?.[i] })), availableWidth(pane.figure))].filter(Boolean));
   const [low, high] = range(values);
   pane.caption.textContent =
     `${name} [${shape(info?.output_shape)}]: a vector of ${total} values, not a map; ` +
