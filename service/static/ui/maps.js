@@ -12,9 +12,9 @@ const FEATURE_MAPS = "/v1/models/{model}/feature-maps";
 const PREDICT = "/v1/models/{model}/predict";
 const SVG = "http://www.w3.org/2000/svg";
 
-// Mirrors _MARGIN, _TITLE_HEIGHT and _GAP in service/engine/render.py, BAR_CHART_WIDTH and
-// COLORBAR_HEIGHT in service/engine/charts.py (tests/test_ui.py checks).
-export const RENDER = Object.freeze({ MARGIN: 8, TITLE_HEIGHT: 18, GAP: 2, BAR_CHART_WIDTH: 320, COLORBAR_HEIGHT: 30 });
+// Mirrors _MARGIN, _TITLE_HEIGHT and _GAP in service/engine/render.py and BAR_CHART_WIDTH in
+// service/engine/charts.py (tests/test_ui.py and tests/routes/test_ui_routes.py check).
+export const RENDER = Object.freeze({ MARGIN: 8, TITLE_HEIGHT: 18, GAP: 2, BAR_CHART_WIDTH: 320 });
 
 /** Python's round(): halves go to the even neighbour, as in render.tile_size. */
 function roundHalfEven(value) {
@@ -68,7 +68,7 @@ export function panelWidth(layers, upsample, reduce) {
     const columns = Math.max(1, Math.min(Math.ceil(Math.sqrt(count)), count));
     const rows = Math.ceil(count / columns);
     width += columns * tw + (columns - 1) * RENDER.GAP + RENDER.MARGIN;
-    tallest = Math.max(tallest, rows * th + (rows - 1) * RENDER.GAP + 4 + RENDER.COLORBAR_HEIGHT);
+    tallest = Math.max(tallest, rows * th + (rows - 1) * RENDER.GAP);
   }
   const input = Math.min(320, Math.max(128, tallest));
   return width + input + RENDER.MARGIN;
@@ -123,7 +123,25 @@ function mapOptions(state) {
     colormap: state.cmap,
     scale: state.scale,
     overlay: state.overlay === "1" ? "true" : undefined,
+    // No numbers drawn over the tiles (they hid each map's corner) and no colorbar in the
+    // picture: the page draws the colorbars and names each tile on hover.
+    labels: "false",
   };
+}
+
+/** One colorbar per layer of a feature-map answer, in the values' units where one scale
+ *  applies (a shared scale, a single map), else from each tile's min to its max. */
+async function layerColorbars(answer, state) {
+  if (answer.reduce === "pca") return [];
+  const lut = await loadColormap(state.cmap);
+  return answer.layers
+    .filter((layer) => !(answer.reduce === "none" && layer.shape[2] === 1 && layer.shape[3] === 1))
+    .map((layer) => {
+      const low = Math.min(...layer.min[0]);
+      const high = Math.max(...layer.max[0]);
+      const perTile = state.scale === "channel" && layer.min[0].length > 1;
+      return colorbar(lut, low, high, { label: layer.name, ends: perTile ? ["tile min", "tile max"] : null });
+    });
 }
 
 function describeChannels(layer, reduce) {
@@ -178,6 +196,7 @@ async function drawMaps(pane, app, layerNames, signal) {
     }),
   );
   pane.caption.textContent = answer.layers.map((l) => describeChannels(l, answer.reduce)).join(" · ");
+  pane.scale.replaceChildren(...(await layerColorbars(answer, state)));
   const npy = await values;
   if (npy && !signal.aborted) {
     const [, k, mapHeight, mapWidth] = npy.shape;
