@@ -74,6 +74,8 @@ def test_random_weights_are_said_loudly_where_resnet18_predicts(
     assert page.is_visible("#classes-warning .warning")
     assert "random weights" in page.inner_text("#classes-warning")
     assert page.is_visible("#model-info .random")
+    settled(page, "cam-result", 120)
+    settled(page, "grad-result", 120)
     screenshot(page, "04-random-weights-warning")
     page.click("#tab-maps")
     page.fill("#layer-search", "fc")
