@@ -77,6 +77,11 @@ class InvertResponse(BaseModel):
     png_base64: str = Field(description="the reconstruction as format=png gives it, base64-encoded")
 
 
+class Histogram(BaseModel):
+    edges: list[float] = Field(description="bin edges, one more than counts")
+    counts: list[int]
+
+
 class LayerStatsBody(BaseModel):
     name: str
     type: str
@@ -86,10 +91,14 @@ class LayerStatsBody(BaseModel):
     mean: float
     std: float
     max: float
-    dead_fraction: float = Field(
-        ge=0, le=1, description="fraction of channels never > 0 for these images"
+    dead_fraction: float | None = Field(
+        ge=0,
+        le=1,
+        description="fraction of channels never > 0 for these images; null unless the layer is "
+        "a ReLU-like nonlinearity or its output is never negative (where it means nothing)",
     )
     channel_means: list[float] = Field(description="mean activation of each channel")
+    histogram: Histogram = Field(description="every activation of these images, in 32 bins")
 
 
 class StatsResponse(BaseModel):

@@ -23,13 +23,14 @@ def photos() -> dict[str, Image.Image]:
     }
 
 
-def digit_samples(count: int = 10) -> dict[str, Image.Image]:
-    """The first `count` sklearn digits as 32x32 grayscale PNG-ready images, named by label."""
+def digit_samples(count: int = 10, start: int = 0) -> dict[str, Image.Image]:
+    """sklearn digits `start` to `start + count` as 32x32 grayscale PNG-ready images, named
+    by label."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
     images = {}
-    for index in range(count):
+    for index in range(start, start + count):
         picture = digits.digit_image(data.images[index]).resize(
             (digits.INPUT_SIZE[1], digits.INPUT_SIZE[0]), Image.Resampling.BILINEAR
         )
@@ -57,11 +58,24 @@ class EncodedSample:
     channels: int
 
 
+REFERENCE_DIGITS = 40  # after the 10 samples: about four more of each digit
+
+
+@cache
+def encoded_references() -> dict[str, EncodedSample]:
+    """Digits the embedding places beside the samples, so each class has several points."""
+    return _encode(digit_samples(REFERENCE_DIGITS, start=10))
+
+
 @cache
 def encoded_samples() -> dict[str, EncodedSample]:
     """Every sample, encoded once per process: photos as JPEG, digits as PNG, photos first."""
+    return _encode({**photos(), **digit_samples()})
+
+
+def _encode(images: dict[str, Image.Image]) -> dict[str, EncodedSample]:
     samples = {}
-    for name, image in {**photos(), **digit_samples()}.items():
+    for name, image in images.items():
         buffer = io.BytesIO()
         if name.endswith(".jpg"):
             image.save(buffer, format="JPEG", quality=90)

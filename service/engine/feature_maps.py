@@ -17,6 +17,7 @@ from service.engine.channels import (
     parse_channels,
     select_channels,
 )
+from service.engine.charts import bar_chart, colorbar
 from service.engine.reduce import check_reduce, reduce_channels
 from service.engine.render import RenderOptions, grid, input_picture, map_tiles, panel
 
@@ -190,17 +191,39 @@ def compute_feature_maps(
     return maps_from_outputs(model, outputs, plan, inputs=inputs)
 
 
+def is_vector(layer: LayerMaps, reduce: str) -> bool:
+    """True when the layer's maps are single values (a 1x1 map or a linear output): these are
+    drawn as one sorted bar chart, since 1x1 tiles each scaled to their own range look flat."""
+    return reduce == "none" and layer.shape[1:] == (1, 1)
+
+
 def layer_picture(
     layer: LayerMaps, image: int, *, reduce: str, background: np.ndarray, options: RenderOptions
 ) -> np.ndarray:
-    """One layer's grid for one image."""
+    """One layer's grid for one image, with a colorbar beneath when `options.labels`; a
+    vector as a sorted bar chart."""
     maps = layer.values[image]
+    if is_vector(layer, reduce):
+        return bar_chart(maps[:, 0, 0], [str(c) for c in layer.channels[image]])
     tiles = map_tiles(maps, rgb=reduce == "pca", background=background, options=options)
     if reduce == "none":
         labels = [str(c) for c in layer.channels[image]] if options.labels else None
     else:
         labels = [f"{reduce} of {layer.channels.shape[1]}"] if options.labels else None
-    return grid(tiles, columns=options.columns, labels=labels)
+    picture = grid(tiles, columns=options.columns, labels=labels)
+    if not options.labels or reduce == "pca":
+        return picture
+    low, high = float(maps.min()), float(maps.max())
+    per_tile = options.scale == "channel" and maps.shape[0] > 1
+    bar = colorbar(
+        low,
+        high,
+        colormap=options.colormap,
+        width=picture.shape[1],
+        ends=("tile min", "tile max") if per_tile else None,
+    )
+    gap = np.full((4, picture.shape[1], 3), 255, np.uint8)
+    return np.concatenate([picture, gap, bar])
 
 
 def render_feature_maps(result: FeatureMaps, options: RenderOptions) -> np.ndarray:

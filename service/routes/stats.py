@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api_schemas.errors import ErrorBody
-from api_schemas.insight import LayerStatsBody, StatsFormat, StatsResponse
+from api_schemas.insight import Histogram, LayerStatsBody, StatsFormat, StatsResponse
 from service.engine.insight.stats import LayerStats, plan_stats
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.routes.feature_maps import split_names
@@ -29,6 +29,7 @@ def _layer_body(stats: LayerStats) -> LayerStatsBody:
         max=stats.max,
         dead_fraction=stats.dead_fraction,
         channel_means=stats.channel_means.tolist(),
+        histogram=Histogram(edges=stats.histogram[0].tolist(), counts=stats.histogram[1].tolist()),
     )
 
 

@@ -6,6 +6,7 @@ itself only talks to the public v1 endpoints, discovered from `/openapi.json`.
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from model_registry.errors import NotFound, closest
-from service.samples import EncodedSample, encoded_samples
+from service.engine.render import check_colormap, colormap_lut
+from service.samples import EncodedSample, encoded_references, encoded_samples
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "ui"
 _MEDIA_TYPES = {
@@ -62,6 +64,26 @@ async def _samples() -> dict[str, EncodedSample]:
     return await run_in_threadpool(encoded_samples)
 
 
+async def _all_pictures() -> dict[str, EncodedSample]:
+    samples = await _samples()
+    return {**samples, **await run_in_threadpool(encoded_references)}
+
+
+@router.get("/references")
+async def list_references() -> dict[str, list[dict[str, object]]]:
+    """More digits, with their labels, for the embedding's reference points."""
+    references = await run_in_threadpool(encoded_references)
+    data: list[dict[str, object]] = [
+        {
+            "name": r.name,
+            "label": r.name.rsplit("label", 1)[1].removesuffix(".png"),
+            "url": f"/ui/samples/{r.name}",
+        }
+        for r in references.values()
+    ]
+    return {"data": data}
+
+
 @router.get("/samples")
 async def list_samples() -> dict[str, list[dict[str, object]]]:
     """The built-in sample pictures: name, media type, 1 (digit) or 3 (photo) channels, URL."""
@@ -80,8 +102,8 @@ async def list_samples() -> dict[str, list[dict[str, object]]]:
 
 @router.get("/samples/{name}")
 async def sample(name: Annotated[str, PathParam(max_length=128)]) -> Response:
-    """One sample picture, as a file."""
-    samples = await _samples()
+    """One sample (or reference) picture, as a file."""
+    samples = await _all_pictures()
     if name not in samples:
         raise NotFound(
             f"sample '{name[:80]}' does not exist; GET /ui/samples lists them",
@@ -91,6 +113,19 @@ async def sample(name: Annotated[str, PathParam(max_length=128)]) -> Response:
     found = samples[name]
     return Response(
         found.data, media_type=found.media_type, headers={"Cache-Control": "max-age=86400"}
+    )
+
+
+@router.get("/colormaps/{name}")
+async def colormap(name: Annotated[str, PathParam(max_length=64)]) -> Response:
+    """A matplotlib colormap as 256 RGB rows: the page colours maps it draws from npy values
+    exactly as the server colours its PNGs."""
+    check_colormap(name, field="name")
+    body = {"name": name, "lut": colormap_lut(name).tolist()}
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        media_type="application/json",
+        headers={"Cache-Control": "max-age=86400"},
     )
 
 

@@ -30,8 +30,11 @@ class LayerStats:
         shape: output shape without the batch dimension.
         sparsity: fraction of elements <= 0.
         mean, std, max: over every element of every image.
-        dead_fraction: fraction of channels (dimension 1) never > 0 for any image or position.
+        dead_fraction: fraction of channels (dimension 1) never > 0 for any image or position;
+            None unless the output comes out of a ReLU-like nonlinearity (see `relu_like`):
+            for a convolution before batch norm or for logits "never > 0" means nothing.
         channel_means: float32 [C], mean per channel.
+        histogram: (edges [BINS + 1], counts [BINS]) of every activation.
     """
 
     name: str
@@ -42,8 +45,23 @@ class LayerStats:
     mean: float
     std: float
     max: float
-    dead_fraction: float
+    dead_fraction: float | None
     channel_means: np.ndarray
+    histogram: tuple[np.ndarray, np.ndarray]
+
+
+BINS = 32
+# Activations whose "never above zero" marks a dead unit: ReLU and its relatives.
+RELU_LIKE = frozenset(
+    {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "CELU", "SELU", "GELU", "SiLU"}
+    | {"Mish", "Hardswish", "Threshold"}
+)
+
+
+def relu_like(layer_type: str, minimum: float) -> bool:
+    """True for a ReLU-like module, or an output no value of which is negative (pooling or a
+    block after a ReLU), where a channel that never exceeds zero is dead."""
+    return layer_type in RELU_LIKE or minimum >= 0
 
 
 @dataclass
@@ -55,6 +73,8 @@ class _Accumulator:
     total: float = 0.0
     squares: float = 0.0
     maximum: float = float("-inf")
+    minimum: float = float("inf")
+    histogram: tuple[np.ndarray, np.ndarray] | None = None
     channel_sum: torch.Tensor | None = None
     channel_count: int = 0
     channel_alive: torch.Tensor | None = None
@@ -69,6 +89,11 @@ class _Accumulator:
         self.total += float(values.sum())
         self.squares += float((values * values).sum())
         self.maximum = max(self.maximum, float(values.max()))
+        self.minimum = min(self.minimum, float(values.min()))
+        # One call per forward pass of the whole batch (compute_stats runs one pass), so the
+        # histogram of this call is the layer's.
+        counts, edges = np.histogram(values.float().cpu().numpy(), bins=BINS)
+        self.histogram = (edges.astype(np.float64), counts.astype(np.int64))
         per_channel = values.transpose(0, 1).reshape(values.shape[1], -1)
         sums = per_channel.sum(dim=1).cpu()
         alive = (per_channel > 0).any(dim=1).cpu()
@@ -136,8 +161,9 @@ def compute_stats(
     results = []
     for name in layers:
         acc = accumulators[name]
-        if acc.channel_sum is None or acc.channel_alive is None:
+        if acc.channel_sum is None or acc.channel_alive is None or acc.histogram is None:
             continue
+        dead = float((~acc.channel_alive).float().mean())
         mean = acc.total / acc.count
         variance = max(acc.squares / acc.count - mean * mean, 0.0)
         results.append(
@@ -150,8 +176,9 @@ def compute_stats(
                 mean=mean,
                 std=float(np.sqrt(variance)),
                 max=acc.maximum,
-                dead_fraction=float((~acc.channel_alive).float().mean()),
+                dead_fraction=dead if relu_like(infos[name].type, acc.minimum) else None,
                 channel_means=(acc.channel_sum / acc.channel_count).numpy().astype(np.float32),
+                histogram=acc.histogram,
             )
         )
     return results

@@ -107,10 +107,19 @@ export class Capabilities {
     return Boolean(this.schema.paths?.[path]?.[method]);
   }
 
-  /** The enum values of query parameter `name` on `path`, or `fallback`. */
-  choices(path, name, fallback = [], method = "post") {
+  /** The OpenAPI description of query parameter `name` on `path` (schema resolved), or null. */
+  parameter(path, name, method = "post") {
     const parameters = this.schema.paths?.[path]?.[method]?.parameters ?? [];
     const parameter = parameters.find((p) => p.name === name);
+    if (!parameter) return null;
+    const schema = parameter.schema?.$ref ? this.#resolve(parameter.schema.$ref) : parameter.schema;
+    const plain = (schema?.anyOf ?? []).find((s) => s.type && s.type !== "null");
+    return { ...parameter, schema: { ...(plain ?? {}), ...(schema ?? {}) } };
+  }
+
+  /** The enum values of query parameter `name` on `path`, or `fallback`. */
+  choices(path, name, fallback = [], method = "post") {
+    const parameter = this.parameter(path, name, method);
     const values = parameter ? this.#enum(parameter.schema) : null;
     return values?.length ? values : fallback;
   }

@@ -6,8 +6,9 @@ import { ClassesView } from "./classes.js";
 import { h } from "./dom.js";
 import { EmbeddingView, FiltersView, StatsView, SynthesisView } from "./insight.js";
 import { defaultComparison, defaultLayer, LayerTree } from "./layers.js";
-import { CompareView, Enlarger, FeatureMapsView } from "./maps.js";
+import { CompareView, Enlarger, FeatureMapsView, isVector } from "./maps.js";
 import { readState, writeState } from "./state.js";
+import { TrustView } from "./trust.js";
 
 const COLORMAPS = ["viridis", "magma", "inferno", "plasma", "cividis", "turbo", "jet", "gray", "coolwarm", "RdBu_r", "twilight"];
 const MAP_VIEWS = new Set(["maps", "compare"]);
@@ -25,7 +26,7 @@ class Portal {
       onToggleCompare: (name, on) => this.toggleCompare(name, on),
     });
     this.views = [
-      new FeatureMapsView(this), new CompareView(this), new ClassesView(this),
+      new FeatureMapsView(this), new CompareView(this), new ClassesView(this), new TrustView(this),
       new StatsView(this), new FiltersView(this), new SynthesisView(this), new EmbeddingView(this),
     ];
     this.enlarger = new Enlarger(this);
@@ -166,11 +167,15 @@ class Portal {
     this.views.find((v) => v.id === "classes").setLayers(this.layers);
     $("model").value = name;
     $("layer-count").textContent = `${this.layers.length}`;
-    $("model-info").textContent = `${model.architecture} · ${model.pretrained ? "trained weights" : "random weights"} · ${model.device}`;
+    $("model-info").replaceChildren(
+      `${model.architecture} · `,
+      model.pretrained ? "trained weights" : h("span", { class: "random", title: "no trained weights were loaded: predictions and explanations are those of an untrained network" }, "⚠ random weights"),
+      ` · ${model.device}`,
+    );
     const patch = { model: name };
     if (!keep || !this.layer(this.state.layer)) patch.layer = defaultLayer(this.layers);
     if (!keep || !this.comparedLayers().length) patch.compare = defaultComparison(this.layers).join(",");
-    if (!keep) Object.assign(patch, { target: "", camlayer: "" });
+    if (!keep) Object.assign(patch, { target: "", camlayer: "", glayer: "", tlayer: "" });
     Object.assign(this.state, patch);
     writeState(this.state);
   }
@@ -264,8 +269,12 @@ class Portal {
     try {
       stored = await uploadImage(blob, filename);
     } catch (error) {
+      // A rejected picture leaves nothing of the previous one on screen.
       $("image-info").textContent = `${filename}: not accepted`;
-      return this.banner(error);
+      preview.hidden = true;
+      this.picture = null;
+      this.banner(error);
+      return this.update({ image: "", sample: "", target: "" });
     }
     this.banner(null);
     this.picture = { blob, name: filename };
@@ -293,7 +302,13 @@ class Portal {
     $("channels-mode").addEventListener("change", channelsChanged);
     $("channels-n").addEventListener("change", channelsChanged);
     $("channels-list").addEventListener("change", channelsChanged);
-    $("reduce").addEventListener("change", (e) => this.update({ reduce: e.target.value }));
+    $("reduce").addEventListener("change", (e) => {
+      // PCA of the first 16 of 512 channels is rarely what anyone means: it takes every
+      // channel, unless a list of channels was asked for.
+      const patch = { reduce: e.target.value };
+      if (patch.reduce === "pca" && /^(first|last|top):/.test(this.state.channels)) patch.channels = "all";
+      this.update(patch);
+    });
     $("colormap").addEventListener("change", (e) => this.update({ cmap: e.target.value }));
     $("scale").addEventListener("change", (e) => this.update({ scale: e.target.value }));
     $("overlay").addEventListener("change", (e) => this.update({ overlay: e.target.checked ? "1" : "0" }));
@@ -305,6 +320,8 @@ class Portal {
     fill("reduce", this.caps.choices(FEATURE_MAPS, "reduce", ["none", "pca", "mean", "sum", "max"]));
     fill("scale", this.caps.choices(FEATURE_MAPS, "scale", ["channel", "shared"]));
     fill("colormap", COLORMAPS);
+    fill("cam-colormap", COLORMAPS);
+    fill("grad-colormap", COLORMAPS);
     this.available = this.views.filter((view) => view.needs.some((path) => this.caps.has(path, view.httpMethod)));
     $("tabs").replaceChildren(
       ...this.available.map((view) =>
@@ -331,6 +348,30 @@ class Portal {
     $("colormap").value = state.cmap;
     $("scale").value = state.scale;
     $("overlay").checked = state.overlay === "1";
+    this.#disableIdleOptions();
+  }
+
+  /** Options that change nothing for the chosen reduction or layer are disabled, with why. */
+  #disableIdleOptions() {
+    const { state } = this;
+    const info = this.layer(state.layer);
+    const vector = state.view === "maps" && isVector(info);
+    const reasons = {
+      "channels-mode": vector ? `${state.layer} is a vector: its values are all shown as a sorted bar chart` : "",
+      "channels-n": vector ? "a vector's values are all shown" : "",
+      reduce: vector ? "a vector has no map to reduce" : "",
+      colormap: vector ? "a bar chart has no colormap"
+        : state.reduce === "pca" ? "PCA shows the first three components as red, green and blue: no colormap applies" : "",
+      scale: vector ? "a bar chart has one axis"
+        : state.reduce === "pca" ? "PCA components are each scaled to their own range"
+          : state.reduce !== "none" ? `${state.reduce} gives one map per layer, scaled to its own range` : "",
+      overlay: vector ? "a vector has no positions to lay over the picture" : "",
+    };
+    for (const [id, reason] of Object.entries(reasons)) {
+      const input = $(id);
+      input.disabled = Boolean(reason);
+      input.closest("label").title = reason;
+    }
   }
 
   render() {

@@ -1,15 +1,46 @@
 // The class view: top-k predictions; pick a class and a method to see where the network looks
-// (CAM overlay) and what the input gradient says. CAM and gradients appear when the server
-// offers them.
+// (CAM overlay) and what the input gradient says. Methods and their options come from the
+// server's OpenAPI schema; the maps are drawn here from their npy values, at the column's
+// width, with a colorbar, an opacity slider and the value under the cursor.
 
+import { followJob, getJSON, request } from "./api.js";
+import { availableWidth, colorbar, compose, crop, fetchNpy, loadColormap, loadImage, mapCanvas, range } from "./colors.js";
 import { h, number, pngData, ResultPane } from "./dom.js";
 
-const PREDICT = "/v1/models/{model}/predict";
-const CAM = "/v1/models/{model}/cam";
-const GRADIENTS = "/v1/models/{model}/gradients";
+export const PREDICT = "/v1/models/{model}/predict";
+export const CAM = "/v1/models/{model}/cam";
+export const GRADIENTS = "/v1/models/{model}/gradients";
 
-const CAM_METHODS = ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "cam", "scorecam", "eigencam", "ablationcam"];
-const GRADIENT_METHODS = ["vanilla", "guided-backprop", "deconvnet", "guided-gradcam", "input-x-gradient", "integrated-gradients", "smoothgrad"];
+// Mirrors _MARGIN, _TITLE_HEIGHT (render.py) and MAX/MIN_DISPLAY (attribution/pictures.py):
+// where the server's panel puts the input picture.
+const PANEL = Object.freeze({ MARGIN: 8, TITLE_HEIGHT: 18, MIN: 128, MAX: 320 });
+
+/** The input picture's box in a server attribution panel, for a model input of [h, w]. */
+export function inputBox([height, width]) {
+  const side = Math.min(PANEL.MAX, Math.max(PANEL.MIN, height, width));
+  const factor = side / Math.max(height, width);
+  return { x: PANEL.MARGIN, y: PANEL.MARGIN + PANEL.TITLE_HEIGHT, w: Math.round(width * factor), h: Math.round(height * factor) };
+}
+
+/** The gradient options that only one method reads, with the reason the others disable them. */
+const GRADIENT_OPTIONS = {
+  "grad-steps": ["integrated-gradients", "steps: the integrated-gradients path's points"],
+  "grad-baseline": ["integrated-gradients", "baseline: where integrated gradients start"],
+  "grad-samples": ["smoothgrad", "samples: SmoothGrad's noisy copies"],
+  "grad-noise": ["smoothgrad", "noise: SmoothGrad's noise level"],
+  "grad-seed": ["smoothgrad", "seed: SmoothGrad's noise seed"],
+  "grad-layer": ["guided-gradcam", "layer: the Grad-CAM layer of guided Grad-CAM"],
+  "grad-upsample": ["guided-gradcam", "upsample: how guided Grad-CAM enlarges its Grad-CAM"],
+};
+
+/** A warning shown wherever a model without trained weights predicts or explains. */
+export function randomWeightsWarning(model) {
+  if (!model || model.pretrained) return null;
+  return h("p", { class: "warning random-weights", role: "note" },
+    `⚠ ${model.name} runs with random weights (no trained weights were loaded). ` +
+    "Its predictions are noise and its explanations show what an untrained network computes, " +
+    "not what a trained one has learned.");
+}
 
 export class ClassesView {
   id = "classes";
@@ -21,22 +52,58 @@ export class ClassesView {
     this.predictions = new ResultPane(h("figure", { class: "result" }));
     this.cam = new ResultPane(document.getElementById("cam-result"));
     this.gradients = new ResultPane(document.getElementById("grad-result"));
-    this.camMethod = document.getElementById("cam-method");
-    this.camLayer = document.getElementById("cam-layer");
-    this.gradMethod = document.getElementById("grad-method");
+    this.warning = document.getElementById("classes-warning");
     this.note = document.getElementById("classes-note");
     this.list.after(this.predictions.figure);
-    this.camMethod.addEventListener("change", () => app.update({ cam: this.camMethod.value }));
-    this.camLayer.addEventListener("change", () => app.update({ camlayer: this.camLayer.value }));
-    this.gradMethod.addEventListener("change", () => app.update({ grad: this.gradMethod.value }));
+    const $ = (id) => document.getElementById(id);
+    this.inputs = {
+      cam: $("cam-method"), camlayer: $("cam-layer"), ccmap: $("cam-colormap"), norm: $("cam-normalize"),
+      grad: $("grad-method"), gview: $("grad-view"), gcmap: $("grad-colormap"), gsteps: $("grad-steps"),
+      gbase: $("grad-baseline"), gsamples: $("grad-samples"), gnoise: $("grad-noise"), gseed: $("grad-seed"),
+      glayer: $("grad-layer"), gup: $("grad-upsample"), topk: $("top-k"),
+    };
+    for (const [key, input] of Object.entries(this.inputs)) {
+      input.addEventListener("change", () => {
+        app.update({ [key]: input.type === "checkbox" ? (input.checked ? "1" : "0") : input.value.trim() });
+      });
+    }
+    this.alpha = $("overlay-alpha");
+    this.alpha.addEventListener("input", () => {
+      // Opacity is the page's own: redraw the pictures already here, ask the server nothing.
+      this.app.state.alpha = this.alpha.value;
+      this.#redraw(this.cam);
+      this.#redraw(this.gradients);
+    });
+    this.alpha.addEventListener("change", () => app.update({ alpha: this.alpha.value }));
+    this.jobBox = $("cam-job");
+    this.jobProgress = $("cam-job-progress");
+    this.jobText = $("cam-job-text");
+    $("cam-job-cancel").addEventListener("click", () => this.#cancelJob());
   }
 
-  /** Fill the method lists from the schema, once it is known. */
+  /** Fill the method lists and options from the schema, once it is known. */
   configure(caps) {
+    this.caps = caps;
     this.hasCam = caps.has(CAM);
     this.hasGradients = caps.has(GRADIENTS);
-    fill(this.camMethod, caps.choices(CAM, "method", CAM_METHODS));
-    fill(this.gradMethod, caps.choices(GRADIENTS, "method", GRADIENT_METHODS));
+    this.camAsync = caps.parameter(CAM, "async") !== null;
+    if (caps.has("/v1/methods", "get")) this.#methodTitles();
+    fill(this.inputs.cam, caps.choices(CAM, "method"));
+    fill(this.inputs.grad, caps.choices(GRADIENTS, "method"));
+    fill(this.inputs.gview, caps.choices(GRADIENTS, "view"));
+    fill(this.inputs.gbase, caps.choices(GRADIENTS, "baseline"));
+    fill(this.inputs.gup, caps.choices(GRADIENTS, "upsample"));
+    for (const [input, name, path] of [
+      [this.inputs.gsteps, "steps", GRADIENTS], [this.inputs.gsamples, "samples", GRADIENTS],
+      [this.inputs.gnoise, "noise", GRADIENTS], [this.inputs.gseed, "seed", GRADIENTS],
+    ]) {
+      const schema = caps.parameter(path, name)?.schema ?? {};
+      if (schema.minimum !== undefined || schema.exclusiveMinimum !== undefined) input.min = String(schema.minimum ?? 0);
+      if (schema.maximum !== undefined) input.max = String(schema.maximum);
+      if (schema.default !== undefined) input.placeholder = String(schema.default);
+      const description = caps.parameter(path, name)?.description;
+      if (description) input.title = description;
+    }
     document.getElementById("cam-column").hidden = !this.hasCam;
     document.getElementById("grad-column").hidden = !this.hasGradients;
     const missing = [!this.hasCam && "POST /v1/models/{model}/cam", !this.hasGradients && "POST /v1/models/{model}/gradients"].filter(Boolean);
@@ -44,18 +111,56 @@ export class ClassesView {
     this.note.textContent = `Class activation maps and gradient maps appear here once the server offers ${missing.join(" and ")}.`;
   }
 
-  /** The CAM layer choices follow the model: its layers with a spatial map. */
+  /** Each method's one-line summary as its tooltip, where the server lists them. */
+  async #methodTitles() {
+    try {
+      const { data } = await getJSON("/v1/methods");
+      const summaries = new Map(data.map((m) => [m.name, m.summary]));
+      for (const option of [...this.inputs.cam.options, ...this.inputs.grad.options]) {
+        if (summaries.get(option.value)) option.title = summaries.get(option.value);
+      }
+    } catch {
+      // tooltips only: the lists themselves came from the schema
+    }
+  }
+
+  /** The CAM layer choices follow the model: its layers with a spatial map, forward order. */
   setLayers(layers) {
-    const options = [h("option", { value: "" }, "default (last spatial layer)")];
-    for (const layer of layers.filter((l) => l.spatial)) options.push(h("option", { value: layer.name }, layer.name));
-    this.camLayer.replaceChildren(...options);
+    const spatial = layers.filter((l) => l.spatial);
+    const last = spatial[spatial.length - 1]?.name ?? "";
+    for (const select of [this.inputs.camlayer, this.inputs.glayer]) {
+      const options = [h("option", { value: "" }, `default: ${last}`)];
+      for (const layer of spatial) options.push(h("option", { value: layer.name, title: layer.name }, layer.name));
+      select.replaceChildren(...options);
+    }
+    this.defaultLayer = last;
+  }
+
+  #sync() {
+    const { state } = this.app;
+    const values = {
+      cam: state.cam, camlayer: state.camlayer, ccmap: state.ccmap, grad: state.grad, gview: state.gview,
+      gcmap: state.gcmap, gsteps: state.gsteps, gbase: state.gbase, gsamples: state.gsamples,
+      gnoise: state.gnoise, gseed: state.gseed, glayer: state.glayer, gup: state.gup, topk: state.topk,
+    };
+    for (const [key, value] of Object.entries(values)) this.inputs[key].value = value;
+    this.inputs.norm.checked = state.norm === "1";
+    this.alpha.value = state.alpha;
+    for (const [id, [method, what]] of Object.entries(GRADIENT_OPTIONS)) {
+      const input = document.getElementById(id);
+      const off = state.grad !== method;
+      input.disabled = off;
+      input.closest("label").title = off ? `${what}; only ${method} reads it` : what;
+    }
+    const colourless = state.gview === "gradient";
+    this.inputs.gcmap.disabled = colourless;
+    this.inputs.gcmap.closest("label").title = colourless ? "the gradient view is an RGB image: no colormap applies" : "";
   }
 
   render() {
     const { state } = this.app;
-    this.camMethod.value = state.cam;
-    this.camLayer.value = state.camlayer;
-    this.gradMethod.value = state.grad;
+    this.#sync();
+    this.warning.replaceChildren(...[randomWeightsWarning(this.app.model)].filter(Boolean));
     if (!state.image) {
       this.list.replaceChildren();
       this.predictions.empty("Choose an image on the left to see the model's top classes.");
@@ -66,36 +171,168 @@ export class ClassesView {
     this.#predict();
     const target = state.target || undefined;
     const targetText = state.target ? `class ${state.target}` : "the top class";
-    if (this.hasCam) {
-      const params = {
-        image_id: state.image, method: state.cam, layer: state.camlayer, target, format: "json",
-      };
-      this.cam.run(`${state.model}|${JSON.stringify(params)}`, async (signal) => {
-        const answer = await this.app.post(CAM, params, signal);
-        const map = answer.maps[0];
-        return {
-          src: pngData(answer.png_base64),
-          caption: `${answer.method} on ${map.layer} for ${targetText} '${map.label}' · values ${number(map.min)} to ${number(map.max)}`,
-        };
-      });
+    if (this.hasCam && state.cam) this.#camView(target, targetText);
+    if (this.hasGradients && state.grad) this.#gradientView(target, targetText);
+  }
+
+  #camView(target, targetText) {
+    const { state } = this.app;
+    const params = {
+      image_id: state.image, method: state.cam, layer: state.camlayer || this.defaultLayer, target,
+      colormap: state.ccmap, normalize: state.norm === "1" ? "true" : undefined,
+    };
+    const key = `${state.model}|${JSON.stringify(params)}`;
+    if (this.cam.figure.dataset.key !== key) {
+      // While it runs, the pill says what is coming; the old picture is dimmed under it.
+      this.cam.figure.dataset.pending = `computing ${state.cam} on ${params.layer} for ${targetText}…`;
     }
-    if (this.hasGradients) {
-      const params = { image_id: state.image, method: state.grad, target, format: "json" };
-      this.gradients.run(`${state.model}|${JSON.stringify(params)}`, async (signal) => {
-        const answer = await this.app.post(GRADIENTS, params, signal);
-        const map = answer.maps[0];
-        return {
-          src: pngData(answer.png_base64),
-          caption: `${answer.method} for ${targetText} '${map.label}' · values ${number(map.min)} to ${number(map.max)}`,
-        };
+    this.cam.run(key, async (signal) => {
+      const sync = this.camAsync ? { async: "false" } : {};
+      // Perturbation CAMs (ScoreCAM, AblationCAM) run one forward pass per channel batch:
+      // they are not asked twice for their values, and run as jobs where the server can.
+      const perturbation = /score|ablation/.test(state.cam);
+      const slow = !this.camAsync && perturbation;
+      if (slow) this.#showWaiting(`${state.cam}: one forward pass per channel batch; this takes a while`);
+      const values = perturbation ? null : fetchNpy(this.app, CAM, { ...params, ...sync }, signal);
+      values?.catch(() => {});
+      let answer;
+      try {
+        answer = await this.#camAnswer(params, signal);
+      } finally {
+        if (slow) this.jobBox.hidden = true;
+      }
+      const map = answer.maps[0];
+      const caption = `${answer.method} on ${map.layer} for ${targetText} '${map.label}'` +
+        (state.norm === "1" ? " · normalized to [0, 1]" : "");
+      await this.#draw(this.cam, answer, values && (await values), {
+        colormap: state.ccmap, caption, label: "CAM value", view: "cam", low: map.min, high: map.max,
       });
+      return null;
+    });
+  }
+
+  /** Methods that answer in well under a second; the others (ScoreCAM, AblationCAM: one
+   *  forward pass per channel) run as jobs when the server can, and their values are not
+   *  asked for twice. */
+  #quick(method) {
+    return !this.camAsync || !/score|ablation/.test(method);
+  }
+
+  async #camAnswer(params, signal) {
+    if (!this.camAsync || this.#quick(params.method)) {
+      return this.app.post(CAM, { ...params, format: "json", ...(this.camAsync ? { async: "false" } : {}) }, signal);
     }
+    const response = await this.app.withImage(() =>
+      request(this.app.path(CAM), { method: "POST", params: { ...params, format: "json", async: "true" }, signal }));
+    if (response.status !== 202) return response.json();
+    this.jobLocation = response.headers.get("Location");
+    this.jobBox.hidden = false;
+    this.jobProgress.value = 0;
+    this.jobText.textContent = `${params.method}: queued`;
+    try {
+      const job = await followJob(this.jobLocation, {
+        signal,
+        onProgress: (job) => {
+          this.jobProgress.value = job.progress.fraction;
+          const eta = job.eta_s !== null && job.eta_s !== undefined ? `, about ${Math.ceil(job.eta_s)} s left` : "";
+          this.jobText.textContent = `${params.method}: ${job.status}, step ${job.progress.step} of ${job.progress.total}${eta}`;
+        },
+      });
+      return job.result;
+    } finally {
+      this.jobLocation = null;
+      this.jobBox.hidden = true;
+    }
+  }
+
+  /** A request the server answers only when done: an indeterminate bar and Cancel. */
+  #showWaiting(text) {
+    this.jobBox.hidden = false;
+    this.jobProgress.removeAttribute("value");
+    this.jobText.textContent = text;
+  }
+
+  async #cancelJob() {
+    const location = this.jobLocation;
+    this.cam.cancel();
+    this.jobBox.hidden = true;
+    this.cam.empty("Cancelled: pick a method or a class to draw a map.");
+    if (location) await request(location, { method: "DELETE" }).catch(() => {});
+  }
+
+  #gradientView(target, targetText) {
+    const { state } = this.app;
+    const only = (method, value) => (state.grad === method && value !== "" ? value : undefined);
+    const params = {
+      image_id: state.image, method: state.grad, target, view: state.gview, colormap: state.gcmap,
+      steps: only("integrated-gradients", state.gsteps), baseline: only("integrated-gradients", state.gbase),
+      samples: only("smoothgrad", state.gsamples), noise: only("smoothgrad", state.gnoise),
+      seed: only("smoothgrad", state.gseed), layer: only("guided-gradcam", state.glayer),
+      upsample: only("guided-gradcam", state.gup),
+    };
+    this.gradients.run(`${state.model}|${JSON.stringify(params)}`, async (signal) => {
+      const values = fetchNpy(this.app, GRADIENTS, params, signal);
+      values.catch(() => {});
+      const answer = await this.app.post(GRADIENTS, { ...params, format: "json" }, signal);
+      const map = answer.maps[0];
+      const what = { heatmap: "largest |gradient| over colour channels", positive: "largest positive gradient", negative: "largest negative gradient (as a magnitude)" }[state.gview];
+      const caption = `${answer.method} for ${targetText} '${map.label}' · ${what ?? "the gradient as an image: grey is zero"}`;
+      await this.#draw(this.gradients, answer, await values, {
+        colormap: state.gcmap, caption, label: "gradient", view: state.gview,
+      });
+      return null;
+    });
+  }
+
+  /**
+   * Draw an attribution at the column's width: the map coloured from its npy values over the
+   * input picture cut from the server's panel, with a colorbar and the value under the cursor.
+   * Without values (a job's answer) the server's own picture is shown, with its colorbar.
+   */
+  async #draw(pane, answer, npy, { colormap, caption, label, view, low, high }) {
+    const panel = await loadImage(pngData(answer.png_base64));
+    const box = inputBox(answer.input_size ?? this.app.model.input_size);
+    const background = crop(panel, box.x, box.y, box.w, box.h);
+    const lut = await loadColormap(colormap);
+    const width = Math.min(640, availableWidth(pane.figure));
+    if (!npy || view === "gradient") {
+      const server = crop(panel, box.x + box.w + PANEL.MARGIN, box.y, box.w, box.h);
+      await pane.show({ src: compose(server, { width, smooth: true }), caption });
+      if (view !== "gradient") pane.scale.replaceChildren(colorbar(lut, low, high, { label }));
+      pane.readout.textContent = view === "gradient" ? "" : "(values under the cursor are read for quick methods only)";
+      pane.drawn = null;
+      return;
+    }
+    const [height, mapWidth] = npy.shape.slice(-2);
+    const channels = npy.shape.length === 4 ? npy.shape[1] : 1;
+    const plane = reducePlane(npy.data, channels, height * mapWidth, view);
+    const [from, to] = range(plane);
+    const map = mapCanvas(plane, 0, height, mapWidth, lut, from, to);
+    const overlay = view === "heatmap" || view === "cam";
+    // CAMs are coarse maps the server enlarges smoothly; gradients are per pixel: squares.
+    pane.drawn = { map, background: overlay ? background : null, width, smooth: view === "cam" };
+    await pane.show({ src: this.#compose(pane.drawn), caption });
+    pane.scale.replaceChildren(colorbar(lut, from, to, { label }));
+    const scale = mapWidth / width;
+    pane.hover = (x, y) => {
+      const col = Math.min(mapWidth - 1, Math.max(0, Math.floor(x * scale)));
+      const row = Math.min(height - 1, Math.max(0, Math.floor(y * scale)));
+      return `${label} at x ${col}, y ${row}: ${number(plane[row * mapWidth + col])}`;
+    };
+  }
+
+  #compose({ map, background, width, smooth }) {
+    return compose(map, { width, background, alpha: Number(this.app.state.alpha), smooth });
+  }
+
+  #redraw(pane) {
+    if (pane.drawn?.background) pane.image.src = this.#compose(pane.drawn);
   }
 
   #predict() {
     const { state } = this.app;
-    const params = { image_id: state.image, top_k: 5 };
-    this.predictions.run(`${state.model}|${state.image}|${state.target}`, async (signal) => {
+    const params = { image_id: state.image, top_k: state.topk || 5 };
+    this.predictions.run(`${state.model}|${state.image}|${state.target}|${params.top_k}`, async (signal) => {
       let answer;
       try {
         answer = await this.app.post(PREDICT, params, signal);
@@ -113,7 +350,7 @@ export class ClassesView {
               class: row.class_index === chosen ? "class selected" : "class",
               "aria-pressed": row.class_index === chosen ? "true" : "false",
               dataset: { class: String(row.class_index) },
-              title: "explain this class",
+              title: `${row.label} (class ${row.class_index}): explain this class`,
               onclick: () => this.app.update({ target: String(row.class_index) }),
             },
             h("span", { class: "label" }, row.label),
@@ -126,6 +363,22 @@ export class ClassesView {
       return null;
     });
   }
+}
+
+/** One plane [H*W] from [C, H, W] values as the server's views draw them. */
+export function reducePlane(data, channels, size, view) {
+  if (view === "cam") return data.subarray(0, size); // one map, drawn as it is
+  const plane = new Float32Array(size);
+  for (let i = 0; i < size; i++) {
+    let best = 0;
+    for (let c = 0; c < channels; c++) {
+      const v = data[c * size + i];
+      const candidate = view === "positive" ? Math.max(0, v) : view === "negative" ? Math.max(0, -v) : Math.abs(v);
+      if (candidate > best) best = candidate;
+    }
+    plane[i] = best;
+  }
+  return plane;
 }
 
 function fill(select, values) {

@@ -39,8 +39,22 @@ export class ResultPane {
     this.message = h("p", { class: "message muted" });
     this.errorBox = h("p", { class: "error", role: "alert", hidden: true });
     this.caption = h("figcaption", { class: "small" });
+    this.scale = h("div", { class: "scale" }); // colorbars
+    this.readout = h("p", { class: "readout small" }); // the value under the cursor
     this.extra = h("div", { class: "extra" });
-    figure.replaceChildren(this.message, this.errorBox, this.frame, this.caption, this.extra);
+    this.hover = null; // (x, y) in the picture's pixels -> a sentence, or null
+    figure.replaceChildren(this.message, this.errorBox, this.frame, this.scale, this.readout, this.caption, this.extra);
+    this.frame.addEventListener("pointermove", (event) => {
+      if (!this.hover) return;
+      const rect = this.image.getBoundingClientRect();
+      if (!rect.width || !rect.height) return;
+      const x = ((event.clientX - rect.left) * this.image.naturalWidth) / rect.width;
+      const y = ((event.clientY - rect.top) * this.image.naturalHeight) / rect.height;
+      this.readout.textContent = this.hover(x, y) ?? "";
+    });
+    this.frame.addEventListener("pointerleave", () => {
+      this.readout.textContent = "";
+    });
     this.controller = null;
     this.objectURL = null;
     this.frame.hidden = true;
@@ -54,14 +68,23 @@ export class ResultPane {
     this.message.hidden = false;
     this.errorBox.hidden = true;
     this.frame.hidden = true;
+    this.#clearExtras();
+    delete this.figure.dataset.key;
+  }
+
+  #clearExtras() {
     this.caption.textContent = "";
     this.extra.replaceChildren();
-    delete this.figure.dataset.key;
+    this.scale.replaceChildren();
+    this.readout.textContent = "";
+    this.hover = null;
   }
 
   cancel() {
     this.controller?.abort();
     this.controller = null;
+    this.figure.classList.remove("busy");
+    delete this.figure.dataset.pending;
   }
 
   /**
@@ -73,6 +96,7 @@ export class ResultPane {
     this.cancel();
     const controller = new AbortController();
     this.controller = controller;
+    this.figure.dataset.pending ||= "working…";
     this.figure.classList.add("busy");
     this.message.hidden = true;
     const started = performance.now();
@@ -92,6 +116,7 @@ export class ResultPane {
       if (this.controller === controller) {
         this.controller = null;
         this.figure.classList.remove("busy");
+        delete this.figure.dataset.pending;
       }
     }
   }
@@ -110,6 +135,9 @@ export class ResultPane {
     }
     this.image.classList.toggle("small", this.image.naturalWidth < 160);
     this.hotspots.replaceChildren();
+    this.scale.replaceChildren();
+    this.readout.textContent = "";
+    this.hover = null;
     this.frame.hidden = false;
     this.message.hidden = true;
     this.caption.textContent = caption;
@@ -120,8 +148,7 @@ export class ResultPane {
     this.errorBox.textContent = error.message || String(error);
     this.errorBox.hidden = false;
     this.frame.hidden = true;
-    this.caption.textContent = "";
-    this.extra.replaceChildren();
+    this.#clearExtras();
   }
 }
 

@@ -2,7 +2,7 @@
 // reload. Only values that differ from the defaults are written, to keep links short.
 
 export const DEFAULTS = Object.freeze({
-  view: "maps", // maps | compare | classes | stats | filters | synthesis
+  view: "maps", // maps | compare | classes | trust | stats | filters | synthesis | embedding
   model: "",
   image: "", // image_id from POST /v1/images
   sample: "", // the built-in sample the image came from: lets a link outlive a server restart
@@ -16,9 +16,26 @@ export const DEFAULTS = Object.freeze({
   target: "", // class index; empty: the top-1 class
   cam: "gradcam",
   camlayer: "",
+  ccmap: "jet", // CAM colormap
+  norm: "0", // CAM normalize
+  alpha: "0.5", // overlay opacity, drawn by the page
+  topk: "5",
   grad: "vanilla",
+  gview: "heatmap",
+  gcmap: "inferno",
+  gsteps: "", // integrated-gradients steps; empty: the server's default
+  gbase: "zero",
+  gsamples: "", // smoothgrad
+  gnoise: "",
+  gseed: "",
+  glayer: "", // guided-gradcam
+  gup: "nearest",
+  tlayer: "", // trust view: layer, curve points, randomized top layers
+  tsteps: "16",
+  trand: "2",
   fchannels: "first:64",
   fview: "auto",
+  fscale: "channel",
   unit: "0", // the channel to maximize
   steps: "128",
   embed: "pca", // embedding projection

@@ -1,0 +1,112 @@
+"""The class view and the trust view: maps drawn from their values, colorbars, hover, random
+weights said loudly, every CAM method ranked by faithfulness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import LiveServer
+from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
+
+pytestmark = pytest.mark.browser
+
+
+def test_cam_and_gradient_maps_have_colorbars_hover_values_and_an_opacity_slider(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server, "#view=classes")
+    choose_sample(page, "digit-3-label3.png")
+    cam = settled(page, "cam-result")
+    assert cam["error"] is None, cam
+    assert cam["caption"].startswith("gradcam on relu3 for the top class '3'")
+    assert cam["shownWidth"] == cam["width"] and cam["width"] > 200  # the column's width
+    gradients = settled(page, "grad-result")
+    assert gradients["error"] is None, gradients
+    for figure in ("cam-result", "grad-result"):
+        ticks = page.eval_on_selector_all(
+            f"#{figure} .colorbar .tick", "(ticks) => ticks.map((t) => t.textContent)"
+        )
+        assert len(ticks) >= 2
+        assert all(float(t) == float(t) for t in ticks)  # numbers in the values' units
+        if figure == "grad-result":  # the heatmap view shows |gradient|: nothing below zero
+            assert min(float(t) for t in ticks) >= 0
+    picture = page.locator("#cam-result img.panel").bounding_box()
+    page.mouse.move(picture["x"] + picture["width"] / 2, picture["y"] + picture["height"] / 2)
+    readout = wait_for(page, "document.querySelector('#cam-result .readout').textContent")
+    assert readout.startswith("CAM value at x ")
+    before = page.get_attribute("#cam-result img.panel", "src")
+    page.fill("#overlay-alpha", "0.9")
+    wait_for(page, f"document.querySelector('#cam-result img.panel').src !== {before!r}")
+    assert page.evaluate("location.hash").count("alpha=0.9") == 1
+    screenshot(page, "03-classes-cam-gradients")
+
+
+def test_options_a_method_ignores_are_disabled_with_a_reason(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server, "#view=classes")
+    choose_sample(page, "digit-5-label5.png")
+    settled(page, "grad-result")
+    assert page.is_disabled("#grad-steps") and page.is_disabled("#grad-samples")
+    title = page.get_attribute("label:has(#grad-steps)", "title")
+    assert "only integrated-gradients reads it" in title
+    page.select_option("#grad-method", "integrated-gradients")
+    wait_for(page, "!document.getElementById('grad-steps').disabled")
+    page.fill("#grad-steps", "8")
+    page.press("#grad-steps", "Enter")
+    shown = settled(page, "grad-result")
+    assert shown["error"] is None and shown["caption"].startswith("integrated-gradients")
+    assert "gsteps=8" in page.evaluate("location.hash")
+
+
+def test_random_weights_are_said_loudly_where_resnet18_predicts(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server, "#view=classes")
+    page.select_option("#model", "resnet18")
+    page.click("#samples button[data-sample='china.jpg']")
+    wait_for(page, "document.querySelectorAll('#predictions button.class').length === 5")
+    assert page.is_visible("#classes-warning .warning")
+    assert "random weights" in page.inner_text("#classes-warning")
+    assert page.is_visible("#model-info .random")
+    settled(page, "cam-result", 120)
+    settled(page, "grad-result", 120)
+    screenshot(page, "04-random-weights-warning")
+    page.click("#tab-maps")
+    page.fill("#layer-search", "fc")
+    page.click("#layer-tree [data-layer='fc']")
+    wait_for(page, "document.querySelector('#maps-result .warning.random-weights')", 120)
+    assert page.eval_on_selector_all("#maps-result .bar-row", "(r) => r.length") == 20
+    page.click("#tab-classes")
+    page.select_option("#model", "digits")
+    wait_for(page, "!document.querySelector('#classes-warning .warning')")
+
+
+def test_the_trust_view_ranks_every_cam_method_by_faithfulness(
+    open_tab: Any, portal_server: LiveServer
+) -> None:
+    page = open_tab().page
+    open_portal(page, portal_server, "#view=trust&tsteps=8&trand=1")
+    choose_sample(page, "digit-2-label2.png")
+    wait_for(page, "document.getElementById('trust-result').dataset.methods", timeout=240)
+    rows = page.eval_on_selector_all(
+        "#trust-result table.trust tbody tr",
+        "(rows) => rows.map((r) => [r.dataset.method, r.querySelector('.auc-deletion')"
+        ".textContent, r.querySelector('.auc-insertion').textContent])",
+    )
+    with_aucs = [r for r in rows if r[1] and r[2] and r[1] != "…"]
+    assert len(with_aucs) >= 5, rows
+    score = [float(r[2]) - float(r[1]) for r in with_aucs]
+    assert score == sorted(score, reverse=True)  # ranked by faithfulness
+    assert page.eval_on_selector_all("#trust-result .trust-card img", "(i) => i.length") >= 5
+    flagged = page.eval_on_selector_all(
+        "#trust-result table.trust-gradients tr:has(.sanity.fails)",
+        "(rows) => rows.map((r) => r.dataset.method)",
+    )
+    assert {"guided-backprop", "guided-gradcam"} <= set(flagged)
+    screenshot(page, "05-trust-view")
