@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from service.engine.render import colormap_lut
+from service.engine.text import font as cached_font
 
 _INK = (20, 20, 20)
 _GRID = (200, 200, 200)
@@ -22,7 +23,7 @@ COLORBAR_HEIGHT = 30
 
 
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=_FONT_SIZE)
+    return cached_font(_FONT_SIZE)
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:

@@ -30,9 +30,7 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 @lru_cache(maxsize=4096)
 def badge(text: str, size: int) -> Sprite:
     """White text on a black box with 2/1 px padding, anchored where the text starts."""
-    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
-        (0, 0), text, font=font(size)
-    )
+    left, top, right, bottom = _bbox(text, size)
     box = (left - 2, top - 1, right + 2, bottom + 1)
     image = Image.new("RGB", (box[2] - box[0] + 1, box[3] - box[1] + 1), (0, 0, 0))
     ImageDraw.Draw(image).text((-box[0], -box[1]), text, fill=(255, 255, 255), font=font(size))
@@ -42,12 +40,15 @@ def badge(text: str, size: int) -> Sprite:
 @lru_cache(maxsize=4096)
 def ink(text: str, size: int, colour: tuple[int, int, int]) -> Sprite:
     """Dark text on white, anchored where the text starts; paste it with `darken`."""
-    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
-        (0, 0), text, font=font(size)
-    )
+    left, top, right, bottom = _bbox(text, size)
     image = Image.new("RGB", (max(1, right - left), max(1, bottom - top)), (255, 255, 255))
     ImageDraw.Draw(image).text((-left, -top), text, fill=colour, font=font(size))
     return _frozen(image, (top, left))
+
+
+def _bbox(text: str, size: int) -> tuple[int, int, int, int]:
+    box = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font(size))
+    return int(box[0]), int(box[1]), int(box[2]), int(box[3])
 
 
 def _frozen(image: Image.Image, offset: tuple[int, int]) -> Sprite:
