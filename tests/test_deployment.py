@@ -60,3 +60,14 @@ def test_scale_out_example_routes_on_readiness() -> None:
     nginx = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "proxy_next_upstream" in nginx and "http_503" in nginx
     assert nginx.count("server layerscope-") >= 2
+
+
+def test_dockerfile_installs_every_runtime_dependency() -> None:
+    """The image lists its dependencies for layer caching; none may drift from pyproject."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[<>=\[ ]", dep, maxsplit=1)[0] for dep in project["dependencies"]]
+    text = (ROOT / "Dockerfile").read_text()
+    missing = [name for name in names if f'"{name}' not in text]
+    assert not missing, f"pyproject dependencies the Dockerfile does not install: {missing}"
