@@ -27,6 +27,7 @@ from service.routes import (
     invert,
     jobs,
     maximize,
+    methods,
     metrics,
     models,
     predict,
@@ -142,7 +143,7 @@ def create_app(
     ):
         app.include_router(router)
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
-    for router in (attributions.router, *insight, jobs.router):
+    for router in (attributions.router, methods.router, *insight, jobs.router):
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.

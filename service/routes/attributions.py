@@ -9,26 +9,25 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, create_model
 
+from api_schemas import attributions as schemas
 from api_schemas.attributions import (
     Baseline,
     CamLayerItem,
     CamMapItem,
-    CamMethod,
-    CamResponse,
     CamUpsample,
     GradientMapItem,
-    GradientMethod,
-    GradientResponse,
     GradientView,
     TargetItem,
+    method_enum,
 )
 from api_schemas.errors import ErrorBody
 from api_schemas.feature_maps import OutputFormat
 from api_schemas.predictions import PredictionItem
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.attribution.methods.registry import cam_methods, gradient_methods
 from service.engine.attribution.pictures import Look
 from service.engine.attribution.plan import check_finite, plan_cam, plan_gradients
 from service.engine.predict import Prediction
@@ -37,6 +36,13 @@ from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.workers.tasks import cam_task, gradients_task
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
+
+CamMethod = method_enum("CamMethod", [m.name for m in cam_methods()])
+GradientMethod = method_enum("GradientMethod", [m.name for m in gradient_methods()])
+CamResponse = create_model("CamResponse", __base__=schemas.CamResponse, method=(CamMethod, ...))
+GradientResponse = create_model(
+    "GradientResponse", __base__=schemas.GradientResponse, method=(GradientMethod, ...)
+)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (404, 413, 415, 422)
@@ -135,7 +141,7 @@ async def cam(
         CamMethod,
         BeforeValidator(_plus_signs),
         Query(description="the CAM method (gradcam++ may be sent as gradcam%2B%2B or gradcam++)"),
-    ] = CamMethod.gradcam,
+    ] = CamMethod("gradcam"),
     layer: Annotated[
         str | None,
         Query(
@@ -241,9 +247,9 @@ async def gradients(
     images: ImagesDep,
     pool: PoolDep,
     settings: SettingsDep,
-    method: Annotated[
-        GradientMethod, Query(description="the gradient method")
-    ] = GradientMethod.vanilla,
+    method: Annotated[GradientMethod, Query(description="the gradient method")] = GradientMethod(
+        "vanilla"
+    ),
     target: TargetQuery = None,
     fmt: FormatQuery = OutputFormat.png,
     view: Annotated[

@@ -24,9 +24,10 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from model_registry.registry import LoadedModel
 from service.engine.attribution.baselines import baseline
-from service.engine.attribution.explain import compute_gradients, gradient_maps
+from service.engine.attribution.explain import compute_gradients
 from service.engine.attribution.gradients import input_gradients
 from service.engine.attribution.guided import relu_override
+from service.engine.attribution.maps import gradient_maps
 from service.engine.attribution.plan import plan_gradients
 from service.samples import digit_samples
 from tests.attribution.helpers import model_batch, pearson

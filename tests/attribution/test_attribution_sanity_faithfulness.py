@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from model_registry.registry import LoadedModel
-from service.engine.attribution.explain import cam_maps, compute_cam
+from service.engine.attribution.explain import compute_cam
 from service.engine.attribution.faithfulness import deletion_insertion
+from service.engine.attribution.maps import cam_maps
 from service.engine.attribution.plan import plan_cam
 from service.engine.attribution.sanity import parametrized_layers, randomized_copy, rank_correlation
 from service.samples import digit_samples

@@ -8,9 +8,6 @@ const PREDICT = "/v1/models/{model}/predict";
 const CAM = "/v1/models/{model}/cam";
 const GRADIENTS = "/v1/models/{model}/gradients";
 
-const CAM_METHODS = ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "cam", "scorecam", "eigencam", "ablationcam"];
-const GRADIENT_METHODS = ["vanilla", "guided-backprop", "deconvnet", "guided-gradcam", "input-x-gradient", "integrated-gradients", "smoothgrad"];
-
 export class ClassesView {
   id = "classes";
   needs = [PREDICT];
@@ -35,8 +32,8 @@ export class ClassesView {
   configure(caps) {
     this.hasCam = caps.has(CAM);
     this.hasGradients = caps.has(GRADIENTS);
-    fill(this.camMethod, caps.choices(CAM, "method", CAM_METHODS));
-    fill(this.gradMethod, caps.choices(GRADIENTS, "method", GRADIENT_METHODS));
+    fill(this.camMethod, caps.choices(CAM, "method"));
+    fill(this.gradMethod, caps.choices(GRADIENTS, "method"));
     document.getElementById("cam-column").hidden = !this.hasCam;
     document.getElementById("grad-column").hidden = !this.hasGradients;
     const missing = [!this.hasCam && "POST /v1/models/{model}/cam", !this.hasGradients && "POST /v1/models/{model}/gradients"].filter(Boolean);
