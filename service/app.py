@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from model_registry.config import default_specs, load_config
 from model_registry.registry import ModelRegistry, resolve_device
-from service.errors import install_error_handlers
+from service.error_handlers import install_error_handlers
 from service.metrics import Metrics, hook_count
 from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware

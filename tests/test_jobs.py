@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from model_registry.errors import InvalidInput, NotFound
+from model_registry.errors import InvalidInput, NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Progress
-from service.workers.job_store import Encoded, JobStore, NotFinished, TooManyJobs
+from service.workers.job_store import Encoded, JobStore
 
 RESULT = Encoded(b"done", "text/plain")
 

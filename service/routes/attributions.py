@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BeforeValidator, create_model
+from pydantic import BaseModel, BeforeValidator, create_model
 
 from api_schemas import attributions as schemas
 from api_schemas.attributions import (
@@ -22,16 +22,26 @@ from api_schemas.attributions import (
     TargetItem,
     method_enum,
 )
-from api_schemas.errors import ErrorBody
 from api_schemas.feature_maps import OutputFormat
 from api_schemas.predictions import PredictionItem
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.methods.registry import cam_methods, gradient_methods
 from service.engine.attribution.pictures import Look
-from service.engine.attribution.plan import check_finite, plan_cam, plan_gradients
+from service.engine.attribution.plan import plan_cam, plan_gradients
+from service.engine.checks import check_finite
+from service.engine.encode import NPY_MEDIA_TYPE as NPY
+from service.engine.encode import NPZ_MEDIA_TYPE as NPZ
+from service.engine.encode import PNG_MEDIA_TYPE as PNG
 from service.engine.predict import Prediction
 from service.engine.render import check_colormap
+from service.routes.common import (
+    DEVICE_ERRORS,
+    IMAGE_ERRORS,
+    MODEL_ERRORS,
+    answers,
+    split_names,
+)
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.workers.tasks import cam_task, gradients_task
 
@@ -44,24 +54,14 @@ GradientResponse = create_model(
     "GradientResponse", __base__=schemas.GradientResponse, method=(GradientMethod, ...)
 )
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (404, 413, 415, 422)
-}
+_ERRORS = (*MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS)
 
 
-def _media(npy: str, schema: str) -> dict:
-    return {
-        200: {
-            "description": f"png: heatmaps beside each input; npy: {npy}; "
-            "json: metadata and the png as base64",
-            "content": {
-                "image/png": {"schema": {"type": "string", "format": "binary"}},
-                "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
-                "application/zip": {"schema": {"type": "string", "format": "binary"}},
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}},
-            },
-        }
-    }
+def _answers(npy: str, body: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    description = (
+        f"png: heatmaps beside each input; npy: {npy}; json: metadata and the png as base64"
+    )
+    return answers(description, PNG, NPY, NPZ, body=body, errors=_ERRORS)
 
 
 _CAM_NPY = (
@@ -105,10 +105,6 @@ def _plus_signs(value: object) -> object:
     return value.replace(" ", "+") if isinstance(value, str) else value
 
 
-def split_names(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
 def _json_only(fmt: OutputFormat, **options: object) -> None:
     for name, value in options.items():
         if value and fmt is not OutputFormat.json:
@@ -129,9 +125,7 @@ def _predictions(rows: list[list[Prediction]]) -> list[list[PredictionItem]]:
     return [[PredictionItem(**vars(p)) for p in row] for row in rows]
 
 
-@router.post(
-    "/{model}/cam", responses={**_media(_CAM_NPY, "CamResponse"), **_ERRORS}, response_model=None
-)
+@router.post("/{model}/cam", responses=_answers(_CAM_NPY, CamResponse), response_model=None)
 async def cam(
     model: ModelDep,
     images: ImagesDep,
@@ -182,7 +176,7 @@ async def cam(
         normalize=normalize,
     )
     check_colormap(colormap)
-    check_finite(alpha, field="alpha", low=0.0, high=1.0)
+    check_finite("alpha", alpha, low=0.0, high=1.0)
     _json_only(fmt, metrics=plan.metrics, randomize=plan.randomize)
     answer = await pool.run(
         cam_task,
@@ -239,7 +233,7 @@ async def cam(
 
 @router.post(
     "/{model}/gradients",
-    responses={**_media(_GRADIENT_NPY, "GradientResponse"), **_ERRORS},
+    responses=_answers(_GRADIENT_NPY, GradientResponse),
     response_model=None,
 )
 async def gradients(
@@ -315,7 +309,7 @@ async def gradients(
         top_k=top_k,
     )
     check_colormap(colormap)
-    check_finite(alpha, field="alpha", low=0.0, high=1.0)
+    check_finite("alpha", alpha, low=0.0, high=1.0)
     _json_only(fmt, randomize=plan.randomize)
     answer = await pool.run(
         gradients_task,

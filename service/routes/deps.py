@@ -8,16 +8,12 @@ from typing import Annotated
 from fastapi import Depends, File, Query, Request, UploadFile
 from fastapi import Path as PathParam
 
-from model_registry.errors import ClientError, InvalidInput, PayloadTooLarge
+from model_registry.errors import InvalidInput, NotReady, PayloadTooLarge
 from model_registry.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
 from service.workers.image_store import ImageStore
 from service.workers.pool import InferencePool
-
-
-class NotReady(ClientError):
-    status = 503
 
 
 def get_settings(request: Request) -> Settings:
@@ -35,7 +31,7 @@ def get_pool(request: Request) -> InferencePool:
     return request.app.state.pool
 
 
-async def get_model(
+async def addressed_model(
     registry: Annotated[ModelRegistry, Depends(get_registry)],
     pool: Annotated[InferencePool, Depends(get_pool)],
     model: Annotated[
@@ -51,7 +47,7 @@ async def get_model(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 PoolDep = Annotated[InferencePool, Depends(get_pool)]
-ModelDep = Annotated[LoadedModel, Depends(get_model)]
+ModelDep = Annotated[LoadedModel, Depends(addressed_model)]
 
 
 def get_activation_cache(request: Request) -> ActivationCache | None:

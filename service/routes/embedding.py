@@ -10,12 +10,12 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from api_schemas.errors import ErrorBody
 from api_schemas.insight import EmbeddingFormat, EmbeddingMethod, EmbeddingResponse
-from model_registry.errors import ClientError, InvalidInput, PayloadTooLarge
+from model_registry.errors import BadRequest, InvalidInput, PayloadTooLarge, TooManyJobs, TooSlow
 from service.engine.insight.cost import embedding_seconds
 from service.engine.insight.embedding import EmbeddingPlan, plan_embedding
 from service.engine.insight.progress import Progress
+from service.routes.common import DEVICE_ERRORS, IMAGE_ERRORS, MODEL_ERRORS, error_responses
 from service.routes.deps import ModelDep, PoolDep, SettingsDep
 from service.routes.jobs import JSON_MEDIA_TYPE, JobsDep, answer_or_job
 from service.routes.maximize import AsyncQuery
@@ -56,10 +56,6 @@ _MULTIPART = {
 }
 
 
-class BadForm(ClientError):
-    status = 400
-
-
 async def read_many(request: Request, settings: Settings) -> tuple[list[bytes], list[str] | None]:
     """Up to `max_embedding_images` uploads and their optional labels, in order."""
     limit = settings.max_embedding_images
@@ -73,9 +69,9 @@ async def read_many(request: Request, settings: Settings) -> tuple[list[bytes], 
                 field="image",
                 max_images=limit,
             ) from exc
-        raise BadForm(f"the multipart body could not be read: {message}", field="image") from exc
+        raise BadRequest(f"the multipart body could not be read: {message}", field="image") from exc
     except AssertionError as exc:  # Starlette asserts python-multipart is installed, or a form body
-        raise BadForm("send the images as multipart/form-data", field="image") from exc
+        raise BadRequest("send the images as multipart/form-data", field="image") from exc
     try:
         files = [item for item in form.getlist("image") if isinstance(item, UploadFile)]
         if not files:
@@ -135,7 +131,9 @@ def _body(model: str, plan: EmbeddingPlan, result: Any, labels: list[str] | None
     responses={
         200: {"content": {"application/json": {}, "image/png": {}}},
         202: {"description": "accepted as a job; poll the Location header (GET /v1/jobs/{id})"},
-        **{code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429)},
+        **error_responses(
+            BadRequest, *MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS, TooSlow, TooManyJobs
+        ),
     },
 )
 async def embedding(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api_schemas.errors import ErrorBody
 from api_schemas.feature_maps import FeatureMapResponse, LayerMapsInfo, OutputFormat, Reduce, Scale
 from service.engine.channels import GRAMMAR
+from service.engine.encode import NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE, PNG_MEDIA_TYPE
 from service.engine.feature_maps import (
     OutputCaps,
     channel_ranges,
@@ -18,34 +18,31 @@ from service.engine.feature_maps import (
     plan_feature_maps,
 )
 from service.engine.render import RenderOptions, check_colormap
+from service.routes.common import (
+    DEVICE_ERRORS,
+    IMAGE_ERRORS,
+    MODEL_ERRORS,
+    answers,
+    split_names,
+)
 from service.routes.deps import ActivationCacheDep, ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.workers.capture_flow import captured_layers
 from service.workers.tasks import feature_map_answer
 
 router = APIRouter(prefix="/v1/models", tags=["feature maps"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (404, 413, 415, 422)
-}
-_MEDIA: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "png: the panel; npy: float32 [B, k, H, W] for one layer; "
-        "npz (application/zip): one array per layer name; json: metadata and the panel as base64",
-        "content": {
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
-            "application/zip": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/FeatureMapResponse"}},
-        },
-    }
-}
+_ANSWERS = answers(
+    "png: the panel; npy: float32 [B, k, H, W] for one layer; "
+    "npz (application/zip): one array per layer name; json: metadata and the panel as base64",
+    PNG_MEDIA_TYPE,
+    NPY_MEDIA_TYPE,
+    NPZ_MEDIA_TYPE,
+    body=FeatureMapResponse,
+    errors=(*MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS),
+)
 
 
-def split_names(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
-@router.post("/{model}/feature-maps", responses={**_MEDIA, **_ERRORS}, response_model=None)
+@router.post("/{model}/feature-maps", responses=_ANSWERS, response_model=None)
 async def feature_maps(
     model: ModelDep,
     images: ImagesDep,

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from api_schemas.errors import ErrorBody
 from api_schemas.feature_maps import Scale
 from api_schemas.insight import FilterFormat, FilterView
 from service.engine.channels import GRAMMAR
 from service.engine.insight.filters import plan_filters
 from service.engine.render import check_colormap
+from service.routes.common import DEVICE_ERRORS, MODEL_ERRORS, error_responses
 from service.routes.deps import ModelDep, PoolDep
 from service.workers.tasks import filters_task
 
@@ -33,8 +33,7 @@ LayerPath = Annotated[
             "stored; png: a grid of kernels",
             "content": {"image/png": {}, "application/x-npy": {}},
         },
-        404: {"model": ErrorBody},
-        422: {"model": ErrorBody},
+        **error_responses(*MODEL_ERRORS, *DEVICE_ERRORS),
     },
 )
 async def filters(

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 
-from api_schemas.errors import ErrorBody
 from api_schemas.jobs import JobBody, JobProgress, JobStatus
-from model_registry.errors import ClientError
+from model_registry.errors import NotFinished, NotFound, TooSlow
 from model_registry.registry import LoadedModel
 from service.engine.insight.progress import Progress
+from service.routes.common import error_responses
 from service.settings import Settings
 from service.workers.job_store import SUCCEEDED, Encoded, JobStore, JobView
 from service.workers.pool import InferencePool
@@ -63,10 +63,6 @@ def job_body(view: JobView, result: Encoded | None = None) -> JobBody:
     )
 
 
-class TooSlow(ClientError):
-    status = 504
-
-
 def deadline(limit_s: float) -> Progress:
     """A progress callback that ends a synchronous computation after `limit_s` seconds,
     the same limit a job gets, so `async=false` cannot hold a worker forever."""
@@ -108,7 +104,7 @@ async def answer_or_job(
     return JSONResponse(body, status_code=202, headers={"Location": location})
 
 
-@router.get("/{job_id}", response_model=JobBody, responses={404: {"model": ErrorBody}})
+@router.get("/{job_id}", response_model=JobBody, responses=error_responses(NotFound))
 async def get_job(job_id: JobId, jobs: JobsDep) -> JobBody:
     """A job's status, progress (step/total), ETA and, once it succeeded, its result."""
     view = jobs.get(job_id)
@@ -126,8 +122,7 @@ async def get_job(job_id: JobId, jobs: JobsDep) -> JobBody:
             "description": "the answer the synchronous call would have given (png, npy or json)",
             "content": {"image/png": {}, "application/x-npy": {}, "application/json": {}},
         },
-        404: {"model": ErrorBody},
-        409: {"model": ErrorBody, "description": "the job has not succeeded (yet)"},
+        **error_responses(NotFound, NotFinished),
     },
 )
 async def get_job_result(job_id: JobId, jobs: JobsDep) -> Response:
@@ -136,7 +131,7 @@ async def get_job_result(job_id: JobId, jobs: JobsDep) -> Response:
     return Response(result.body, media_type=result.media_type)
 
 
-@router.delete("/{job_id}", response_model=JobBody, responses={404: {"model": ErrorBody}})
+@router.delete("/{job_id}", response_model=JobBody, responses=error_responses(NotFound))
 async def delete_job(job_id: JobId, jobs: JobsDep) -> JobBody:
     """Cancel a queued or running job (it stops before its next step), or forget a finished one."""
     return job_body(jobs.delete(job_id))

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api_schemas.errors import ErrorBody
 from api_schemas.insight import ImageFormat, MaximizeResponse
+from model_registry.errors import TooManyJobs, TooSlow
 from service.engine.insight.cost import optimization_seconds
 from service.engine.insight.maximize import DEFAULT_TV, MaximizePlan, MaximizeResult, plan_maximize
 from service.engine.insight.progress import Progress
+from service.routes.common import DEVICE_ERRORS, MODEL_ERRORS, error_responses
 from service.routes.deps import ModelDep, PoolDep, SettingsDep
 from service.routes.filters import LayerPath
 from service.routes.jobs import JSON_MEDIA_TYPE, JobsDep, answer_or_job
@@ -28,9 +29,7 @@ IMAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
         "content": {"image/png": {}, "application/x-npy": {}, "application/json": {}},
     },
     202: {"description": "accepted as a job; poll the Location header (GET /v1/jobs/{id})"},
-    404: {"model": ErrorBody},
-    422: {"model": ErrorBody},
-    429: {"model": ErrorBody, "description": "too many jobs"},
+    **error_responses(*MODEL_ERRORS, *DEVICE_ERRORS, TooSlow, TooManyJobs),
 }
 AsyncQuery = Annotated[
     bool | None,

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api_schemas.errors import ErrorBody
 from api_schemas.predictions import PredictionItem, PredictResponse
 from service.engine.predict import check_top_k
+from service.routes.common import DEVICE_ERRORS, IMAGE_ERRORS, MODEL_ERRORS, error_responses
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.workers.tasks import decode_batch, logits_work, predictions
 
@@ -18,12 +18,7 @@ router = APIRouter(prefix="/v1/models", tags=["predictions"])
 @router.post(
     "/{model}/predict",
     response_model=PredictResponse,
-    responses={
-        404: {"model": ErrorBody},
-        413: {"model": ErrorBody},
-        415: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-    },
+    responses=error_responses(*MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS),
 )
 async def predict(
     model: ModelDep,

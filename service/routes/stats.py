@@ -7,11 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api_schemas.errors import ErrorBody
 from api_schemas.insight import LayerStatsBody, StatsFormat, StatsResponse
 from service.engine.insight.stats import LayerStats, plan_stats
+from service.routes.common import (
+    DEVICE_ERRORS,
+    IMAGE_ERRORS,
+    MODEL_ERRORS,
+    error_responses,
+    split_names,
+)
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.routes.feature_maps import split_names
 from service.workers.tasks import stats_task
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
@@ -37,7 +42,7 @@ def _layer_body(stats: LayerStats) -> LayerStatsBody:
     response_model=StatsResponse,
     responses={
         200: {"content": {"application/json": {}, "image/png": {}}},
-        **{code: {"model": ErrorBody} for code in (404, 413, 415, 422)},
+        **error_responses(*MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS),
     },
 )
 async def stats(

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from service.workers.errors import DeadlineExceeded, OutOfDeviceMemory
+from model_registry.errors import DeadlineExceeded, OutOfDeviceMemory
 
 log = logging.getLogger("layerscope.workers")
 

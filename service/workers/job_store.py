@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from model_registry.errors import ClientError, NotFound
+from model_registry.errors import ClientError, NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Cancelled, Progress
 
 log = logging.getLogger("layerscope")
@@ -30,14 +30,6 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "cancelled",
 )
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-
-
-class TooManyJobs(ClientError):
-    status = 429
-
-
-class NotFinished(ClientError):
-    status = 409
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ Every error names the argument and says what would be accepted.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from model_registry.catalog import LayerInfo
@@ -16,6 +15,7 @@ from service.engine.attribution.faithfulness import DEFAULT_STEPS, METRICS
 from service.engine.attribution.methods.registry import cam_method, gradient_method
 from service.engine.attribution.sanity import parametrized_layers
 from service.engine.attribution.targets import parse_targets
+from service.engine.checks import check_choice, check_finite
 
 MAX_LAYERS = 8
 DEFAULT_TOP_K = 5
@@ -85,30 +85,6 @@ class GradientPlan:
     @property
     def several_targets(self) -> bool:
         return len(self.targets) > 1
-
-
-def check_choice(value: str, choices: tuple[str, ...], *, field: str) -> None:
-    if value not in choices:
-        raise InvalidInput(
-            f"{field}: '{value}' is not one of {', '.join(choices)}",
-            field=field,
-            choices=list(choices),
-        )
-
-
-def check_finite(
-    value: float, *, field: str, low: float | None = None, high: float | None = None
-) -> None:
-    """Reject NaN and infinities, and values outside [low, high] (a closed range)."""
-    if (
-        not math.isfinite(value)
-        or (low is not None and value < low)
-        or (high is not None and value > high)
-    ):
-        bounds = f" in [{low}, {high}]" if low is not None and high is not None else ""
-        raise InvalidInput(
-            f"{field}: {value} is not a finite number{bounds}", field=field, valid_range=[low, high]
-        )
 
 
 def suitable_layers(model: LoadedModel) -> list[str]:
@@ -233,7 +209,7 @@ def plan_gradients(
         raise InvalidInput(
             "samples must be between 1 and 1024", field="samples", valid_range=[1, 1024]
         )
-    check_finite(noise, field="noise", low=0.0, high=10.0)
+    check_finite("noise", noise, low=0.0, high=10.0)
     cam_layer = chosen.validate(model, layer)
     return GradientPlan(
         method=method,
