@@ -95,7 +95,6 @@ def create_app(
         pool = _pool(settings, metrics_)
         app.state.pool = pool
         app.state.jobs = JobStore(
-            threads=settings.job_threads,
             max_jobs=settings.max_jobs,
             ttl_s=settings.job_ttl_s,
             timeout_s=settings.job_timeout_s,

@@ -137,3 +137,27 @@ class LiveServer:
 
     def output(self) -> str:
         return Path(self.log.name).read_text()
+
+
+def device_runner():
+    """A job runner on a real CPU device worker, as the service runs jobs."""
+    import math
+    from concurrent.futures import Future
+
+    from service.workers.device_worker import DeviceWorker, Work
+
+    worker = DeviceWorker(torch.device("cpu"), max_batch=1, max_wait_s=0.0)
+
+    def start(call) -> Future:
+        return worker.submit(
+            Work(
+                key=None,
+                payload=None,
+                size=1,
+                execute=lambda _payloads: [call()],
+                deadline=math.inf,
+                model="jobs",
+            )
+        )
+
+    return start

@@ -12,6 +12,7 @@ import pytest
 from model_registry.errors import InvalidInput, NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Progress
 from service.workers.job_store import Encoded, JobStore
+from tests.helpers import device_runner
 
 RESULT = Encoded(b"done", "text/plain")
 
@@ -58,7 +59,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(clock: FakeClock) -> Iterator[JobStore]:
-    jobs = JobStore(threads=1, max_jobs=3, ttl_s=60.0, timeout_s=120.0, clock=clock)
+    jobs = JobStore(runner=device_runner(), max_jobs=3, ttl_s=60.0, timeout_s=120.0, clock=clock)
     yield jobs
     jobs.shutdown()
 
@@ -171,7 +172,7 @@ def test_ttl_and_delete_forget_finished_jobs(store: JobStore, clock: FakeClock) 
 
 
 def test_the_sweeper_drops_expired_jobs_without_requests(clock: FakeClock) -> None:
-    jobs = JobStore(threads=1, max_jobs=3, ttl_s=0.2, timeout_s=60.0, clock=clock)
+    jobs = JobStore(runner=device_runner(), max_jobs=3, ttl_s=0.2, timeout_s=60.0, clock=clock)
     jobs.start()
     try:
         view = jobs.submit("demo", lambda _progress: RESULT, total=1)
@@ -199,7 +200,7 @@ def test_bounded_number_of_jobs(store: JobStore) -> None:
 
 
 def test_shutdown_cancels_running_jobs(clock: FakeClock) -> None:
-    jobs = JobStore(threads=1, max_jobs=3, ttl_s=60.0, timeout_s=60.0, clock=clock)
+    jobs = JobStore(runner=device_runner(), max_jobs=3, ttl_s=60.0, timeout_s=60.0, clock=clock)
     gate = Gate(steps=1000)
     view = jobs.submit("demo", gate, total=1000)
     gate.started.wait(30)

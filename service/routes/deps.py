@@ -1,4 +1,4 @@
-"""Shared dependencies: settings, registry, pool, the addressed model, uploaded images."""
+"""Shared dependencies: settings, registry, pool, jobs, the addressed model, uploaded images."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from model_registry.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
 from service.workers.image_store import ImageStore
+from service.workers.job_store import JobStore
 from service.workers.pool import InferencePool
 
 
@@ -62,6 +63,13 @@ def get_image_store(request: Request) -> ImageStore:
 
 
 ImageStoreDep = Annotated[ImageStore, Depends(get_image_store)]
+
+
+def get_jobs(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
 
 
 async def read_images(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -10,18 +10,25 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from api_schemas.insight import EmbeddingFormat, EmbeddingMethod, EmbeddingResponse
+from api_schemas.insight import EmbeddingMethod, EmbeddingResponse
 from model_registry.errors import BadRequest, InvalidInput, PayloadTooLarge, TooManyJobs, TooSlow
 from service.engine.insight.cost import embedding_seconds
-from service.engine.insight.embedding import EmbeddingPlan, plan_embedding
+from service.engine.insight.embedding import plan_embedding
 from service.engine.insight.progress import Progress
-from service.routes.common import DEVICE_ERRORS, IMAGE_ERRORS, MODEL_ERRORS, error_responses
-from service.routes.deps import ModelDep, PoolDep, SettingsDep
-from service.routes.jobs import JSON_MEDIA_TYPE, JobsDep, answer_or_job
-from service.routes.maximize import AsyncQuery
+from service.routes.common import (
+    DEVICE_ERRORS,
+    IMAGE_ERRORS,
+    JOB_ACCEPTED,
+    MODEL_ERRORS,
+    answer_or_job,
+    encoded,
+    error_responses,
+)
+from service.routes.deps import JobsDep, ModelDep, PoolDep, SettingsDep
+from service.routes.options import EmbeddingOptions
 from service.settings import Settings
+from service.workers.insight_tasks import EMBEDDING_CHUNK, embedding_task
 from service.workers.job_store import Encoded
-from service.workers.tasks import EMBEDDING_CHUNK, embedding_task
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
 
@@ -105,32 +112,13 @@ def _labels(fields: list[str], count: int) -> list[str] | None:
     return fields
 
 
-def _body(model: str, plan: EmbeddingPlan, result: Any, labels: list[str] | None) -> bytes:
-    return (
-        EmbeddingResponse(
-            model=model,
-            layer=plan.describe(),
-            feature_dim=result.feature_dim,
-            method=EmbeddingMethod(plan.method),
-            count=plan.count,
-            seed=plan.seed,
-            perplexity=plan.perplexity if plan.method == "tsne" else None,
-            points=result.points.tolist(),
-            explained_variance=result.explained_variance,
-            labels=labels,
-        )
-        .model_dump_json()
-        .encode()
-    )
-
-
 @router.post(
     "/{model}/embedding",
     response_model=EmbeddingResponse,
     openapi_extra=_MULTIPART,
     responses={
         200: {"content": {"application/json": {}, "image/png": {}}},
-        202: {"description": "accepted as a job; poll the Location header (GET /v1/jobs/{id})"},
+        **JOB_ACCEPTED,
         **error_responses(
             BadRequest, *MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS, TooSlow, TooManyJobs
         ),
@@ -142,54 +130,42 @@ async def embedding(
     pool: PoolDep,
     jobs: JobsDep,
     settings: SettingsDep,
-    layer: Annotated[
-        str | None,
-        Query(
-            description="default: the input of the final classifier; maps are average-pooled",
-            max_length=256,
-        ),
-    ] = None,
-    method: Annotated[
-        EmbeddingMethod, Query(description="scikit-learn PCA or t-SNE")
-    ] = EmbeddingMethod.pca,
-    seed: Annotated[
-        int, Query(ge=0, le=2**31 - 1, description="random state of the projection")
-    ] = 0,
-    perplexity: Annotated[
-        float | None,
-        Query(
-            gt=0, allow_inf_nan=False, description="t-SNE perplexity; default min(30, (n - 1) / 3)"
-        ),
-    ] = None,
-    fmt: Annotated[EmbeddingFormat, Query(alias="format")] = EmbeddingFormat.json,
-    thumbnails: Annotated[bool, Query(description="png: draw the images instead of dots")] = False,
-    run_async: AsyncQuery = None,
+    options: Annotated[EmbeddingOptions, Query()],
 ) -> Response:
     """Map many images to 2-D points by their features at one layer."""
     uploads, labels = await read_many(request, settings)
-    plan = plan_embedding(
-        model,
-        layer=layer,
-        method=method.value,
-        seed=seed,
-        perplexity=perplexity,
-        count=len(uploads),
-    )
+    plan = plan_embedding(model, **options.plan_args(), count=len(uploads))
+    fmt = options.fmt.value
 
     def work(progress: Progress) -> Encoded:
         answer = embedding_task(
             model,
             uploads,
             plan,
-            fmt=fmt.value,
+            fmt=fmt,
             labels=labels,
-            thumbnails=thumbnails,
+            thumbnails=options.thumbnails,
             max_pixels=settings.max_image_pixels,
             progress=progress,
         )
-        if fmt is EmbeddingFormat.png:
-            return Encoded(answer.body, answer.media_type)
-        return Encoded(_body(model.name, plan, answer.result, labels), JSON_MEDIA_TYPE)
+        result = answer.result
+        return encoded(
+            fmt,
+            answer.body,
+            answer.media_type,
+            lambda _png: EmbeddingResponse(
+                model=model.name,
+                layer=plan.describe(),
+                feature_dim=result.feature_dim,
+                method=EmbeddingMethod(plan.method),
+                count=plan.count,
+                seed=plan.seed,
+                perplexity=plan.perplexity if plan.method == "tsne" else None,
+                points=result.points.tolist(),
+                explained_variance=result.explained_variance,
+                labels=labels,
+            ),
+        )
 
     estimate = embedding_seconds(
         model,
@@ -203,7 +179,7 @@ async def embedding(
         work=work,
         total=-(-len(uploads) // EMBEDDING_CHUNK) + 1,
         estimate_s=estimate,
-        run_async=run_async,
+        run_async=options.run_async,
         pool=pool,
         jobs=jobs,
         settings=settings,

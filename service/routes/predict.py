@@ -10,6 +10,7 @@ from api_schemas.predictions import PredictionItem, PredictResponse
 from service.engine.predict import check_top_k
 from service.routes.common import DEVICE_ERRORS, IMAGE_ERRORS, MODEL_ERRORS, error_responses
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
+from service.routes.options import PredictOptions
 from service.workers.tasks import decode_batch, logits_work, predictions
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
@@ -25,14 +26,14 @@ async def predict(
     images: ImagesDep,
     pool: PoolDep,
     settings: SettingsDep,
-    top_k: Annotated[int, Query(ge=1, description="classes per image")] = 5,
+    options: Annotated[PredictOptions, Query()],
 ) -> PredictResponse:
     """Top-k classes with softmax probabilities, one list per image."""
-    check_top_k(model, top_k)
+    check_top_k(model, options.top_k)
     batch = await pool.cpu(decode_batch, model, images, max_pixels=settings.max_image_pixels)
     key, execute = logits_work(model)
     logits = await pool.forward(model, key, batch, batch.shape[0], execute)
-    rows = await pool.cpu(predictions, model, logits, top_k=top_k)
+    rows = await pool.cpu(predictions, model, logits, top_k=options.top_k)
     return PredictResponse(
         model=model.name,
         predictions=[[PredictionItem(**vars(p)) for p in row] for row in rows],

@@ -7,17 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api_schemas.insight import LayerStatsBody, StatsFormat, StatsResponse
+from api_schemas.insight import LayerStatsBody, StatsResponse
 from service.engine.insight.stats import LayerStats, plan_stats
 from service.routes.common import (
     DEVICE_ERRORS,
     IMAGE_ERRORS,
     MODEL_ERRORS,
+    encoded,
     error_responses,
-    split_names,
+    respond,
 )
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.workers.tasks import stats_task
+from service.routes.options import StatsOptions
+from service.workers.insight_tasks import stats_task
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
 
@@ -50,20 +52,15 @@ async def stats(
     images: ImagesDep,
     pool: PoolDep,
     settings: SettingsDep,
-    layers: Annotated[
-        str | None,
-        Query(description="comma-separated layer names; default: every layer", max_length=8192),
-    ] = None,
-    fmt: Annotated[StatsFormat, Query(alias="format")] = StatsFormat.json,
+    options: Annotated[StatsOptions, Query()],
 ) -> Response:
     """Per layer over the images: sparsity, mean, std, max, dead channels, channel means."""
-    plan = plan_stats(model, split_names(layers))
+    plan = plan_stats(model, **options.plan_args())
+    fmt = options.fmt.value
     answer = await pool.run(
-        stats_task, model, images, plan, fmt=fmt.value, max_pixels=settings.max_image_pixels
+        stats_task, model, images, plan, fmt=fmt, max_pixels=settings.max_image_pixels
     )
-    if fmt is StatsFormat.png:
-        return Response(answer.body, media_type=answer.media_type)
     body = StatsResponse(
         model=model.name, images=len(images), layers=[_layer_body(s) for s in answer.result]
     )
-    return Response(body.model_dump_json(), media_type="application/json")
+    return respond(encoded(fmt, answer.body, answer.media_type, lambda _png: body))

@@ -1,7 +1,9 @@
 """Long-running work as jobs: bounded in number and time, with progress, cancellation and a TTL.
 
-A job is a function of one argument, a progress callback, run in the store's own threads
-(so jobs never starve the pool that answers synchronous requests). The callback records
+The store keeps the records; it runs no model code itself. A job is a function of one
+argument, a progress callback, handed to a runner: in the service, the model's device
+worker (`workers.jobs.on_device`), so a job gets the same queue, deadline, out-of-memory
+handling (507) and stage metrics as every other piece of model work. The callback records
 step/total and is where cancellation happens: it raises `Cancelled` once the client deleted
 the job or its time ran out, so work stops between two steps and the shared model is never
 abandoned mid-pass. Finished jobs keep their result for `ttl_s` seconds, then disappear.
@@ -14,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
 from dataclasses import dataclass, field
 
 from model_registry.errors import ClientError, NotFinished, NotFound, TooManyJobs
@@ -30,6 +32,10 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "cancelled",
 )
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+Runner = Callable[[Callable[[], None]], futures.Future]
+"""Starts a call somewhere (a device worker) and returns its future."""
 
 
 @dataclass(frozen=True)
@@ -93,15 +99,14 @@ class JobStore:
     def __init__(
         self,
         *,
-        threads: int = 1,
+        runner: Runner | None = None,
         max_jobs: int = 32,
         ttl_s: float = 900.0,
         timeout_s: float = 900.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._executor = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="layerscope-job"
-        )
+        self._runner = runner
+        self._running: set[futures.Future] = set()
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
         self.max_jobs = max_jobs
@@ -124,8 +129,19 @@ class JobStore:
         while not self._stop.wait(interval):
             self.sweep()
 
-    def submit(self, kind: str, work: Callable[[Progress], Encoded], *, total: int) -> JobView:
-        """Queue `work`; raises `TooManyJobs` (429) when every slot holds an unfinished job."""
+    def submit(
+        self,
+        kind: str,
+        work: Callable[[Progress], Encoded],
+        *,
+        total: int,
+        runner: Runner | None = None,
+    ) -> JobView:
+        """Queue `work` on `runner` (default: the store's); raises `TooManyJobs` (429) when
+        every slot holds an unfinished job."""
+        start = runner or self._runner
+        if start is None:
+            raise ValueError("no runner for the job")
         with self._lock:
             self._sweep_locked()
             if len(self._jobs) >= self.max_jobs:
@@ -139,7 +155,15 @@ class JobStore:
             job = _Job(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
             self._jobs[job.id] = job
             view = self._view_locked(job)
-        self._executor.submit(self._run, job, work)
+
+        def run_job() -> None:
+            self._run(job, work)
+
+        run_job.__name__ = f"job_{kind}"  # the stage its duration is reported under
+        future = start(run_job)
+        with self._lock:
+            self._running.add(future)
+        future.add_done_callback(lambda done: self._settle(job, done))
         return view
 
     def get(self, job_id: str) -> JobView:
@@ -184,13 +208,14 @@ class JobStore:
         with self._lock:
             return len(self._jobs)
 
-    def shutdown(self) -> None:
-        """Ask every job to stop, then wait for the threads (jobs stop at their next step)."""
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Ask every job to stop, then wait for them (jobs stop at their next step)."""
         self._stop.set()
         with self._lock:
             for job in self._jobs.values():
                 job.cancel.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+            running = list(self._running)
+        futures.wait(running, timeout=timeout_s)
         if self._sweeper is not None:
             self._sweeper.join()
             self._sweeper = None
@@ -223,14 +248,29 @@ class JobStore:
                 self._finish_locked(job, CANCELLED)
         except ClientError as exc:
             self._fail(job, exc.body(), exc.status)
-        except Exception:  # noqa: BLE001 - reported as a bare 500, logged with its traceback
-            log.exception("job %s (%s) failed", job.id, job.kind)
-            self._fail(job, {"detail": "Internal server error"}, 500)
         else:
             with self._lock:
                 job.result = result
                 job.step = job.total
                 self._finish_locked(job, SUCCEEDED)
+
+    def _settle(self, job: _Job, future: futures.Future) -> None:
+        """Record what the runner reports: device errors (507, 504 for a job queued past its
+        deadline) and failures the work did not expect (a bare 500, logged)."""
+        with self._lock:
+            self._running.discard(future)
+        exc = None if future.cancelled() else future.exception()
+        if job.status in FINISHED:
+            return
+        if isinstance(exc, ClientError):
+            self._fail(job, exc.body(), exc.status)
+        elif exc is not None:
+            log.error("job %s (%s) failed", job.id, job.kind, exc_info=exc)
+            self._fail(job, {"detail": "Internal server error"}, 500)
+        elif future.cancelled():
+            with self._lock:
+                if job.status not in FINISHED:
+                    self._finish_locked(job, CANCELLED)
 
     def _fail(self, job: _Job, body: dict, status: int) -> None:
         with self._lock:

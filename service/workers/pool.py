@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 import torch
@@ -120,6 +120,20 @@ class InferencePool:
             model=model.name,
         )
         return await asyncio.wrap_future(self.worker(model.device).submit(work))
+
+    def submit_on(self, model: LoadedModel, fn: Callable[[], T], *, deadline: float) -> Future[T]:
+        """Queue a job `fn` on `model`'s device thread, from any thread (see `Work.yields`)."""
+        call = self._timed(fn)
+        work = Work(
+            key=None,
+            payload=None,
+            size=1,
+            execute=lambda _payloads: [call()],
+            deadline=deadline,
+            model=model.name,
+            yields=True,
+        )
+        return self.worker(model.device).submit(work)
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Drain the device queues, then stop the CPU threads."""
