@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
     log_json: bool = Field(default=True, description="structured JSON log lines")
-    # Model insight (issue 5): caps, the embedding image limit, and when work becomes a job.
+    # Model insight: caps, the embedding image limit, and when work becomes a job.
     max_insight_steps: int = Field(
         default=4096, ge=1, description="most optimization steps for maximize/invert"
     )

@@ -17,79 +17,25 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field
 
 from model_registry.errors import ClientError, NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Cancelled, Progress
+from service.workers.job_records import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Encoded,
+    JobRecord,
+    JobView,
+    Runner,
+    TimedOut,
+    view_of,
+)
 
 log = logging.getLogger("layerscope")
-
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-)
-FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-
-
-Runner = Callable[[Callable[[], None]], futures.Future]
-"""Starts a call somewhere (a device worker) and returns its future."""
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """What a job returns: the bytes of an HTTP answer and their media type."""
-
-    body: bytes
-    media_type: str
-
-
-class _TimedOut(Cancelled):
-    """The job ran past its time limit."""
-
-
-@dataclass
-class _Job:
-    id: str
-    kind: str
-    total: int
-    created: float
-    status: str = QUEUED
-    step: int = 0
-    started: float | None = None
-    finished: float | None = None
-    result: Encoded | None = None
-    error: dict | None = None
-    error_status: int | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A consistent snapshot of one job, for answers.
-
-    Attributes:
-        eta_s: seconds left, extrapolated from the steps done so far (None until one is).
-        created, started, finished: wall-clock times (seconds since the epoch).
-        media_type: of the result, when the job succeeded.
-    """
-
-    id: str
-    kind: str
-    status: str
-    step: int
-    total: int
-    eta_s: float | None
-    elapsed_s: float
-    created: float
-    started: float | None
-    finished: float | None
-    media_type: str | None
-    error: dict | None
-    error_status: int | None
-    cancel_requested: bool
 
 
 class JobStore:
@@ -107,7 +53,7 @@ class JobStore:
     ) -> None:
         self._runner = runner
         self._running: set[futures.Future] = set()
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, JobRecord] = {}
         self._lock = threading.Lock()
         self.max_jobs = max_jobs
         self.ttl_s = ttl_s
@@ -152,7 +98,7 @@ class JobStore:
                     max_jobs=self.max_jobs,
                     retry_after=5,
                 )
-            job = _Job(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
+            job = JobRecord(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
             self._jobs[job.id] = job
             view = self._view_locked(job)
 
@@ -220,7 +166,7 @@ class JobStore:
             self._sweeper.join()
             self._sweeper = None
 
-    def _run(self, job: _Job, work: Callable[[Progress], Encoded]) -> None:
+    def _run(self, job: JobRecord, work: Callable[[Progress], Encoded]) -> None:
         with self._lock:
             if job.cancel.is_set():
                 if job.status not in FINISHED:
@@ -236,12 +182,12 @@ class JobStore:
             if job.cancel.is_set():
                 raise Cancelled(f"job {job.id} was cancelled")
             if self._clock() > deadline:
-                raise _TimedOut(f"job {job.id} ran past its limit of {self.timeout_s:g} s")
+                raise TimedOut(f"job {job.id} ran past its limit of {self.timeout_s:g} s")
 
         try:
             progress(0, job.total)
             result = work(progress)
-        except _TimedOut as exc:
+        except TimedOut as exc:
             self._fail(job, {"detail": str(exc), "timeout_s": self.timeout_s}, 504)
         except Cancelled:
             with self._lock:
@@ -254,7 +200,7 @@ class JobStore:
                 job.step = job.total
                 self._finish_locked(job, SUCCEEDED)
 
-    def _settle(self, job: _Job, future: futures.Future) -> None:
+    def _settle(self, job: JobRecord, future: futures.Future) -> None:
         """Record what the runner reports: device errors (507, 504 for a job queued past its
         deadline) and failures the work did not expect (a bare 500, logged)."""
         with self._lock:
@@ -272,16 +218,16 @@ class JobStore:
                 if job.status not in FINISHED:
                     self._finish_locked(job, CANCELLED)
 
-    def _fail(self, job: _Job, body: dict, status: int) -> None:
+    def _fail(self, job: JobRecord, body: dict, status: int) -> None:
         with self._lock:
             job.error, job.error_status = body, status
             self._finish_locked(job, FAILED)
 
-    def _finish_locked(self, job: _Job, status: str) -> None:
+    def _finish_locked(self, job: JobRecord, status: str) -> None:
         job.status = status
         job.finished = self._clock()
 
-    def _find_locked(self, job_id: str) -> _Job:
+    def _find_locked(self, job_id: str) -> JobRecord:
         job = self._jobs.get(job_id)
         if job is None:
             raise NotFound(
@@ -309,29 +255,5 @@ class JobStore:
         if finished:
             del self._jobs[min(finished, key=lambda job: job.finished or 0.0).id]
 
-    def _view_locked(self, job: _Job) -> JobView:
-        now = self._clock()
-        end = job.finished if job.finished is not None else now
-        elapsed = end - job.started if job.started is not None else 0.0
-        if job.status in FINISHED:
-            eta = 0.0
-        elif job.status == RUNNING and job.step > 0:
-            eta = elapsed / job.step * max(job.total - job.step, 0)
-        else:
-            eta = None
-        return JobView(
-            id=job.id,
-            kind=job.kind,
-            status=job.status,
-            step=job.step,
-            total=job.total,
-            eta_s=eta,
-            elapsed_s=elapsed,
-            created=job.created,
-            started=job.started,
-            finished=job.finished,
-            media_type=job.result.media_type if job.result is not None else None,
-            error=job.error,
-            error_status=job.error_status,
-            cancel_requested=job.cancel.is_set(),
-        )
+    def _view_locked(self, job: JobRecord) -> JobView:
+        return view_of(job, self._clock())

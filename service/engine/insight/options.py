@@ -1,13 +1,17 @@
-"""Validation shared by the insight computations: usable layers and channels.
+"""Validation shared by the insight computations: usable layers, channels, neurons and
+directions.
 
 Everything here raises `InvalidInput` (422) naming the argument, before any computation.
 """
 
 from __future__ import annotations
 
+import math
+
 from model_registry.catalog import LayerInfo
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.checks import check_finite
 
 
 def activation_layer(model: LoadedModel, layer: str, *, field: str = "layer") -> LayerInfo:
@@ -40,3 +44,37 @@ def check_channel(channel: int, num_channels: int, *, layer: str, field: str = "
             valid_range=[0, num_channels - 1],
         )
     return channel
+
+
+def parse_neuron(text: str, *, field: str = "neuron") -> tuple[int, int]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise InvalidInput(
+            f"{field}: expected 'x,y' with two non-negative integers, got '{text}'", field=field
+        )
+    return int(parts[0]), int(parts[1])
+
+
+def parse_direction(
+    text: str, num_channels: int, *, layer: str, field: str = "direction"
+) -> tuple[float, ...]:
+    """A comma-separated vector over the layer's channels, normalized to unit length."""
+    try:
+        values = [float(p) for p in text.split(",")]
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field}: expected comma-separated numbers, got '{text[:80]}'", field=field
+        ) from exc
+    if len(values) != num_channels:
+        raise InvalidInput(
+            f"{field}: needs {num_channels} values (one per channel of layer '{layer}'), "
+            f"got {len(values)}",
+            field=field,
+            expected_length=num_channels,
+        )
+    for value in values:
+        check_finite(field, value)
+    norm = math.sqrt(sum(v * v for v in values))
+    if norm == 0:
+        raise InvalidInput(f"{field}: must not be all zeros", field=field)
+    return tuple(v / norm for v in values)

@@ -28,7 +28,7 @@ from service.engine.attribution.graph import forward_to_layers
 from service.engine.attribution.maps import cam_maps
 from service.engine.attribution.perturb import ablation_cam_weights, ablation_values
 from service.engine.attribution.plan import plan_cam
-from tests.attribution.helpers import model_batch, pearson, second_class
+from tests.tiny_models import model_batch, pearson, second_class
 
 
 class Reference(NamedTuple):
