@@ -2,6 +2,7 @@
 
 import re
 from enum import StrEnum
+from typing import cast
 
 from pydantic import BaseModel, Field
 
@@ -10,7 +11,8 @@ from api_schemas.predictions import PredictionItem
 
 def method_enum(name: str, methods: list[str]) -> type[StrEnum]:
     """An enum of method names, built from the service's method registry."""
-    return StrEnum(name, [(re.sub(r"\W", "_", method), method) for method in methods])
+    members = [(re.sub(r"\W", "_", method), method) for method in methods]
+    return cast(type[StrEnum], StrEnum(name, members))
 
 
 class MethodInfo(BaseModel):
@@ -25,22 +27,9 @@ class MethodList(BaseModel):
     count: int
 
 
-class Baseline(StrEnum):
-    zero = "zero"
-    black = "black"
-    blur = "blur"
-
-
-class CamUpsample(StrEnum):
-    nearest = "nearest"
-    bilinear = "bilinear"
-
-
-class GradientView(StrEnum):
-    heatmap = "heatmap"
-    gradient = "gradient"
-    positive = "positive"
-    negative = "negative"
+Baseline = StrEnum("Baseline", "zero black blur")
+CamUpsample = StrEnum("CamUpsample", "nearest bilinear")
+GradientView = StrEnum("GradientView", "heatmap gradient positive negative")
 
 
 class TargetItem(BaseModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +163,12 @@ def device_runner():
         )
 
     return start
+
+
+def wait_for(predicate: Callable[[], bool], *, limit_s: float = 30.0) -> None:
+    """Poll until `predicate()` holds; a bound against hangs, not a timing assertion."""
+    end = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)

@@ -15,27 +15,9 @@ from service.engine.attribution.methods.registry import (
     gradient_methods,
     register,
 )
+from tests.routes.test_attributions import CAM_METHODS as CAMS
+from tests.routes.test_attributions import GRADIENT_METHODS as GRADIENTS
 
-CAMS = [
-    "gradcam",
-    "gradcam++",
-    "xgradcam",
-    "layercam",
-    "hirescam",
-    "cam",
-    "scorecam",
-    "eigencam",
-    "ablationcam",
-]
-GRADIENTS = [
-    "vanilla",
-    "guided-backprop",
-    "deconvnet",
-    "guided-gradcam",
-    "input-x-gradient",
-    "integrated-gradients",
-    "smoothgrad",
-]
 NEED_GRADIENTS = {"gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", *GRADIENTS}
 
 
@@ -66,7 +48,7 @@ def test_a_name_cannot_be_registered_twice() -> None:
 
     with pytest.raises(ValueError, match="registered twice"):
         register(Again)
-    assert cam_method("gradcam").__class__.__name__ == "GradCam"
+    assert cam_method("gradcam").summary.startswith("Grad-CAM:")
 
 
 def test_api_lists_the_registry(default_client) -> None:

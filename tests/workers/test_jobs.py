@@ -4,15 +4,14 @@ limits, TTL expiry, the bound on jobs, and how failures are reported."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from model_registry.errors import InvalidInput, NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Progress
 from service.workers.job_store import Encoded, JobStore
-from tests.helpers import device_runner
+from tests.helpers import device_runner, wait_for
 
 RESULT = Encoded(b"done", "text/plain")
 
@@ -23,15 +22,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def wait_for(predicate: Callable[[], bool], *, limit_s: float = 30.0) -> None:
-    """Poll until `predicate()` holds; a bound against hangs, not a timing assertion."""
-    end = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
 
 
 class Gate:

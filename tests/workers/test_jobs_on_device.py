@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,17 +18,9 @@ from service.engine.insight.progress import Progress
 from service.workers.job_store import Encoded, JobStore
 from service.workers.jobs import on_device
 from service.workers.pool import InferencePool
+from tests.helpers import wait_for
 
 RESULT = Encoded(b"done", "text/plain")
-
-
-def wait_for(predicate: Callable[[], bool], *, limit_s: float = 30.0) -> None:
-    """Poll until `predicate()` holds; a bound against hangs, not a timing assertion."""
-    end = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")

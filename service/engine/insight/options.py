@@ -11,6 +11,7 @@ import math
 from model_registry.catalog import LayerInfo
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.channels import out_of_range
 from service.engine.checks import check_finite
 
 
@@ -36,13 +37,7 @@ def activation_layer(model: LoadedModel, layer: str, *, field: str = "layer") ->
 
 def check_channel(channel: int, num_channels: int, *, layer: str, field: str = "channel") -> int:
     if not 0 <= channel < num_channels:
-        raise InvalidInput(
-            f"{field}: channel {channel} is out of range for layer '{layer}', which has "
-            f"{num_channels} channels (valid: 0-{num_channels - 1})",
-            field=field,
-            layer=layer,
-            valid_range=[0, num_channels - 1],
-        )
+        raise out_of_range(channel, num_channels, layer=layer, field=field)
     return channel
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from service.engine.attribution.methods.registry import CamInputs, CamMethod, register
+from service.engine.attribution.methods.registry import CamInputs, register_cam
 
 
 def eigen_cam(activations: torch.Tensor) -> torch.Tensor:
@@ -30,14 +30,10 @@ def eigen_cam(activations: torch.Tensor) -> torch.Tensor:
     return projection.reshape(batch, height, width)
 
 
-@register
-class EigenCam(CamMethod):
+@register_cam(
+    "eigencam", "EigenCAM: the activations' first principal component (class-agnostic)", order=80
+)
+def eigencam(inputs: CamInputs) -> torch.Tensor:
     """Class-agnostic: every target of an image gets the same map."""
-
-    name = "eigencam"
-    summary = "EigenCAM: the activations' first principal component (class-agnostic)"
-    listing_order = 80
-
-    def compute(self, inputs: CamInputs) -> torch.Tensor:
-        count, per_image = inputs.targets.shape
-        return eigen_cam(inputs.activations)[:, None].expand(count, per_image, -1, -1)
+    count, per_image = inputs.targets.shape
+    return eigen_cam(inputs.activations)[:, None].expand(count, per_image, -1, -1)

@@ -1,13 +1,17 @@
 """The gradient-based CAMs, with pytorch-grad-cam's epsilons so the maps agree with it.
 
-Shapes: activations [B, C, h, w], gradients [B, T, C, h, w]; each returns [B, T, h, w].
+Each takes activations [B, C, h, w] and gradients [B, T, C, h, w] and returns [B, T, h, w].
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from service.engine.attribution.methods.registry import CamInputs, CamMethod, register
+from service.engine.attribution.methods.registry import CamInputs, register_cam
+
+Formula = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
@@ -15,86 +19,55 @@ def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tens
     return torch.einsum("btc,bchw->bthw", weights, activations)
 
 
-def _parts(inputs: CamInputs) -> tuple[torch.Tensor, torch.Tensor]:
-    if inputs.gradients is None:
-        raise ValueError("a gradient CAM needs gradients")
-    return inputs.activations, inputs.gradients
+def gradient_cam(name: str, summary: str, *, order: int) -> Callable[[Formula], Formula]:
+    """Register `formula(activations, gradients)` as a CAM method that needs gradients."""
+
+    def wrap(formula: Formula) -> Formula:
+        def compute(inputs: CamInputs) -> torch.Tensor:
+            if inputs.gradients is None:
+                raise ValueError(f"{name} needs the gradients of the layer")
+            return formula(inputs.activations, inputs.gradients)
+
+        compute.__name__, compute.__doc__ = formula.__name__, formula.__doc__
+        register_cam(name, summary, order=order, needs_gradients=True)(compute)
+        return formula
+
+    return wrap
 
 
-@register
-class GradCam(CamMethod):
+@gradient_cam("gradcam", "Grad-CAM: activations weighted by their mean gradient", order=10)
+def grad_cam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391: channel weights are the
     spatially averaged gradients."""
-
-    name = "gradcam"
-    summary = "Grad-CAM: activations weighted by their mean gradient"
-    needs_gradients = True
-    listing_order = 10
-
-    def compute(self, inputs: CamInputs) -> torch.Tensor:
-        acts, grads = _parts(inputs)
-        return weighted_sum(grads.mean(dim=(3, 4)), acts)
+    return weighted_sum(grads.mean(dim=(3, 4)), acts)
 
 
-@register
-class GradCamPlusPlus(CamMethod):
+@gradient_cam("gradcam++", "Grad-CAM++: positive gradients weighted per position", order=20)
+def grad_cam_plus_plus(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Chattopadhay et al. 2018, https://arxiv.org/abs/1710.11063, eq. 19: weights sum
     ReLU(gradients) times alpha = g^2 / (2 g^2 + sum(A) g^3)."""
-
-    name = "gradcam++"
-    summary = "Grad-CAM++: positive gradients weighted per position"
-    needs_gradients = True
-    listing_order = 20
-
-    def compute(self, inputs: CamInputs) -> torch.Tensor:
-        acts, grads = _parts(inputs)
-        grads_2 = grads.pow(2)
-        grads_3 = grads_2 * grads
-        sum_acts = acts[:, None].sum(dim=(3, 4), keepdim=True)
-        alpha = grads_2 / (2 * grads_2 + sum_acts * grads_3 + 1e-6)
-        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
-        return weighted_sum((grads.clamp(min=0) * alpha).sum(dim=(3, 4)), acts)
+    grads_2 = grads.pow(2)
+    grads_3 = grads_2 * grads
+    sum_acts = acts[:, None].sum(dim=(3, 4), keepdim=True)
+    alpha = grads_2 / (2 * grads_2 + sum_acts * grads_3 + 1e-6)
+    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    return weighted_sum((grads.clamp(min=0) * alpha).sum(dim=(3, 4)), acts)
 
 
-@register
-class XGradCam(CamMethod):
+@gradient_cam("xgradcam", "XGrad-CAM: gradients weighted by the normalized activations", order=30)
+def x_grad_cam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Fu et al. 2020, https://arxiv.org/abs/2008.02312: weights sum gradients * A / sum(A)."""
-
-    name = "xgradcam"
-    summary = "XGrad-CAM: gradients weighted by the normalized activations"
-    needs_gradients = True
-    listing_order = 30
-
-    def compute(self, inputs: CamInputs) -> torch.Tensor:
-        acts, grads = _parts(inputs)
-        expanded = acts[:, None]
-        sum_acts = expanded.sum(dim=(3, 4), keepdim=True)
-        return weighted_sum((grads * expanded / (sum_acts + 1e-7)).sum(dim=(3, 4)), acts)
+    sum_acts = acts[:, None].sum(dim=(3, 4), keepdim=True)
+    return weighted_sum((grads * acts[:, None] / (sum_acts + 1e-7)).sum(dim=(3, 4)), acts)
 
 
-@register
-class LayerCam(CamMethod):
+@gradient_cam("layercam", "LayerCAM: positive gradients times activations, per position", order=40)
+def layer_cam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Jiang et al. 2021: no channel weights; sum_c ReLU(g) * A per position."""
-
-    name = "layercam"
-    summary = "LayerCAM: positive gradients times activations, per position"
-    needs_gradients = True
-    listing_order = 40
-
-    def compute(self, inputs: CamInputs) -> torch.Tensor:
-        acts, grads = _parts(inputs)
-        return (grads.clamp(min=0) * acts[:, None]).sum(dim=2)
+    return (grads.clamp(min=0) * acts[:, None]).sum(dim=2)
 
 
-@register
-class HiResCam(CamMethod):
+@gradient_cam("hirescam", "HiResCAM: gradients times activations, per position", order=50)
+def hires_cam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Draelos & Carin 2020, https://arxiv.org/abs/2011.08891: sum_c g * A."""
-
-    name = "hirescam"
-    summary = "HiResCAM: gradients times activations, per position"
-    needs_gradients = True
-    listing_order = 50
-
-    def compute(self, inputs: CamInputs) -> torch.Tensor:
-        acts, grads = _parts(inputs)
-        return (grads * acts[:, None]).sum(dim=2)
+    return (grads * acts[:, None]).sum(dim=2)

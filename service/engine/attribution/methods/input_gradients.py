@@ -2,66 +2,47 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
 from service.engine.attribution.gradients import gradients_with_logits
 from service.engine.attribution.guided import DECONV, GUIDED
-from service.engine.attribution.methods.registry import GradientInputs, GradientMethod, register
+from service.engine.attribution.methods.registry import GradientInputs, register_gradient
+
+Maps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class _InputGradient(GradientMethod):
-    relu_mode: ClassVar[str | None] = None
-
-    def compute(self, inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return gradients_with_logits(
-            inputs.model.module,
-            inputs.batch,
-            inputs.choose,
-            rows=inputs.rows,
-            relu_mode=self.relu_mode,
-        )
+def _gradients(inputs: GradientInputs, relu_mode: str | None = None) -> Maps:
+    module, batch = inputs.model.module, inputs.batch
+    return gradients_with_logits(
+        module, batch, inputs.choose, rows=inputs.rows, relu_mode=relu_mode
+    )
 
 
-@register
-class Vanilla(_InputGradient):
+@register_gradient("vanilla", "the gradient of the target logit w.r.t. the input", order=10)
+def vanilla(inputs: GradientInputs) -> Maps:
     """Simonyan et al. 2013, https://arxiv.org/abs/1312.6034."""
-
-    name = "vanilla"
-    summary = "the gradient of the target logit w.r.t. the input"
-    listing_order = 10
+    return _gradients(inputs)
 
 
-@register
-class GuidedBackprop(_InputGradient):
+@register_gradient(
+    "guided-backprop",
+    "guided backpropagation: positive gradients through positive ReLU inputs",
+    order=20,
+)
+def guided_backprop(inputs: GradientInputs) -> Maps:
     """Springenberg et al. 2014, https://arxiv.org/abs/1412.6806: ReLUs pass only positive
     gradients where the input was positive."""
-
-    name = "guided-backprop"
-    summary = "guided backpropagation: positive gradients through positive ReLU inputs"
-    listing_order = 20
-    relu_mode = GUIDED
+    return _gradients(inputs, GUIDED)
 
 
-@register
-class Deconvnet(_InputGradient):
+@register_gradient("deconvnet", "deconvnet: ReLU applied to the backward signal", order=30)
+def deconvnet(inputs: GradientInputs) -> Maps:
     """Zeiler & Fergus 2014, https://arxiv.org/abs/1311.2901: ReLUs apply to the gradient."""
-
-    name = "deconvnet"
-    summary = "deconvnet: ReLU applied to the backward signal"
-    listing_order = 30
-    relu_mode = DECONV
+    return _gradients(inputs, DECONV)
 
 
-@register
-class InputXGradient(_InputGradient):
+@register_gradient("input-x-gradient", "the input times its gradient", order=50)
+def input_x_gradient(inputs: GradientInputs) -> Maps:
     """Shrikumar et al. 2016, https://arxiv.org/abs/1605.01713."""
-
-    name = "input-x-gradient"
-    summary = "the input times its gradient"
-    listing_order = 50
-
-    def compute(self, inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, targets, values = super().compute(inputs)
-        return logits, targets, inputs.batch[:, None] * values
+    logits, targets, values = _gradients(inputs)
+    return logits, targets, inputs.batch[:, None] * values

@@ -6,8 +6,10 @@ import torch
 
 from service.engine.attribution.baselines import baseline
 from service.engine.attribution.gradients import integrated_gradients, smoothgrad
-from service.engine.attribution.methods.registry import GradientInputs, GradientMethod, register
+from service.engine.attribution.methods.registry import GradientInputs, register_gradient
 from service.engine.attribution.targets import resolve_targets
+
+Maps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def logits_and_targets(inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,38 +21,23 @@ def logits_and_targets(inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tens
     return logits, resolve_targets(logits, inputs.plan.targets)
 
 
-@register
-class IntegratedGradients(GradientMethod):
-    name = "integrated-gradients"
-    summary = "integrated gradients from a baseline (steps, baseline)"
-    listing_order = 60
-
-    def compute(self, inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, targets = logits_and_targets(inputs)
-        plan, batch = inputs.plan, inputs.batch
-        start = baseline(batch, plan.baseline, inputs.model.spec)
-        values = integrated_gradients(
-            inputs.model.module, batch, targets, start, steps=plan.steps, rows=inputs.rows
-        )
-        return logits, targets, values
+@register_gradient(
+    "integrated-gradients", "integrated gradients from a baseline (steps, baseline)", order=60
+)
+def integrated(inputs: GradientInputs) -> Maps:
+    logits, targets = logits_and_targets(inputs)
+    plan, batch, module = inputs.plan, inputs.batch, inputs.model.module
+    start = baseline(batch, plan.baseline, inputs.model.spec)
+    values = integrated_gradients(module, batch, targets, start, steps=plan.steps, rows=inputs.rows)
+    return logits, targets, values
 
 
-@register
-class SmoothGrad(GradientMethod):
-    name = "smoothgrad"
-    summary = "SmoothGrad: the mean gradient over noisy copies (samples, noise, seed)"
-    listing_order = 70
-
-    def compute(self, inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, targets = logits_and_targets(inputs)
-        plan = inputs.plan
-        values = smoothgrad(
-            inputs.model.module,
-            inputs.batch,
-            targets,
-            samples=plan.samples,
-            noise=plan.noise,
-            seed=plan.seed,
-            rows=inputs.rows,
-        )
-        return logits, targets, values
+@register_gradient(
+    "smoothgrad", "SmoothGrad: the mean gradient over noisy copies (samples, noise, seed)", order=70
+)
+def smooth(inputs: GradientInputs) -> Maps:
+    logits, targets = logits_and_targets(inputs)
+    plan = inputs.plan
+    noisy = {"samples": plan.samples, "noise": plan.noise, "seed": plan.seed}
+    values = smoothgrad(inputs.model.module, inputs.batch, targets, **noisy, rows=inputs.rows)
+    return logits, targets, values

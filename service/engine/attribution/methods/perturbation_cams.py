@@ -6,41 +6,32 @@ import torch
 
 from service.engine.attribution.chunks import rows_per_chunk
 from service.engine.attribution.methods.gradient_cams import weighted_sum
-from service.engine.attribution.methods.registry import CamInputs, CamMethod, register
+from service.engine.attribution.methods.registry import CamInputs, register_cam
 from service.engine.attribution.perturb import ablation_cam_weights, score_cam_weights
 
 
-@register
-class ScoreCam(CamMethod):
-    name = "scorecam"
-    summary = "Score-CAM: each channel masks the input; weights are the masked scores"
-    listing_order = 70
-
-    def compute(self, inputs: CamInputs) -> torch.Tensor:
-        rows = rows_per_chunk(inputs.model, graph=False, budget=inputs.budget)
-        weights = score_cam_weights(
-            inputs.model.module, inputs.batch, inputs.activations, inputs.targets, rows=rows
-        )
-        return weighted_sum(weights, inputs.activations)
+def _rows(inputs: CamInputs) -> int:
+    return rows_per_chunk(inputs.model, graph=False, budget=inputs.budget)
 
 
-@register
-class AblationCam(CamMethod):
-    name = "ablationcam"
-    summary = "Ablation-CAM: weights are the score drops when each channel is ablated"
-    listing_order = 90
+@register_cam("scorecam", "Score-CAM: channels mask the input; weights are the scores", order=70)
+def score_cam(inputs: CamInputs) -> torch.Tensor:
+    module, acts = inputs.model.module, inputs.activations
+    weights = score_cam_weights(module, inputs.batch, acts, inputs.targets, rows=_rows(inputs))
+    return weighted_sum(weights, acts)
 
-    def compute(self, inputs: CamInputs) -> torch.Tensor:
-        rows = rows_per_chunk(inputs.model, graph=False, budget=inputs.budget)
-        weights = ablation_cam_weights(
-            inputs.model.module,
-            inputs.batch,
-            layer=inputs.layer,
-            calls=inputs.calls,
-            output=inputs.output,
-            layout=inputs.layout,
-            targets=inputs.targets,
-            base_scores=inputs.logits.gather(1, inputs.targets),
-            rows=rows,
-        )
-        return weighted_sum(weights, inputs.activations)
+
+@register_cam("ablationcam", "Ablation-CAM: score drops when each channel is ablated", order=90)
+def ablation_cam(inputs: CamInputs) -> torch.Tensor:
+    weights = ablation_cam_weights(
+        inputs.model.module,
+        inputs.batch,
+        layer=inputs.layer,
+        calls=inputs.calls,
+        output=inputs.output,
+        layout=inputs.layout,
+        targets=inputs.targets,
+        base_scores=inputs.logits.gather(1, inputs.targets),
+        rows=_rows(inputs),
+    )
+    return weighted_sum(weights, inputs.activations)

@@ -127,6 +127,48 @@ def register(cls: M) -> M:
     return cls
 
 
+CamFn = Callable[[CamInputs], torch.Tensor]
+GradientFn = Callable[[GradientInputs], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def register_cam(
+    name: str, summary: str, *, order: int, needs_gradients: bool = False
+) -> Callable[[CamFn], CamFn]:
+    """Function decorator, as timm's `register_model`: `compute(inputs)` becomes the CAM
+    method `name` (one that validates nothing beyond the layer being spatial)."""
+
+    def wrap(compute: CamFn) -> CamFn:
+        attributes = {
+            "name": name,
+            "summary": summary,
+            "listing_order": order,
+            "needs_gradients": needs_gradients,
+            "compute": staticmethod(compute),
+            "__doc__": compute.__doc__,
+        }
+        register(type(compute.__name__, (CamMethod,), attributes))
+        return compute
+
+    return wrap
+
+
+def register_gradient(name: str, summary: str, *, order: int) -> Callable[[GradientFn], GradientFn]:
+    """Function decorator: `compute(inputs)` becomes the gradient method `name`."""
+
+    def wrap(compute: GradientFn) -> GradientFn:
+        attributes = {
+            "name": name,
+            "summary": summary,
+            "listing_order": order,
+            "compute": staticmethod(compute),
+            "__doc__": compute.__doc__,
+        }
+        register(type(compute.__name__, (GradientMethod,), attributes))
+        return compute
+
+    return wrap
+
+
 def _load() -> None:
     """Import every module of this package once, so their `@register` lines run."""
     global _loaded
