@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any
 
@@ -19,24 +20,17 @@ from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.explain import CamResult, GradientResult
 from service.engine.attribution.pictures import Look
-from service.engine.attribution.plan import plan_cam, plan_gradients
+from service.engine.attribution.plan import CamPlan, GradientPlan, plan_cam, plan_gradients
 from service.engine.checks import check_finite
 from service.engine.encode import NPY_MEDIA_TYPE as NPY
 from service.engine.encode import NPZ_MEDIA_TYPE as NPZ
 from service.engine.encode import PNG_MEDIA_TYPE as PNG
 from service.engine.predict import Prediction
 from service.engine.render import check_colormap
-from service.routes.common import (
-    DEVICE_ERRORS,
-    IMAGE_ERRORS,
-    MODEL_ERRORS,
-    answers,
-    encoded,
-    respond,
-)
-from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
+from service.routes import common
+from service.routes.deps import ImagesDep, Serving, ServingDep
 from service.routes.options import CamMethod, CamOptions, GradientMethod, GradientOptions
-from service.workers.attribution_tasks import cam_task, gradients_task
+from service.workers.attribution_tasks import attribution_task
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
 
@@ -45,14 +39,14 @@ GradientResponse = create_model(
     "GradientResponse", __base__=schemas.GradientResponse, method=(GradientMethod, ...)
 )
 
-_ERRORS = (*MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS)
+_ERRORS = (*common.MODEL_ERRORS, *common.IMAGE_ERRORS, *common.DEVICE_ERRORS)
 
 
 def _answers(npy: str, body: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     description = (
         f"png: heatmaps beside each input; npy: {npy}; json: metadata and the png as base64"
     )
-    return answers(description, PNG, NPY, NPZ, body=body, errors=_ERRORS)
+    return common.answers(description, PNG, NPY, NPZ, body=body, errors=_ERRORS)
 
 
 _CAM_NPY = (
@@ -91,35 +85,32 @@ def _predictions(rows: list[list[Prediction]]) -> list[list[PredictionItem]]:
     return [[PredictionItem(**vars(p)) for p in row] for row in rows]
 
 
+async def _attribute(
+    serving: Serving,
+    images: list[bytes],
+    options: CamOptions | GradientOptions,
+    plan: CamPlan | GradientPlan,
+    to_json: Callable[..., BaseModel],
+) -> Response:
+    """Check the picture's options, compute on the device thread, answer in the format."""
+    look = _look(options)
+    _json_only(options.fmt, metrics=getattr(plan, "metrics", ()), randomize=plan.randomize)
+    model, fmt = serving.model, options.fmt.value
+    pixels = serving.settings.max_image_pixels
+    answer = await serving.pool.run(
+        attribution_task, model, images, plan, fmt=fmt, look=look, max_pixels=pixels
+    )
+    body = partial(to_json, model, options, answer.result)
+    return common.respond(common.encoded(fmt, answer, body))
+
+
 @router.post("/{model}/cam", responses=_answers(_CAM_NPY, CamResponse), response_model=None)
 async def cam(
-    model: ModelDep,
-    images: ImagesDep,
-    pool: PoolDep,
-    settings: SettingsDep,
-    options: Annotated[CamOptions, Query()],
+    serving: ServingDep, images: ImagesDep, options: Annotated[CamOptions, Query()]
 ) -> Response:
     """Class activation maps (Grad-CAM family) of one or more layers for one or more classes."""
-    plan = plan_cam(model, **options.plan_args())
-    look = _look(options)
-    _json_only(options.fmt, metrics=plan.metrics, randomize=plan.randomize)
-    answer = await pool.run(
-        cam_task,
-        model,
-        images,
-        plan,
-        fmt=options.fmt.value,
-        look=look,
-        max_pixels=settings.max_image_pixels,
-    )
-    return respond(
-        encoded(
-            options.fmt.value,
-            answer.body,
-            answer.media_type,
-            partial(_cam_body, model, options, answer.result),
-        )
-    )
+    plan = plan_cam(serving.model, **options.plan_args())
+    return await _attribute(serving, images, options, plan, _cam_body)
 
 
 def _cam_body(
@@ -171,33 +162,11 @@ def _cam_body(
     response_model=None,
 )
 async def gradients(
-    model: ModelDep,
-    images: ImagesDep,
-    pool: PoolDep,
-    settings: SettingsDep,
-    options: Annotated[GradientOptions, Query()],
+    serving: ServingDep, images: ImagesDep, options: Annotated[GradientOptions, Query()]
 ) -> Response:
     """Gradient maps w.r.t. the input: vanilla, guided, integrated gradients, SmoothGrad..."""
-    plan = plan_gradients(model, **options.plan_args())
-    look = _look(options)
-    _json_only(options.fmt, randomize=plan.randomize)
-    answer = await pool.run(
-        gradients_task,
-        model,
-        images,
-        plan,
-        fmt=options.fmt.value,
-        look=look,
-        max_pixels=settings.max_image_pixels,
-    )
-    return respond(
-        encoded(
-            options.fmt.value,
-            answer.body,
-            answer.media_type,
-            partial(_gradient_body, model, options, answer.result),
-        )
-    )
+    plan = plan_gradients(serving.model, **options.plan_args())
+    return await _attribute(serving, images, options, plan, _gradient_body)
 
 
 def _gradient_body(

@@ -29,12 +29,11 @@ from model_registry.errors import (
     TooSlow,
     UnsupportedMedia,
 )
-from model_registry.registry import LoadedModel
 from service.engine.insight.progress import Progress
-from service.settings import Settings
-from service.workers.job_store import SUCCEEDED, Encoded, JobStore, JobView
+from service.routes.deps import Serving
+from service.workers.answer import Answer
+from service.workers.job_store import SUCCEEDED, Encoded, JobView
 from service.workers.jobs import on_device
-from service.workers.pool import InferencePool
 
 # What every route addressing a model can answer, and what uploads and device work add.
 MODEL_ERRORS: tuple[type[ClientError], ...] = (NotFound, NotReady, Overloaded, InvalidInput)
@@ -93,14 +92,24 @@ IMAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
     }
 }
 JOB_ERRORS: tuple[type[ClientError], ...] = (TooSlow, TooManyJobs)
+SYNTHESIS_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **IMAGE_ANSWERS,
+    **JOB_ACCEPTED,
+    **error_responses(*MODEL_ERRORS, *DEVICE_ERRORS, *JOB_ERRORS),
+}
 
 
-def encoded(fmt: str, body: bytes, media_type: str, to_json: Callable[[str], BaseModel]) -> Encoded:
+def picture_format(fmt: str) -> str:
+    """What a task encodes for `fmt`: npy as asked, png for png and for json (which embeds it)."""
+    return "npy" if fmt == "npy" else "png"
+
+
+def encoded(fmt: str, answer: Answer | Encoded, to_json: Callable[[str], BaseModel]) -> Encoded:
     """The answer in `fmt`: png/npy/npz bytes as they are; for json the body `to_json` builds
     from the base64 of the png (which json answers embed)."""
     if fmt != "json":
-        return Encoded(body, media_type)
-    document = to_json(base64.b64encode(body).decode("ascii"))
+        return Encoded(answer.body, answer.media_type)
+    document = to_json(base64.b64encode(answer.body).decode("ascii"))
     return Encoded(document.model_dump_json().encode(), JSON_MEDIA_TYPE)
 
 
@@ -154,24 +163,22 @@ def deadline(limit_s: float) -> Progress:
 
 
 async def answer_or_job(
-    *,
-    model: LoadedModel,
+    serving: Serving,
     kind: str,
     work: Callable[[Progress], Encoded],
+    *,
     total: int,
     estimate_s: float,
     run_async: bool | None,
-    pool: InferencePool,
-    jobs: JobStore,
-    settings: Settings,
 ) -> Response:
     """Run `work` now, or as a job when asked (`async=true`) or when the estimate exceeds
     the synchronous budget (`async` unset). Either way it runs on the model's device
     worker; a job answers 202 with `Location`."""
+    model, pool, settings = serving.model, serving.pool, serving.settings
     as_job = run_async if run_async is not None else estimate_s > settings.sync_budget_s
     if not as_job:
         return respond(await pool.run_on(model, work, deadline(settings.job_timeout_s)))
     job, runner = on_device(pool, model, work, timeout_s=settings.job_timeout_s)
-    view = jobs.submit(kind, job, total=total, runner=runner)
+    view = serving.jobs.submit(kind, job, total=total, runner=runner)
     body = job_body(view).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{view.id}"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, File, Query, Request, UploadFile
@@ -111,3 +112,20 @@ async def read_images(
 
 
 ImagesDep = Annotated[list[bytes], Depends(read_images)]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a route hands its work to: the addressed model, the pool, the jobs, the settings."""
+
+    model: LoadedModel
+    pool: InferencePool
+    jobs: JobStore
+    settings: Settings
+
+
+def get_serving(model: ModelDep, pool: PoolDep, jobs: JobsDep, settings: SettingsDep) -> Serving:
+    return Serving(model, pool, jobs, settings)
+
+
+ServingDep = Annotated[Serving, Depends(get_serving)]

@@ -11,20 +11,12 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from api_schemas.insight import EmbeddingMethod, EmbeddingResponse
-from model_registry.errors import BadRequest, InvalidInput, PayloadTooLarge, TooManyJobs, TooSlow
+from model_registry.errors import BadRequest, InvalidInput, PayloadTooLarge
 from service.engine.insight.cost import embedding_seconds
 from service.engine.insight.embedding import plan_embedding
 from service.engine.insight.progress import Progress
-from service.routes.common import (
-    DEVICE_ERRORS,
-    IMAGE_ERRORS,
-    JOB_ACCEPTED,
-    MODEL_ERRORS,
-    answer_or_job,
-    encoded,
-    error_responses,
-)
-from service.routes.deps import JobsDep, ModelDep, PoolDep, SettingsDep
+from service.routes import common
+from service.routes.deps import ServingDep
 from service.routes.options import EmbeddingOptions
 from service.settings import Settings
 from service.workers.insight_tasks import EMBEDDING_CHUNK, embedding_task
@@ -118,21 +110,21 @@ def _labels(fields: list[str], count: int) -> list[str] | None:
     openapi_extra=_MULTIPART,
     responses={
         200: {"content": {"application/json": {}, "image/png": {}}},
-        **JOB_ACCEPTED,
-        **error_responses(
-            BadRequest, *MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS, TooSlow, TooManyJobs
+        **common.JOB_ACCEPTED,
+        **common.error_responses(
+            BadRequest,
+            *common.MODEL_ERRORS,
+            *common.IMAGE_ERRORS,
+            *common.DEVICE_ERRORS,
+            *common.JOB_ERRORS,
         ),
     },
 )
 async def embedding(
-    request: Request,
-    model: ModelDep,
-    pool: PoolDep,
-    jobs: JobsDep,
-    settings: SettingsDep,
-    options: Annotated[EmbeddingOptions, Query()],
+    request: Request, serving: ServingDep, options: Annotated[EmbeddingOptions, Query()]
 ) -> Response:
     """Map many images to 2-D points by their features at one layer."""
+    model, settings = serving.model, serving.settings
     uploads, labels = await read_many(request, settings)
     plan = plan_embedding(model, **options.plan_args(), count=len(uploads))
     fmt = options.fmt.value
@@ -149,10 +141,9 @@ async def embedding(
             progress=progress,
         )
         result = answer.result
-        return encoded(
+        return common.encoded(
             fmt,
-            answer.body,
-            answer.media_type,
+            answer,
             lambda _png: EmbeddingResponse(
                 model=model.name,
                 layer=plan.describe(),
@@ -167,20 +158,11 @@ async def embedding(
             ),
         )
 
+    speed = settings.flops_per_second(model.device.type)
     estimate = embedding_seconds(
-        model,
-        count=len(uploads),
-        method=plan.method,
-        flops_per_second=settings.flops_per_second(model.device.type),
+        model, count=len(uploads), method=plan.method, flops_per_second=speed
     )
-    return await answer_or_job(
-        model=model,
-        kind="embedding",
-        work=work,
-        total=-(-len(uploads) // EMBEDDING_CHUNK) + 1,
-        estimate_s=estimate,
-        run_async=options.run_async,
-        pool=pool,
-        jobs=jobs,
-        settings=settings,
+    total = -(-len(uploads) // EMBEDDING_CHUNK) + 1
+    return await common.answer_or_job(
+        serving, "embedding", work, total=total, estimate_s=estimate, run_async=options.run_async
     )

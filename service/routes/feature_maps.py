@@ -95,4 +95,4 @@ async def feature_maps(
             png_base64=png_base64,
         )
 
-    return respond(encoded(fmt, answer.body, answer.media_type, to_json))
+    return respond(encoded(fmt, answer, to_json))

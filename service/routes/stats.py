@@ -25,18 +25,8 @@ router = APIRouter(prefix="/v1/models", tags=["insight"])
 
 
 def _layer_body(stats: LayerStats) -> LayerStatsBody:
-    return LayerStatsBody(
-        name=stats.name,
-        type=stats.type,
-        depth=stats.depth,
-        shape=list(stats.shape),
-        sparsity=stats.sparsity,
-        mean=stats.mean,
-        std=stats.std,
-        max=stats.max,
-        dead_fraction=stats.dead_fraction,
-        channel_means=stats.channel_means.tolist(),
-    )
+    """The JSON of one layer: the engine's fields as they are, arrays as lists."""
+    return LayerStatsBody(**{**vars(stats), "channel_means": stats.channel_means.tolist()})
 
 
 @router.post(
@@ -63,4 +53,4 @@ async def stats(
     body = StatsResponse(
         model=model.name, images=len(images), layers=[_layer_body(s) for s in answer.result]
     )
-    return respond(encoded(fmt, answer.body, answer.media_type, lambda _png: body))
+    return respond(encoded(fmt, answer, lambda _png: body))

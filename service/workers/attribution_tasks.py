@@ -26,42 +26,31 @@ def _per_request_shape(values: np.ndarray, several_targets: bool) -> np.ndarray:
     return values if several_targets else values[:, 0]
 
 
-def cam_task(
+def attribution_task(
     model: LoadedModel,
     uploads: Sequence[bytes],
-    plan: CamPlan,
+    plan: CamPlan | GradientPlan,
     *,
     fmt: str,
     look: Look,
     max_pixels: int,
-) -> Answer[CamResult]:
+) -> Answer[CamResult | GradientResult]:
+    """CAMs or gradient maps of the uploads: npy (npz for several layers) or the png panel."""
     batch = decode_batch(model, uploads, max_pixels=max_pixels)
-    result = compute_cam(model, batch, plan, inputs=denormalize(batch, model.spec))
-    if fmt == "npy":
-        several = result.several_targets
-        arrays = {layer.name: _per_request_shape(layer.maps, several) for layer in result.layers}
-        if len(arrays) == 1:
-            (values,) = arrays.values()
-            return Answer(result, encode.npy_bytes(values), encode.NPY_MEDIA_TYPE)
-        return Answer(result, encode.npz_bytes(arrays), encode.NPZ_MEDIA_TYPE)
-    picture = cam_panel(result, look, model.label)
-    return Answer(result, encode.png_bytes(np.ascontiguousarray(picture)), encode.PNG_MEDIA_TYPE)
-
-
-def gradients_task(
-    model: LoadedModel,
-    uploads: Sequence[bytes],
-    plan: GradientPlan,
-    *,
-    fmt: str,
-    look: Look,
-    max_pixels: int,
-) -> Answer[GradientResult]:
-    batch = decode_batch(model, uploads, max_pixels=max_pixels)
-    result = compute_gradients(model, batch, plan, inputs=denormalize(batch, model.spec))
-    if fmt == "npy":
-        values = _per_request_shape(result.values, result.several_targets)
-        return Answer(result, encode.npy_bytes(values), encode.NPY_MEDIA_TYPE)
-    picture = gradient_panel(result, look, model.label)
-    body = encode.png_bytes(np.ascontiguousarray(picture))
-    return Answer(result, body, encode.PNG_MEDIA_TYPE)
+    inputs = denormalize(batch, model.spec)
+    result: CamResult | GradientResult
+    if isinstance(plan, CamPlan):
+        result = cams = compute_cam(model, batch, plan, inputs=inputs)
+        arrays = {layer.name: layer.maps for layer in cams.layers}
+        draw = lambda: cam_panel(cams, look, model.label)  # noqa: E731
+    else:
+        result = maps = compute_gradients(model, batch, plan, inputs=inputs)
+        arrays = {"values": maps.values}
+        draw = lambda: gradient_panel(maps, look, model.label)  # noqa: E731
+    if fmt != "npy":
+        picture = np.ascontiguousarray(draw())
+        return Answer(result, encode.png_bytes(picture), encode.PNG_MEDIA_TYPE)
+    shaped = {name: _per_request_shape(v, result.several_targets) for name, v in arrays.items()}
+    if len(shaped) == 1:
+        return Answer(result, encode.npy_bytes(*shaped.values()), encode.NPY_MEDIA_TYPE)
+    return Answer(result, encode.npz_bytes(shaped), encode.NPZ_MEDIA_TYPE)

@@ -131,42 +131,27 @@ CamFn = Callable[[CamInputs], torch.Tensor]
 GradientFn = Callable[[GradientInputs], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
+def _registered(base: type, name: str, summary: str, order: int, **extra: object) -> Callable:
+    def wrap(compute: Callable) -> Callable:
+        attributes = {"name": name, "summary": summary, "listing_order": order, **extra}
+        attributes.update(compute=staticmethod(compute), __doc__=compute.__doc__)
+        register(type(compute.__name__, (base,), attributes))
+        return compute
+
+    return wrap
+
+
 def register_cam(
     name: str, summary: str, *, order: int, needs_gradients: bool = False
 ) -> Callable[[CamFn], CamFn]:
     """Function decorator, as timm's `register_model`: `compute(inputs)` becomes the CAM
     method `name` (one that validates nothing beyond the layer being spatial)."""
-
-    def wrap(compute: CamFn) -> CamFn:
-        attributes = {
-            "name": name,
-            "summary": summary,
-            "listing_order": order,
-            "needs_gradients": needs_gradients,
-            "compute": staticmethod(compute),
-            "__doc__": compute.__doc__,
-        }
-        register(type(compute.__name__, (CamMethod,), attributes))
-        return compute
-
-    return wrap
+    return _registered(CamMethod, name, summary, order, needs_gradients=needs_gradients)
 
 
 def register_gradient(name: str, summary: str, *, order: int) -> Callable[[GradientFn], GradientFn]:
     """Function decorator: `compute(inputs)` becomes the gradient method `name`."""
-
-    def wrap(compute: GradientFn) -> GradientFn:
-        attributes = {
-            "name": name,
-            "summary": summary,
-            "listing_order": order,
-            "compute": staticmethod(compute),
-            "__doc__": compute.__doc__,
-        }
-        register(type(compute.__name__, (GradientMethod,), attributes))
-        return compute
-
-    return wrap
+    return _registered(GradientMethod, name, summary, order)
 
 
 def _load() -> None:
