@@ -81,7 +81,7 @@ LayerPath = Annotated[
     str, PathParam(description="a layer from GET /v1/models/{model}/layers", max_length=256)
 ]
 JSON_MEDIA_TYPE = "application/json"
-JOB_ACCEPTED = {
+JOB_ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "accepted as a job; poll the Location header (GET /v1/jobs/{id})"}
 }
 IMAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
@@ -113,7 +113,7 @@ def encoded(fmt: str, answer: Answer | Encoded, to_json: Callable[[str], BaseMod
     return Encoded(document.model_dump_json().encode(), JSON_MEDIA_TYPE)
 
 
-def respond(answer: Encoded) -> Response:
+def respond(answer: Answer | Encoded) -> Response:
     return Response(answer.body, media_type=answer.media_type)
 
 

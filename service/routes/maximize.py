@@ -49,8 +49,14 @@ async def maximize(
 ) -> Response:
     """Optimize an image (Fourier parameterized, randomly transformed) to excite a channel."""
     model, settings = serving.model, serving.settings
-    caps = {"max_steps": settings.max_insight_steps, "max_size": settings.max_insight_size}
-    plan = await serving.pool.run(plan_maximize, model, layer=layer, **options.plan_args(), **caps)
+    plan = await serving.pool.run(
+        plan_maximize,
+        model,
+        layer=layer,
+        **options.plan_args(),
+        max_steps=settings.max_insight_steps,
+        max_size=settings.max_insight_size,
+    )
     fmt = options.fmt.value
 
     def work(progress: Progress) -> Encoded:

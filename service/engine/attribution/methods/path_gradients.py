@@ -37,7 +37,14 @@ def integrated(inputs: GradientInputs) -> Maps:
 )
 def smooth(inputs: GradientInputs) -> Maps:
     logits, targets = logits_and_targets(inputs)
-    plan = inputs.plan
-    noisy = {"samples": plan.samples, "noise": plan.noise, "seed": plan.seed}
-    values = smoothgrad(inputs.model.module, inputs.batch, targets, **noisy, rows=inputs.rows)
+    plan, module, batch = inputs.plan, inputs.model.module, inputs.batch
+    values = smoothgrad(
+        module,
+        batch,
+        targets,
+        samples=plan.samples,
+        noise=plan.noise,
+        seed=plan.seed,
+        rows=inputs.rows,
+    )
     return logits, targets, values
