@@ -28,8 +28,13 @@ from service.engine.encode import PNG_MEDIA_TYPE as PNG
 from service.engine.predict import Prediction
 from service.engine.render import check_colormap
 from service.routes import common
+from service.routes.attribution_options import (
+    CamMethod,
+    CamOptions,
+    GradientMethod,
+    GradientOptions,
+)
 from service.routes.deps import ImagesDep, Serving, ServingDep
-from service.routes.options import CamMethod, CamOptions, GradientMethod, GradientOptions
 from service.workers.attribution_tasks import attribution_task
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])

@@ -1,18 +1,18 @@
 """Each endpoint's options: one pydantic model, read from the query string.
 
 A route declares `options: Annotated[XOptions, Query()]`; FastAPI lists every field as a
-query parameter (constraints and descriptions in OpenAPI), the route hands the model whole
-to the engine's plan (`plan_args`) and JSON answers echo it. Fields shared by several
-endpoints (format, colormap, seed, async) are declared once, as the `Annotated` types below.
+query parameter (constraints and descriptions in OpenAPI), and the route hands the model
+whole to the engine's plan (`plan_args`) and the answer (`answer_args`). Fields shared by
+several endpoints (format, colormap, seed, async) are declared once, below. The options of
+/cam and /gradients are in `attribution_options`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from api_schemas.attributions import Baseline, CamUpsample, GradientView, method_enum
 from api_schemas.feature_maps import OutputFormat, Reduce, Scale
 from api_schemas.insight import (
     EmbeddingFormat,
@@ -22,13 +22,9 @@ from api_schemas.insight import (
     ImageFormat,
     StatsFormat,
 )
-from service.engine.attribution.methods.registry import cam_methods, gradient_methods
 from service.engine.channels import GRAMMAR
 from service.engine.insight.maximize import DEFAULT_TV
 from service.routes.common import split_names
-
-CamMethod = method_enum("CamMethod", [m.name for m in cam_methods()])
-GradientMethod = method_enum("GradientMethod", [m.name for m in gradient_methods()])
 
 
 def colormap_field(default: str, description: str = "a matplotlib colormap name") -> Any:
@@ -47,33 +43,6 @@ RunAsync = Annotated[
         "when the estimated time exceeds the server's synchronous budget",
     ),
 ]
-Target = Annotated[
-    str | None,
-    Field(
-        description="class indices or labels, comma-separated, explained for every image; "
-        "default: each image's top-1 class",
-        max_length=4096,
-    ),
-]
-Alpha = Annotated[
-    float,
-    Field(ge=0, le=1, allow_inf_nan=False, description="weight of the heatmap over the input"),
-]
-TopK = Annotated[int | None, Field(ge=1, description="predictions per image in json; default 5")]
-Randomize = Annotated[
-    int,
-    Field(
-        ge=0,
-        le=100_000,
-        description="sanity check (Adebayo et al. 2018): re-run with this many top layers "
-        "re-initialized (on a copy) and report the rank correlation in json; 0: off",
-    ),
-]
-
-
-def _plus_signs(value: object) -> object:
-    """An unencoded `+` in a query string arrives as a space: `method=gradcam++` is gradcam++."""
-    return value.replace(" ", "+") if isinstance(value, str) else value
 
 
 class Options(BaseModel):
@@ -128,74 +97,6 @@ class FeatureMapOptions(Options):
     upsample: int | None = Field(None, ge=8, le=1024, description="tile size in pixels")
     overlay: bool = Field(False, description="blend maps onto the input image")
     labels: bool = Field(True, description="channel numbers on tiles")
-
-
-class CamOptions(Options):
-    answer_fields = frozenset({"fmt", "colormap", "alpha"})
-    plan_names = {"layer": "layers", "target": "targets"}
-    name_lists = frozenset({"layer", "metrics"})
-    method: Annotated[CamMethod, BeforeValidator(_plus_signs)] = Field(  # type: ignore[valid-type]
-        CamMethod("gradcam"),
-        description="the CAM method (gradcam++ may be sent as gradcam%2B%2B or gradcam++)",
-    )
-    layer: str | None = Field(
-        None,
-        description="layer name(s), comma-separated; default: the last spatial layer",
-        max_length=4096,
-    )
-    target: Target = None
-    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
-    colormap: str = colormap_field("jet")
-    alpha: Alpha = 0.5
-    normalize: bool = Field(
-        False, description="min-max scale each npy map to [0, 1], as pytorch-grad-cam returns it"
-    )
-    top_k: TopK = None
-    metrics: str | None = Field(
-        None, description="deletion, insertion or both: their AUC in json", max_length=64
-    )
-    metric_steps: int = Field(32, ge=2, le=256, description="points per deletion/insertion curve")
-    randomize: Randomize = 0
-
-
-class GradientOptions(Options):
-    answer_fields = frozenset({"fmt", "view", "colormap", "alpha"})
-    plan_names = {"target": "targets"}
-    method: GradientMethod = Field(  # type: ignore[valid-type]
-        GradientMethod("vanilla"), description="the gradient method"
-    )
-    target: Target = None
-    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
-    view: GradientView = Field(
-        GradientView.heatmap,
-        description="png: |gradient| heatmap over the input, the gradient image, "
-        "positive or negative saliency",
-    )
-    colormap: str = colormap_field("inferno")
-    alpha: Alpha = 0.6
-    layer: str | None = Field(
-        None,
-        description="guided-gradcam: the Grad-CAM layer; default the last spatial layer",
-        max_length=1024,
-    )
-    upsample: CamUpsample = Field(
-        CamUpsample.nearest,
-        description="guided-gradcam: the Grad-CAM at input size, nearest and ReLU'd as "
-        "Captum's GuidedGradCam, or bilinear and scaled to [0, 1] as the paper's figures",
-    )
-    steps: int = Field(32, ge=1, le=1024, description="integrated-gradients: Gauss-Legendre points")
-    baseline: Baseline = Field(Baseline.zero, description="integrated-gradients: starting point")
-    samples: int = Field(32, ge=1, le=1024, description="smoothgrad: noisy copies per image")
-    noise: float = Field(
-        0.15,
-        gt=0,
-        le=10,
-        allow_inf_nan=False,
-        description="smoothgrad: noise std / (max - min) of the input",
-    )
-    seed: int = seed_field("smoothgrad: noise seed", high=2**63 - 1)
-    top_k: TopK = None
-    randomize: Randomize = 0
 
 
 class StatsOptions(Options):
