@@ -1,50 +1,35 @@
 """Attribution options (CAM and gradient methods, baselines, views) and the JSON answers."""
 
+import re
 from enum import StrEnum
+from typing import cast
 
 from pydantic import BaseModel, Field
 
 from api_schemas.predictions import PredictionItem
 
 
-class CamMethod(StrEnum):
-    gradcam = "gradcam"
-    gradcam_pp = "gradcam++"
-    xgradcam = "xgradcam"
-    layercam = "layercam"
-    hirescam = "hirescam"
-    cam = "cam"
-    scorecam = "scorecam"
-    eigencam = "eigencam"
-    ablationcam = "ablationcam"
+def method_enum(name: str, methods: list[str]) -> type[StrEnum]:
+    """An enum of method names, built from the service's method registry."""
+    members = [(re.sub(r"\W", "_", method), method) for method in methods]
+    return cast(type[StrEnum], StrEnum(name, members))
 
 
-class GradientMethod(StrEnum):
-    vanilla = "vanilla"
-    guided_backprop = "guided-backprop"
-    deconvnet = "deconvnet"
-    guided_gradcam = "guided-gradcam"
-    input_x_gradient = "input-x-gradient"
-    integrated_gradients = "integrated-gradients"
-    smoothgrad = "smoothgrad"
+class MethodInfo(BaseModel):
+    name: str = Field(description="the value of the endpoint's `method` parameter")
+    kind: str = Field(description="cam (POST /v1/models/{model}/cam) or gradients")
+    needs_gradients: bool = Field(description="whether it runs a backward pass")
+    summary: str
 
 
-class Baseline(StrEnum):
-    zero = "zero"
-    black = "black"
-    blur = "blur"
+class MethodList(BaseModel):
+    data: list[MethodInfo]
+    count: int
 
 
-class CamUpsample(StrEnum):
-    nearest = "nearest"
-    bilinear = "bilinear"
-
-
-class GradientView(StrEnum):
-    heatmap = "heatmap"
-    gradient = "gradient"
-    positive = "positive"
-    negative = "negative"
+Baseline = StrEnum("Baseline", "zero black blur")
+CamUpsample = StrEnum("CamUpsample", "nearest bilinear")
+GradientView = StrEnum("GradientView", "heatmap gradient positive negative")
 
 
 class TargetItem(BaseModel):
@@ -85,7 +70,7 @@ class CamMapItem(BaseModel):
 
 class CamResponse(BaseModel):
     model: str
-    method: CamMethod
+    method: str = Field(description="a CAM method from GET /v1/methods")
     batch: int
     input_size: list[int]
     layers: list[CamLayerItem]
@@ -115,7 +100,7 @@ class GradientMapItem(BaseModel):
 
 class GradientResponse(BaseModel):
     model: str
-    method: GradientMethod
+    method: str = Field(description="a gradient method from GET /v1/methods")
     batch: int
     input_size: list[int]
     shape: list[int] = Field(

@@ -4,24 +4,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-
-class Reduce(StrEnum):
-    none = "none"
-    pca = "pca"
-    mean = "mean"
-    sum = "sum"
-    max = "max"
-
-
-class OutputFormat(StrEnum):
-    png = "png"
-    npy = "npy"
-    json = "json"
-
-
-class Scale(StrEnum):
-    channel = "channel"
-    shared = "shared"
+Reduce = StrEnum("Reduce", "none pca mean sum max")
+OutputFormat = StrEnum("OutputFormat", "png npy json")
+Scale = StrEnum("Scale", "channel shared")
 
 
 class LayerMapsInfo(BaseModel):

@@ -4,38 +4,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-
-class FilterFormat(StrEnum):
-    png = "png"
-    npy = "npy"
-
-
-class FilterView(StrEnum):
-    auto = "auto"
-    rgb = "rgb"
-    mean = "mean"
-    inputs = "inputs"
-
-
-class ImageFormat(StrEnum):
-    png = "png"
-    npy = "npy"
-    json = "json"
-
-
-class StatsFormat(StrEnum):
-    json = "json"
-    png = "png"
-
-
-class EmbeddingMethod(StrEnum):
-    pca = "pca"
-    tsne = "tsne"
-
-
-class EmbeddingFormat(StrEnum):
-    json = "json"
-    png = "png"
+FilterFormat = StrEnum("FilterFormat", "png npy")
+FilterView = StrEnum("FilterView", "auto rgb mean inputs")
+ImageFormat = StrEnum("ImageFormat", "png npy json")
+StatsFormat = StrEnum("StatsFormat", "json png")
+EmbeddingMethod = StrEnum("EmbeddingMethod", "pca tsne")
+EmbeddingFormat = StrEnum("EmbeddingFormat", "json png")
 
 
 class MaximizeResponse(BaseModel):

@@ -23,7 +23,7 @@ class ModelList(BaseModel):
     count: int
 
 
-class LayerInfo(BaseModel):
+class LayerItem(BaseModel):
     name: str = Field(description="dotted name as in named_modules()", examples=["layer3.1.conv2"])
     type: str = Field(examples=["Conv2d"])
     output_shape: list[int] | None = Field(
@@ -46,5 +46,5 @@ class LayerInfo(BaseModel):
 
 class LayerList(BaseModel):
     model: str
-    data: list[LayerInfo]
+    data: list[LayerItem]
     count: int

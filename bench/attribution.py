@@ -17,7 +17,7 @@ Measurements are interleaved in blocks (a few calls of the server, then of pytor
 then of Captum, ...; see `interleaved`) so background load hits all of them alike; the best
 and the median time per call are reported. Ratios below 1 mean layerscope over HTTP is
 faster than the library in-process.
-Goals (issue 3): Grad-CAM / pytorch-grad-cam <= 0.40, Grad-CAM / Captum LayerGradCam <= 1.0.
+Goals: Grad-CAM / pytorch-grad-cam <= 0.40, Grad-CAM / Captum LayerGradCam <= 1.0.
 """
 
 from __future__ import annotations

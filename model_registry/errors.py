@@ -1,8 +1,10 @@
-"""Errors a client can cause, and the start-up error a bad model entry causes.
+"""Every error layerscope raises on purpose: the ones a client can cause, and the start-up
+error a bad models file, weights file or setting causes.
 
-Client errors carry the HTTP status the service answers with, the offending field
-and extra JSON members (valid choices, ranges). Nothing here imports a web framework:
-the service maps these onto responses.
+Client errors carry the HTTP status the service answers with, the offending field and
+extra JSON members (valid choices, ranges); routes build their OpenAPI `responses` from
+the types they can raise. Nothing here imports a web framework: the service maps these
+onto responses.
 """
 
 from __future__ import annotations
@@ -32,24 +34,81 @@ class ClientError(Exception):
         return body
 
 
+class BadRequest(ClientError):
+    """The request body could not be read (a broken multipart form)."""
+
+    status = 400
+
+
 class NotFound(ClientError):
+    """An unknown model, layer, image id or job."""
+
     status = 404
 
 
-class InvalidInput(ClientError):
-    status = 422
+class NotFinished(ClientError):
+    """The job has not succeeded (yet), so it has no result."""
+
+    status = 409
 
 
 class PayloadTooLarge(ClientError):
+    """Too many images, too many pixels or too large an answer."""
+
     status = 413
 
 
 class UnsupportedMedia(ClientError):
+    """An upload that is not a readable image."""
+
     status = 415
 
 
+class InvalidInput(ClientError):
+    """A parameter out of range or not among the choices; `field` names it."""
+
+    status = 422
+
+
+class TooManyJobs(ClientError):
+    """Every job slot holds an unfinished job."""
+
+    status = 429
+
+
+class NotReady(ClientError):
+    """The models are still loading."""
+
+    status = 503
+
+
+class Overloaded(ClientError):
+    """The model's queue is full; the client should retry later (or elsewhere)."""
+
+    status = 503
+
+
+class DeadlineExceeded(ClientError):
+    """The request was still queued at its deadline and was never run."""
+
+    status = 504
+
+
+class TooSlow(ClientError):
+    """A synchronous computation ran past the time a job gets; send async=true."""
+
+    status = 504
+
+
+class OutOfDeviceMemory(ClientError):
+    """The work did not fit in device memory, even with the batch split."""
+
+    status = 507
+
+
 class ConfigError(Exception):
-    """A model entry that cannot be served; raised at start-up, naming entry and field."""
+    """A models file, weights file or setting that cannot be served; raised at start-up,
+    naming the file, the entry and the field."""
 
 
 def closest(name: str, choices: Iterable[str], *, n: int = 5) -> list[str]:

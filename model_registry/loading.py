@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 from model_registry.builtin import digits
-from model_registry.errors import ConfigError
+from model_registry.errors import ConfigError, closest
 from model_registry.spec import ModelSpec
 
 BUILTIN: dict[str, Callable[[int], nn.Module]] = {"digits": digits.DigitsNet}
@@ -69,10 +69,12 @@ def _build_architecture(spec: ModelSpec) -> nn.Module:
                 )
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"model {spec.name!r}: field 'architecture': {exc}") from exc
-    choices = ", ".join(known_architectures()[:12])
+    known = known_architectures()
+    nearest = closest(spec.architecture, known, n=3)
+    hint = f"did you mean {', '.join(nearest)}?" if nearest else f"e.g. {', '.join(known[:12])}"
     raise ConfigError(
         f"model {spec.name!r}: field 'architecture': unknown architecture {spec.architecture!r}; "
-        f"use 'builtin:<name>' or 'torchvision:<classification builder>' (e.g. {choices}, ...)"
+        f"{hint} (use 'builtin:<name>' or 'torchvision:<classification builder>')"
     )
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from model_registry.catalog import LayerCatalog, build_catalog
-from model_registry.errors import unknown_model
+from model_registry.errors import ConfigError, unknown_model
 from model_registry.loading import build_model
 from model_registry.spec import ModelSpec
 
@@ -34,9 +34,24 @@ class LoadedModel:
 
 
 def resolve_device(requested: str | None) -> torch.device:
-    """CUDA when available, else CPU; `requested` (e.g. 'cpu', 'cuda:1') overrides."""
+    """CUDA when available, else CPU; `requested` (e.g. 'cpu', 'cuda:1') overrides.
+
+    Raises:
+        ConfigError: `requested` is not a device name, or names one this machine lacks.
+    """
     if requested:
-        return torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"setting LAYERSCOPE_DEVICE: {requested!r} is not a torch device "
+                "(e.g. cpu, cuda, cuda:1, mps)"
+            ) from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                f"setting LAYERSCOPE_DEVICE: {requested!r}, but CUDA is not available"
+            )
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -1,4 +1,4 @@
-"""Print the numbers behind the issue's acceptance bars, measured on the built-in model.
+"""Print the numbers behind the insight acceptance bars, measured on the built-in model.
 
     .venv/bin/python scripts/measure_insight.py
 

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from model_registry.config import default_specs, load_config
 from model_registry.registry import ModelRegistry, resolve_device
-from service.errors import install_error_handlers
+from service.error_handlers import install_error_handlers
 from service.metrics import Metrics, hook_count
 from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
@@ -27,6 +27,7 @@ from service.routes import (
     invert,
     jobs,
     maximize,
+    methods,
     metrics,
     models,
     predict,
@@ -99,7 +100,6 @@ def create_app(
         pool = _pool(settings, metrics_)
         app.state.pool = pool
         app.state.jobs = JobStore(
-            threads=settings.job_threads,
             max_jobs=settings.max_jobs,
             ttl_s=settings.job_ttl_s,
             timeout_s=settings.job_timeout_s,
@@ -152,7 +152,7 @@ def create_app(
     ):
         app.include_router(router)
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
-    for router in (attributions.router, *insight, jobs.router):
+    for router in (attributions.router, methods.router, *insight, jobs.router):
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.

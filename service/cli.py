@@ -1,15 +1,26 @@
-"""`layerscope serve`: start the HTTP server."""
+"""`layerscope serve`: start the HTTP server; `layerscope samples`: write sample pictures.
+
+A bad models file, weights file or setting ends start-up with one line on stderr and exit
+code 2, whether it is found before the server binds its port (settings, the models file)
+or while the models load (architectures, weights). `--debug` adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import logging.handlers
 import sys
+import traceback
+
+from pydantic import ValidationError
 
 from model_registry.errors import ConfigError
-from service.settings import Settings
+
+START_UP_FAILED = 2
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layerscope", description="What a convolutional network sees, over HTTP."
     )
@@ -21,12 +32,100 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--port", type=int, default=None, help="port (default 8000, or LAYERSCOPE_PORT)"
     )
+    serve.add_argument(
+        "--debug", action="store_true", help="on a start-up failure, print the traceback too"
+    )
     samples = commands.add_parser(
         "samples", help="write sample pictures (2 photos, 10 digits) to a folder"
     )
     samples.add_argument("folder", nargs="?", default="samples")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def describe(exc: BaseException, models: object = None) -> str:
+    """One line for a start-up failure: the file or setting, the entry, the field, the fix."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        value = f" (got {first['input']!r})" if "input" in first else ""
+        return f"setting LAYERSCOPE_{name.upper()}: {first['msg']}{value}"
+    text = " ".join(str(exc).split())
+    if models is not None and text.startswith("model "):
+        text = f"models file {models}: {text}"
+    return text
+
+
+class _StartUpLog:
+    """Holds log records back until the models are loaded: a failed start-up prints one
+    line, not the server's progress and a traceback (unless --debug)."""
+
+    def __init__(self) -> None:
+        self.root = logging.getLogger()
+        self.handlers = list(self.root.handlers)
+        self.buffer = logging.handlers.MemoryHandler(
+            capacity=100_000, flushLevel=logging.CRITICAL + 1
+        )
+        self.root.handlers[:] = [self.buffer]
+
+    def release(self, *, keep: bool) -> None:
+        self.root.handlers[:] = self.handlers
+        if keep:
+            for record in self.buffer.buffer:
+                for handler in self.handlers:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+        self.buffer.buffer.clear()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from model_registry.config import load_config
+    from model_registry.registry import ModelRegistry, resolve_device
+    from service.app import create_app, load_registry
+    from service.logging_setup import configure_logging
+    from service.settings import Settings
+
+    settings = Settings()
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    if settings.models is not None:
+        load_config(settings.models)  # fail before binding the port
+    resolve_device(settings.device)  # likewise: the lifespan resolves it before loading
+    log = _StartUpLog()
+    failures: list[BaseException] = []
+
+    def loader(current: Settings) -> ModelRegistry:
+        try:
+            registry = load_registry(current)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+        log.release(keep=True)
+        return registry
+
+    try:
+        uvicorn.run(
+            create_app(settings, registry_loader=loader),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,  # keep our JSON handlers
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        )
+    except SystemExit:
+        if not failures:
+            raise
+    finally:
+        log.release(keep=args.debug or not failures)
+    if failures:
+        raise failures[0]
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "samples":
         from pathlib import Path
 
@@ -35,32 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_samples(Path(args.folder)):
             print(path)
         return 0
-
-    import uvicorn
-
-    from model_registry.config import load_config
-    from service.app import create_app
-    from service.logging_setup import configure_logging
-
-    settings = Settings()
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = settings.model_copy(update=overrides)
-    configure_logging(settings.log_level, json_lines=settings.log_json)
     try:
-        if settings.models is not None:
-            load_config(settings.models)  # fail before binding the port, with a one-line message
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,  # keep our JSON handlers
-            log_level=settings.log_level,
-            timeout_graceful_shutdown=int(settings.drain_timeout_s),
-        )
-    except ConfigError as exc:
-        print(f"layerscope: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return _serve(args)
+    except (ConfigError, ValidationError) as exc:
+        if args.debug:
+            traceback.print_exception(exc)
+        models = None
+        if not isinstance(exc, ValidationError):
+            from service.settings import Settings
+
+            models = Settings().models
+        print(f"layerscope: {describe(exc, models)}", file=sys.stderr)
+        return START_UP_FAILED
 
 
 if __name__ == "__main__":

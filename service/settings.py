@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
     log_json: bool = Field(default=True, description="structured JSON log lines")
-    # Model insight (issue 5): caps, the embedding image limit, and when work becomes a job.
+    # Model insight: caps, the embedding image limit, and when work becomes a job.
     max_insight_steps: int = Field(
         default=4096, ge=1, description="most optimization steps for maximize/invert"
     )
@@ -91,7 +91,6 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="FLOP/s assumed by estimates; default 2e10 cpu, 2e12 cuda",
     )
-    job_threads: int = Field(default=1, ge=1, le=64, description="threads that run jobs")
     max_jobs: int = Field(default=32, ge=1, description="jobs kept at once, finished ones included")
     job_ttl_s: float = Field(
         default=900.0, gt=0, allow_inf_nan=False, description="seconds a finished job is kept"

@@ -1,4 +1,5 @@
-"""Session fixtures: real photos, real digits, the app with default and file-configured models."""
+"""Session fixtures shared by every test folder: real photos and digits, tiny seeded models
+(CNNs, a ViT, a Swin, ReLU variants), and the app with default and file-configured models."""
 
 from __future__ import annotations
 
@@ -10,11 +11,25 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from torchvision.models import VisionTransformer
+from torchvision.models.swin_transformer import SwinTransformer
 
+from model_registry.config import default_specs
+from model_registry.registry import LoadedModel, load_model
+from model_registry.spec import ModelSpec
 from service.app import create_app
 from service.samples import digit_samples, photos
 from service.settings import Settings
 from tests.helpers import png, write_resnet_config
+from tests.tiny_models import (
+    CPU,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FunctionalReluNet,
+    loaded,
+    seeded,
+    write_models_toml,
+)
 
 torch.set_num_threads(2)
 
@@ -65,3 +80,99 @@ def tiny_inputs(photo_images: dict[str, Image.Image]) -> list[bytes]:
         png(np.asarray(img.resize((64, 64), Image.Resampling.BILINEAR)))
         for img in photo_images.values()
     ]
+
+
+@pytest.fixture(scope="session")
+def photo() -> Image.Image:
+    """china.jpg from scikit-learn (427 x 640 RGB)."""
+    from sklearn.datasets import load_sample_images
+
+    return Image.fromarray(load_sample_images().images[0])
+
+
+@pytest.fixture(scope="session")
+def photo_png(photo: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    photo.resize((128, 86)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def resnet() -> LoadedModel:
+    """torchvision resnet18, seeded random weights, fed 64 x 64."""
+    spec = ModelSpec(
+        name="resnet18",
+        architecture="torchvision:resnet18",
+        weights=None,
+        input_size=(64, 64),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        num_classes=1000,
+    )
+    return load_model(spec, CPU)
+
+
+@pytest.fixture(scope="session")
+def digits() -> LoadedModel:
+    return load_model(default_specs()[0], CPU)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit() -> LoadedModel:
+    module = seeded(
+        lambda: VisionTransformer(
+            image_size=32,
+            patch_size=8,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=32,
+            mlp_dim=64,
+            num_classes=10,
+        )
+    )
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(1)  # torchvision starts the head at zero, which makes every logit 0
+        torch.nn.init.normal_(module.heads.head.weight, std=0.5)
+    return loaded("tiny-vit", module, (32, 32), 10)
+
+
+@pytest.fixture(scope="session")
+def tiny_swin() -> LoadedModel:
+    module = seeded(
+        lambda: SwinTransformer(
+            patch_size=[4, 4],
+            embed_dim=16,
+            depths=[1, 1],
+            num_heads=[1, 2],
+            window_size=[2, 2],
+            num_classes=10,
+        )
+    )
+    return loaded("tiny-swin", module, (32, 32), 10)
+
+
+@pytest.fixture(scope="session")
+def relu_nets() -> dict[str, LoadedModel]:
+    """The same weights with module ReLUs (one in-place) and with functional ones."""
+    module = seeded(lambda: FunctionalReluNet("module"), seed=3)
+    functional = FunctionalReluNet("functional")
+    functional.load_state_dict(module.state_dict())
+    return {
+        "module": loaded("relu-module", module, (24, 24), 5),
+        "functional": loaded("relu-functional", functional, (24, 24), 5),
+    }
+
+
+@pytest.fixture(scope="session")
+def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The real app (lifespan run) serving digits and a 64 x 64 resnet18."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    path = write_models_toml(tmp_path_factory.mktemp("models"))
+    with TestClient(create_app(Settings(models=path, device="cpu", worker_threads=2))) as client:
+        yield client

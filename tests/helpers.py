@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +139,36 @@ class LiveServer:
 
     def output(self) -> str:
         return Path(self.log.name).read_text()
+
+
+def device_runner():
+    """A job runner on a real CPU device worker, as the service runs jobs."""
+    import math
+    from concurrent.futures import Future
+
+    from service.workers.device_worker import DeviceWorker, Work
+
+    worker = DeviceWorker(torch.device("cpu"), max_batch=1, max_wait_s=0.0)
+
+    def start(call) -> Future:
+        return worker.submit(
+            Work(
+                key=None,
+                payload=None,
+                size=1,
+                execute=lambda _payloads: [call()],
+                deadline=math.inf,
+                model="jobs",
+            )
+        )
+
+    return start
+
+
+def wait_for(predicate: Callable[[], bool], *, limit_s: float = 30.0) -> None:
+    """Poll until `predicate()` holds; a bound against hangs, not a timing assertion."""
+    end = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)

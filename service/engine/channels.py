@@ -89,13 +89,18 @@ def check_channels(
 ) -> None:
     """Raise a 422 that names the valid range when a listed index is outside the layer."""
     if selection.kind == "list" and selection.highest() >= num_channels:
-        raise InvalidInput(
-            f"{field}: channel {selection.highest()} is out of range for layer '{layer}', "
-            f"which has {num_channels} channels (valid: 0-{num_channels - 1})",
-            field=field,
-            layer=layer,
-            valid_range=[0, num_channels - 1],
-        )
+        raise out_of_range(selection.highest(), num_channels, layer=layer, field=field)
+
+
+def out_of_range(channel: int, num_channels: int, *, layer: str, field: str) -> InvalidInput:
+    """The 422 for a channel the layer does not have, naming the valid range."""
+    return InvalidInput(
+        f"{field}: channel {channel} is out of range for layer '{layer}', which has "
+        f"{num_channels} channels (valid: 0-{num_channels - 1})",
+        field=field,
+        layer=layer,
+        valid_range=[0, num_channels - 1],
+    )
 
 
 def select_channels(

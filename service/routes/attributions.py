@@ -2,60 +2,56 @@
 
 from __future__ import annotations
 
-import base64
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BeforeValidator
+from pydantic import BaseModel, create_model
 
-from api_schemas.attributions import (
-    Baseline,
-    CamLayerItem,
-    CamMapItem,
-    CamMethod,
-    CamResponse,
-    CamUpsample,
-    GradientMapItem,
-    GradientMethod,
-    GradientResponse,
-    GradientView,
-    TargetItem,
-)
-from api_schemas.errors import ErrorBody
+from api_schemas import attributions as schemas
+from api_schemas.attributions import CamLayerItem, CamMapItem, GradientMapItem, TargetItem
 from api_schemas.feature_maps import OutputFormat
 from api_schemas.predictions import PredictionItem
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.attribution.explain import CamResult, GradientResult
 from service.engine.attribution.pictures import Look
-from service.engine.attribution.plan import check_finite, plan_cam, plan_gradients
+from service.engine.attribution.plan import CamPlan, GradientPlan, plan_cam, plan_gradients
+from service.engine.checks import check_finite
+from service.engine.encode import NPY_MEDIA_TYPE as NPY
+from service.engine.encode import NPZ_MEDIA_TYPE as NPZ
+from service.engine.encode import PNG_MEDIA_TYPE as PNG
 from service.engine.predict import Prediction
 from service.engine.render import check_colormap
-from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.workers.tasks import cam_task, gradients_task
+from service.routes import common
+from service.routes.attribution_options import (
+    CamMethod,
+    CamOptions,
+    GradientMethod,
+    GradientOptions,
+)
+from service.routes.deps import ImagesDep, Serving, ServingDep
+from service.workers.attribution_tasks import attribution_task
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (404, 413, 415, 422)
-}
+CamResponse = create_model("CamResponse", __base__=schemas.CamResponse, method=(CamMethod, ...))
+GradientResponse = create_model(
+    "GradientResponse", __base__=schemas.GradientResponse, method=(GradientMethod, ...)
+)
+
+_ERRORS = (*common.MODEL_ERRORS, *common.IMAGE_ERRORS, *common.DEVICE_ERRORS)
 
 
-def _media(npy: str, schema: str) -> dict:
-    return {
-        200: {
-            "description": f"png: heatmaps beside each input; npy: {npy}; "
-            "json: metadata and the png as base64",
-            "content": {
-                "image/png": {"schema": {"type": "string", "format": "binary"}},
-                "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
-                "application/zip": {"schema": {"type": "string", "format": "binary"}},
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}},
-            },
-        }
-    }
+def _answers(npy: str, body: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    description = (
+        f"png: heatmaps beside each input; npy: {npy}; json: metadata and the png as base64"
+    )
+    return common.answers(description, PNG, NPY, NPZ, body=body, errors=_ERRORS)
 
 
 _CAM_NPY = (
@@ -66,41 +62,12 @@ _GRADIENT_NPY = (
     "float32 [B, C, H, W] w.r.t. the normalized input ([B, T, C, H, W] for several targets)"
 )
 
-TargetQuery = Annotated[
-    str | None,
-    Query(
-        description="class indices or labels, comma-separated, explained for every image; "
-        "default: each image's top-1 class",
-        max_length=4096,
-    ),
-]
-FormatQuery = Annotated[OutputFormat, Query(alias="format")]
-AlphaQuery = Annotated[
-    float,
-    Query(ge=0, le=1, allow_inf_nan=False, description="weight of the heatmap over the input"),
-]
-TopKQuery = Annotated[
-    int | None, Query(ge=1, description="predictions per image in json; default 5")
-]
-RandomizeQuery = Annotated[
-    int,
-    Query(
-        ge=0,
-        le=100_000,
-        description="sanity check (Adebayo et al. 2018): re-run with this many top layers "
-        "re-initialized "
-        "(on a copy) and report the rank correlation in json; 0: off",
-    ),
-]
 
-
-def _plus_signs(value: object) -> object:
-    """An unencoded `+` in a query string arrives as a space: `method=gradcam++` is gradcam++."""
-    return value.replace(" ", "+") if isinstance(value, str) else value
-
-
-def split_names(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
+def _look(options: CamOptions | GradientOptions) -> Look:
+    """The picture's colours, checked before any compute."""
+    check_colormap(options.colormap)
+    check_finite("alpha", options.alpha, low=0.0, high=1.0)
+    return Look(**options.answer_args(exclude={"fmt"}))
 
 
 def _json_only(fmt: OutputFormat, **options: object) -> None:
@@ -123,73 +90,37 @@ def _predictions(rows: list[list[Prediction]]) -> list[list[PredictionItem]]:
     return [[PredictionItem(**vars(p)) for p in row] for row in rows]
 
 
-@router.post(
-    "/{model}/cam", responses={**_media(_CAM_NPY, "CamResponse"), **_ERRORS}, response_model=None
-)
+async def _attribute(
+    serving: Serving,
+    images: list[bytes],
+    options: CamOptions | GradientOptions,
+    plan: CamPlan | GradientPlan,
+    to_json: Callable[..., BaseModel],
+) -> Response:
+    """Check the picture's options, compute on the device thread, answer in the format."""
+    look = _look(options)
+    _json_only(options.fmt, metrics=getattr(plan, "metrics", ()), randomize=plan.randomize)
+    model, fmt = serving.model, options.fmt.value
+    pixels = serving.settings.max_image_pixels
+    answer = await serving.pool.run(
+        attribution_task, model, images, plan, fmt=fmt, look=look, max_pixels=pixels
+    )
+    body = partial(to_json, model, options, answer.result)
+    return common.respond(common.encoded(fmt, answer, body))
+
+
+@router.post("/{model}/cam", responses=_answers(_CAM_NPY, CamResponse), response_model=None)
 async def cam(
-    model: ModelDep,
-    images: ImagesDep,
-    pool: PoolDep,
-    settings: SettingsDep,
-    method: Annotated[
-        CamMethod,
-        BeforeValidator(_plus_signs),
-        Query(description="the CAM method (gradcam++ may be sent as gradcam%2B%2B or gradcam++)"),
-    ] = CamMethod.gradcam,
-    layer: Annotated[
-        str | None,
-        Query(
-            description="layer name(s), comma-separated; default: the last spatial layer",
-            max_length=4096,
-        ),
-    ] = None,
-    target: TargetQuery = None,
-    fmt: FormatQuery = OutputFormat.png,
-    colormap: Annotated[
-        str, Query(description="a matplotlib colormap name", max_length=64)
-    ] = "jet",
-    alpha: AlphaQuery = 0.5,
-    normalize: Annotated[
-        bool,
-        Query(description="min-max scale each npy map to [0, 1], as pytorch-grad-cam returns it"),
-    ] = False,
-    top_k: TopKQuery = None,
-    metrics: Annotated[
-        str | None,
-        Query(description="deletion, insertion or both: their AUC in json", max_length=64),
-    ] = None,
-    metric_steps: Annotated[
-        int, Query(ge=2, le=256, description="points per deletion/insertion curve")
-    ] = 32,
-    randomize: RandomizeQuery = 0,
+    serving: ServingDep, images: ImagesDep, options: Annotated[CamOptions, Query()]
 ) -> Response:
     """Class activation maps (Grad-CAM family) of one or more layers for one or more classes."""
-    plan = plan_cam(
-        model,
-        method=method.value,
-        layers=split_names(layer),
-        targets=target,
-        metrics=split_names(metrics),
-        metric_steps=metric_steps,
-        randomize=randomize,
-        top_k=top_k,
-        normalize=normalize,
-    )
-    check_colormap(colormap)
-    check_finite(alpha, field="alpha", low=0.0, high=1.0)
-    _json_only(fmt, metrics=plan.metrics, randomize=plan.randomize)
-    answer = await pool.run(
-        cam_task,
-        model,
-        images,
-        plan,
-        fmt=fmt.value,
-        look=Look(colormap=colormap, alpha=alpha),
-        max_pixels=settings.max_image_pixels,
-    )
-    if fmt is not OutputFormat.json:
-        return Response(answer.body, media_type=answer.media_type)
-    result = answer.result
+    plan = plan_cam(serving.model, **options.plan_args())
+    return await _attribute(serving, images, options, plan, _cam_body)
+
+
+def _cam_body(
+    model: LoadedModel, options: CamOptions, result: CamResult, png_base64: str
+) -> BaseModel:
     maps = []
     for layer_result in result.layers:
         for image, row in enumerate(result.targets):
@@ -213,9 +144,9 @@ async def cam(
     batch, count = result.targets.shape
     height, width = model.spec.input_size
     shape = [batch, count, height, width] if result.several_targets else [batch, height, width]
-    body = CamResponse(
+    return CamResponse(
         model=model.name,
-        method=method,
+        method=options.method,
         batch=batch,
         input_size=[height, width],
         layers=[
@@ -226,103 +157,26 @@ async def cam(
         predictions=_predictions(result.predictions),
         maps=maps,
         randomized_layers=list(result.randomized),
-        png_base64=base64.b64encode(answer.body).decode("ascii"),
+        png_base64=png_base64,
     )
-    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.post(
     "/{model}/gradients",
-    responses={**_media(_GRADIENT_NPY, "GradientResponse"), **_ERRORS},
+    responses=_answers(_GRADIENT_NPY, GradientResponse),
     response_model=None,
 )
 async def gradients(
-    model: ModelDep,
-    images: ImagesDep,
-    pool: PoolDep,
-    settings: SettingsDep,
-    method: Annotated[
-        GradientMethod, Query(description="the gradient method")
-    ] = GradientMethod.vanilla,
-    target: TargetQuery = None,
-    fmt: FormatQuery = OutputFormat.png,
-    view: Annotated[
-        GradientView,
-        Query(
-            description="png: |gradient| heatmap over the input, the gradient image, "
-            "positive or negative saliency"
-        ),
-    ] = GradientView.heatmap,
-    colormap: Annotated[
-        str, Query(description="a matplotlib colormap name", max_length=64)
-    ] = "inferno",
-    alpha: AlphaQuery = 0.6,
-    layer: Annotated[
-        str | None,
-        Query(
-            description="guided-gradcam: the Grad-CAM layer; default the last spatial layer",
-            max_length=1024,
-        ),
-    ] = None,
-    upsample: Annotated[
-        CamUpsample,
-        Query(
-            description="guided-gradcam: the Grad-CAM at input size, nearest and ReLU'd as "
-            "Captum's GuidedGradCam, or bilinear and scaled to [0, 1] as the paper's figures"
-        ),
-    ] = CamUpsample.nearest,
-    steps: Annotated[
-        int, Query(ge=1, le=1024, description="integrated-gradients: Gauss-Legendre points")
-    ] = 32,
-    baseline: Annotated[
-        Baseline, Query(description="integrated-gradients: starting point")
-    ] = Baseline.zero,
-    samples: Annotated[
-        int, Query(ge=1, le=1024, description="smoothgrad: noisy copies per image")
-    ] = 32,
-    noise: Annotated[
-        float,
-        Query(
-            gt=0,
-            le=10,
-            allow_inf_nan=False,
-            description="smoothgrad: noise std / (max - min) of the input",
-        ),
-    ] = 0.15,
-    seed: Annotated[int, Query(ge=0, le=2**63 - 1, description="smoothgrad: noise seed")] = 0,
-    top_k: TopKQuery = None,
-    randomize: RandomizeQuery = 0,
+    serving: ServingDep, images: ImagesDep, options: Annotated[GradientOptions, Query()]
 ) -> Response:
     """Gradient maps w.r.t. the input: vanilla, guided, integrated gradients, SmoothGrad..."""
-    plan = plan_gradients(
-        model,
-        method=method.value,
-        targets=target,
-        layer=layer,
-        upsample=upsample.value,
-        steps=steps,
-        baseline=baseline.value,
-        samples=samples,
-        noise=noise,
-        seed=seed,
-        randomize=randomize,
-        top_k=top_k,
-    )
-    check_colormap(colormap)
-    check_finite(alpha, field="alpha", low=0.0, high=1.0)
-    _json_only(fmt, randomize=plan.randomize)
-    answer = await pool.run(
-        gradients_task,
-        model,
-        images,
-        plan,
-        fmt=fmt.value,
-        look=Look(colormap=colormap, alpha=alpha, view=view.value),
-        max_pixels=settings.max_image_pixels,
-    )
-    if fmt is not OutputFormat.json:
-        return Response(answer.body, media_type=answer.media_type)
-    result = answer.result
+    plan = plan_gradients(serving.model, **options.plan_args())
+    return await _attribute(serving, images, options, plan, _gradient_body)
+
+
+def _gradient_body(
+    model: LoadedModel, options: GradientOptions, result: GradientResult, png_base64: str
+) -> BaseModel:
     maps = []
     for image, row in enumerate(result.targets):
         for slot, class_index in enumerate(row):
@@ -345,9 +199,9 @@ async def gradients(
         if result.several_targets
         else [result.values.shape[0], *result.values.shape[2:]]
     )
-    body = GradientResponse(
+    return GradientResponse(
         model=model.name,
-        method=method,
+        method=options.method,
         batch=result.values.shape[0],
         input_size=list(model.spec.input_size),
         shape=shape,
@@ -355,6 +209,5 @@ async def gradients(
         predictions=_predictions(result.predictions),
         maps=maps,
         randomized_layers=list(result.randomized),
-        png_base64=base64.b64encode(answer.body).decode("ascii"),
+        png_base64=png_base64,
     )
-    return Response(body.model_dump_json(), media_type="application/json")

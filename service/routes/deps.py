@@ -1,23 +1,21 @@
-"""Shared dependencies: settings, registry, pool, the addressed model, uploaded images."""
+"""Shared dependencies: settings, registry, pool, jobs, the addressed model, uploaded images."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, File, Query, Request, UploadFile
 from fastapi import Path as PathParam
 
-from model_registry.errors import ClientError, InvalidInput, PayloadTooLarge
+from model_registry.errors import InvalidInput, NotReady, PayloadTooLarge
 from model_registry.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
 from service.workers.image_store import ImageStore
+from service.workers.job_store import JobStore
 from service.workers.pool import InferencePool
-
-
-class NotReady(ClientError):
-    status = 503
 
 
 def get_settings(request: Request) -> Settings:
@@ -35,7 +33,7 @@ def get_pool(request: Request) -> InferencePool:
     return request.app.state.pool
 
 
-async def get_model(
+async def addressed_model(
     registry: Annotated[ModelRegistry, Depends(get_registry)],
     pool: Annotated[InferencePool, Depends(get_pool)],
     model: Annotated[
@@ -51,7 +49,7 @@ async def get_model(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 PoolDep = Annotated[InferencePool, Depends(get_pool)]
-ModelDep = Annotated[LoadedModel, Depends(get_model)]
+ModelDep = Annotated[LoadedModel, Depends(addressed_model)]
 
 
 def get_activation_cache(request: Request) -> ActivationCache | None:
@@ -66,6 +64,13 @@ def get_image_store(request: Request) -> ImageStore:
 
 
 ImageStoreDep = Annotated[ImageStore, Depends(get_image_store)]
+
+
+def get_jobs(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
 
 
 async def read_images(
@@ -107,3 +112,20 @@ async def read_images(
 
 
 ImagesDep = Annotated[list[bytes], Depends(read_images)]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a route hands its work to: the addressed model, the pool, the jobs, the settings."""
+
+    model: LoadedModel
+    pool: InferencePool
+    jobs: JobStore
+    settings: Settings
+
+
+def get_serving(model: ModelDep, pool: PoolDep, jobs: JobsDep, settings: SettingsDep) -> Serving:
+    return Serving(model, pool, jobs, settings)
+
+
+ServingDep = Annotated[Serving, Depends(get_serving)]

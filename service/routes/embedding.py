@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -10,18 +10,17 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from api_schemas.errors import ErrorBody
-from api_schemas.insight import EmbeddingFormat, EmbeddingMethod, EmbeddingResponse
-from model_registry.errors import ClientError, InvalidInput, PayloadTooLarge
+from api_schemas.insight import EmbeddingMethod, EmbeddingResponse
+from model_registry.errors import BadRequest, InvalidInput, PayloadTooLarge
 from service.engine.insight.cost import embedding_seconds
-from service.engine.insight.embedding import EmbeddingPlan, plan_embedding
+from service.engine.insight.embedding import plan_embedding
 from service.engine.insight.progress import Progress
-from service.routes.deps import ModelDep, PoolDep, SettingsDep
-from service.routes.jobs import JSON_MEDIA_TYPE, JobsDep, answer_or_job
-from service.routes.maximize import AsyncQuery
+from service.routes import common
+from service.routes.deps import ServingDep
+from service.routes.options import EmbeddingOptions
 from service.settings import Settings
+from service.workers.insight_tasks import EMBEDDING_CHUNK, embedding_task
 from service.workers.job_store import Encoded
-from service.workers.tasks import EMBEDDING_CHUNK, embedding_task
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
 
@@ -56,10 +55,6 @@ _MULTIPART = {
 }
 
 
-class BadForm(ClientError):
-    status = 400
-
-
 async def read_many(request: Request, settings: Settings) -> tuple[list[bytes], list[str] | None]:
     """Up to `max_embedding_images` uploads and their optional labels, in order."""
     limit = settings.max_embedding_images
@@ -73,9 +68,9 @@ async def read_many(request: Request, settings: Settings) -> tuple[list[bytes], 
                 field="image",
                 max_images=limit,
             ) from exc
-        raise BadForm(f"the multipart body could not be read: {message}", field="image") from exc
+        raise BadRequest(f"the multipart body could not be read: {message}", field="image") from exc
     except AssertionError as exc:  # Starlette asserts python-multipart is installed, or a form body
-        raise BadForm("send the images as multipart/form-data", field="image") from exc
+        raise BadRequest("send the images as multipart/form-data", field="image") from exc
     try:
         files = [item for item in form.getlist("image") if isinstance(item, UploadFile)]
         if not files:
@@ -109,104 +104,65 @@ def _labels(fields: list[str], count: int) -> list[str] | None:
     return fields
 
 
-def _body(model: str, plan: EmbeddingPlan, result: Any, labels: list[str] | None) -> bytes:
-    return (
-        EmbeddingResponse(
-            model=model,
-            layer=plan.describe(),
-            feature_dim=result.feature_dim,
-            method=EmbeddingMethod(plan.method),
-            count=plan.count,
-            seed=plan.seed,
-            perplexity=plan.perplexity if plan.method == "tsne" else None,
-            points=result.points.tolist(),
-            explained_variance=result.explained_variance,
-            labels=labels,
-        )
-        .model_dump_json()
-        .encode()
-    )
-
-
 @router.post(
     "/{model}/embedding",
     response_model=EmbeddingResponse,
     openapi_extra=_MULTIPART,
     responses={
         200: {"content": {"application/json": {}, "image/png": {}}},
-        202: {"description": "accepted as a job; poll the Location header (GET /v1/jobs/{id})"},
-        **{code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429)},
+        **common.JOB_ACCEPTED,
+        **common.error_responses(
+            BadRequest,
+            *common.MODEL_ERRORS,
+            *common.IMAGE_ERRORS,
+            *common.DEVICE_ERRORS,
+            *common.JOB_ERRORS,
+        ),
     },
 )
 async def embedding(
-    request: Request,
-    model: ModelDep,
-    pool: PoolDep,
-    jobs: JobsDep,
-    settings: SettingsDep,
-    layer: Annotated[
-        str | None,
-        Query(
-            description="default: the input of the final classifier; maps are average-pooled",
-            max_length=256,
-        ),
-    ] = None,
-    method: Annotated[
-        EmbeddingMethod, Query(description="scikit-learn PCA or t-SNE")
-    ] = EmbeddingMethod.pca,
-    seed: Annotated[
-        int, Query(ge=0, le=2**31 - 1, description="random state of the projection")
-    ] = 0,
-    perplexity: Annotated[
-        float | None,
-        Query(
-            gt=0, allow_inf_nan=False, description="t-SNE perplexity; default min(30, (n - 1) / 3)"
-        ),
-    ] = None,
-    fmt: Annotated[EmbeddingFormat, Query(alias="format")] = EmbeddingFormat.json,
-    thumbnails: Annotated[bool, Query(description="png: draw the images instead of dots")] = False,
-    run_async: AsyncQuery = None,
+    request: Request, serving: ServingDep, options: Annotated[EmbeddingOptions, Query()]
 ) -> Response:
     """Map many images to 2-D points by their features at one layer."""
+    model, settings = serving.model, serving.settings
     uploads, labels = await read_many(request, settings)
-    plan = plan_embedding(
-        model,
-        layer=layer,
-        method=method.value,
-        seed=seed,
-        perplexity=perplexity,
-        count=len(uploads),
-    )
+    plan = plan_embedding(model, **options.plan_args(), count=len(uploads))
+    fmt = options.fmt.value
 
     def work(progress: Progress) -> Encoded:
         answer = embedding_task(
             model,
             uploads,
             plan,
-            fmt=fmt.value,
+            fmt=fmt,
             labels=labels,
-            thumbnails=thumbnails,
+            thumbnails=options.thumbnails,
             max_pixels=settings.max_image_pixels,
             progress=progress,
         )
-        if fmt is EmbeddingFormat.png:
-            return Encoded(answer.body, answer.media_type)
-        return Encoded(_body(model.name, plan, answer.result, labels), JSON_MEDIA_TYPE)
+        result = answer.result
+        return common.encoded(
+            fmt,
+            answer,
+            lambda _png: EmbeddingResponse(
+                model=model.name,
+                layer=plan.describe(),
+                feature_dim=result.feature_dim,
+                method=EmbeddingMethod(plan.method),
+                count=plan.count,
+                seed=plan.seed,
+                perplexity=plan.perplexity if plan.method == "tsne" else None,
+                points=result.points.tolist(),
+                explained_variance=result.explained_variance,
+                labels=labels,
+            ),
+        )
 
+    speed = settings.flops_per_second(model.device.type)
     estimate = embedding_seconds(
-        model,
-        count=len(uploads),
-        method=plan.method,
-        flops_per_second=settings.flops_per_second(model.device.type),
+        model, count=len(uploads), method=plan.method, flops_per_second=speed
     )
-    return await answer_or_job(
-        model=model,
-        kind="embedding",
-        work=work,
-        total=-(-len(uploads) // EMBEDDING_CHUNK) + 1,
-        estimate_s=estimate,
-        run_async=run_async,
-        pool=pool,
-        jobs=jobs,
-        settings=settings,
+    total = -(-len(uploads) // EMBEDDING_CHUNK) + 1
+    return await common.answer_or_job(
+        serving, "embedding", work, total=total, estimate_s=estimate, run_async=options.run_async
     )

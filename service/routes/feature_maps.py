@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api_schemas.errors import ErrorBody
-from api_schemas.feature_maps import FeatureMapResponse, LayerMapsInfo, OutputFormat, Reduce, Scale
-from service.engine.channels import GRAMMAR
+from api_schemas.feature_maps import FeatureMapResponse, LayerMapsInfo
+from service.engine.encode import NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE, PNG_MEDIA_TYPE
 from service.engine.feature_maps import (
     OutputCaps,
     channel_ranges,
@@ -18,104 +16,82 @@ from service.engine.feature_maps import (
     plan_feature_maps,
 )
 from service.engine.render import RenderOptions, check_colormap
+from service.routes.common import (
+    DEVICE_ERRORS,
+    IMAGE_ERRORS,
+    MODEL_ERRORS,
+    answers,
+    encoded,
+    respond,
+)
 from service.routes.deps import ActivationCacheDep, ImagesDep, ModelDep, PoolDep, SettingsDep
+from service.routes.options import FeatureMapOptions
 from service.workers.capture_flow import captured_layers
 from service.workers.tasks import encode_feature_maps, feature_maps_from
 
 router = APIRouter(prefix="/v1/models", tags=["feature maps"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (404, 413, 415, 422)
-}
-_MEDIA: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "png: the panel; npy: float32 [B, k, H, W] for one layer; "
-        "npz (application/zip): one array per layer name; json: metadata and the panel as base64",
-        "content": {
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
-            "application/zip": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/FeatureMapResponse"}},
-        },
-    }
-}
+_ANSWERS = answers(
+    "png: the panel; npy: float32 [B, k, H, W] for one layer; "
+    "npz (application/zip): one array per layer name; json: metadata and the panel as base64",
+    PNG_MEDIA_TYPE,
+    NPY_MEDIA_TYPE,
+    NPZ_MEDIA_TYPE,
+    body=FeatureMapResponse,
+    errors=(*MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS),
+)
 
 
-def split_names(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
-@router.post("/{model}/feature-maps", responses={**_MEDIA, **_ERRORS}, response_model=None)
+@router.post("/{model}/feature-maps", responses=_ANSWERS, response_model=None)
 async def feature_maps(
     model: ModelDep,
     images: ImagesDep,
     pool: PoolDep,
     settings: SettingsDep,
     activations: ActivationCacheDep,
-    layers: Annotated[
-        str | None,
-        Query(
-            description="comma-separated layer names; default: the deepest spatial layer",
-            max_length=4096,
-        ),
-    ] = None,
-    channels: Annotated[str, Query(description=GRAMMAR, max_length=4096)] = "first:16",
-    reduce: Annotated[
-        Reduce, Query(description="how selected channels are combined")
-    ] = Reduce.none,
-    fmt: Annotated[OutputFormat, Query(alias="format")] = OutputFormat.png,
-    colormap: Annotated[
-        str, Query(description="a matplotlib colormap name", max_length=64)
-    ] = "viridis",
-    scale: Annotated[
-        Scale, Query(description="min-max per tile or across the grid")
-    ] = Scale.channel,
-    columns: Annotated[int | None, Query(ge=1, le=256, description="tiles per grid row")] = None,
-    upsample: Annotated[int | None, Query(ge=8, le=1024, description="tile size in pixels")] = None,
-    overlay: Annotated[bool, Query(description="blend maps onto the input image")] = False,
-    labels: Annotated[bool, Query(description="channel numbers on tiles")] = True,
+    options: Annotated[FeatureMapOptions, Query()],
 ) -> Response:
     """Capture layers in one forward pass and return their channels."""
-    plan = plan_feature_maps(
-        model, layers=split_names(layers), channels=channels, reduce=reduce.value
-    )
+    fmt = options.fmt.value
+    plan = plan_feature_maps(model, **options.plan_args())
     caps = OutputCaps(settings.max_layers, settings.max_tiles, settings.max_output_bytes)
-    check_output_size(model, plan, images=len(images), fmt=fmt.value, tile=upsample, caps=caps)
-    check_colormap(colormap)
-    options = RenderOptions(
-        colormap=colormap,
-        scale=scale.value,
-        columns=columns,
-        upsample=upsample,
-        overlay=overlay,
-        labels=labels,
+    check_output_size(model, plan, images=len(images), fmt=fmt, tile=options.upsample, caps=caps)
+    check_colormap(options.colormap)
+    render = RenderOptions(
+        colormap=options.colormap,
+        scale=options.scale.value,
+        columns=options.columns,
+        upsample=options.upsample,
+        overlay=options.overlay,
+        labels=options.labels,
     )
     pixels, outputs = await captured_layers(
         pool, activations, model, images, plan, max_pixels=settings.max_image_pixels
     )
     maps = await pool.run_on(model, feature_maps_from, model, pixels, outputs, plan)
-    answer = await pool.cpu(encode_feature_maps, maps, fmt=fmt.value, options=options)
-    if fmt is not OutputFormat.json:
-        return Response(answer.body, media_type=answer.media_type)
-    infos = []
-    for layer in answer.maps.layers:
-        low, high = channel_ranges(layer.values)
-        infos.append(
-            LayerMapsInfo(
-                name=layer.name,
-                layer_shape=list(layer.shape),
-                shape=list(layer.values.shape),
-                channels=layer.channels.tolist(),
-                min=low.tolist(),
-                max=high.tolist(),
+    answer = await pool.cpu(encode_feature_maps, maps, fmt=fmt, options=render)
+
+    def to_json(png_base64: str) -> FeatureMapResponse:
+        infos = []
+        for layer in answer.result.layers:
+            low, high = channel_ranges(layer.values)
+            infos.append(
+                LayerMapsInfo(
+                    name=layer.name,
+                    layer_shape=list(layer.shape),
+                    shape=list(layer.values.shape),
+                    channels=layer.channels.tolist(),
+                    min=low.tolist(),
+                    max=high.tolist(),
+                )
             )
+        return FeatureMapResponse(
+            model=model.name,
+            reduce=options.reduce,
+            batch=len(images),
+            input_size=list(model.spec.input_size),
+            layers=infos,
+            png_base64=png_base64,
         )
-    body = FeatureMapResponse(
-        model=model.name,
-        reduce=reduce,
-        batch=len(images),
-        input_size=list(model.spec.input_size),
-        layers=infos,
-        png_base64=base64.b64encode(answer.body).decode("ascii"),
-    )
-    return Response(body.model_dump_json(), media_type="application/json")
+
+    return respond(encoded(fmt, answer, to_json))

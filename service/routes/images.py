@@ -6,18 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from api_schemas.errors import ErrorBody
 from api_schemas.images import StoredImage
 from model_registry.errors import InvalidInput
 from service.engine.images import decode_image
+from service.routes.common import IMAGE_ERRORS, error_responses
 from service.routes.deps import ImageStoreDep, PoolDep, SettingsDep
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
 
-@router.post(
-    "", response_model=StoredImage, responses={c: {"model": ErrorBody} for c in (413, 415, 422)}
-)
+@router.post("", response_model=StoredImage, responses=error_responses(*IMAGE_ERRORS))
 async def store_image(
     store: ImageStoreDep,
     pool: PoolDep,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api_schemas.models import LayerInfo, LayerList, ModelInfo, ModelList
+from api_schemas.models import LayerItem, LayerList, ModelInfo, ModelList
+from model_registry.errors import NotReady
 from model_registry.registry import LoadedModel
+from service.routes.common import MODEL_ERRORS, error_responses
 from service.routes.deps import ModelDep, RegistryDep
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -27,24 +29,24 @@ def _info(model: LoadedModel) -> ModelInfo:
     )
 
 
-@router.get("", response_model=ModelList)
+@router.get("", response_model=ModelList, responses=error_responses(NotReady))
 async def list_models(registry: RegistryDep) -> ModelList:
     """Every served model."""
     data = [_info(m) for m in registry]
     return ModelList(data=data, count=len(data))
 
 
-@router.get("/{model}", response_model=ModelInfo)
+@router.get("/{model}", response_model=ModelInfo, responses=error_responses(*MODEL_ERRORS))
 async def get_model(model: ModelDep) -> ModelInfo:
     """One model."""
     return _info(model)
 
 
-@router.get("/{model}/layers", response_model=LayerList)
+@router.get("/{model}/layers", response_model=LayerList, responses=error_responses(*MODEL_ERRORS))
 async def list_layers(model: ModelDep) -> LayerList:
     """The layer catalog: every named module with type, output shape and parameter count."""
     data = [
-        LayerInfo(
+        LayerItem(
             name=layer.name,
             type=layer.type,
             output_shape=list(layer.output_shape) if layer.output_shape is not None else None,

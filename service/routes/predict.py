@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api_schemas.errors import ErrorBody
 from api_schemas.predictions import PredictionItem, PredictResponse
 from service.engine.predict import check_top_k
+from service.routes.common import DEVICE_ERRORS, IMAGE_ERRORS, MODEL_ERRORS, error_responses
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
+from service.routes.options import PredictOptions
 from service.workers.tasks import decode_batch, predict_work
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
@@ -18,25 +19,20 @@ router = APIRouter(prefix="/v1/models", tags=["predictions"])
 @router.post(
     "/{model}/predict",
     response_model=PredictResponse,
-    responses={
-        404: {"model": ErrorBody},
-        413: {"model": ErrorBody},
-        415: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-    },
+    responses=error_responses(*MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS),
 )
 async def predict(
     model: ModelDep,
     images: ImagesDep,
     pool: PoolDep,
     settings: SettingsDep,
-    top_k: Annotated[int, Query(ge=1, description="classes per image")] = 5,
+    options: Annotated[PredictOptions, Query()],
 ) -> PredictResponse:
     """Top-k classes with softmax probabilities, one list per image."""
-    check_top_k(model, top_k)
+    check_top_k(model, options.top_k)
     pixels = await pool.cpu(decode_batch, model, images, max_pixels=settings.max_image_pixels)
     key, execute = predict_work(model)
-    rows = await pool.forward(model, key, (pixels, top_k), pixels.shape[0], execute)
+    rows = await pool.forward(model, key, (pixels, options.top_k), pixels.shape[0], execute)
     return PredictResponse(
         model=model.name,
         predictions=[[PredictionItem(**vars(p)) for p in row] for row in rows],

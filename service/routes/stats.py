@@ -7,29 +7,32 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api_schemas.errors import ErrorBody
-from api_schemas.insight import Histogram, LayerStatsBody, StatsFormat, StatsResponse
+from api_schemas.insight import Histogram, LayerStatsBody, StatsResponse
 from service.engine.insight.stats import LayerStats, plan_stats
+from service.routes.common import (
+    DEVICE_ERRORS,
+    IMAGE_ERRORS,
+    MODEL_ERRORS,
+    encoded,
+    error_responses,
+    respond,
+)
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
-from service.routes.feature_maps import split_names
-from service.workers.tasks import stats_task
+from service.routes.options import StatsOptions
+from service.workers.insight_tasks import stats_task
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
 
 
 def _layer_body(stats: LayerStats) -> LayerStatsBody:
+    """The JSON of one layer: the engine's fields as they are, arrays as lists."""
+    edges, counts = stats.histogram
     return LayerStatsBody(
-        name=stats.name,
-        type=stats.type,
-        depth=stats.depth,
-        shape=list(stats.shape),
-        sparsity=stats.sparsity,
-        mean=stats.mean,
-        std=stats.std,
-        max=stats.max,
-        dead_fraction=stats.dead_fraction,
-        channel_means=stats.channel_means.tolist(),
-        histogram=Histogram(edges=stats.histogram[0].tolist(), counts=stats.histogram[1].tolist()),
+        **{
+            **vars(stats),
+            "channel_means": stats.channel_means.tolist(),
+            "histogram": Histogram(edges=edges.tolist(), counts=counts.tolist()),
+        }
     )
 
 
@@ -38,7 +41,7 @@ def _layer_body(stats: LayerStats) -> LayerStatsBody:
     response_model=StatsResponse,
     responses={
         200: {"content": {"application/json": {}, "image/png": {}}},
-        **{code: {"model": ErrorBody} for code in (404, 413, 415, 422)},
+        **error_responses(*MODEL_ERRORS, *IMAGE_ERRORS, *DEVICE_ERRORS),
     },
 )
 async def stats(
@@ -46,20 +49,15 @@ async def stats(
     images: ImagesDep,
     pool: PoolDep,
     settings: SettingsDep,
-    layers: Annotated[
-        str | None,
-        Query(description="comma-separated layer names; default: every layer", max_length=8192),
-    ] = None,
-    fmt: Annotated[StatsFormat, Query(alias="format")] = StatsFormat.json,
+    options: Annotated[StatsOptions, Query()],
 ) -> Response:
     """Per layer over the images: sparsity, mean, std, max, dead channels, channel means."""
-    plan = plan_stats(model, split_names(layers))
+    plan = plan_stats(model, **options.plan_args())
+    fmt = options.fmt.value
     answer = await pool.run(
-        stats_task, model, images, plan, fmt=fmt.value, max_pixels=settings.max_image_pixels
+        stats_task, model, images, plan, fmt=fmt, max_pixels=settings.max_image_pixels
     )
-    if fmt is StatsFormat.png:
-        return Response(answer.body, media_type=answer.media_type)
     body = StatsResponse(
         model=model.name, images=len(images), layers=[_layer_body(s) for s in answer.result]
     )
-    return Response(body.model_dump_json(), media_type="application/json")
+    return respond(encoded(fmt, answer, lambda _png: body))

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from service.workers.errors import Overloaded
+from model_registry.errors import Overloaded
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "layerscope_deadline", default=None

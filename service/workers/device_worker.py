@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from service.workers.errors import DeadlineExceeded, OutOfDeviceMemory
+from model_registry.errors import DeadlineExceeded, OutOfDeviceMemory
 
 log = logging.getLogger("layerscope.workers")
 
@@ -38,6 +38,8 @@ class Work:
         execute: runs a list of payloads (one batch) and returns one result per payload.
         deadline: monotonic time after which the item is not started.
         model: the model name, for metrics.
+        yields: a job: long work that lets the items queued behind it run between its
+            steps (`serve_waiting`); jobs themselves wait their turn.
     """
 
     key: Hashable | None
@@ -46,6 +48,7 @@ class Work:
     execute: BatchFn
     deadline: float
     model: str
+    yields: bool = False
     enqueued: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
 
@@ -124,23 +127,41 @@ class DeviceWorker:
                 self._cond.wait(remaining)
             return batch
 
+    def serve_waiting(self) -> None:
+        """Run the items queued behind the current one, one by one, on this thread; a job
+        calls this between two steps, with no hooks live, so requests are not held up by
+        it. Queued jobs stay queued. Each item runs with the thread's default grad modes."""
+        if threading.current_thread() is not self._thread:
+            return
+        while True:
+            with self._cond:
+                work = next((w for w in self._queue if not w.yields), None)
+                if work is None:
+                    return
+                self._queue.remove(work)
+            with torch.inference_mode(False), torch.enable_grad():
+                self._start([work])
+
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
-            now = time.monotonic()
-            live = []
-            for work in batch:
-                if not work.future.set_running_or_notify_cancel():
-                    continue  # the client went away
-                if now > work.deadline:
-                    work.future.set_exception(
-                        DeadlineExceeded(
-                            "the request waited in the queue past its deadline and was not run"
-                        )
+            self._start(batch)
+
+    def _start(self, batch: list[Work]) -> None:
+        now = time.monotonic()
+        live = []
+        for work in batch:
+            if not work.future.set_running_or_notify_cancel():
+                continue  # the client went away
+            if now > work.deadline:
+                work.future.set_exception(
+                    DeadlineExceeded(
+                        "the request waited in the queue past its deadline and was not run"
                     )
-                    continue
-                live.append(work)
-            if live:
-                self._run(live, split_on_oom=True)
+                )
+                continue
+            live.append(work)
+        if live:
+            self._run(live, split_on_oom=True)
 
     def _run(self, batch: list[Work], *, split_on_oom: bool) -> None:
         started = time.monotonic()

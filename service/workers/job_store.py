@@ -1,7 +1,9 @@
 """Long-running work as jobs: bounded in number and time, with progress, cancellation and a TTL.
 
-A job is a function of one argument, a progress callback, run in the store's own threads
-(so jobs never starve the pool that answers synchronous requests). The callback records
+The store keeps the records; it runs no model code itself. A job is a function of one
+argument, a progress callback, handed to a runner: in the service, the model's device
+worker (`workers.jobs.on_device`), so a job gets the same queue, deadline, out-of-memory
+handling (507) and stage metrics as every other piece of model work. The callback records
 step/total and is where cancellation happens: it raises `Cancelled` once the client deleted
 the job or its time ran out, so work stops between two steps and the shared model is never
 abandoned mid-pass. Finished jobs keep their result for `ttl_s` seconds, then disappear.
@@ -14,84 +16,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent import futures
 
-from model_registry.errors import ClientError, NotFound
+from model_registry.errors import ClientError, NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Cancelled, Progress
+from service.workers.job_records import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Encoded,
+    JobRecord,
+    JobView,
+    Runner,
+    TimedOut,
+    view_of,
+)
 
 log = logging.getLogger("layerscope")
-
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-)
-FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-
-
-class TooManyJobs(ClientError):
-    status = 429
-
-
-class NotFinished(ClientError):
-    status = 409
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """What a job returns: the bytes of an HTTP answer and their media type."""
-
-    body: bytes
-    media_type: str
-
-
-class _TimedOut(Cancelled):
-    """The job ran past its time limit."""
-
-
-@dataclass
-class _Job:
-    id: str
-    kind: str
-    total: int
-    created: float
-    status: str = QUEUED
-    step: int = 0
-    started: float | None = None
-    finished: float | None = None
-    result: Encoded | None = None
-    error: dict | None = None
-    error_status: int | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A consistent snapshot of one job, for answers.
-
-    Attributes:
-        eta_s: seconds left, extrapolated from the steps done so far (None until one is).
-        created, started, finished: wall-clock times (seconds since the epoch).
-        media_type: of the result, when the job succeeded.
-    """
-
-    id: str
-    kind: str
-    status: str
-    step: int
-    total: int
-    eta_s: float | None
-    elapsed_s: float
-    created: float
-    started: float | None
-    finished: float | None
-    media_type: str | None
-    error: dict | None
-    error_status: int | None
-    cancel_requested: bool
 
 
 class JobStore:
@@ -101,16 +45,15 @@ class JobStore:
     def __init__(
         self,
         *,
-        threads: int = 1,
+        runner: Runner | None = None,
         max_jobs: int = 32,
         ttl_s: float = 900.0,
         timeout_s: float = 900.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._executor = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="layerscope-job"
-        )
-        self._jobs: dict[str, _Job] = {}
+        self._runner = runner
+        self._running: set[futures.Future] = set()
+        self._jobs: dict[str, JobRecord] = {}
         self._lock = threading.Lock()
         self.max_jobs = max_jobs
         self.ttl_s = ttl_s
@@ -132,8 +75,19 @@ class JobStore:
         while not self._stop.wait(interval):
             self.sweep()
 
-    def submit(self, kind: str, work: Callable[[Progress], Encoded], *, total: int) -> JobView:
-        """Queue `work`; raises `TooManyJobs` (429) when every slot holds an unfinished job."""
+    def submit(
+        self,
+        kind: str,
+        work: Callable[[Progress], Encoded],
+        *,
+        total: int,
+        runner: Runner | None = None,
+    ) -> JobView:
+        """Queue `work` on `runner` (default: the store's); raises `TooManyJobs` (429) when
+        every slot holds an unfinished job."""
+        start = runner or self._runner
+        if start is None:
+            raise ValueError("no runner for the job")
         with self._lock:
             self._sweep_locked()
             if len(self._jobs) >= self.max_jobs:
@@ -144,10 +98,18 @@ class JobStore:
                     max_jobs=self.max_jobs,
                     retry_after=5,
                 )
-            job = _Job(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
+            job = JobRecord(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
             self._jobs[job.id] = job
             view = self._view_locked(job)
-        self._executor.submit(self._run, job, work)
+
+        def run_job() -> None:
+            self._run(job, work)
+
+        run_job.__name__ = f"job_{kind}"  # the stage its duration is reported under
+        future = start(run_job)
+        with self._lock:
+            self._running.add(future)
+        future.add_done_callback(lambda done: self._settle(job, done))
         return view
 
     def get(self, job_id: str) -> JobView:
@@ -192,18 +154,19 @@ class JobStore:
         with self._lock:
             return len(self._jobs)
 
-    def shutdown(self) -> None:
-        """Ask every job to stop, then wait for the threads (jobs stop at their next step)."""
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Ask every job to stop, then wait for them (jobs stop at their next step)."""
         self._stop.set()
         with self._lock:
             for job in self._jobs.values():
                 job.cancel.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+            running = list(self._running)
+        futures.wait(running, timeout=timeout_s)
         if self._sweeper is not None:
             self._sweeper.join()
             self._sweeper = None
 
-    def _run(self, job: _Job, work: Callable[[Progress], Encoded]) -> None:
+    def _run(self, job: JobRecord, work: Callable[[Progress], Encoded]) -> None:
         with self._lock:
             if job.cancel.is_set():
                 if job.status not in FINISHED:
@@ -219,37 +182,52 @@ class JobStore:
             if job.cancel.is_set():
                 raise Cancelled(f"job {job.id} was cancelled")
             if self._clock() > deadline:
-                raise _TimedOut(f"job {job.id} ran past its limit of {self.timeout_s:g} s")
+                raise TimedOut(f"job {job.id} ran past its limit of {self.timeout_s:g} s")
 
         try:
             progress(0, job.total)
             result = work(progress)
-        except _TimedOut as exc:
+        except TimedOut as exc:
             self._fail(job, {"detail": str(exc), "timeout_s": self.timeout_s}, 504)
         except Cancelled:
             with self._lock:
                 self._finish_locked(job, CANCELLED)
         except ClientError as exc:
             self._fail(job, exc.body(), exc.status)
-        except Exception:  # noqa: BLE001 - reported as a bare 500, logged with its traceback
-            log.exception("job %s (%s) failed", job.id, job.kind)
-            self._fail(job, {"detail": "Internal server error"}, 500)
         else:
             with self._lock:
                 job.result = result
                 job.step = job.total
                 self._finish_locked(job, SUCCEEDED)
 
-    def _fail(self, job: _Job, body: dict, status: int) -> None:
+    def _settle(self, job: JobRecord, future: futures.Future) -> None:
+        """Record what the runner reports: device errors (507, 504 for a job queued past its
+        deadline) and failures the work did not expect (a bare 500, logged)."""
+        with self._lock:
+            self._running.discard(future)
+        exc = None if future.cancelled() else future.exception()
+        if job.status in FINISHED:
+            return
+        if isinstance(exc, ClientError):
+            self._fail(job, exc.body(), exc.status)
+        elif exc is not None:
+            log.error("job %s (%s) failed", job.id, job.kind, exc_info=exc)
+            self._fail(job, {"detail": "Internal server error"}, 500)
+        elif future.cancelled():
+            with self._lock:
+                if job.status not in FINISHED:
+                    self._finish_locked(job, CANCELLED)
+
+    def _fail(self, job: JobRecord, body: dict, status: int) -> None:
         with self._lock:
             job.error, job.error_status = body, status
             self._finish_locked(job, FAILED)
 
-    def _finish_locked(self, job: _Job, status: str) -> None:
+    def _finish_locked(self, job: JobRecord, status: str) -> None:
         job.status = status
         job.finished = self._clock()
 
-    def _find_locked(self, job_id: str) -> _Job:
+    def _find_locked(self, job_id: str) -> JobRecord:
         job = self._jobs.get(job_id)
         if job is None:
             raise NotFound(
@@ -277,29 +255,5 @@ class JobStore:
         if finished:
             del self._jobs[min(finished, key=lambda job: job.finished or 0.0).id]
 
-    def _view_locked(self, job: _Job) -> JobView:
-        now = self._clock()
-        end = job.finished if job.finished is not None else now
-        elapsed = end - job.started if job.started is not None else 0.0
-        if job.status in FINISHED:
-            eta = 0.0
-        elif job.status == RUNNING and job.step > 0:
-            eta = elapsed / job.step * max(job.total - job.step, 0)
-        else:
-            eta = None
-        return JobView(
-            id=job.id,
-            kind=job.kind,
-            status=job.status,
-            step=job.step,
-            total=job.total,
-            eta_s=eta,
-            elapsed_s=elapsed,
-            created=job.created,
-            started=job.started,
-            finished=job.finished,
-            media_type=job.result.media_type if job.result is not None else None,
-            error=job.error,
-            error_status=job.error_status,
-            cancel_requested=job.cancel.is_set(),
-        )
+    def _view_locked(self, job: JobRecord) -> JobView:
+        return view_of(job, self._clock())

@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 import torch
@@ -144,6 +144,20 @@ class InferencePool:
             deadline=deadline,
             model=model,
         )
+
+    def submit_on(self, model: LoadedModel, fn: Callable[[], T], *, deadline: float) -> Future[T]:
+        """Queue a job `fn` on `model`'s device thread, from any thread (see `Work.yields`)."""
+        call = self._timed(fn)
+        work = Work(
+            key=None,
+            payload=None,
+            size=1,
+            execute=lambda _payloads: [call()],
+            deadline=deadline,
+            model=model.name,
+            yields=True,
+        )
+        return self.worker(model.device).submit(work)
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Drain the device queues, then stop the CPU threads."""

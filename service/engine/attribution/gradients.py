@@ -17,23 +17,6 @@ from torch import nn
 from service.engine.attribution.graph import score_gradients
 from service.engine.attribution.guided import relu_override
 
-VANILLA = "vanilla"
-GUIDED_BACKPROP = "guided-backprop"
-DECONVNET = "deconvnet"
-GUIDED_GRADCAM = "guided-gradcam"
-INPUT_X_GRADIENT = "input-x-gradient"
-INTEGRATED_GRADIENTS = "integrated-gradients"
-SMOOTHGRAD = "smoothgrad"
-GRADIENT_MAP_METHODS = (
-    VANILLA,
-    GUIDED_BACKPROP,
-    DECONVNET,
-    GUIDED_GRADCAM,
-    INPUT_X_GRADIENT,
-    INTEGRATED_GRADIENTS,
-    SMOOTHGRAD,
-)
-
 
 def input_gradients(
     module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, relu_mode: str | None = None

@@ -1,5 +1,5 @@
 """Model insight beyond one picture: filters, activation maximization, feature inversion,
-layer statistics and embeddings (issue 5).
+layer statistics and embeddings.
 
 Plain functions and frozen dataclasses like the rest of the engine. Long computations take a
 `progress` callback, called between steps, which is also where cooperative cancellation

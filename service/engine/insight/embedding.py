@@ -15,8 +15,8 @@ import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.checks import check_finite
 from service.engine.insight.forward import layer_tensor
-from service.engine.insight.options import check_finite
 
 METHODS = ("pca", "tsne")
 

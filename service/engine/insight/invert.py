@@ -20,8 +20,9 @@ import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.checks import check_cap, check_finite
 from service.engine.insight.forward import layer_tensor
-from service.engine.insight.options import activation_layer, check_cap, check_finite
+from service.engine.insight.options import activation_layer
 from service.engine.insight.progress import Progress, no_progress
 from service.engine.insight.transforms import normalize, total_variation
 

@@ -8,7 +8,6 @@ with `torch.autograd.grad` with respect to it alone, so the shared model's param
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +15,14 @@ import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.checks import check_cap, check_finite
 from service.engine.insight.forward import layer_tensor
-from service.engine.insight.options import activation_layer, check_cap, check_channel, check_finite
+from service.engine.insight.options import (
+    activation_layer,
+    check_channel,
+    parse_direction,
+    parse_neuron,
+)
 from service.engine.insight.progress import Progress, no_progress
 from service.engine.insight.transforms import (
     FourierImage,
@@ -79,40 +84,6 @@ class MaximizeResult:
     curve: np.ndarray
     activation: float
     noise_activation: float
-
-
-def parse_neuron(text: str, *, field: str = "neuron") -> tuple[int, int]:
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise InvalidInput(
-            f"{field}: expected 'x,y' with two non-negative integers, got '{text}'", field=field
-        )
-    return int(parts[0]), int(parts[1])
-
-
-def parse_direction(
-    text: str, num_channels: int, *, layer: str, field: str = "direction"
-) -> tuple[float, ...]:
-    """A comma-separated vector over the layer's channels, normalized to unit length."""
-    try:
-        values = [float(p) for p in text.split(",")]
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{field}: expected comma-separated numbers, got '{text[:80]}'", field=field
-        ) from exc
-    if len(values) != num_channels:
-        raise InvalidInput(
-            f"{field}: needs {num_channels} values (one per channel of layer '{layer}'), "
-            f"got {len(values)}",
-            field=field,
-            expected_length=num_channels,
-        )
-    for value in values:
-        check_finite(field, value)
-    norm = math.sqrt(sum(v * v for v in values))
-    if norm == 0:
-        raise InvalidInput(f"{field}: must not be all zeros", field=field)
-    return tuple(v / norm for v in values)
 
 
 def output_shape_at(

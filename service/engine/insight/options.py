@@ -1,4 +1,5 @@
-"""Validation shared by the insight computations: finite floats, caps and usable layers.
+"""Validation shared by the insight computations: usable layers, channels, neurons and
+directions.
 
 Everything here raises `InvalidInput` (422) naming the argument, before any computation.
 """
@@ -10,42 +11,8 @@ import math
 from model_registry.catalog import LayerInfo
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
-
-
-def check_finite(
-    field: str,
-    value: float,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    strict_low: bool = False,
-) -> float:
-    """`value` as a float, or a 422 when it is NaN, infinite or outside [low, high]."""
-    value = float(value)
-    if not math.isfinite(value):
-        raise InvalidInput(f"{field}: must be a finite number, got {value}", field=field)
-    if low is not None and (value <= low if strict_low else value < low):
-        relation = ">" if strict_low else ">="
-        raise InvalidInput(
-            f"{field}: must be {relation} {low}, got {value}", field=field, valid_range=[low, high]
-        )
-    if high is not None and value > high:
-        raise InvalidInput(
-            f"{field}: must be <= {high}, got {value}", field=field, valid_range=[low, high]
-        )
-    return value
-
-
-def check_cap(field: str, value: int, cap: int, *, low: int = 1, setting: str | None = None) -> int:
-    """An integer option within [low, cap]; the message names the setting that raises the cap."""
-    if value < low or value > cap:
-        hint = f" (server setting LAYERSCOPE_{setting.upper()})" if setting else ""
-        raise InvalidInput(
-            f"{field}: {value} is outside the allowed range {low}-{cap}{hint}",
-            field=field,
-            valid_range=[low, cap],
-        )
-    return value
+from service.engine.channels import out_of_range
+from service.engine.checks import check_finite
 
 
 def activation_layer(model: LoadedModel, layer: str, *, field: str = "layer") -> LayerInfo:
@@ -70,11 +37,39 @@ def activation_layer(model: LoadedModel, layer: str, *, field: str = "layer") ->
 
 def check_channel(channel: int, num_channels: int, *, layer: str, field: str = "channel") -> int:
     if not 0 <= channel < num_channels:
-        raise InvalidInput(
-            f"{field}: channel {channel} is out of range for layer '{layer}', which has "
-            f"{num_channels} channels (valid: 0-{num_channels - 1})",
-            field=field,
-            layer=layer,
-            valid_range=[0, num_channels - 1],
-        )
+        raise out_of_range(channel, num_channels, layer=layer, field=field)
     return channel
+
+
+def parse_neuron(text: str, *, field: str = "neuron") -> tuple[int, int]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise InvalidInput(
+            f"{field}: expected 'x,y' with two non-negative integers, got '{text}'", field=field
+        )
+    return int(parts[0]), int(parts[1])
+
+
+def parse_direction(
+    text: str, num_channels: int, *, layer: str, field: str = "direction"
+) -> tuple[float, ...]:
+    """A comma-separated vector over the layer's channels, normalized to unit length."""
+    try:
+        values = [float(p) for p in text.split(",")]
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field}: expected comma-separated numbers, got '{text[:80]}'", field=field
+        ) from exc
+    if len(values) != num_channels:
+        raise InvalidInput(
+            f"{field}: needs {num_channels} values (one per channel of layer '{layer}'), "
+            f"got {len(values)}",
+            field=field,
+            expected_length=num_channels,
+        )
+    for value in values:
+        check_finite(field, value)
+    norm = math.sqrt(sum(v * v for v in values))
+    if norm == 0:
+        raise InvalidInput(f"{field}: must not be all zeros", field=field)
+    return tuple(v / norm for v in values)

@@ -24,12 +24,13 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from model_registry.registry import LoadedModel
 from service.engine.attribution.baselines import baseline
-from service.engine.attribution.explain import compute_gradients, gradient_maps
+from service.engine.attribution.explain import compute_gradients
 from service.engine.attribution.gradients import input_gradients
 from service.engine.attribution.guided import relu_override
+from service.engine.attribution.maps import gradient_maps
 from service.engine.attribution.plan import plan_gradients
 from service.samples import digit_samples
-from tests.attribution.helpers import model_batch, pearson
+from tests.tiny_models import model_batch, pearson
 
 pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU:UserWarning")
 
@@ -62,7 +63,7 @@ CASES = [
     CaptumCase(
         "input-x-gradient", lambda m, x, t, s: InputXGradient(m).attribute(x, target=t), {}, 0.99
     ),
-    # Captum's default: 50 Gauss-Legendre points; ours: 32 (the issue asks r >= 0.95).
+    # Captum's default: 50 Gauss-Legendre points; ours: 32 (the bar is r >= 0.95).
     CaptumCase("integrated-gradients", _ig("zero"), {"steps": 32}, 0.95),
     CaptumCase("integrated-gradients", _ig("black", 16), {"steps": 16, "baseline": "black"}, 0.99),
     CaptumCase("integrated-gradients", _ig("blur", 16), {"steps": 16, "baseline": "blur"}, 0.99),

@@ -92,7 +92,7 @@ def test_digits_predictions_over_http_match_held_out_accuracy(default_client: Te
 def test_predictions_equal_the_model_in_process(
     tiny_client: TestClient, tiny_inputs: list[bytes]
 ) -> None:
-    from tests.test_api_feature_maps import reference_batch
+    from tests.routes.test_api_feature_maps import reference_batch
 
     answer = tiny_client.post(
         "/v1/models/tiny-resnet/predict?top_k=10", files=files(*tiny_inputs)

@@ -1,4 +1,4 @@
-"""Model insight over HTTP: every endpoint through the real app (ASGI, lifespan), the issue's
+"""Model insight over HTTP: every endpoint through the real app (ASGI, lifespan), the
 acceptance checks, and client mistakes answered with 4xx JSON, never a 500."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.test_insight_support import client, digit_pngs, jpeg, noise_images, photo, png
+from tests.insight_support import client, digit_pngs, jpeg, noise_images, photo, png
 
 FILES = list[tuple[str, tuple[str, bytes, str]]]
 
@@ -116,7 +116,7 @@ def test_maximize_png_at_input_size_and_deterministic(api: TestClient) -> None:
 
 
 def test_maximize_excites_its_channel_five_times_more_than_noise(api: TestClient) -> None:
-    """The issue's test: the result's activation >= 5x the channel's mean over noise images."""
+    """The acceptance test: the result's activation >= 5x the channel's mean over noise images."""
     result = npy(api.post("/v1/models/digits/layers/relu3/maximize?channel=3&format=npy"))
     assert result.shape == (1, 32, 32) and result.dtype == np.float32
     assert result.min() >= 0.0 and result.max() <= 1.0
@@ -210,7 +210,7 @@ def test_invert_png_and_json(api: TestClient) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert len(body["loss"]) == 200 and len(body["distance"]) == 201
-    # The issue's test: the feature distance drops by >= 90% from the starting point.
+    # The acceptance test: the feature distance drops by >= 90% from the starting point.
     assert body["distance_drop"] >= 0.9
     assert body["distance"][-1] <= 0.1 * body["distance"][0]
     rgb = npy(
@@ -303,7 +303,7 @@ def test_stats_errors(api: TestClient) -> None:
 
 
 def test_tsne_of_300_digits_separates_the_classes(api: TestClient) -> None:
-    """The issue's test: t-SNE of 300 digits on the digits model, 5-NN accuracy in 2-D >= 0.9."""
+    """The acceptance test: t-SNE of 300 digits on the digits model, 5-NN accuracy in 2-D >= 0.9."""
     from sklearn.model_selection import cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.test_insight_support import client, digit_pngs, jpeg, photo
+from tests.insight_support import client, digit_pngs, jpeg, photo
 
 MAXIMIZE = "/v1/models/digits/layers/relu2/maximize?channel=3&steps=40&seed=2"
 # Slow enough to be caught running: tens of seconds on a CPU, cancelled long before.

@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from model_registry.registry import LoadedModel
-from service.engine.attribution.explain import cam_maps, compute_cam
+from service.engine.attribution.explain import compute_cam
 from service.engine.attribution.faithfulness import deletion_insertion
+from service.engine.attribution.maps import cam_maps
 from service.engine.attribution.plan import plan_cam
 from service.engine.attribution.sanity import parametrized_layers, randomized_copy, rank_correlation
 from service.samples import digit_samples
-from tests.attribution.helpers import model_batch
-from tests.attribution.test_attribution_api import post
+from tests.routes.test_attributions import post
+from tests.tiny_models import model_batch
 
 
 def digits_batch(model: LoadedModel, count: int = 10) -> torch.Tensor:

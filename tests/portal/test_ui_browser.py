@@ -27,7 +27,7 @@ from tests.helpers import LiveServer, digits_entry
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 TIMINGS = ROOT / "test-output" / "ui-click-seconds.json"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -24,7 +24,7 @@ from service.engine.insight.maximize import maximize, plan_maximize
 from service.engine.insight.progress import Cancelled
 from service.engine.insight.stats import compute_stats, plan_stats
 from service.engine.insight.transforms import FourierImage, TransformOptions, random_transform
-from tests.test_insight_support import (
+from tests.insight_support import (
     assert_same_state,
     model_state,
     noise_images,
@@ -195,7 +195,7 @@ def test_maximize_same_seed_same_image(digits_model: LoadedModel) -> None:
 
 
 def test_maximize_excites_its_channel_far_more_than_noise(digits_model: LoadedModel) -> None:
-    """The issue's bar (>= 5x the mean activation of noise), over 16 channels of the last block.
+    """The acceptance bar (>= 5x the mean activation of noise), over 16 channels of the last block.
 
     The ratio depends on the channel: a few channels respond to high-frequency texture that
     noise already provides and that the Fourier parameterization damps; they still gain.

@@ -17,7 +17,7 @@ from service.engine import render
 from service.routes.ui import STATIC, assets
 from service.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MEDIA = {
     ".html": "text/html",
     ".js": "text/javascript",

@@ -10,7 +10,7 @@ from torch import nn
 from model_registry.registry import LoadedModel
 from service.engine.attribution.explain import compute_cam, compute_gradients
 from service.engine.attribution.plan import plan_cam, plan_gradients
-from tests.attribution.test_attribution_api import CAM_METHODS, FAST, GRADIENT_METHODS, post
+from tests.routes.test_attributions import CAM_METHODS, FAST, GRADIENT_METHODS, post
 
 
 def snapshot(module: nn.Module) -> dict:

@@ -1,7 +1,4 @@
-"""Helpers shared by the insight and job tests (no tests here).
-
-Kept out of a conftest.py so this branch adds no file other test suites also own.
-"""
+"""Helpers shared by the insight and job tests (no tests here)."""
 
 from __future__ import annotations
 

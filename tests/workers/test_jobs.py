@@ -4,14 +4,14 @@ limits, TTL expiry, the bound on jobs, and how failures are reported."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from model_registry.errors import InvalidInput, NotFound
+from model_registry.errors import InvalidInput, NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Progress
-from service.workers.job_store import Encoded, JobStore, NotFinished, TooManyJobs
+from service.workers.job_store import Encoded, JobStore
+from tests.helpers import device_runner, wait_for
 
 RESULT = Encoded(b"done", "text/plain")
 
@@ -22,15 +22,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def wait_for(predicate: Callable[[], bool], *, limit_s: float = 30.0) -> None:
-    """Poll until `predicate()` holds; a bound against hangs, not a timing assertion."""
-    end = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
 
 
 class Gate:
@@ -58,7 +49,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(clock: FakeClock) -> Iterator[JobStore]:
-    jobs = JobStore(threads=1, max_jobs=3, ttl_s=60.0, timeout_s=120.0, clock=clock)
+    jobs = JobStore(runner=device_runner(), max_jobs=3, ttl_s=60.0, timeout_s=120.0, clock=clock)
     yield jobs
     jobs.shutdown()
 
@@ -171,7 +162,7 @@ def test_ttl_and_delete_forget_finished_jobs(store: JobStore, clock: FakeClock) 
 
 
 def test_the_sweeper_drops_expired_jobs_without_requests(clock: FakeClock) -> None:
-    jobs = JobStore(threads=1, max_jobs=3, ttl_s=0.2, timeout_s=60.0, clock=clock)
+    jobs = JobStore(runner=device_runner(), max_jobs=3, ttl_s=0.2, timeout_s=60.0, clock=clock)
     jobs.start()
     try:
         view = jobs.submit("demo", lambda _progress: RESULT, total=1)
@@ -199,7 +190,7 @@ def test_bounded_number_of_jobs(store: JobStore) -> None:
 
 
 def test_shutdown_cancels_running_jobs(clock: FakeClock) -> None:
-    jobs = JobStore(threads=1, max_jobs=3, ttl_s=60.0, timeout_s=60.0, clock=clock)
+    jobs = JobStore(runner=device_runner(), max_jobs=3, ttl_s=60.0, timeout_s=60.0, clock=clock)
     gate = Gate(steps=1000)
     view = jobs.submit("demo", gate, total=1000)
     gate.started.wait(30)

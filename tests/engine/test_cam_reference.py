@@ -23,11 +23,12 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from model_registry.layout import to_maps
 from model_registry.registry import LoadedModel
-from service.engine.attribution.explain import cam_maps, compute_cam
+from service.engine.attribution.explain import compute_cam
 from service.engine.attribution.graph import forward_to_layers
+from service.engine.attribution.maps import cam_maps
 from service.engine.attribution.perturb import ablation_cam_weights, ablation_values
 from service.engine.attribution.plan import plan_cam
-from tests.attribution.helpers import model_batch, pearson, second_class
+from tests.tiny_models import model_batch, pearson, second_class
 
 
 class Reference(NamedTuple):

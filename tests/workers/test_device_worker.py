@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
+from model_registry.errors import DeadlineExceeded, OutOfDeviceMemory
 from service.workers.device_worker import DeviceWorker, Work
-from service.workers.errors import DeadlineExceeded, OutOfDeviceMemory
 
 
 def _work(key, payload, execute, *, size: int = 1, deadline_s: float = 30.0) -> Work:

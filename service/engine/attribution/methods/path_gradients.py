@@ -1,0 +1,50 @@
+"""Gradients averaged over many inputs: integrated gradients (a path) and SmoothGrad (noise)."""
+
+from __future__ import annotations
+
+import torch
+
+from service.engine.attribution.baselines import baseline
+from service.engine.attribution.gradients import integrated_gradients, smoothgrad
+from service.engine.attribution.methods.registry import GradientInputs, register_gradient
+from service.engine.attribution.targets import resolve_targets
+
+Maps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def logits_and_targets(inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass for the logits, and the targets they resolve to."""
+    with torch.no_grad():  # not inference mode: the targets index gradient passes below
+        logits = inputs.model.module(inputs.batch)
+    if inputs.fixed_targets is not None:
+        return logits, inputs.fixed_targets
+    return logits, resolve_targets(logits, inputs.plan.targets)
+
+
+@register_gradient(
+    "integrated-gradients", "integrated gradients from a baseline (steps, baseline)", order=60
+)
+def integrated(inputs: GradientInputs) -> Maps:
+    logits, targets = logits_and_targets(inputs)
+    plan, batch, module = inputs.plan, inputs.batch, inputs.model.module
+    start = baseline(batch, plan.baseline, inputs.model.spec)
+    values = integrated_gradients(module, batch, targets, start, steps=plan.steps, rows=inputs.rows)
+    return logits, targets, values
+
+
+@register_gradient(
+    "smoothgrad", "SmoothGrad: the mean gradient over noisy copies (samples, noise, seed)", order=70
+)
+def smooth(inputs: GradientInputs) -> Maps:
+    logits, targets = logits_and_targets(inputs)
+    plan, module, batch = inputs.plan, inputs.model.module, inputs.batch
+    values = smoothgrad(
+        module,
+        batch,
+        targets,
+        samples=plan.samples,
+        noise=plan.noise,
+        seed=plan.seed,
+        rows=inputs.rows,
+    )
+    return logits, targets, values

@@ -1,0 +1,111 @@
+"""The options of /cam and /gradients, whose method choices come from the method registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+
+from api_schemas.attributions import Baseline, CamUpsample, GradientView, method_enum
+from api_schemas.feature_maps import OutputFormat
+from service.engine.attribution.methods.registry import cam_methods, gradient_methods
+from service.routes.options import Options, colormap_field, seed_field
+
+CamMethod = method_enum("CamMethod", [m.name for m in cam_methods()])
+GradientMethod = method_enum("GradientMethod", [m.name for m in gradient_methods()])
+
+Target = Annotated[
+    str | None,
+    Field(
+        description="class indices or labels, comma-separated, explained for every image; "
+        "default: each image's top-1 class",
+        max_length=4096,
+    ),
+]
+Alpha = Annotated[
+    float,
+    Field(ge=0, le=1, allow_inf_nan=False, description="weight of the heatmap over the input"),
+]
+TopK = Annotated[int | None, Field(ge=1, description="predictions per image in json; default 5")]
+Randomize = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=100_000,
+        description="sanity check (Adebayo et al. 2018): re-run with this many top layers "
+        "re-initialized (on a copy) and report the rank correlation in json; 0: off",
+    ),
+]
+
+
+def _plus_signs(value: object) -> object:
+    """An unencoded `+` in a query string arrives as a space: `method=gradcam++` is gradcam++."""
+    return value.replace(" ", "+") if isinstance(value, str) else value
+
+
+class CamOptions(Options):
+    answer_fields = frozenset({"fmt", "colormap", "alpha"})
+    plan_names = {"layer": "layers", "target": "targets"}
+    name_lists = frozenset({"layer", "metrics"})
+    method: Annotated[CamMethod, BeforeValidator(_plus_signs)] = Field(  # type: ignore[valid-type]
+        CamMethod("gradcam"),
+        description="the CAM method (gradcam++ may be sent as gradcam%2B%2B or gradcam++)",
+    )
+    layer: str | None = Field(
+        None,
+        description="layer name(s), comma-separated; default: the last spatial layer",
+        max_length=4096,
+    )
+    target: Target = None
+    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
+    colormap: str = colormap_field("jet")
+    alpha: Alpha = 0.5
+    normalize: bool = Field(
+        False, description="min-max scale each npy map to [0, 1], as pytorch-grad-cam returns it"
+    )
+    top_k: TopK = None
+    metrics: str | None = Field(
+        None, description="deletion, insertion or both: their AUC in json", max_length=64
+    )
+    metric_steps: int = Field(32, ge=2, le=256, description="points per deletion/insertion curve")
+    randomize: Randomize = 0
+
+
+class GradientOptions(Options):
+    answer_fields = frozenset({"fmt", "view", "colormap", "alpha"})
+    plan_names = {"target": "targets"}
+    method: GradientMethod = Field(  # type: ignore[valid-type]
+        GradientMethod("vanilla"), description="the gradient method"
+    )
+    target: Target = None
+    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
+    view: GradientView = Field(
+        GradientView.heatmap,
+        description="png: |gradient| heatmap over the input, the gradient image, "
+        "positive or negative saliency",
+    )
+    colormap: str = colormap_field("inferno")
+    alpha: Alpha = 0.6
+    layer: str | None = Field(
+        None,
+        description="guided-gradcam: the Grad-CAM layer; default the last spatial layer",
+        max_length=1024,
+    )
+    upsample: CamUpsample = Field(
+        CamUpsample.nearest,
+        description="guided-gradcam: the Grad-CAM at input size, nearest and ReLU'd as "
+        "Captum's GuidedGradCam, or bilinear and scaled to [0, 1] as the paper's figures",
+    )
+    steps: int = Field(32, ge=1, le=1024, description="integrated-gradients: Gauss-Legendre points")
+    baseline: Baseline = Field(Baseline.zero, description="integrated-gradients: starting point")
+    samples: int = Field(32, ge=1, le=1024, description="smoothgrad: noisy copies per image")
+    noise: float = Field(
+        0.15,
+        gt=0,
+        le=10,
+        allow_inf_nan=False,
+        description="smoothgrad: noise std / (max - min) of the input",
+    )
+    seed: int = seed_field("smoothgrad: noise seed", high=2**63 - 1)
+    top_k: TopK = None
+    randomize: Randomize = 0

@@ -1,0 +1,99 @@
+"""Start-up failures, through real `layerscope serve` processes: one line on stderr naming
+the file or setting, the entry and the field; exit code 2; a traceback only with --debug."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from model_registry.builtin import digits
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY = (
+    '[[models]]\nname = "resnet18"\narchitecture = "{architecture}"\n{weights}'
+    "input_size = [64, 64]\nmean = [0.5, 0.5, 0.5]\nstd = [0.2, 0.2, 0.2]\nnum_classes = 10\n"
+)
+
+
+def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "1", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def models_file(folder: Path, text: str) -> Path:
+    path = folder / "models.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Case(NamedTuple):
+    name: str
+    text: str | None  # the models file, or None for none
+    env: dict[str, str]
+    expected: str  # the whole line after "layerscope: models file <path>: " or the setting's
+
+
+CASES = [
+    Case(
+        "unknown architecture",
+        ENTRY.format(architecture="torchvision:resnet_nineteen", weights=""),
+        {},
+        "model 'resnet18': field 'architecture': unknown architecture "
+        "'torchvision:resnet_nineteen'; did you mean ",
+    ),
+    Case(
+        "weights that do not fit",
+        ENTRY.format(
+            architecture="torchvision:resnet18", weights=f'weights = "{digits.WEIGHTS_PATH}"\n'
+        ),
+        {},
+        "model 'resnet18': field 'weights': does not fit torchvision:resnet18: missing keys",
+    ),
+    Case("malformed TOML", "[[models]\nname =", {}, ""),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_bad_models_file_ends_start_up_with_one_line(tmp_path: Path, case: Case) -> None:
+    path = models_file(tmp_path, case.text or "")
+    result = serve({"LAYERSCOPE_MODELS": str(path), **case.env})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    prefix = f"layerscope: models file {path}: " if case.expected else "layerscope: models file "
+    assert lines[0].startswith(prefix + case.expected), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"LAYERSCOPE_MAX_BATCH": "0"}, "layerscope: setting LAYERSCOPE_MAX_BATCH: Input should"),
+        ({"LAYERSCOPE_PORT": "http"}, "layerscope: setting LAYERSCOPE_PORT: Input should"),
+        ({"LAYERSCOPE_DEVICE": "gpu"}, "layerscope: setting LAYERSCOPE_DEVICE: 'gpu' is not"),
+    ],
+)
+def test_a_bad_setting_ends_start_up_with_one_line(env: dict[str, str], expected: str) -> None:
+    result = serve(env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(expected), result.stderr
+
+
+def test_debug_adds_the_traceback(tmp_path: Path) -> None:
+    path = models_file(tmp_path, ENTRY.format(architecture="torchvision:nope", weights=""))
+    result = serve({"LAYERSCOPE_MODELS": str(path)}, "--debug")
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"layerscope: models file {path}: model")
