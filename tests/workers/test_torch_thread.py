@@ -13,6 +13,7 @@ then checks that one thread ran them all: the device thread, found by a marker i
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +33,16 @@ TINY = "/v1/models/tiny-resnet"
 def _mark() -> None:
     with record_function(MARKER):
         pass
+
+
+def _wait_for_job(client: TestClient, location: str) -> None:
+    for _ in range(1200):
+        body = client.get(location).json()
+        if body["status"] not in ("queued", "running"):
+            assert body["status"] == "succeeded", body
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job {location} did not finish")
 
 
 def _exercise(client: TestClient, photo: bytes, digit: bytes) -> None:
@@ -57,6 +68,9 @@ def _exercise(client: TestClient, photo: bytes, digit: bytes) -> None:
         body = {} if upload is False else {"files": files(digit if upload == "digit" else photo)}
         answer = client.request(method.upper(), url, **body)
         assert answer.status_code == 200, (url, answer.text[:300])
+    job = client.post(f"{TINY}/layers/layer2/maximize?channel=1&steps=4&async=true")
+    assert job.status_code == 202, job.text
+    _wait_for_job(client, job.headers["location"])
 
 
 def _config(tiny_config: Path) -> Path:
