@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -77,24 +78,86 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
-def to_model_image(image: Image.Image, spec: ModelSpec) -> Image.Image:
-    """Colour mode and size the model expects (bilinear, antialiased; unchanged when right)."""
+@dataclass(frozen=True)
+class Geometry:
+    """How an upload was fitted to the model's input, to draw maps back onto the upload.
+
+    Attributes:
+        resize: 'squash', 'crop' or 'letterbox' (see `ModelSpec.resize`).
+        source_size: (height, width) of the upload.
+        box: (left, top, right, bottom) in upload pixels of the region that fills the whole
+            model input: the picture itself (squash), a centred part of it (crop), or a
+            larger region whose outside is padding (letterbox).
+    """
+
+    resize: str
+    source_size: tuple[int, int]
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "resize": self.resize,
+            "source_size": list(self.source_size),
+            "box": [round(v, 3) for v in self.box],
+        }
+
+
+def _box(spec: ModelSpec, width: int, height: int) -> tuple[float, float, float, float]:
+    """The upload region mapped onto the whole model input for `spec.resize`."""
+    out_h, out_w = spec.input_size
+    if spec.resize == "squash":
+        return (0.0, 0.0, float(width), float(height))
+    if spec.resize == "crop":
+        # Scale so the picture covers input / crop_pct, keep the centred input-sized part.
+        scale = max(out_h / spec.crop_pct / height, out_w / spec.crop_pct / width)
+    else:  # letterbox: the whole picture fits inside the input
+        scale = min(out_h / height, out_w / width)
+    box_w, box_h = out_w / scale, out_h / scale
+    left, top = (width - box_w) / 2, (height - box_h) / 2
+    return (left, top, left + box_w, top + box_h)
+
+
+def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Geometry]:
+    """Colour mode and size the model expects, and what was done to get there.
+
+    The one place that does geometry: `spec.resize` decides between squashing the picture to
+    `input_size`, centre-cropping it after scaling (crop_pct, as torchvision and timm
+    evaluate), or letterboxing it (padding with the mean colour). One bilinear, antialiased
+    resample; the image is returned unchanged when it is already right.
+    """
     mode = "L" if spec.in_channels == 1 else "RGB"
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _to_8bit(image)
     if image.mode != mode:
         image = image.convert(mode)
     height, width = spec.input_size
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None)
-    return image
+    box = _box(spec, image.width, image.height)
+    geometry = Geometry(spec.resize, (image.height, image.width), box)
+    if image.size == (width, height) and box == (0.0, 0.0, float(width), float(height)):
+        return image, geometry
+    if spec.resize != "letterbox":
+        resized = image.resize(
+            (width, height), Image.Resampling.BILINEAR, box=box, reducing_gap=None
+        )
+        return resized, geometry
+    left, top, right, bottom = box
+    scale = width / (right - left)
+    inner = (
+        max(1, min(width, round(image.width * scale))),
+        max(1, min(height, round(image.height * scale))),
+    )
+    fill = tuple(round(v * 255) for v in spec.mean)
+    canvas = Image.new(mode, (width, height), fill[0] if mode == "L" else fill)
+    offset = ((width - inner[0]) // 2, (height - inner[1]) // 2)
+    canvas.paste(image.resize(inner, Image.Resampling.BILINEAR, reducing_gap=None), offset)
+    return canvas, geometry
 
 
 def preprocess(
     images: Sequence[Image.Image], spec: ModelSpec, device: torch.device
 ) -> torch.Tensor:
     """Images -> normalized float32 batch [B, C, H, W] on `device`."""
-    arrays = [np.asarray(to_model_image(img, spec), dtype=np.uint8) for img in images]
+    arrays = [np.asarray(to_model_image(img, spec)[0], dtype=np.uint8) for img in images]
     batch = torch.from_numpy(np.stack(arrays)).to(device)
     batch = batch[:, None] if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
     mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
