@@ -65,3 +65,21 @@ def tiny_inputs(photo_images: dict[str, Image.Image]) -> list[bytes]:
         png(np.asarray(img.resize((64, 64), Image.Resampling.BILINEAR)))
         for img in photo_images.values()
     ]
+
+
+@pytest.fixture(scope="session")
+def source_models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models file with timm, hf, python and torchvision entries (see tests/source_models)."""
+    from tests.source_models import write_source_models
+
+    return write_source_models(tmp_path_factory.mktemp("sources"))
+
+
+@pytest.fixture(scope="session")
+def source_models(source_models_file: Path) -> dict[str, object]:
+    """Every entry of `source_models_file`, loaded on CPU as the service loads it."""
+    from model_registry.config import load_config
+    from model_registry.registry import load_model
+
+    cpu = torch.device("cpu")
+    return {spec.name: load_model(spec, cpu) for spec in load_config(source_models_file)}

@@ -9,6 +9,7 @@ Nothing is ever downloaded: the directory is all there is.
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -112,12 +113,15 @@ class HFSource(FileSource):
             raise ConfigError(f"{where}: none found (looked for {', '.join(WEIGHT_FILES)})")
         try:
             loaded, info = AutoModelForImageClassification.from_pretrained(
-                target_of(spec), config=self._config(spec), output_loading_info=True
+                target_of(spec),
+                config=self._config(spec),
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # reported below, with the keys, as an error
             )
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise ConfigError(f"{where}: cannot be loaded: {exc}") from exc
         problems = [
-            f"{kind.replace('_', ' ')} {sorted(map(str, info[kind]))[:5]}"
+            f"{kind.replace('_', ' ')} {sorted(map(_key, info[kind]))[:5]}"
             for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
             if info.get(kind)
         ]
@@ -126,16 +130,21 @@ class HFSource(FileSource):
         return Weights(loaded.state_dict())
 
 
+def _key(entry: Any) -> str:
+    """A key of transformers' loading report (mismatches come as (key, file, model) tuples)."""
+    return str(entry[0] if isinstance(entry, tuple) else entry)
+
+
+def _logits_forward(self: nn.Module, pixel_values: Any) -> Any:
+    return type(self).forward(self, pixel_values=pixel_values, return_dict=True).logits
+
+
 def logits_only(module: nn.Module) -> nn.Module:
     """Make `module(x)` return the logits tensor, keeping every submodule name unchanged.
 
     The forward is replaced on this instance only (no wrapper module), so layer names are
     those of `named_modules()` on the transformers model, as its documentation shows them.
+    A bound method, so `copy.deepcopy(module)` gives a copy that runs its own layers.
     """
-    forward = type(module).forward
-
-    def logits(pixel_values: Any) -> Any:
-        return forward(module, pixel_values=pixel_values, return_dict=True).logits
-
-    module.forward = logits  # type: ignore[method-assign]
+    module.forward = types.MethodType(_logits_forward, module)  # type: ignore[method-assign]
     return module
