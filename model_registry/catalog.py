@@ -24,7 +24,7 @@ class LayerInfo:
         name: dotted name as in `named_modules()`.
         type: the module's class name.
         output_shape: output shape without the batch dimension (last call), None when the
-            output is not a single tensor or the module never ran.
+            output is not a single tensor with one row per image, or the module never ran.
         params: number of parameters, its submodules included.
         calls: how often the module runs in one forward pass (a reused ReLU runs twice).
         order: position at which its first call completed in the forward pass (-1 if it
@@ -106,7 +106,9 @@ def build_catalog(
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
             calls[name] = calls.get(name, 0) + 1
             order.setdefault(name, len(order))
-            shapes[name] = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
+            # One row per image or no map: Swin's window attention runs on [B * windows, ...].
+            one_row = isinstance(output, torch.Tensor) and output.ndim and output.shape[0] == 1
+            shapes[name] = tuple(output.shape[1:]) if one_row else None
 
         return hook
 
