@@ -1,6 +1,30 @@
 """Model and layer catalog bodies."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+
+class Preprocessing(BaseModel):
+    """How every upload is brought to `input_size` (by default as the weights were trained)."""
+
+    resize: Literal["squash", "crop", "letterbox"] = Field(
+        description="squash: stretch the whole picture; crop: scale the short side to "
+        "side / crop_pct and cut the centre; letterbox: fit inside, pad with the mean colour"
+    )
+    crop_pct: float = Field(gt=0, le=1, description="used by crop (torchvision: 224 / 256)")
+
+
+class Fitting(BaseModel):
+    """What was done to one upload: the region of it that fills the model input."""
+
+    resize: Literal["squash", "crop", "letterbox"]
+    source_size: list[int] = Field(description="[height, width] of the upload")
+    box: list[float] = Field(
+        description="[left, top, right, bottom] in upload pixels mapped onto the whole model "
+        "input; inside the picture for crop, around it (padding) for letterbox",
+        examples=[[80.0, 0.0, 560.0, 427.0]],
+    )
 
 
 class ModelInfo(BaseModel):
@@ -16,6 +40,7 @@ class ModelInfo(BaseModel):
     device: str = Field(examples=["cpu"])
     pretrained: bool = Field(description="False when the model runs with random initialisation")
     layers: int = Field(description="number of named modules in the layer catalog")
+    preprocessing: Preprocessing
 
 
 class ModelList(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,19 +103,55 @@ class Geometry:
         }
 
 
+def _crop_plan(spec: ModelSpec, width: int, height: int) -> tuple[int, int, int, int]:
+    """(resized width, height, crop left, top) exactly as torchvision and timm evaluate.
+
+    The short side goes to floor(side / crop_pct) (torchvision: 256 for 224), the long side
+    follows, truncated; a non-square input scales each side (timm); the centre is cut with
+    torchvision's rounding.
+    """
+    out_h, out_w = spec.input_size
+    if out_h == out_w:
+        short = math.floor(out_h / spec.crop_pct + 1e-6)
+        if width <= height:
+            size = (short, int(short * height / width))
+        else:
+            size = (int(short * width / height), short)
+    else:
+        scale = max(out_h / spec.crop_pct / height, out_w / spec.crop_pct / width)
+        size = (max(out_w, int(width * scale)), max(out_h, int(height * scale)))
+    left = int(round((size[0] - out_w) / 2.0))
+    top = int(round((size[1] - out_h) / 2.0))
+    return size[0], size[1], left, top
+
+
 def _box(spec: ModelSpec, width: int, height: int) -> tuple[float, float, float, float]:
     """The upload region mapped onto the whole model input for `spec.resize`."""
     out_h, out_w = spec.input_size
     if spec.resize == "squash":
         return (0.0, 0.0, float(width), float(height))
     if spec.resize == "crop":
-        # Scale so the picture covers input / crop_pct, keep the centred input-sized part.
-        scale = max(out_h / spec.crop_pct / height, out_w / spec.crop_pct / width)
-    else:  # letterbox: the whole picture fits inside the input
-        scale = min(out_h / height, out_w / width)
+        resized_w, resized_h, left, top = _crop_plan(spec, width, height)
+        sx, sy = width / resized_w, height / resized_h
+        return (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
+    scale = min(out_h / height, out_w / width)  # letterbox: the picture fits inside
     box_w, box_h = out_w / scale, out_h / scale
     left, top = (width - box_w) / 2, (height - box_h) / 2
     return (left, top, left + box_w, top + box_h)
+
+
+def fit_geometry(source_size: tuple[int, int], spec: ModelSpec) -> Geometry:
+    """What `to_model_image` does to a picture of `source_size` (height, width)."""
+    return Geometry(spec.resize, source_size, _box(spec, source_size[1], source_size[0]))
+
+
+def upload_geometries(uploads: Sequence[bytes], spec: ModelSpec) -> list[Geometry]:
+    """`fit_geometry` of uploads already decoded once (only their headers are read again)."""
+    geometries = []
+    for data in uploads:
+        with Image.open(io.BytesIO(data)) as image:
+            geometries.append(fit_geometry((image.height, image.width), spec))
+    return geometries
 
 
 def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Geometry]:
@@ -131,15 +168,19 @@ def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Ge
     if image.mode != mode:
         image = image.convert(mode)
     height, width = spec.input_size
-    box = _box(spec, image.width, image.height)
-    geometry = Geometry(spec.resize, (image.height, image.width), box)
+    geometry = fit_geometry((image.height, image.width), spec)
+    box = geometry.box
     if image.size == (width, height) and box == (0.0, 0.0, float(width), float(height)):
         return image, geometry
-    if spec.resize != "letterbox":
-        resized = image.resize(
-            (width, height), Image.Resampling.BILINEAR, box=box, reducing_gap=None
-        )
-        return resized, geometry
+    if spec.resize == "squash":
+        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None), geometry
+    if spec.resize == "crop":
+        resized_w, resized_h, left, top = _crop_plan(spec, image.width, image.height)
+        if (resized_w, resized_h) != image.size:
+            image = image.resize(
+                (resized_w, resized_h), Image.Resampling.BILINEAR, reducing_gap=None
+            )
+        return image.crop((left, top, left + width, top + height)), geometry
     left, top, right, bottom = box
     scale = width / (right - left)
     inner = (

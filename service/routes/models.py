@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api_schemas.models import LayerInfo, LayerList, ModelInfo, ModelList
+from api_schemas.models import LayerInfo, LayerList, ModelInfo, ModelList, Preprocessing
 from model_registry.registry import LoadedModel
 from service.routes.deps import ModelDep, RegistryDep
 
@@ -24,6 +24,7 @@ def _info(model: LoadedModel) -> ModelInfo:
         device=str(model.device),
         pretrained=model.pretrained,
         layers=len(model.catalog),
+        preprocessing=Preprocessing(resize=spec.resize, crop_pct=spec.crop_pct),
     )
 
 

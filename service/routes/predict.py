@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api_schemas.errors import ErrorBody
+from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem, PredictResponse
+from service.engine.images import upload_geometries
 from service.engine.predict import check_top_k
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.workers.tasks import decode_batch, logits_work, predictions
@@ -38,7 +40,9 @@ async def predict(
     key, execute = logits_work(model)
     logits = await pool.forward(model, key, batch, batch.shape[0], execute)
     rows = await pool.cpu(predictions, model, logits, top_k=top_k)
+    fits = await pool.cpu(upload_geometries, images, model.spec)
     return PredictResponse(
         model=model.name,
         predictions=[[PredictionItem(**vars(p)) for p in row] for row in rows],
+        fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
     )

@@ -18,7 +18,7 @@ from PIL import Image
 
 from model_registry.registry import LoadedModel
 from service.app import create_app
-from service.engine.images import preprocess
+from service.engine.images import fit_geometry, preprocess
 from service.settings import Settings
 from tests.helpers import files, load_npy, png
 
@@ -91,6 +91,9 @@ def test_every_endpoint_answers_with_the_models_values(
     with torch.inference_mode():
         probs = model.module(batch).softmax(1)
     answer = ok(api.post(f"{base}/predict?top_k=2", files=files(*uploads))).json()
+    expected_fit = fit_geometry((107, 160), model.spec).to_dict()
+    assert answer["fitting"] == [expected_fit, expected_fit]
+    assert expected_fit["resize"] == model.spec.resize
     for image, rows in enumerate(answer["predictions"]):
         assert rows[0]["class_index"] == int(probs[image].argmax())
         assert rows[0]["probability"] == pytest.approx(float(probs[image].max()), abs=1e-4)
