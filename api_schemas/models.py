@@ -49,7 +49,11 @@ class ModelList(BaseModel):
 
 
 class LayerInfo(BaseModel):
-    name: str = Field(description="dotted name as in named_modules()", examples=["layer3.1.conv2"])
+    name: str = Field(
+        description="dotted name as in named_modules(), or `name#k` for the k-th call of a "
+        "module that runs several times (listed right after the module)",
+        examples=["layer3.1.conv2"],
+    )
     type: str = Field(examples=["Conv2d"])
     output_shape: list[int] | None = Field(
         description="output shape without the batch dimension, from a real forward pass; "
@@ -57,6 +61,11 @@ class LayerInfo(BaseModel):
         examples=[[256, 14, 14]],
     )
     params: int = Field(description="parameter count, submodules included")
+    call: int | None = Field(
+        default=None,
+        description="for `name#k`: which call of a module that runs several times per forward "
+        "pass (0 = first); null for a bare name, which means the module's last call",
+    )
     spatial: bool = Field(
         description="true when the output reads as a [C, H, W] map with more than one position"
     )

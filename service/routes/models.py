@@ -52,7 +52,8 @@ async def list_layers(model: ModelDep) -> LayerList:
             params=layer.params,
             spatial=layer.spatial,
             spatial_shape=list(layer.spatial_shape) if layer.spatial_shape is not None else None,
+            call=layer.call,
         )
-        for layer in model.catalog
+        for layer in model.catalog.entries()
     ]
     return LayerList(model=model.name, data=data, count=len(data))

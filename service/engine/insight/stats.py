@@ -102,14 +102,17 @@ def plan_stats(model: LoadedModel, layers: list[str]) -> tuple[str, ...]:
         return tuple(usable)
     for name in layers:
         info = model.catalog.get(name, field="layers")
-        if info.name not in usable:
+        if info.call is not None and info.output_shape is not None:
+            usable.append(info.name)  # one call of a reused module, asked for by name
+        elif info.name not in usable:
             raise InvalidInput(
                 f"layers: '{info.name}' has no single tensor output with channels (output shape "
                 f"{info.output_shape}); see GET /v1/models/{model.name}/layers",
                 field="layers",
             )
     wanted = set(layers)
-    return tuple(name for name in usable if name in wanted)
+    picked = [name for name in usable if name in wanted]
+    return tuple(sorted(picked, key=lambda name: model.catalog.get(name).order))
 
 
 def compute_stats(
