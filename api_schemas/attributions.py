@@ -4,6 +4,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem
 
 
@@ -88,6 +89,9 @@ class CamResponse(BaseModel):
     method: CamMethod
     batch: int
     input_size: list[int]
+    fitting: list[Fitting] = Field(
+        default_factory=list, description="per image, how it was brought to the input size"
+    )
     layers: list[CamLayerItem]
     targets: list[list[TargetItem]] = Field(
         description="per image, the classes explained, in map order"
@@ -118,6 +122,9 @@ class GradientResponse(BaseModel):
     method: GradientMethod
     batch: int
     input_size: list[int]
+    fitting: list[Fitting] = Field(
+        default_factory=list, description="per image, how it was brought to the input size"
+    )
     shape: list[int] = Field(
         description="shape of the npy array: [B, C, H, W], or [B, T, C, H, W] for several targets"
     )

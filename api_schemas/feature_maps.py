@@ -4,6 +4,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from api_schemas.models import Fitting
+
 
 class Reduce(StrEnum):
     none = "none"
@@ -42,3 +44,6 @@ class FeatureMapResponse(BaseModel):
     input_size: list[int]
     layers: list[LayerMapsInfo]
     png_base64: str = Field(description="the same panel as format=png, base64-encoded")
+    fitting: list[Fitting] = Field(
+        default_factory=list, description="per image, how it was brought to the input size"
+    )

@@ -26,11 +26,13 @@ from api_schemas.attributions import (
 )
 from api_schemas.errors import ErrorBody
 from api_schemas.feature_maps import OutputFormat
+from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.pictures import Look
 from service.engine.attribution.plan import check_finite, plan_cam, plan_gradients
+from service.engine.images import upload_geometries
 from service.engine.predict import Prediction
 from service.engine.render import check_colormap
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
@@ -213,8 +215,10 @@ async def cam(
     batch, count = result.targets.shape
     height, width = model.spec.input_size
     shape = [batch, count, height, width] if result.several_targets else [batch, height, width]
+    fits = await pool.cpu(upload_geometries, images, model.spec)
     body = CamResponse(
         model=model.name,
+        fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
         method=method,
         batch=batch,
         input_size=[height, width],
@@ -345,8 +349,10 @@ async def gradients(
         if result.several_targets
         else [result.values.shape[0], *result.values.shape[2:]]
     )
+    fits = await pool.cpu(upload_geometries, images, model.spec)
     body = GradientResponse(
         model=model.name,
+        fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
         method=method,
         batch=result.values.shape[0],
         input_size=list(model.spec.input_size),

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from api_schemas.errors import ErrorBody
 from api_schemas.feature_maps import FeatureMapResponse, LayerMapsInfo, OutputFormat, Reduce, Scale
+from api_schemas.models import Fitting
 from service.engine.channels import GRAMMAR
 from service.engine.feature_maps import (
     OutputCaps,
@@ -17,6 +18,7 @@ from service.engine.feature_maps import (
     check_output_size,
     plan_feature_maps,
 )
+from service.engine.images import upload_geometries
 from service.engine.render import RenderOptions, check_colormap
 from service.routes.deps import ActivationCacheDep, ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.workers.capture_flow import captured_layers
@@ -111,11 +113,13 @@ async def feature_maps(
                 max=high.tolist(),
             )
         )
+    fits = await pool.cpu(upload_geometries, images, model.spec)
     body = FeatureMapResponse(
         model=model.name,
         reduce=reduce,
         batch=len(images),
         input_size=list(model.spec.input_size),
+        fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
         layers=infos,
         png_base64=base64.b64encode(answer.body).decode("ascii"),
     )

@@ -141,3 +141,19 @@ def test_every_endpoint_answers_with_the_models_values(
         refused = api.post(f"{base}/layers/{served.layer}/maximize?channel=0&steps=2")
         assert refused.status_code == 422 and refused.json()["field"] == "layer"
         assert served.kernel_layer in refused.json()["suitable"]
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["feature-maps?layers=layer3", "cam?layer=layer3", "gradients"]
+)
+def test_json_answers_say_how_each_upload_was_fitted(
+    endpoint: str, api: TestClient, source_models: dict[str, LoadedModel], uploads: list[bytes]
+) -> None:
+    """tcnn crops (timm's crop_pct 0.95): the box is the centre of the 160 x 107 upload."""
+    spec = source_models["tcnn"].spec
+    sep = "&" if "?" in endpoint else "?"
+    body = ok(api.post(f"/v1/models/tcnn/{endpoint}{sep}format=json", files=files(*uploads))).json()
+    expected = fit_geometry((107, 160), spec).to_dict()
+    assert body["fitting"] == [expected, expected]
+    left, top, right, bottom = expected["box"]
+    assert expected["resize"] == "crop" and 0 < left < right < 160 and 0 <= top < bottom <= 107
