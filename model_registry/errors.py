@@ -49,7 +49,14 @@ class UnsupportedMedia(ClientError):
 
 
 class ConfigError(Exception):
-    """A model entry that cannot be served; raised at start-up, naming entry and field."""
+    """A model entry that cannot be served; raised at start-up, naming entry and field.
+
+    The message is kept on one line (library errors quoted in it may span several), so
+    start-up can print it as one.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 def closest(name: str, choices: Iterable[str], *, n: int = 5) -> list[str]:
