@@ -14,6 +14,7 @@ from torch import nn
 
 from model_registry.errors import unknown_layer
 from model_registry.layout import MapLayout, map_layout
+from model_registry.token_grid import token_grid
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,19 @@ class LayerCatalog:
 def build_catalog(
     model_name: str, module: nn.Module, input_shape: tuple[int, ...], device: torch.device
 ) -> LayerCatalog:
-    """Run one forward pass on zeros of `input_shape` ([C, H, W]) and record every module."""
+    """Run one forward pass on zeros of `input_shape` ([C, H, W]) and record every call."""
+    grid = token_grid(module)
+    tokens = (grid.prefix, grid.height, grid.width) if grid is not None else None
+    return _build_catalog(model_name, module, input_shape, device, tokens)
+
+
+def _build_catalog(
+    model_name: str,
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    device: torch.device,
+    tokens: tuple[int, int, int] | None,
+) -> LayerCatalog:
     shapes: dict[str, list[tuple[int, ...] | None]] = {}
     orders: dict[str, list[int]] = {}
     named = [(n, m) for n, m in module.named_modules() if n]
@@ -160,7 +173,7 @@ def build_catalog(
                 params=params,
                 calls=len(orders.get(name, ())),
                 order=when[-1],
-                layout=map_layout(seen[-1], size),
+                layout=map_layout(seen[-1], size, tokens),
             )
         )
         if len(when) > 1:
@@ -172,7 +185,7 @@ def build_catalog(
                     params=params,
                     calls=1,
                     order=at,
-                    layout=map_layout(shape, size),
+                    layout=map_layout(shape, size, tokens),
                     call=k,
                     module=name,
                 )
