@@ -153,7 +153,9 @@ def augmented(images: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
     )
 
 
-def train(split: DigitsSplit, *, epochs: int = 120, seed: int = 0) -> DigitsNet:
+def train(
+    split: DigitsSplit, *, epochs: int = 160, seed: int = 0, label_smoothing: float = 0.02
+) -> DigitsNet:
     """Deterministic training: fixed seed, fixed shuffles, a fresh random rendering per epoch."""
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -164,7 +166,7 @@ def train(split: DigitsSplit, *, epochs: int = 120, seed: int = 0) -> DigitsNet:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=1e-2, total_steps=epochs * ((len(split.train_y) + 63) // 64)
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     model.train()
     for _ in range(epochs):
         x_epoch = augmented(split.train_images, rng)
