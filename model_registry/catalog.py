@@ -148,7 +148,8 @@ def _build_catalog(
             fired[0] += 1
             # One row per image or no map: Swin's window attention runs on [B * windows, ...].
             one_row = isinstance(output, torch.Tensor) and output.ndim and output.shape[0] == 1
-            shapes.setdefault(name, []).append(tuple(output.shape[1:]) if one_row else None)
+            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
+            shapes.setdefault(name, []).append(shape if one_row else None)
 
         return hook
 
@@ -161,7 +162,8 @@ def _build_catalog(
         for handle in handles:
             handle.remove()
     size = (input_shape[1], input_shape[2])
-    layers, calls = [], []
+    layers: list[LayerInfo] = []
+    calls: list[LayerInfo] = []
     for name, sub in named:
         typename, params = type(sub).__name__, sum(p.numel() for p in sub.parameters())
         seen, when = shapes.get(name, [None]), orders.get(name, [-1])

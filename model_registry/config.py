@@ -119,20 +119,23 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
         raise ConfigError(
             f"{where}: field 'architecture': cannot read its defaults: {exc}"
         ) from exc
-    values = {
-        "input_size": entry.input_size or found.input_size,
-        "mean": tuple(entry.mean) if entry.mean is not None else found.mean,
-        "std": tuple(entry.std) if entry.std is not None else found.std,
-        "num_classes": entry.num_classes or found.num_classes,
-    }
-    for field, value in values.items():
+    input_size = entry.input_size or found.input_size
+    mean = tuple(entry.mean) if entry.mean is not None else found.mean
+    std = tuple(entry.std) if entry.std is not None else found.std
+    num_classes = entry.num_classes or found.num_classes
+    for field, value in (
+        ("input_size", input_size),
+        ("mean", mean),
+        ("std", std),
+        ("num_classes", num_classes),
+    ):
         if value is None:
             raise ConfigError(
                 f"{where}: field '{field}': required ({entry.architecture!r} does not say it)"
             )
-    if len(values["mean"]) != len(values["std"]):
+    assert input_size is not None and mean is not None and std is not None and num_classes
+    if len(mean) != len(std):
         raise ConfigError(f"{where}: field 'std': mean and std must have the same length")
-    num_classes = values["num_classes"]
     try:
         labels = _read_labels(entry.labels, base)
     except ValueError as exc:
@@ -147,9 +150,9 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
         name=entry.name,
         architecture=f"{source.prefix}:{target}",
         weights=weights,
-        input_size=(values["input_size"][0], values["input_size"][1]),
-        mean=tuple(values["mean"]),
-        std=tuple(values["std"]),
+        input_size=(int(input_size[0]), int(input_size[1])),
+        mean=tuple(mean),
+        std=tuple(std),
         num_classes=num_classes,
         labels=labels,
         weights_required=weights_required,

@@ -47,8 +47,8 @@ def _processor_defaults(folder: Path) -> dict[str, Any]:
         found["input_size"] = (int(crop["height"]), int(crop["width"]))
         resized = size.get("height") or side or crop["height"]
         found.update(resize="crop", crop_pct=min(1.0, crop["height"] / resized))
-    elif side and getattr(processor, "crop_pct", None):
-        # ConvNeXt: the short side goes to side / crop_pct, then a centre crop of side.
+    elif side and side < 384 and getattr(processor, "crop_pct", None):
+        # ConvNeXt below 384: the short side goes to side / crop_pct, then a centre crop.
         found.update(input_size=(side, side), resize="crop", crop_pct=float(processor.crop_pct))
     elif size.get("height"):
         found.update(input_size=(int(size["height"]), int(size["width"])), resize="squash")
@@ -146,5 +146,5 @@ def logits_only(module: nn.Module) -> nn.Module:
     those of `named_modules()` on the transformers model, as its documentation shows them.
     A bound method, so `copy.deepcopy(module)` gives a copy that runs its own layers.
     """
-    module.forward = types.MethodType(_logits_forward, module)  # type: ignore[method-assign]
+    module.forward = types.MethodType(_logits_forward, module)
     return module

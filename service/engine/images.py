@@ -136,8 +136,8 @@ def _box(spec: ModelSpec, width: int, height: int) -> tuple[float, float, float,
         return (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
     scale = min(out_h / height, out_w / width)  # letterbox: the picture fits inside
     box_w, box_h = out_w / scale, out_h / scale
-    left, top = (width - box_w) / 2, (height - box_h) / 2
-    return (left, top, left + box_w, top + box_h)
+    x0, y0 = (width - box_w) / 2, (height - box_h) / 2
+    return (x0, y0, x0 + box_w, y0 + box_h)
 
 
 def fit_geometry(source_size: tuple[int, int], spec: ModelSpec) -> Geometry:
@@ -181,8 +181,7 @@ def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Ge
                 (resized_w, resized_h), Image.Resampling.BILINEAR, reducing_gap=None
             )
         return image.crop((left, top, left + width, top + height)), geometry
-    left, top, right, bottom = box
-    scale = width / (right - left)
+    scale = width / (box[2] - box[0])
     inner = (
         max(1, min(width, round(image.width * scale))),
         max(1, min(height, round(image.height * scale))),

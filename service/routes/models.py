@@ -24,7 +24,9 @@ def _info(model: LoadedModel) -> ModelInfo:
         device=str(model.device),
         pretrained=model.pretrained,
         layers=len(model.catalog),
-        preprocessing=Preprocessing(resize=spec.resize, crop_pct=spec.crop_pct),
+        preprocessing=Preprocessing.model_validate(
+            {"resize": spec.resize, "crop_pct": spec.crop_pct}
+        ),
     )
 
 

@@ -64,7 +64,7 @@ def activation_layer(model: LoadedModel, layer: str, *, field: str = "layer") ->
         suitable = [
             lay.name
             for lay in model.catalog.spatial_layers()
-            if lay.map_layout.kind == CHANNELS_FIRST
+            if (found := lay.map_layout) is not None and found.kind == CHANNELS_FIRST
         ][-10:]
         raise InvalidInput(
             f"{field}: '{info.name}' has no [C, H, W] or [C] output (output shape {shape}); "
