@@ -6,6 +6,7 @@ from typing import cast
 
 from pydantic import BaseModel, Field
 
+from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem
 
 
@@ -73,6 +74,9 @@ class CamResponse(BaseModel):
     method: str = Field(description="a CAM method from GET /v1/methods")
     batch: int
     input_size: list[int]
+    fitting: list[Fitting] = Field(
+        default_factory=list, description="per image, how it was brought to the input size"
+    )
     layers: list[CamLayerItem]
     targets: list[list[TargetItem]] = Field(
         description="per image, the classes explained, in map order"
@@ -103,6 +107,9 @@ class GradientResponse(BaseModel):
     method: str = Field(description="a gradient method from GET /v1/methods")
     batch: int
     input_size: list[int]
+    fitting: list[Fitting] = Field(
+        default_factory=list, description="per image, how it was brought to the input size"
+    )
     shape: list[int] = Field(
         description="shape of the npy array: [B, C, H, W], or [B, T, C, H, W] for several targets"
     )

@@ -4,6 +4,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from api_schemas.models import Fitting
+
 Reduce = StrEnum("Reduce", "none pca mean sum max")
 OutputFormat = StrEnum("OutputFormat", "png npy json")
 Scale = StrEnum("Scale", "channel shared")
@@ -27,3 +29,6 @@ class FeatureMapResponse(BaseModel):
     input_size: list[int]
     layers: list[LayerMapsInfo]
     png_base64: str = Field(description="the same panel as format=png, base64-encoded")
+    fitting: list[Fitting] = Field(
+        default_factory=list, description="per image, how it was brought to the input size"
+    )

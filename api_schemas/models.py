@@ -1,6 +1,30 @@
 """Model and layer catalog bodies."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+
+class Preprocessing(BaseModel):
+    """How every upload is brought to `input_size` (by default as the weights were trained)."""
+
+    resize: Literal["squash", "crop", "letterbox"] = Field(
+        description="squash: stretch the whole picture; crop: scale the short side to "
+        "side / crop_pct and cut the centre; letterbox: fit inside, pad with the mean colour"
+    )
+    crop_pct: float = Field(gt=0, le=1, description="used by crop (torchvision: 224 / 256)")
+
+
+class Fitting(BaseModel):
+    """What was done to one upload: the region of it that fills the model input."""
+
+    resize: Literal["squash", "crop", "letterbox"]
+    source_size: list[int] = Field(description="[height, width] of the upload")
+    box: list[float] = Field(
+        description="[left, top, right, bottom] in upload pixels mapped onto the whole model "
+        "input; inside the picture for crop, around it (padding) for letterbox",
+        examples=[[80.0, 0.0, 560.0, 427.0]],
+    )
 
 
 class ModelInfo(BaseModel):
@@ -16,6 +40,7 @@ class ModelInfo(BaseModel):
     device: str = Field(examples=["cpu"])
     pretrained: bool = Field(description="False when the model runs with random initialisation")
     layers: int = Field(description="number of named modules in the layer catalog")
+    preprocessing: Preprocessing
 
 
 class ModelList(BaseModel):
@@ -24,7 +49,11 @@ class ModelList(BaseModel):
 
 
 class LayerItem(BaseModel):
-    name: str = Field(description="dotted name as in named_modules()", examples=["layer3.1.conv2"])
+    name: str = Field(
+        description="dotted name as in named_modules(), or `name#k` for the k-th call of a "
+        "module that runs several times (listed right after the module)",
+        examples=["layer3.1.conv2"],
+    )
     type: str = Field(examples=["Conv2d"])
     output_shape: list[int] | None = Field(
         description="output shape without the batch dimension, from a real forward pass; "
@@ -32,6 +61,11 @@ class LayerItem(BaseModel):
         examples=[[256, 14, 14]],
     )
     params: int = Field(description="parameter count, submodules included")
+    call: int | None = Field(
+        default=None,
+        description="for `name#k`: which call of a module that runs several times per forward "
+        "pass (0 = first); null for a bare name, which means the module's last call",
+    )
     spatial: bool = Field(
         description="true when the output reads as a [C, H, W] map with more than one position"
     )

@@ -2,6 +2,8 @@
 
 from pydantic import BaseModel, Field
 
+from api_schemas.models import Fitting
+
 
 class PredictionItem(BaseModel):
     class_index: int
@@ -13,4 +15,7 @@ class PredictResponse(BaseModel):
     model: str
     predictions: list[list[PredictionItem]] = Field(
         description="one list per image, most probable first"
+    )
+    fitting: list[Fitting] = Field(
+        default_factory=list, description="per image, how it was brought to the input size"
     )

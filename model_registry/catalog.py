@@ -14,23 +14,32 @@ from torch import nn
 
 from model_registry.errors import unknown_layer
 from model_registry.layout import MapLayout, map_layout
+from model_registry.token_grid import token_grid
 
 
 @dataclass(frozen=True)
 class LayerInfo:
     """One named module.
 
+    A module that runs several times per forward pass (torchvision's BasicBlock calls
+    `self.relu` twice) has one entry under its bare name, which means its last call, and one
+    entry per call, `name#k` (k = 0 for the first call), each with its own shape and order.
+
     Attributes:
-        name: dotted name as in `named_modules()`.
+        name: dotted name as in `named_modules()`, or `name#k` for the k-th call.
         type: the module's class name.
         output_shape: output shape without the batch dimension (last call), None when the
-            output is not a single tensor or the module never ran.
+            output is not a single tensor with one row per image, or the module never ran.
         params: number of parameters, its submodules included.
-        calls: how often the module runs in one forward pass (a reused ReLU runs twice).
-        order: position at which its first call completed in the forward pass (-1 if it
-            never ran); a container completes after its children, so the deepest map is last.
+        calls: how often the module runs in one forward pass (a reused ReLU runs twice); 1
+            for a `name#k` entry, which stands for one call.
+        order: position at which the call it stands for (the last call for a bare name)
+            completed in the forward pass (-1 if it never ran); a container completes after
+            its children, so the deepest map is last.
         layout: how the output is read as [C, H, W] maps (channels-first, channels-last,
             ViT tokens or a vector); None: decided from `output_shape` alone, CNN readings only.
+        call: k for a `name#k` entry, None for a bare name.
+        module: the bare name for a `name#k` entry, None for a bare name.
     """
 
     name: str
@@ -40,6 +49,13 @@ class LayerInfo:
     calls: int
     order: int
     layout: MapLayout | None = None
+    call: int | None = None
+    module: str | None = None
+
+    @property
+    def module_name(self) -> str:
+        """The submodule this entry hooks (the name without `#k`)."""
+        return self.module if self.module is not None else self.name
 
     @property
     def map_layout(self) -> MapLayout | None:
@@ -61,25 +77,37 @@ class LayerInfo:
 class LayerCatalog:
     """Ordered name -> LayerInfo map for one model."""
 
-    def __init__(self, model_name: str, layers: list[LayerInfo]) -> None:
+    def __init__(
+        self, model_name: str, layers: list[LayerInfo], calls: list[LayerInfo] | None = None
+    ) -> None:
         self.model_name = model_name
         self._layers = {layer.name: layer for layer in layers}
+        self._calls = {call.name: call for call in calls or ()}
 
     def __iter__(self) -> Iterator[LayerInfo]:
+        """The named modules (bare names), in `named_modules()` order."""
         return iter(self._layers.values())
 
     def __len__(self) -> int:
         return len(self._layers)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._layers
+        return name in self._layers or name in self._calls
+
+    def entries(self) -> list[LayerInfo]:
+        """Every addressable name: each module, followed by its calls when it runs twice+."""
+        by_module: dict[str, list[LayerInfo]] = {}
+        for call in self._calls.values():
+            by_module.setdefault(call.module_name, []).append(call)
+        return [e for lay in self for e in (lay, *by_module.get(lay.name, ()))]
 
     def get(self, name: str, *, field: str = "layers") -> LayerInfo:
-        """The layer, or a 404 error that lists the closest names and the catalog URL."""
-        try:
-            return self._layers[name]
-        except KeyError:
-            raise unknown_layer(self.model_name, name, self._layers, field=field) from None
+        """The layer (or one call, `name#k`), or a 404 listing the closest names and the URL."""
+        found = self._layers.get(name) or self._calls.get(name)
+        if found is None:
+            choices = [*self._layers, *self._calls]
+            raise unknown_layer(self.model_name, name, choices, field=field)
+        return found
 
     def spatial_layers(self) -> list[LayerInfo]:
         """Layers with a [C, H, W] output, in forward order."""
@@ -95,18 +123,33 @@ class LayerCatalog:
 def build_catalog(
     model_name: str, module: nn.Module, input_shape: tuple[int, ...], device: torch.device
 ) -> LayerCatalog:
-    """Run one forward pass on zeros of `input_shape` ([C, H, W]) and record every module."""
-    shapes: dict[str, tuple[int, ...] | None] = {}
-    calls: dict[str, int] = {}
-    order: dict[str, int] = {}
+    """Run one forward pass on zeros of `input_shape` ([C, H, W]) and record every call."""
+    grid = token_grid(module)
+    tokens = (grid.prefix, grid.height, grid.width) if grid is not None else None
+    return _build_catalog(model_name, module, input_shape, device, tokens)
+
+
+def _build_catalog(
+    model_name: str,
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    device: torch.device,
+    tokens: tuple[int, int, int] | None,
+) -> LayerCatalog:
+    shapes: dict[str, list[tuple[int, ...] | None]] = {}
+    orders: dict[str, list[int]] = {}
     named = [(n, m) for n, m in module.named_modules() if n]
     handles = []
+    fired = [0]
 
     def recorder(name: str):
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            order.setdefault(name, len(order))
-            shapes[name] = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
+            orders.setdefault(name, []).append(fired[0])
+            fired[0] += 1
+            # One row per image or no map: Swin's window attention runs on [B * windows, ...].
+            one_row = isinstance(output, torch.Tensor) and output.ndim and output.shape[0] == 1
+            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
+            shapes.setdefault(name, []).append(shape if one_row else None)
 
         return hook
 
@@ -118,16 +161,36 @@ def build_catalog(
     finally:
         for handle in handles:
             handle.remove()
-    layers = [
-        LayerInfo(
-            name=name,
-            type=type(sub).__name__,
-            output_shape=shapes.get(name),
-            params=sum(p.numel() for p in sub.parameters()),
-            calls=calls.get(name, 0),
-            order=order.get(name, -1),
-            layout=map_layout(shapes.get(name), (input_shape[1], input_shape[2])),
+    size = (input_shape[1], input_shape[2])
+    layers: list[LayerInfo] = []
+    calls: list[LayerInfo] = []
+    for name, sub in named:
+        typename, params = type(sub).__name__, sum(p.numel() for p in sub.parameters())
+        seen, when = shapes.get(name, [None]), orders.get(name, [-1])
+        layers.append(
+            LayerInfo(
+                name=name,
+                type=typename,
+                output_shape=seen[-1],
+                params=params,
+                calls=len(orders.get(name, ())),
+                order=when[-1],
+                layout=map_layout(seen[-1], size, tokens),
+            )
         )
-        for name, sub in named
-    ]
-    return LayerCatalog(model_name, layers)
+        if len(when) > 1:
+            calls.extend(
+                LayerInfo(
+                    name=f"{name}#{k}",
+                    type=typename,
+                    output_shape=shape,
+                    params=params,
+                    calls=1,
+                    order=at,
+                    layout=map_layout(shape, size, tokens),
+                    call=k,
+                    module=name,
+                )
+                for k, (shape, at) in enumerate(zip(seen, when, strict=True))
+            )
+    return LayerCatalog(model_name, layers, calls)

@@ -4,50 +4,54 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model_registry.builtin import digits
 from model_registry.errors import ConfigError
+from model_registry.sources import source_for
 from model_registry.spec import ModelSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class _Entry(BaseModel):
-    """One `[[models]]` table; unknown keys are rejected so typos do not pass silently."""
+    """One `[[models]]` table; unknown keys are rejected so typos do not pass silently.
+
+    `input_size`, `mean`, `std`, `num_classes`, `resize` and `crop_pct` may be left out when
+    the source knows them from the weights (torchvision weights, timm's pretrained_cfg, a
+    saved Hugging Face processor and config).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     architecture: str
     weights: str | None = None
-    input_size: tuple[Annotated[int, Field(ge=8, le=4096)], Annotated[int, Field(ge=8, le=4096)]]
-    mean: list[float]
-    std: list[float]
-    num_classes: Annotated[int, Field(ge=1)]
+    input_size: (
+        tuple[Annotated[int, Field(ge=8, le=4096)], Annotated[int, Field(ge=8, le=4096)]] | None
+    ) = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    num_classes: Annotated[int, Field(ge=1)] | None = None
     labels: str | list[str] | None = None
+    resize: Literal["squash", "crop", "letterbox"] | None = None
+    crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    options: dict[str, Any] | None = None
 
     @field_validator("mean", "std")
     @classmethod
-    def _one_or_three(cls, value: list[float]) -> list[float]:
-        if len(value) not in (1, 3):
+    def _one_or_three(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and len(value) not in (1, 3):
             raise ValueError("needs 1 (grayscale) or 3 (RGB) values")
         return value
 
     @field_validator("std")
     @classmethod
-    def _positive(cls, value: list[float]) -> list[float]:
-        if any(v <= 0 for v in value):
+    def _positive(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(v <= 0 for v in value):
             raise ValueError("every std value must be > 0")
         return value
-
-    @model_validator(mode="after")
-    def _same_channels(self) -> _Entry:
-        if len(self.mean) != len(self.std):
-            raise ValueError("mean and std must have the same length")
-        return self
 
 
 def _read_labels(value: str | list[str] | None, base: Path) -> tuple[str, ...] | None:
@@ -63,19 +67,6 @@ def _read_labels(value: str | list[str] | None, base: Path) -> tuple[str, ...] |
     return tuple(
         line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
     )
-
-
-def _resolve_weights(value: str | None, base: Path) -> str | None:
-    if value is None or value.startswith(("torchvision:", "builtin:")):
-        return value
-    path = Path(value)
-    if not path.is_absolute():
-        path = base / path
-    if path.suffix not in (".safetensors", ".pt", ".pth"):
-        raise ValueError(f"weights file {value!r} must end in .safetensors, .pt or .pth")
-    if not path.is_file():
-        raise ValueError(f"weights file {str(path)!r} does not exist")
-    return str(path)
 
 
 def load_config(path: str | Path) -> list[ModelSpec]:
@@ -97,7 +88,7 @@ def load_config(path: str | Path) -> list[ModelSpec]:
         raise ConfigError(f"models file {str(path)!r} needs at least one [[models]] table")
     specs: list[ModelSpec] = []
     for index, table in enumerate(tables):
-        where = f"models file {str(path)!r}, entry {index} ({table.get('name', '?')!r})"
+        where = f"models file {path}: model {table.get('name', f'#{index}')!r}"
         try:
             entry = _Entry.model_validate(table)
         except ValidationError as exc:
@@ -112,28 +103,62 @@ def load_config(path: str | Path) -> list[ModelSpec]:
     return specs
 
 
-def _to_spec(entry: _Entry, where: str, base: Path) -> ModelSpec:
+def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = True) -> ModelSpec:
     try:
-        weights = _resolve_weights(entry.weights, base)
+        source = source_for(entry.architecture)
+        target = source.resolve(entry.architecture.partition(":")[2], base)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: field 'architecture': {exc}") from exc
+    try:
+        weights = source.resolve_weights(entry.weights, base)
     except ValueError as exc:
         raise ConfigError(f"{where}: field 'weights': {exc}") from exc
+    try:
+        found = source.defaults(target, weights, entry.options or {})
+    except (ValueError, OSError, KeyError) as exc:
+        raise ConfigError(
+            f"{where}: field 'architecture': cannot read its defaults: {exc}"
+        ) from exc
+    input_size = entry.input_size or found.input_size
+    mean = tuple(entry.mean) if entry.mean is not None else found.mean
+    std = tuple(entry.std) if entry.std is not None else found.std
+    num_classes = entry.num_classes or found.num_classes
+    for field, value in (
+        ("input_size", input_size),
+        ("mean", mean),
+        ("std", std),
+        ("num_classes", num_classes),
+    ):
+        if value is None:
+            raise ConfigError(
+                f"{where}: field '{field}': required ({entry.architecture!r} does not say it)"
+            )
+    assert input_size is not None and mean is not None and std is not None and num_classes
+    if len(mean) != len(std):
+        raise ConfigError(f"{where}: field 'std': mean and std must have the same length")
     try:
         labels = _read_labels(entry.labels, base)
     except ValueError as exc:
         raise ConfigError(f"{where}: field 'labels': {exc}") from exc
-    if labels is not None and len(labels) != entry.num_classes:
+    if labels is not None and len(labels) != num_classes:
         raise ConfigError(
-            f"{where}: field 'labels': {len(labels)} labels for num_classes={entry.num_classes}"
+            f"{where}: field 'labels': {len(labels)} labels for num_classes={num_classes}"
         )
+    if labels is None and found.labels is not None and len(found.labels) == num_classes:
+        labels = found.labels
     return ModelSpec(
         name=entry.name,
-        architecture=entry.architecture,
+        architecture=f"{source.prefix}:{target}",
         weights=weights,
-        input_size=(entry.input_size[0], entry.input_size[1]),
-        mean=tuple(entry.mean),
-        std=tuple(entry.std),
-        num_classes=entry.num_classes,
+        input_size=(int(input_size[0]), int(input_size[1])),
+        mean=tuple(mean),
+        std=tuple(std),
+        num_classes=num_classes,
         labels=labels,
+        weights_required=weights_required,
+        resize=entry.resize or found.resize or "squash",
+        crop_pct=entry.crop_pct or found.crop_pct or 1.0,
+        options=dict(entry.options) if entry.options else None,
     )
 
 
@@ -141,27 +166,15 @@ def default_specs() -> list[ModelSpec]:
     """What is served when LAYERSCOPE_MODELS is unset: `digits` and `resnet18`.
 
     resnet18 takes torchvision's ImageNet weights when they are in the local torch cache
-    (see `model_registry.loading`), and random weights otherwise.
+    (see `model_registry.sources.torchvision_source`), and random weights otherwise; its
+    preprocessing is that of those weights (resize to 256, centre crop 224).
     """
+    here = Path(__file__).parent
+    digits = _Entry(name="digits", architecture="builtin:digits", weights="builtin:digits")
+    resnet = _Entry(
+        name="resnet18", architecture="torchvision:resnet18", weights="torchvision:DEFAULT"
+    )
     return [
-        ModelSpec(
-            name="digits",
-            architecture="builtin:digits",
-            weights="builtin:digits",
-            input_size=digits.INPUT_SIZE,
-            mean=digits.MEAN,
-            std=digits.STD,
-            num_classes=10,
-            labels=digits.LABELS,
-        ),
-        ModelSpec(
-            name="resnet18",
-            architecture="torchvision:resnet18",
-            weights="torchvision:DEFAULT",
-            weights_required=False,
-            input_size=(224, 224),
-            mean=(0.485, 0.456, 0.406),
-            std=(0.229, 0.224, 0.225),
-            num_classes=1000,
-        ),
+        _to_spec(digits, "default model 'digits'", here),
+        _to_spec(resnet, "default model 'resnet18'", here, weights_required=False),
     ]

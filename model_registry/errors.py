@@ -108,7 +108,14 @@ class OutOfDeviceMemory(ClientError):
 
 class ConfigError(Exception):
     """A models file, weights file or setting that cannot be served; raised at start-up,
-    naming the file, the entry and the field."""
+    naming the file, the entry and the field.
+
+    The message is kept on one line (library errors quoted in it may span several), so
+    start-up can print it as one.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 def closest(name: str, choices: Iterable[str], *, n: int = 5) -> list[str]:

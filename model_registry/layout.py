@@ -91,14 +91,22 @@ def _token_grid(count: int, input_size: tuple[int, int]) -> tuple[int, int, int]
 
 
 def map_layout(
-    shape: tuple[int, ...] | None, input_size: tuple[int, int] | None = None
+    shape: tuple[int, ...] | None,
+    input_size: tuple[int, int] | None = None,
+    tokens: tuple[int, int, int] | None = None,
 ) -> MapLayout | None:
     """The layout of an output of `shape` (no batch dimension) for a model fed `input_size`.
 
-    Without `input_size` only the CNN readings are made ([C, H, W] and [C]).
+    Without `input_size` only the CNN readings are made ([C, H, W] and [C]). `tokens`
+    (prefix tokens, grid height, grid width), when the model states it, decides [N, D]
+    sequences of exactly that length before any guess.
     """
     if shape is None:
         return None
+    if tokens is not None and len(shape) == 2:
+        prefix, height, width = tokens
+        if shape[0] == prefix + height * width and height * width > 1:
+            return MapLayout(TOKENS, shape[1], height, width, prefix)
     if len(shape) == 1:
         return MapLayout(VECTOR, shape[0], 1, 1)
     if len(shape) == 3:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+RESIZE_MODES = ("squash", "crop", "letterbox")
 
 
 @dataclass(frozen=True)
@@ -11,14 +15,21 @@ class ModelSpec:
 
     Attributes:
         name: registry key used in URLs.
-        architecture: `torchvision:<builder>` or `builtin:<name>`.
-        weights: a `.safetensors`/`.pt`/`.pth` path, `torchvision:<WEIGHTS>` or None (random).
+        architecture: `<source>:<target>`: `builtin:`, `torchvision:`, `timm:`, `hf:` or
+            `python:` (see `model_registry.sources`).
+        weights: a state_dict file, a source's own weights (`torchvision:<WEIGHTS>`,
+            `timm:pretrained`, `builtin:<name>`) or None (random, or the `hf:` directory's).
         input_size: (height, width) the model is fed at.
         mean, std: per-channel normalization; their length is the number of input channels.
         num_classes: width of the classifier output.
         labels: one label per class, or None (labels are then the class indices).
         weights_required: when False, weights that cannot be found locally are replaced by
             random initialisation instead of failing start-up (the built-in defaults only).
+        resize: how an upload becomes `input_size`: 'squash' (stretch the whole picture),
+            'crop' (scale the short side to side / crop_pct, centre-crop) or 'letterbox'
+            (fit inside, pad with the mean colour).
+        crop_pct: the fraction of the scaled picture kept by 'crop' (torchvision: 224/256).
+        options: keyword arguments for the source's builder (timm, hf config, python).
     """
 
     name: str
@@ -30,6 +41,15 @@ class ModelSpec:
     num_classes: int
     labels: tuple[str, ...] | None = None
     weights_required: bool = True
+    resize: str = "squash"
+    crop_pct: float = 1.0
+    options: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError("crop_pct must be in (0, 1]")
 
     @property
     def in_channels(self) -> int:

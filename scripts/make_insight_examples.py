@@ -115,7 +115,7 @@ def main(folder: Path) -> None:
 
             upload = [("image", ("china.jpg", china, "image/jpeg"))]
             spec = api.app.state.registry.get("digits").spec
-            original = to_model_image(photos()["china.jpg"], spec)  # what the model is fed
+            original, _ = to_model_image(photos()["china.jpg"], spec)  # what the model is fed
             tiles = [("input (32x32)", original)]
             for layer in ("conv1", "relu2", "relu3", "fc"):
                 data = _ok(api.post(f"{base}/layers/{layer}/invert?steps=300", files=upload))

@@ -176,3 +176,21 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     path = write_models_toml(tmp_path_factory.mktemp("models"))
     with TestClient(create_app(Settings(models=path, device="cpu", worker_threads=2))) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def source_models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models file with timm, hf, python and torchvision entries (see tests/source_models)."""
+    from tests.source_models import write_source_models
+
+    return write_source_models(tmp_path_factory.mktemp("sources"))
+
+
+@pytest.fixture(scope="session")
+def source_models(source_models_file: Path) -> dict[str, object]:
+    """Every entry of `source_models_file`, loaded on CPU as the service loads it."""
+    from model_registry.config import load_config
+    from model_registry.registry import load_model
+
+    cpu = torch.device("cpu")
+    return {spec.name: load_model(spec, cpu) for spec in load_config(source_models_file)}

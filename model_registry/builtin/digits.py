@@ -1,8 +1,10 @@
 """The built-in `digits` model: a small CNN trained on scikit-learn's 8x8 digits.
 
-The data ships inside scikit-learn, so training needs no network. Images are turned
-into 32x32 grayscale pictures with the same Pillow resize the service applies to
-uploads, so what the model saw in training is what it sees when served.
+The data ships inside scikit-learn, so training needs no network. Uploads of a digit come
+at any size and drawn any way, so training renders each 8x8 digit the way a user might:
+upscaled with nearest, bilinear or bicubic resampling to 8..256 px, shifted by up to 2 px
+(never more than 1/16 of the side: 2 px of an 8 px digit would cut its strokes off), then
+brought to 32x32 by the same Pillow resize the service applies to uploads.
 Run `python -m model_registry.builtin.digits` to retrain and rewrite the shipped weights.
 """
 
@@ -23,6 +25,12 @@ LABELS = tuple(str(d) for d in range(10))
 WEIGHTS_PATH = Path(__file__).with_name("digits.safetensors")
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+MIN_SIZE, MAX_SIZE, MAX_SHIFT = 8, 256, 2
 
 
 class DigitsNet(nn.Module):
@@ -56,12 +64,39 @@ def digit_image(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(pixels * (255.0 / 16.0)).astype(np.uint8), mode="L")
 
 
+def render(
+    pixels: np.ndarray, size: int, method: str = "bilinear", shift: tuple[int, int] = (0, 0)
+) -> Image.Image:
+    """A digit drawn as a user might upload it: `size` x `size` px, moved by `shift` (dy, dx).
+
+    Pixels shifted in from outside are background (black).
+    """
+    image = digit_image(pixels)
+    if size != 8:
+        image = image.resize((size, size), RESAMPLING[method])
+    dy, dx = shift
+    if dy or dx:
+        moved = Image.new("L", image.size, 0)
+        moved.paste(image, (dx, dy))
+        image = moved
+    return image
+
+
 def to_input(image: Image.Image) -> torch.Tensor:
     """The exact preprocessing of the service for this model, for training and evaluation."""
     if image.size != (INPUT_SIZE[1], INPUT_SIZE[0]):
-        image = image.resize((INPUT_SIZE[1], INPUT_SIZE[0]), Image.Resampling.BILINEAR)
+        image = image.resize(
+            (INPUT_SIZE[1], INPUT_SIZE[0]), Image.Resampling.BILINEAR, reducing_gap=None
+        )
     array = np.asarray(image, dtype=np.float32) / 255.0
     return (torch.from_numpy(array)[None] - MEAN[0]) / STD[0]
+
+
+def rendered(
+    images: np.ndarray, size: int, method: str, shift: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
+    """Model inputs [N, 1, 32, 32] for raw digits all drawn one way."""
+    return torch.stack([to_input(render(img, size, method, shift)) for img in images])
 
 
 @dataclass(frozen=True)
@@ -70,6 +105,8 @@ class DigitsSplit:
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    train_images: np.ndarray  # raw 8x8 digits, values 0..16
+    test_images: np.ndarray
 
 
 def load_split() -> DigitsSplit:
@@ -84,12 +121,44 @@ def load_split() -> DigitsSplit:
     train_idx, test_idx = train_test_split(
         idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=digits.target
     )
-    return DigitsSplit(x[train_idx], y[train_idx], x[test_idx], y[test_idx])
+    return DigitsSplit(
+        x[train_idx],
+        y[train_idx],
+        x[test_idx],
+        y[test_idx],
+        digits.images[train_idx],
+        digits.images[test_idx],
+    )
 
 
-def train(split: DigitsSplit, *, epochs: int = 25, seed: int = 0) -> DigitsNet:
-    """Deterministic training: fixed seed, fixed shuffles, small random shifts as augmentation."""
+def max_shift(size: int) -> int:
+    """The largest shift (px) a rendering of `size` px is tested with: 2, at most size / 16."""
+    return min(MAX_SHIFT, size // 16)
+
+
+def augmented(images: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    """Each digit drawn at a random size (log-uniform 8..256), resampling and shift."""
+    sizes = np.exp(rng.uniform(np.log(MIN_SIZE), np.log(MAX_SIZE + 1), len(images))).astype(int)
+    methods = rng.integers(0, len(RESAMPLING), len(images))
+    sizes = np.minimum(sizes, MAX_SIZE)
+    bounds = np.array([max_shift(int(s)) for s in sizes])[:, None]
+    shifts = np.round(rng.uniform(-1, 1, (len(images), 2)) * (bounds + 0.5)).astype(int)
+    shifts = np.clip(shifts, -bounds, bounds)
+    names = list(RESAMPLING)
+    return torch.stack(
+        [
+            to_input(render(img, int(s), names[m], (int(dy), int(dx))))
+            for img, s, m, (dy, dx) in zip(images, sizes, methods, shifts, strict=True)
+        ]
+    )
+
+
+def train(
+    split: DigitsSplit, *, epochs: int = 160, seed: int = 0, label_smoothing: float = 0.02
+) -> DigitsNet:
+    """Deterministic training: fixed seed, fixed shuffles, a fresh random rendering per epoch."""
     generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = DigitsNet()
@@ -97,14 +166,14 @@ def train(split: DigitsSplit, *, epochs: int = 25, seed: int = 0) -> DigitsNet:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=1e-2, total_steps=epochs * ((len(split.train_y) + 63) // 64)
     )
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     model.train()
     for _ in range(epochs):
+        x_epoch = augmented(split.train_images, rng)
         order = torch.randperm(len(split.train_y), generator=generator)
         for start in range(0, len(order), 64):
             batch = order[start : start + 64]
-            x = _shift(split.train_x[batch], generator)
-            loss = loss_fn(model(x), split.train_y[batch])
+            loss = loss_fn(model(x_epoch[batch]), split.train_y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -115,12 +184,6 @@ def train(split: DigitsSplit, *, epochs: int = 25, seed: int = 0) -> DigitsNet:
     return model
 
 
-def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Roll each image by up to 2 pixels in each direction (background is constant)."""
-    dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=generator))
-    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-
-
 @torch.inference_mode()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((model(x).argmax(1) == y).float().mean())
@@ -129,11 +192,18 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def main() -> None:
     from safetensors.torch import save_file
 
+    torch.set_num_threads(1)  # one thread: bitwise-reproducible reductions
     split = load_split()
     model = train(split)
-    acc = accuracy(model, split.test_x, split.test_y)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(WEIGHTS_PATH))
-    print(f"held-out accuracy {acc:.4f}; weights written to {WEIGHTS_PATH}")
+    for method in RESAMPLING:
+        for size in (8, 12, 16, 24, 32, 64, 256):
+            m = max_shift(size)
+            for shift in ((0, 0), (m, -m), (-m, m)):
+                x = rendered(split.test_images, size, method, shift)
+                acc = accuracy(model, x, split.test_y)
+                print(f"{method:8s} {size:3d} px shift {shift}: {acc:.4f}")
+    print(f"weights written to {WEIGHTS_PATH}")
 
 
 if __name__ == "__main__":

@@ -22,14 +22,25 @@ class StopForward(Exception):
     """Raised by a hook once everything a request needs has been computed."""
 
 
+def split_call(name: str) -> tuple[str, int | None]:
+    """'layer1.0.relu#1' -> ('layer1.0.relu', 1); a bare name -> (name, None)."""
+    base, sep, index = name.rpartition("#")
+    return (base, int(index)) if sep and index.isdigit() else (name, None)
+
+
 @contextmanager
 def hooked(model: nn.Module, hooks: Mapping[str, ForwardHook]) -> Iterator[None]:
     """Register forward hooks on named submodules for the current thread only.
 
+    A bare name's hook runs at every call of its module; a `name#k` hook only at the k-th
+    call (from 0) of each forward pass of `model`, counted by hooks of this block.
     The handles are removed when the block exits, also on error; removal is idempotent.
     """
     owner = threading.get_ident()
     handles = []
+    targets = {name: split_call(name) for name in hooks}
+    counted = sorted({base for base, index in targets.values() if index is not None})
+    seen = dict.fromkeys(counted, 0)
 
     def for_owner(fn: ForwardHook) -> ForwardHook:
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
@@ -39,9 +50,31 @@ def hooked(model: nn.Module, hooks: Mapping[str, ForwardHook]) -> Iterator[None]
 
         return hook
 
+    def count(base: str) -> ForwardHook:
+        def hook(_module: nn.Module, _inputs: Any, _output: Any) -> None:
+            seen[base] += 1
+
+        return hook
+
+    def at_call(base: str, index: int, fn: ForwardHook) -> ForwardHook:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+            return fn(module, inputs, output) if seen[base] == index + 1 else None
+
+        return hook
+
+    def new_pass(_module: nn.Module, _inputs: Any) -> None:
+        if threading.get_ident() == owner:
+            seen.update(dict.fromkeys(counted, 0))
+
     try:
+        if counted:
+            handles.append(model.register_forward_pre_hook(new_pass))
+        for base in counted:  # counters first: hooks run in registration order
+            handles.append(model.get_submodule(base).register_forward_hook(for_owner(count(base))))
         for name, fn in hooks.items():
-            handles.append(model.get_submodule(name).register_forward_hook(for_owner(fn)))
+            base, index = targets[name]
+            wrapped = fn if index is None else at_call(base, index, fn)
+            handles.append(model.get_submodule(base).register_forward_hook(for_owner(wrapped)))
         yield
     finally:
         for handle in handles:
@@ -60,9 +93,9 @@ def capture(
     Args:
         model: the shared module (left unchanged).
         inputs: the preprocessed batch.
-        calls: layer name -> how often it runs per forward pass (from the catalog); the
-            output of the last call is kept, as the module returned it (before any later
-            in-place operation of the network rewrites it).
+        calls: layer name (or `name#k`, one call) -> how often its hook runs per forward
+            pass (the catalog's `calls`); the output of the last is kept, as the module
+            returned it (before any later in-place operation of the network rewrites it).
         stop_early: end the forward pass as soon as every layer has made its last call,
             so nothing past the deepest requested layer is computed.
     """

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -77,17 +79,118 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
-def to_model_image(image: Image.Image, spec: ModelSpec) -> Image.Image:
-    """Colour mode and size the model expects (bilinear, antialiased; unchanged when right)."""
+@dataclass(frozen=True)
+class Geometry:
+    """How an upload was fitted to the model's input, to draw maps back onto the upload.
+
+    Attributes:
+        resize: 'squash', 'crop' or 'letterbox' (see `ModelSpec.resize`).
+        source_size: (height, width) of the upload.
+        box: (left, top, right, bottom) in upload pixels of the region that fills the whole
+            model input: the picture itself (squash), a centred part of it (crop), or a
+            larger region whose outside is padding (letterbox).
+    """
+
+    resize: str
+    source_size: tuple[int, int]
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "resize": self.resize,
+            "source_size": list(self.source_size),
+            "box": [round(v, 3) for v in self.box],
+        }
+
+
+def _crop_plan(spec: ModelSpec, width: int, height: int) -> tuple[int, int, int, int]:
+    """(resized width, height, crop left, top) exactly as torchvision and timm evaluate.
+
+    The short side goes to floor(side / crop_pct) (torchvision: 256 for 224), the long side
+    follows, truncated; a non-square input scales each side (timm); the centre is cut with
+    torchvision's rounding.
+    """
+    out_h, out_w = spec.input_size
+    if out_h == out_w:
+        short = math.floor(out_h / spec.crop_pct + 1e-6)
+        if width <= height:
+            size = (short, int(short * height / width))
+        else:
+            size = (int(short * width / height), short)
+    else:
+        scale = max(out_h / spec.crop_pct / height, out_w / spec.crop_pct / width)
+        size = (max(out_w, int(width * scale)), max(out_h, int(height * scale)))
+    left = int(round((size[0] - out_w) / 2.0))
+    top = int(round((size[1] - out_h) / 2.0))
+    return size[0], size[1], left, top
+
+
+def _box(spec: ModelSpec, width: int, height: int) -> tuple[float, float, float, float]:
+    """The upload region mapped onto the whole model input for `spec.resize`."""
+    out_h, out_w = spec.input_size
+    if spec.resize == "squash":
+        return (0.0, 0.0, float(width), float(height))
+    if spec.resize == "crop":
+        resized_w, resized_h, left, top = _crop_plan(spec, width, height)
+        sx, sy = width / resized_w, height / resized_h
+        return (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
+    scale = min(out_h / height, out_w / width)  # letterbox: the picture fits inside
+    box_w, box_h = out_w / scale, out_h / scale
+    x0, y0 = (width - box_w) / 2, (height - box_h) / 2
+    return (x0, y0, x0 + box_w, y0 + box_h)
+
+
+def fit_geometry(source_size: tuple[int, int], spec: ModelSpec) -> Geometry:
+    """What `to_model_image` does to a picture of `source_size` (height, width)."""
+    return Geometry(spec.resize, source_size, _box(spec, source_size[1], source_size[0]))
+
+
+def upload_geometries(uploads: Sequence[bytes], spec: ModelSpec) -> list[Geometry]:
+    """`fit_geometry` of uploads already decoded once (only their headers are read again)."""
+    geometries = []
+    for data in uploads:
+        with Image.open(io.BytesIO(data)) as image:
+            geometries.append(fit_geometry((image.height, image.width), spec))
+    return geometries
+
+
+def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Geometry]:
+    """Colour mode and size the model expects, and what was done to get there.
+
+    The one place that does geometry: `spec.resize` decides between squashing the picture to
+    `input_size`, centre-cropping it after scaling (crop_pct, as torchvision and timm
+    evaluate), or letterboxing it (padding with the mean colour). One bilinear, antialiased
+    resample; the image is returned unchanged when it is already right.
+    """
     mode = "L" if spec.in_channels == 1 else "RGB"
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _to_8bit(image)
     if image.mode != mode:
         image = image.convert(mode)
     height, width = spec.input_size
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None)
-    return image
+    geometry = fit_geometry((image.height, image.width), spec)
+    box = geometry.box
+    if image.size == (width, height) and box == (0.0, 0.0, float(width), float(height)):
+        return image, geometry
+    if spec.resize == "squash":
+        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None), geometry
+    if spec.resize == "crop":
+        resized_w, resized_h, left, top = _crop_plan(spec, image.width, image.height)
+        if (resized_w, resized_h) != image.size:
+            image = image.resize(
+                (resized_w, resized_h), Image.Resampling.BILINEAR, reducing_gap=None
+            )
+        return image.crop((left, top, left + width, top + height)), geometry
+    scale = width / (box[2] - box[0])
+    inner = (
+        max(1, min(width, round(image.width * scale))),
+        max(1, min(height, round(image.height * scale))),
+    )
+    fill = tuple(round(v * 255) for v in spec.mean)
+    canvas = Image.new(mode, (width, height), fill[0] if mode == "L" else fill)
+    offset = ((width - inner[0]) // 2, (height - inner[1]) // 2)
+    canvas.paste(image.resize(inner, Image.Resampling.BILINEAR, reducing_gap=None), offset)
+    return canvas, geometry
 
 
 def model_pixels(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:
@@ -95,7 +198,7 @@ def model_pixels(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:
 
     This half of preprocessing runs in the CPU pool; `to_batch` runs on the device thread.
     """
-    arrays = [np.asarray(to_model_image(img, spec), dtype=np.uint8) for img in images]
+    arrays = [np.asarray(to_model_image(img, spec)[0], dtype=np.uint8) for img in images]
     stacked = np.stack(arrays)
     return stacked[..., None] if stacked.ndim == 3 else stacked
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, create_model
 from api_schemas import attributions as schemas
 from api_schemas.attributions import CamLayerItem, CamMapItem, GradientMapItem, TargetItem
 from api_schemas.feature_maps import OutputFormat
+from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
@@ -25,6 +26,7 @@ from service.engine.checks import check_finite
 from service.engine.encode import NPY_MEDIA_TYPE as NPY
 from service.engine.encode import NPZ_MEDIA_TYPE as NPZ
 from service.engine.encode import PNG_MEDIA_TYPE as PNG
+from service.engine.images import Geometry, upload_geometries
 from service.engine.predict import Prediction
 from service.engine.render import check_colormap
 from service.routes import common
@@ -105,7 +107,8 @@ async def _attribute(
     answer = await serving.pool.run(
         attribution_task, model, images, plan, fmt=fmt, look=look, max_pixels=pixels
     )
-    body = partial(to_json, model, options, answer.result)
+    fits = await serving.pool.cpu(upload_geometries, images, model.spec) if fmt == "json" else []
+    body = partial(to_json, model, options, answer.result, fits)
     return common.respond(common.encoded(fmt, answer, body))
 
 
@@ -119,7 +122,11 @@ async def cam(
 
 
 def _cam_body(
-    model: LoadedModel, options: CamOptions, result: CamResult, png_base64: str
+    model: LoadedModel,
+    options: CamOptions,
+    result: CamResult,
+    fits: list[Geometry],
+    png_base64: str,
 ) -> BaseModel:
     maps = []
     for layer_result in result.layers:
@@ -146,6 +153,7 @@ def _cam_body(
     shape = [batch, count, height, width] if result.several_targets else [batch, height, width]
     return CamResponse(
         model=model.name,
+        fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
         method=options.method,
         batch=batch,
         input_size=[height, width],
@@ -175,7 +183,11 @@ async def gradients(
 
 
 def _gradient_body(
-    model: LoadedModel, options: GradientOptions, result: GradientResult, png_base64: str
+    model: LoadedModel,
+    options: GradientOptions,
+    result: GradientResult,
+    fits: list[Geometry],
+    png_base64: str,
 ) -> BaseModel:
     maps = []
     for image, row in enumerate(result.targets):
@@ -201,6 +213,7 @@ def _gradient_body(
     )
     return GradientResponse(
         model=model.name,
+        fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
         method=options.method,
         batch=result.values.shape[0],
         input_size=list(model.spec.input_size),

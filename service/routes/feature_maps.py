@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api_schemas.feature_maps import FeatureMapResponse, LayerMapsInfo
+from api_schemas.models import Fitting
 from service.engine.encode import NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE, PNG_MEDIA_TYPE
 from service.engine.feature_maps import (
     OutputCaps,
@@ -15,6 +16,7 @@ from service.engine.feature_maps import (
     check_output_size,
     plan_feature_maps,
 )
+from service.engine.images import upload_geometries
 from service.engine.render import RenderOptions, check_colormap
 from service.routes.common import (
     DEVICE_ERRORS,
@@ -71,6 +73,8 @@ async def feature_maps(
     maps = await pool.run_on(model, feature_maps_from, model, pixels, outputs, plan)
     answer = await pool.cpu(encode_feature_maps, maps, fmt=fmt, options=render)
 
+    fits = await pool.cpu(upload_geometries, images, model.spec) if fmt == "json" else []
+
     def to_json(png_base64: str) -> FeatureMapResponse:
         infos = []
         for layer in answer.result.layers:
@@ -90,6 +94,7 @@ async def feature_maps(
             reduce=options.reduce,
             batch=len(images),
             input_size=list(model.spec.input_size),
+            fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
             layers=infos,
             png_base64=png_base64,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api_schemas.models import LayerItem, LayerList, ModelInfo, ModelList
+from api_schemas.models import LayerItem, LayerList, ModelInfo, ModelList, Preprocessing
 from model_registry.errors import NotReady
 from model_registry.registry import LoadedModel
 from service.routes.common import MODEL_ERRORS, error_responses
@@ -26,6 +26,9 @@ def _info(model: LoadedModel) -> ModelInfo:
         device=str(model.device),
         pretrained=model.pretrained,
         layers=len(model.catalog),
+        preprocessing=Preprocessing.model_validate(
+            {"resize": spec.resize, "crop_pct": spec.crop_pct}
+        ),
     )
 
 
@@ -53,7 +56,8 @@ async def list_layers(model: ModelDep) -> LayerList:
             params=layer.params,
             spatial=layer.spatial,
             spatial_shape=list(layer.spatial_shape) if layer.spatial_shape is not None else None,
+            call=layer.call,
         )
-        for layer in model.catalog
+        for layer in model.catalog.entries()
     ]
     return LayerList(model=model.name, data=data, count=len(data))

@@ -82,11 +82,11 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
                 weights='weights = "nope.pt"',
                 num_classes=10,
             ),
-            r"entry 0 \('b'\): field 'weights'.*does not exist",
+            r"model 'b': field 'weights'.*does not exist",
         ),
         (
             ENTRY.format(name="c", architecture="torchvision:resnet18", weights="", num_classes=0),
-            r"entry 0 \('c'\): field 'num_classes'",
+            r"model 'c': field 'num_classes'",
         ),
         (
             ENTRY.format(

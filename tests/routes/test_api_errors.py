@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -224,6 +225,7 @@ def test_image_at_input_size_passes_unchanged(default_client: TestClient) -> Non
     from model_registry.config import default_specs
     from service.engine.images import to_model_image
 
-    spec = default_specs()[1]
+    spec = dataclasses.replace(default_specs()[1], resize="squash")
     picture = Image.new("RGB", (224, 224), (10, 20, 30))
-    assert to_model_image(picture, spec) is picture
+    fitted, geometry = to_model_image(picture, spec)
+    assert fitted is picture and geometry.box == (0.0, 0.0, 224.0, 224.0)

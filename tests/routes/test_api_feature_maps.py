@@ -220,11 +220,13 @@ def test_default_layer_is_the_deepest_spatial_one(
 def test_resize_and_grayscale_preprocessing(
     default_client: TestClient, china_png: bytes, digit_pngs: list[bytes]
 ) -> None:
-    """A 427x640 photo is resized to 224x224; an RGB upload to a 1-channel model becomes L."""
+    """A 427x640 photo is resized and centre-cropped as torchvision's resnet18 weights expect
+    (short side 256, centre 224); an RGB upload to a 1-channel model becomes L."""
+    from torchvision.transforms import functional as TF
+
     photo = Image.open(io.BytesIO(china_png))
-    resized = (
-        np.asarray(photo.resize((224, 224), Image.Resampling.BILINEAR), dtype=np.float32) / 255
-    )
+    cropped = TF.center_crop(TF.resize(photo, 256), 224)
+    resized = np.asarray(cropped, dtype=np.float32) / 255
     batch = (torch.from_numpy(resized).permute(2, 0, 1)[None] - MEAN) / STD
     served = load_npy(
         default_client.post(

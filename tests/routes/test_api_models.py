@@ -40,15 +40,25 @@ def test_default_models(default_client: TestClient) -> None:
         "device": "cpu",
         "pretrained": True,
         "layers": 0,
+        "preprocessing": {"resize": "squash", "crop_pct": 1.0},
     }
     assert by_name["resnet18"]["input_size"] == [224, 224]
+    # torchvision's weights are evaluated after a resize to 256 and a 224 centre crop.
+    assert by_name["resnet18"]["preprocessing"] == {"resize": "crop", "crop_pct": 0.875}
     assert default_client.get("/v1/models/resnet18").json() == by_name["resnet18"]
 
 
 def test_layer_catalog_endpoint(default_client: TestClient) -> None:
     body = default_client.get("/v1/models/resnet18/layers").json()
     layers = {layer["name"]: layer for layer in body["data"]}
-    assert body["count"] == len(body["data"]) == 67
+    # 67 named modules, and each BasicBlock's twice-called relu also as relu#0 and relu#1.
+    assert body["count"] == len(body["data"]) == 67 + 8 * 2
+    bare = [layer["name"] for layer in body["data"] if layer["call"] is None]
+    assert len(bare) == 67
+    names = [layer["name"] for layer in body["data"]]
+    at = names.index("layer1.0.relu")
+    assert names[at : at + 3] == ["layer1.0.relu", "layer1.0.relu#0", "layer1.0.relu#1"]
+    assert [layers[n]["call"] for n in names[at : at + 3]] == [None, 0, 1]
     assert layers["layer3"]["output_shape"] == [256, 14, 14]
     assert layers["conv1"] == {
         "name": "conv1",
@@ -57,6 +67,7 @@ def test_layer_catalog_endpoint(default_client: TestClient) -> None:
         "params": 9408,
         "spatial": True,
         "spatial_shape": [64, 112, 112],
+        "call": None,
     }
     assert layers["fc"]["output_shape"] == [1000] and layers["fc"]["spatial"] is False
 

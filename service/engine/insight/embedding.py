@@ -17,6 +17,7 @@ from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.checks import check_finite
 from service.engine.insight.forward import layer_tensor
+from service.engine.insight.stats import as_channels_first
 
 METHODS = ("pca", "tsne")
 
@@ -135,9 +136,12 @@ def extract_features(
 ) -> np.ndarray:
     """Feature vectors [N, D] (float32), batch by batch, in inference mode."""
     parts = []
+    layout = model.catalog.get(plan.layer).map_layout
     with torch.inference_mode():
         for batch in batches:
             values = layer_tensor(model.module, batch, plan.layer, calls=plan.calls, take=plan.take)
+            if plan.take == "output":
+                values = as_channels_first(values, layout)
             parts.append(as_vectors(values).cpu().numpy().astype(np.float32))
             if after_batch is not None:
                 after_batch()

@@ -103,7 +103,7 @@ def plan_filters(
     `first:64` for a picture.
     """
     info = model.catalog.get(layer, field="layer")
-    weight = _kernel_weight(model.module.get_submodule(info.name))
+    weight = _kernel_weight(model.module.get_submodule(info.module_name))
     if weight is None:
         having = kernel_layers(model)
         raise InvalidInput(
@@ -142,7 +142,7 @@ def _pick(weight: torch.Tensor, selection: ChannelSelection) -> torch.Tensor:
 
 def get_filters(model: LoadedModel, plan: FilterPlan) -> Filters:
     """A detached float32 CPU copy of the selected filters."""
-    weight = _kernel_weight(model.module.get_submodule(plan.layer))
+    weight = _kernel_weight(model.module.get_submodule(model.catalog.get(plan.layer).module_name))
     assert weight is not None  # checked by plan_filters
     weight = weight.detach().float().cpu()
     index = _pick(weight, plan.selection)

@@ -10,6 +10,7 @@ import math
 
 from model_registry.catalog import LayerInfo
 from model_registry.errors import InvalidInput
+from model_registry.layout import CHANNELS_FIRST, VECTOR
 from model_registry.registry import LoadedModel
 from service.engine.channels import out_of_range
 from service.engine.checks import check_finite
@@ -24,8 +25,14 @@ def activation_layer(model: LoadedModel, layer: str, *, field: str = "layer") ->
     """
     info = model.catalog.get(layer, field=field)
     shape = info.output_shape
-    if shape is None or len(shape) not in (1, 3) or info.calls == 0:
-        suitable = [lay.name for lay in model.catalog.spatial_layers()][-10:]
+    layout = info.map_layout
+    # Token and channels-last outputs are shown as maps, but are not optimized through here.
+    if layout is None or layout.kind not in (CHANNELS_FIRST, VECTOR) or info.calls == 0:
+        suitable = [
+            lay.name
+            for lay in model.catalog.spatial_layers()
+            if (found := lay.map_layout) is not None and found.kind == CHANNELS_FIRST
+        ][-10:]
         raise InvalidInput(
             f"{field}: '{info.name}' has no [C, H, W] or [C] output (output shape {shape}); "
             f"pick a layer such as {', '.join(suitable)}",

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from model_registry.errors import InvalidInput
+from model_registry.layout import CHANNELS_LAST, TOKENS, MapLayout, to_maps
 from model_registry.registry import LoadedModel
 from service.engine.capture import StopForward, hooked
 from service.engine.insight.draw import line_chart, stack
@@ -102,6 +103,13 @@ class _Accumulator:
         self.channel_count += per_channel.shape[1]
 
 
+def as_channels_first(output: torch.Tensor, layout: MapLayout | None) -> torch.Tensor:
+    """ViT tokens (prefix tokens dropped) and Swin's [B, H, W, C] as [B, C, H, W] maps."""
+    if layout is not None and layout.kind in (TOKENS, CHANNELS_LAST):
+        return to_maps(output, layout)
+    return output
+
+
 def stats_layers(model: LoadedModel) -> list[str]:
     """Layers statistics can describe: a single tensor output with a channel dimension."""
     layers = [
@@ -119,14 +127,17 @@ def plan_stats(model: LoadedModel, layers: list[str]) -> tuple[str, ...]:
         return tuple(usable)
     for name in layers:
         info = model.catalog.get(name, field="layers")
-        if info.name not in usable:
+        if info.call is not None and info.output_shape is not None:
+            usable.append(info.name)  # one call of a reused module, asked for by name
+        elif info.name not in usable:
             raise InvalidInput(
                 f"layers: '{info.name}' has no single tensor output with channels (output shape "
                 f"{info.output_shape}); see GET /v1/models/{model.name}/layers",
                 field="layers",
             )
     wanted = set(layers)
-    return tuple(name for name in usable if name in wanted)
+    picked = [name for name in usable if name in wanted]
+    return tuple(sorted(picked, key=lambda name: model.catalog.get(name).order))
 
 
 def compute_stats(
@@ -143,12 +154,13 @@ def compute_stats(
 
     def recorder(name: str):
         calls = infos[name].calls
+        layout = infos[name].map_layout
         accumulator = accumulators[name]
 
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
             accumulator.calls += 1
             if accumulator.calls % calls == 0 and isinstance(output, torch.Tensor):
-                accumulator.add(output)
+                accumulator.add(as_channels_first(output, layout))
                 finished.add(name)
                 if len(finished) == len(layers):
                     raise StopForward

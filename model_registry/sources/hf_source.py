@@ -1,0 +1,150 @@
+"""`hf:<local directory>`: a Hugging Face image classifier written by `save_pretrained`.
+
+The directory holds config.json, the weights and (usually) preprocessor_config.json. The
+network is built with `AutoModelForImageClassification`; its forward returns the output
+object's `.logits` tensor, so every engine path sees logits as from any other model.
+Nothing is ever downloaded: the directory is all there is.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from model_registry.errors import ConfigError
+from model_registry.sources.base import (
+    Defaults,
+    FileSource,
+    Weights,
+    resolve_path,
+    target_of,
+)
+from model_registry.spec import ModelSpec
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _processor_defaults(folder: Path) -> dict[str, Any]:
+    """Input size, mean, std and resize mode from the saved image processor."""
+    if not (folder / "preprocessor_config.json").is_file():
+        return {}
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(str(folder))
+    found: dict[str, Any] = {}
+    if getattr(processor, "image_mean", None) is not None:
+        found["mean"] = tuple(float(v) for v in processor.image_mean)
+        found["std"] = tuple(float(v) for v in processor.image_std)
+    size = dict(getattr(processor, "size", None) or {})
+    crop = dict(getattr(processor, "crop_size", None) or {})
+    side = size.get("shortest_edge")
+    if getattr(processor, "do_center_crop", False) and crop.get("height"):
+        found["input_size"] = (int(crop["height"]), int(crop["width"]))
+        resized = size.get("height") or side or crop["height"]
+        found.update(resize="crop", crop_pct=min(1.0, crop["height"] / resized))
+    elif side and side < 384 and getattr(processor, "crop_pct", None):
+        # ConvNeXt below 384: the short side goes to side / crop_pct, then a centre crop.
+        found.update(input_size=(side, side), resize="crop", crop_pct=float(processor.crop_pct))
+    elif size.get("height"):
+        found.update(input_size=(int(size["height"]), int(size["width"])), resize="squash")
+    elif side:
+        found.update(input_size=(side, side), resize="crop", crop_pct=1.0)
+    return found
+
+
+class HFSource(FileSource):
+    prefix = "hf"
+
+    def resolve(self, target: str, base: Path) -> str:
+        folder = resolve_path(target, base)
+        if not folder.is_dir():
+            raise ValueError(f"directory {str(folder)!r} does not exist")
+        if not (folder / "config.json").is_file():
+            raise ValueError(
+                f"directory {str(folder)!r} has no config.json; write it with save_pretrained"
+            )
+        return str(folder)
+
+    def defaults(self, target: str, weights: str | None, options: Mapping[str, Any]) -> Defaults:
+        folder = Path(target)
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        id2label = config.get("id2label") or {}
+        labels = tuple(id2label[k] for k in sorted(id2label, key=int)) if id2label else None
+        found = _processor_defaults(folder)
+        if "input_size" not in found and isinstance(config.get("image_size"), int):
+            found["input_size"] = (config["image_size"], config["image_size"])
+        return Defaults(num_classes=len(labels) if labels else None, labels=labels, **found)
+
+    def _config(self, spec: ModelSpec) -> Any:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(target_of(spec), **dict(spec.options or {}))
+        config.num_labels = spec.num_classes
+        return config
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        from transformers import AutoModelForImageClassification
+
+        where = f"model {spec.name!r}: field 'architecture' ({spec.architecture!r})"
+        try:
+            module = AutoModelForImageClassification.from_config(self._config(spec))
+        except (ValueError, KeyError, OSError, TypeError) as exc:
+            raise ConfigError(
+                f"{where}: not an image classifier transformers can build: {exc}"
+            ) from exc
+        return logits_only(module)
+
+    def read_weights(self, spec: ModelSpec, *, allow_downloads: bool) -> Weights:
+        """The directory's weights as transformers reads them (it renames old checkpoint keys).
+
+        Anything missing, unexpected or mis-shaped is an error, never a random layer.
+        """
+        if spec.weights is not None:
+            return super().read_weights(spec, allow_downloads=allow_downloads)
+        from transformers import AutoModelForImageClassification
+
+        where = f"model {spec.name!r}: field 'weights' (the weights in {target_of(spec)!r})"
+        if not any((Path(target_of(spec)) / name).is_file() for name in WEIGHT_FILES):
+            raise ConfigError(f"{where}: none found (looked for {', '.join(WEIGHT_FILES)})")
+        try:
+            loaded, info = AutoModelForImageClassification.from_pretrained(
+                target_of(spec),
+                config=self._config(spec),
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # reported below, with the keys, as an error
+            )
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+            raise ConfigError(f"{where}: cannot be loaded: {exc}") from exc
+        problems = [
+            f"{kind.replace('_', ' ')} {sorted(map(_key, info[kind]))[:5]}"
+            for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
+            if info.get(kind)
+        ]
+        if problems:
+            raise ConfigError(f"{where}: do not fit {spec.architecture}: " + "; ".join(problems))
+        return Weights(loaded.state_dict())
+
+
+def _key(entry: Any) -> str:
+    """A key of transformers' loading report (mismatches come as (key, file, model) tuples)."""
+    return str(entry[0] if isinstance(entry, tuple) else entry)
+
+
+def _logits_forward(self: nn.Module, pixel_values: Any) -> Any:
+    return type(self).forward(self, pixel_values=pixel_values, return_dict=True).logits
+
+
+def logits_only(module: nn.Module) -> nn.Module:
+    """Make `module(x)` return the logits tensor, keeping every submodule name unchanged.
+
+    The forward is replaced on this instance only (no wrapper module), so layer names are
+    those of `named_modules()` on the transformers model, as its documentation shows them.
+    A bound method, so `copy.deepcopy(module)` gives a copy that runs its own layers.
+    """
+    module.forward = types.MethodType(_logits_forward, module)
+    return module

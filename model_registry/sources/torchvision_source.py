@@ -1,0 +1,105 @@
+"""`torchvision:<builder>`: torchvision's classification models and their weight enums."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from model_registry.errors import ConfigError, closest
+from model_registry.sources.base import Defaults, FileSource, Weights, read_state_file, target_of
+from model_registry.spec import ModelSpec
+
+
+def builders() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _weights_enum(arch: str, weights: str) -> Any:
+    """The torchvision weights entry named by `torchvision:<NAME>`; ValueError if none."""
+    try:
+        return torchvision.models.get_model_weights(arch)[weights.partition(":")[2]]
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"unknown torchvision weights {weights!r} for {arch}") from exc
+
+
+class TorchvisionSource(FileSource):
+    prefix = "torchvision"
+
+    def resolve(self, target: str, base: Path) -> str:
+        if target not in builders():
+            nearest = ", ".join(f"torchvision:{name}" for name in closest(target, builders(), n=3))
+            hint = f"did you mean {nearest}? " if nearest else ""
+            raise ValueError(
+                f"unknown architecture 'torchvision:{target}'; {hint}(use a torchvision "
+                f"classification builder, e.g. {', '.join(builders()[:8])}, ...)"
+            )
+        return target
+
+    def resolve_weights(self, weights: str | None, base: Path) -> str | None:
+        if weights is not None and weights.startswith("torchvision:"):
+            return weights
+        return super().resolve_weights(weights, base)
+
+    def defaults(self, target: str, weights: str | None, options: Mapping[str, Any]) -> Defaults:
+        """From the weights' own transforms: resize the short side, centre-crop, normalize."""
+        if weights is None or not weights.startswith("torchvision:"):
+            return Defaults()
+        entry = _weights_enum(target, weights)
+        transform = entry.transforms()
+        crop = int(transform.crop_size[0])
+        resize = int(transform.resize_size[0])
+        categories = tuple(entry.meta.get("categories") or ()) or None
+        return Defaults(
+            input_size=(crop, crop),
+            mean=tuple(float(v) for v in transform.mean),
+            std=tuple(float(v) for v in transform.std),
+            num_classes=len(categories) if categories else None,
+            labels=categories,
+            resize="crop",
+            crop_pct=crop / resize,
+        )
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        name = target_of(spec)
+        kwargs = (
+            {"aux_logits": False, "init_weights": True}
+            if name in ("googlenet", "inception_v3")
+            else {}
+        )
+        try:
+            return torchvision.models.get_model(
+                name, weights=None, num_classes=spec.num_classes, **kwargs
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model {spec.name!r}: field 'architecture': {exc}") from exc
+
+    def read_weights(self, spec: ModelSpec, *, allow_downloads: bool) -> Weights:
+        if spec.weights is None or not spec.weights.startswith("torchvision:"):
+            return super().read_weights(spec, allow_downloads=allow_downloads)
+        where = f"model {spec.name!r}: field 'weights' ({spec.weights!r})"
+        try:
+            weights = _weights_enum(target_of(spec), spec.weights)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        categories = tuple(weights.meta.get("categories") or ()) or None
+        if categories is not None and len(categories) != spec.num_classes:
+            raise ConfigError(
+                f"{where}: these weights have {len(categories)} classes, num_classes is "
+                f"{spec.num_classes}"
+            )
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        if cached.is_file():
+            return Weights(read_state_file(spec, cached), categories)
+        if allow_downloads:
+            return Weights(weights.get_state_dict(progress=False), categories)
+        if not spec.weights_required:
+            return Weights(None, categories)
+        raise ConfigError(
+            f"{where}: not in the local torch cache ({cached}) and downloads are off; "
+            "set LAYERSCOPE_ALLOW_DOWNLOADS=true or give a weights file"
+        )
