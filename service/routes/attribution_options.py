@@ -44,7 +44,7 @@ def _plus_signs(value: object) -> object:
 
 
 class CamOptions(Options):
-    answer_fields = frozenset({"fmt", "colormap", "alpha"})
+    answer_fields = frozenset({"fmt", "colormap", "alpha", "run_async"})
     plan_names = {"layer": "layers", "target": "targets"}
     name_lists = frozenset({"layer", "metrics"})
     method: Annotated[CamMethod, BeforeValidator(_plus_signs)] = Field(  # type: ignore[valid-type]
@@ -69,6 +69,12 @@ class CamOptions(Options):
     )
     metric_steps: int = Field(32, ge=2, le=256, description="points per deletion/insertion curve")
     randomize: Randomize = 0
+    run_async: bool | None = Field(
+        None,
+        alias="async",
+        description="true: answer 202 and run as a job with progress (ScoreCAM and AblationCAM "
+        "report every batch of masked passes) and cancellation; unset or false: answer directly",
+    )
 
 
 class GradientOptions(Options):

@@ -27,6 +27,7 @@ from service.engine.encode import NPY_MEDIA_TYPE as NPY
 from service.engine.encode import NPZ_MEDIA_TYPE as NPZ
 from service.engine.encode import PNG_MEDIA_TYPE as PNG
 from service.engine.images import Geometry, upload_geometries
+from service.engine.insight.progress import Progress, reporting
 from service.engine.predict import Prediction
 from service.engine.render import check_colormap
 from service.routes import common
@@ -38,6 +39,7 @@ from service.routes.attribution_options import (
 )
 from service.routes.deps import ImagesDep, Serving, ServingDep
 from service.workers.attribution_tasks import attribution_task
+from service.workers.job_store import Encoded
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
 
@@ -69,7 +71,7 @@ def _look(options: CamOptions | GradientOptions) -> Look:
     """The picture's colours, checked before any compute."""
     check_colormap(options.colormap)
     check_finite("alpha", options.alpha, low=0.0, high=1.0)
-    return Look(**options.answer_args(exclude={"fmt"}))
+    return Look(**options.answer_args(exclude={"fmt", "run_async"}))
 
 
 def _json_only(fmt: OutputFormat, **options: object) -> None:
@@ -104,12 +106,18 @@ async def _attribute(
     _json_only(options.fmt, metrics=getattr(plan, "metrics", ()), randomize=plan.randomize)
     model, fmt = serving.model, options.fmt.value
     pixels = serving.settings.max_image_pixels
-    answer = await serving.pool.run(
-        attribution_task, model, images, plan, fmt=fmt, look=look, max_pixels=pixels
+
+    def attribution(progress: Progress) -> Encoded:
+        with reporting(progress):
+            answer = attribution_task(model, images, plan, fmt=fmt, look=look, max_pixels=pixels)
+        fits = upload_geometries(images, model.spec) if fmt == "json" else []
+        return common.encoded(fmt, answer, partial(to_json, model, options, answer.result, fits))
+
+    kind = "cam" if isinstance(options, CamOptions) else "gradients"
+    run_async = getattr(options, "run_async", None)
+    return await common.answer_or_job(
+        serving, kind, attribution, total=1, estimate_s=0.0, run_async=run_async
     )
-    fits = await serving.pool.cpu(upload_geometries, images, model.spec) if fmt == "json" else []
-    body = partial(to_json, model, options, answer.result, fits)
-    return common.respond(common.encoded(fmt, answer, body))
 
 
 @router.post("/{model}/cam", responses=_answers(_CAM_NPY, CamResponse), response_model=None)

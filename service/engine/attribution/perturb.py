@@ -13,6 +13,7 @@ from torch import nn
 
 from model_registry.layout import MapLayout
 from service.engine.capture import hooked
+from service.engine.insight.progress import report
 
 
 def score_cam_weights(
@@ -46,6 +47,7 @@ def score_cam_weights(
             masks = (up - low) / (high - low + 1e-8)
             logits = module(batch[img] * masks[:, None])
             scores[img, ch] = logits.gather(1, targets[img]).float()
+            report(min(start + rows, images.numel()), images.numel())
         if not bool(live.all()):
             zero_logits = module(torch.zeros_like(batch[:1]))[0]  # [classes]
             dead_img, dead_ch = (~live).nonzero(as_tuple=True)
@@ -92,6 +94,7 @@ def ablation_cam_weights(
                     module, batch[image : image + 1], layer, calls, replacement
                 )
                 ablated[image, chosen] = logits.gather(1, targets[image].expand(size, -1)).float()
+                report(image * channels + start + size, count * channels)
     base = base_scores.float()[:, None, :]
     return ((base - ablated) / base).transpose(1, 2)
 
