@@ -133,13 +133,11 @@ def interleaved_medians(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def imagenet_tensor(data: bytes) -> object:
-    """An RGB picture's bytes -> the [1, 3, H, W] tensor ImageNet models take (no resize)."""
-    import numpy as np
+def model_tensor(data: bytes, spec: object) -> object:
+    """A picture's bytes -> the [1, C, H, W] tensor the server computes for the model `spec`
+    (its resize, crop and normalization), so both sides of a ratio run the same input."""
     import torch
 
-    array = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255
-    x = torch.from_numpy(array).permute(2, 0, 1)[None]
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (x - mean) / std
+    from service.engine.images import preprocess
+
+    return preprocess([Image.open(io.BytesIO(data))], spec, torch.device("cpu"))  # type: ignore[arg-type]

@@ -25,16 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
     distinct_pictures,
-    imagenet_tensor,
     interleaved_medians,
     median_seconds,
+    model_tensor,
     photo_png,
     report,
     running_server,
 )
-
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def anchor_model() -> torch.nn.Module:
@@ -86,9 +83,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    image, data = photo_png((224, 224))
-    array = np.asarray(image, dtype=np.float32) / 255
-    x = (torch.from_numpy(array).permute(2, 0, 1)[None] - MEAN) / STD
+    from model_registry.config import default_specs
+
+    spec = default_specs()[1]
+    _, data = photo_png((224, 224))
+    x = model_tensor(data, spec)
     model = anchor_model()
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
@@ -96,7 +95,7 @@ def main() -> None:
     )
 
     pictures = distinct_pictures(64)
-    tensors = [imagenet_tensor(d) for d in pictures]
+    tensors = [model_tensor(d, spec) for d in pictures]
     with running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base, httpx.Client(timeout=60) as client:
         url = f"{base}/v1/models/resnet18/feature-maps"
         files = {"image": ("china.png", data, "image/png")}

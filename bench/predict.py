@@ -23,11 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
     distinct_pictures,
-    imagenet_tensor,
     interleaved_medians,
+    model_tensor,
     report,
     running_server,
 )
+from model_registry.config import load_config  # noqa: E402
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -43,7 +44,6 @@ num_classes = 1000
 
 def anchor_model(models: Path) -> torch.nn.Module:
     """The network the server runs (seeded random weights without a weights cache)."""
-    from model_registry.config import load_config
     from model_registry.loading import build_model
 
     return build_model(load_config(models)[0]).module
@@ -54,11 +54,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     pictures = distinct_pictures(64)
-    inputs = [imagenet_tensor(data) for data in pictures]
     with tempfile.TemporaryDirectory() as folder:
         models = Path(folder) / "models.toml"
         models.write_text(MODELS, encoding="utf-8")
         model = anchor_model(models)
+        spec = load_config(models)[0]
+        inputs = [model_tensor(data, spec) for data in pictures]
         print(
             f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
             f"{torch.get_num_threads()} threads, CPU"
