@@ -140,4 +140,5 @@ def model_tensor(data: bytes, spec: object) -> object:
 
     from service.engine.images import preprocess
 
-    return preprocess([Image.open(io.BytesIO(data))], spec, torch.device("cpu"))  # type: ignore[arg-type]
+    batch = preprocess([Image.open(io.BytesIO(data))], spec, torch.device("cpu"))  # type: ignore[arg-type]
+    return batch.contiguous()  # as a script's ToTensor + Normalize gives it

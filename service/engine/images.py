@@ -204,8 +204,13 @@ def model_pixels(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:
 
 
 def to_batch(pixels: np.ndarray, spec: ModelSpec, device: torch.device) -> torch.Tensor:
-    """uint8 [B, H, W, C] -> normalized float32 batch [B, C, H, W] on `device`."""
-    batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(0, 3, 1, 2)
+    """uint8 [B, H, W, C] -> normalized float32 batch [B, C, H, W] on `device`, contiguous.
+
+    Contiguous, not the channels-last strides the permute leaves: those carry through
+    every convolution, and resnet50 on 2 CPU cores ran 82 ms instead of 66 ms on them.
+    """
+    array = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+    batch = torch.from_numpy(array).to(device)
     mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
     return ((batch.float() / 255.0) - mean) / std
