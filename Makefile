@@ -57,9 +57,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/feature_maps.py
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/attribution.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output
