@@ -25,7 +25,8 @@ def reference_batch(pngs: list[bytes]) -> torch.Tensor:
     arrays = [
         np.asarray(Image.open(io.BytesIO(p)).convert("RGB"), dtype=np.float32) / 255 for p in pngs
     ]
-    return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) - MEAN) / STD
+    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # as ToTensor
+    return (batch - MEAN) / STD
 
 
 @pytest.fixture(scope="module")
