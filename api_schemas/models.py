@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
+
 
 class Preprocessing(BaseModel):
     """How every upload is brought to `input_size` (by default as the weights were trained)."""
@@ -13,12 +15,16 @@ class Preprocessing(BaseModel):
         "side / crop_pct and cut the centre; letterbox: fit inside, pad with the mean colour"
     )
     crop_pct: float = Field(gt=0, le=1, description="used by crop (torchvision: 224 / 256)")
+    interpolation: Interpolation = Field(
+        description="the resize's resampling filter, as the weights were evaluated with"
+    )
 
 
 class Fitting(BaseModel):
     """What was done to one upload: the region of it that fills the model input."""
 
     resize: Literal["squash", "crop", "letterbox"]
+    interpolation: Interpolation
     source_size: list[int] = Field(description="[height, width] of the upload")
     box: list[float] = Field(
         description="[left, top, right, bottom] in upload pixels mapped onto the whole model "

@@ -18,9 +18,9 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 class _Entry(BaseModel):
     """One `[[models]]` table; unknown keys are rejected so typos do not pass silently.
 
-    `input_size`, `mean`, `std`, `num_classes`, `resize` and `crop_pct` may be left out when
-    the source knows them from the weights (torchvision weights, timm's pretrained_cfg, a
-    saved Hugging Face processor and config).
+    `input_size`, `mean`, `std`, `num_classes`, `resize`, `crop_pct` and `interpolation` may
+    be left out when the source knows them from the weights (torchvision weights, timm's
+    pretrained_cfg, a saved Hugging Face processor and config).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -37,6 +37,7 @@ class _Entry(BaseModel):
     labels: str | list[str] | None = None
     resize: Literal["squash", "crop", "letterbox"] | None = None
     crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos"] | None = None
     options: dict[str, Any] | None = None
 
     @field_validator("mean", "std")
@@ -158,6 +159,7 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
         weights_required=weights_required,
         resize=entry.resize or found.resize or "squash",
         crop_pct=entry.crop_pct or found.crop_pct or 1.0,
+        interpolation=entry.interpolation or found.interpolation or "bilinear",
         options=dict(entry.options) if entry.options else None,
     )
 

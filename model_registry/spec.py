@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RESIZE_MODES = ("squash", "crop", "letterbox")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class ModelSpec:
             'crop' (scale the short side to side / crop_pct, centre-crop) or 'letterbox'
             (fit inside, pad with the mean colour).
         crop_pct: the fraction of the scaled picture kept by 'crop' (torchvision: 224/256).
+        interpolation: the resampling filter of that resize, as the weights were evaluated
+            with (torchvision and Hugging Face ViT: bilinear; most timm weights: bicubic).
         options: keyword arguments for the source's builder (timm, hf config, python).
     """
 
@@ -43,6 +46,7 @@ class ModelSpec:
     weights_required: bool = True
     resize: str = "squash"
     crop_pct: float = 1.0
+    interpolation: str = "bilinear"
     options: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +54,8 @@ class ModelSpec:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError("crop_pct must be in (0, 1]")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
 
     @property
     def in_channels(self) -> int:

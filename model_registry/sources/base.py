@@ -32,6 +32,7 @@ class Defaults:
     labels: tuple[str, ...] | None = None
     resize: str | None = None
     crop_pct: float | None = None
+    interpolation: str | None = None
 
 
 @dataclass(frozen=True)

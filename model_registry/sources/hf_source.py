@@ -27,6 +27,8 @@ from model_registry.sources.base import (
 from model_registry.spec import ModelSpec
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# PIL's filter numbers, which transformers' `resample` keeps (PILImageResampling).
+_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
 def _processor_defaults(folder: Path) -> dict[str, Any]:
@@ -40,6 +42,9 @@ def _processor_defaults(folder: Path) -> dict[str, Any]:
     if getattr(processor, "image_mean", None) is not None:
         found["mean"] = tuple(float(v) for v in processor.image_mean)
         found["std"] = tuple(float(v) for v in processor.image_std)
+    resample = getattr(processor, "resample", None)
+    if resample is not None and int(resample) in _RESAMPLE:
+        found["interpolation"] = _RESAMPLE[int(resample)]
     size = dict(getattr(processor, "size", None) or {})
     crop = dict(getattr(processor, "crop_size", None) or {})
     side = size.get("shortest_edge")

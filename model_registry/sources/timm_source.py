@@ -23,6 +23,11 @@ PRETRAINED = "timm:pretrained"
 _CROP_MODES = {"center": "crop", "squash": "squash", "border": "letterbox"}
 
 
+def _interpolation(name: str | None) -> str:
+    """timm's `interpolation` (its data config defaults to bicubic; 'random' is for training)."""
+    return name if name in ("nearest", "bilinear", "bicubic") else "bicubic"
+
+
 def _pretrained_cfg(name: str) -> dict[str, Any]:
     from timm.models import get_pretrained_cfg
 
@@ -79,6 +84,7 @@ class TimmSource(FileSource):
             labels=_labels(cfg, num_classes) if weights == PRETRAINED else None,
             resize=resize,
             crop_pct=float(cfg.get("crop_pct") or 1.0),
+            interpolation=_interpolation(cfg.get("interpolation")),
         )
 
     def _create(self, spec: ModelSpec, *, pretrained: bool) -> nn.Module:

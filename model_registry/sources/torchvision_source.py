@@ -62,6 +62,7 @@ class TorchvisionSource(FileSource):
             labels=categories,
             resize="crop",
             crop_pct=crop / resize,
+            interpolation=transform.interpolation.value,
         )
 
     def build(self, spec: ModelSpec) -> nn.Module:

@@ -69,6 +69,13 @@ def decode_image(
     return image
 
 
+def in_mode(image: Image.Image, mode: str) -> Image.Image:
+    """`image` in Pillow `mode` ('L' or 'RGB'); 16-bit and float pictures are scaled first."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _to_8bit(image)
+    return image if image.mode == mode else image.convert(mode)
+
+
 def _to_8bit(image: Image.Image) -> Image.Image:
     """16-bit and float pictures scaled to 8 bits (Pillow's own conversion would clip them)."""
     array = np.asarray(image, dtype=np.float64)
@@ -79,12 +86,21 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
 @dataclass(frozen=True)
 class Geometry:
     """How an upload was fitted to the model's input, to draw maps back onto the upload.
 
     Attributes:
         resize: 'squash', 'crop' or 'letterbox' (see `ModelSpec.resize`).
+        interpolation: the resampling filter used (see `ModelSpec.interpolation`).
         source_size: (height, width) of the upload.
         box: (left, top, right, bottom) in upload pixels of the region that fills the whole
             model input: the picture itself (squash), a centred part of it (crop), or a
@@ -94,10 +110,12 @@ class Geometry:
     resize: str
     source_size: tuple[int, int]
     box: tuple[float, float, float, float]
+    interpolation: str = "bilinear"
 
     def to_dict(self) -> dict[str, object]:
         return {
             "resize": self.resize,
+            "interpolation": self.interpolation,
             "source_size": list(self.source_size),
             "box": [round(v, 3) for v in self.box],
         }
@@ -142,7 +160,8 @@ def _box(spec: ModelSpec, width: int, height: int) -> tuple[float, float, float,
 
 def fit_geometry(source_size: tuple[int, int], spec: ModelSpec) -> Geometry:
     """What `to_model_image` does to a picture of `source_size` (height, width)."""
-    return Geometry(spec.resize, source_size, _box(spec, source_size[1], source_size[0]))
+    box = _box(spec, source_size[1], source_size[0])
+    return Geometry(spec.resize, source_size, box, spec.interpolation)
 
 
 def upload_geometries(uploads: Sequence[bytes], spec: ModelSpec) -> list[Geometry]:
@@ -159,26 +178,25 @@ def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Ge
 
     The one place that does geometry: `spec.resize` decides between squashing the picture to
     `input_size`, centre-cropping it after scaling (crop_pct, as torchvision and timm
-    evaluate), or letterboxing it (padding with the mean colour). One bilinear, antialiased
-    resample; the image is returned unchanged when it is already right.
+    evaluate), or letterboxing it (padding with the mean colour). One antialiased resample
+    with the weights' filter (`spec.interpolation`); the image is returned unchanged when it
+    is already right.
     """
     mode = "L" if spec.in_channels == 1 else "RGB"
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        image = _to_8bit(image)
-    if image.mode != mode:
-        image = image.convert(mode)
+    image = in_mode(image, mode)
     height, width = spec.input_size
     geometry = fit_geometry((image.height, image.width), spec)
     box = geometry.box
     if image.size == (width, height) and box == (0.0, 0.0, float(width), float(height)):
         return image, geometry
     if spec.resize == "squash":
-        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None), geometry
+        resample = _RESAMPLE[spec.interpolation]
+        return image.resize((width, height), resample, reducing_gap=None), geometry
     if spec.resize == "crop":
         resized_w, resized_h, left, top = _crop_plan(spec, image.width, image.height)
         if (resized_w, resized_h) != image.size:
             image = image.resize(
-                (resized_w, resized_h), Image.Resampling.BILINEAR, reducing_gap=None
+                (resized_w, resized_h), _RESAMPLE[spec.interpolation], reducing_gap=None
             )
         return image.crop((left, top, left + width, top + height)), geometry
     scale = width / (box[2] - box[0])
@@ -189,7 +207,7 @@ def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Ge
     fill = tuple(round(v * 255) for v in spec.mean)
     canvas = Image.new(mode, (width, height), fill[0] if mode == "L" else fill)
     offset = ((width - inner[0]) // 2, (height - inner[1]) // 2)
-    canvas.paste(image.resize(inner, Image.Resampling.BILINEAR, reducing_gap=None), offset)
+    canvas.paste(image.resize(inner, _RESAMPLE[spec.interpolation], reducing_gap=None), offset)
     return canvas, geometry
 
 

@@ -27,7 +27,11 @@ def _info(model: LoadedModel) -> ModelInfo:
         pretrained=model.pretrained,
         layers=len(model.catalog),
         preprocessing=Preprocessing.model_validate(
-            {"resize": spec.resize, "crop_pct": spec.crop_pct}
+            {
+                "resize": spec.resize,
+                "crop_pct": spec.crop_pct,
+                "interpolation": spec.interpolation,
+            }
         ),
     )
 

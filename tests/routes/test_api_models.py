@@ -40,11 +40,15 @@ def test_default_models(default_client: TestClient) -> None:
         "device": "cpu",
         "pretrained": True,
         "layers": 0,
-        "preprocessing": {"resize": "squash", "crop_pct": 1.0},
+        "preprocessing": {"resize": "squash", "crop_pct": 1.0, "interpolation": "bilinear"},
     }
     assert by_name["resnet18"]["input_size"] == [224, 224]
     # torchvision's weights are evaluated after a resize to 256 and a 224 centre crop.
-    assert by_name["resnet18"]["preprocessing"] == {"resize": "crop", "crop_pct": 0.875}
+    assert by_name["resnet18"]["preprocessing"] == {
+        "resize": "crop",
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+    }
     assert default_client.get("/v1/models/resnet18").json() == by_name["resnet18"]
 
 
