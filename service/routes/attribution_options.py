@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
-from api_schemas.attributions import Baseline, CamUpsample, GradientView, method_enum
+from api_schemas.attributions import Baseline, CamUpsample, Canvas, GradientView, method_enum
 from api_schemas.feature_maps import OutputFormat
 from service.engine.attribution.methods.registry import cam_methods, gradient_methods
 from service.routes.options import Options, colormap_field, seed_field
@@ -26,6 +26,11 @@ Alpha = Annotated[
     float,
     Field(ge=0, le=1, allow_inf_nan=False, description="weight of the heatmap over the input"),
 ]
+CANVAS_FIELD = Field(
+    Canvas.upload,
+    description="png: draw maps on the uploaded picture's own geometry (upload; pixels a "
+    "crop left out are faded) or on the model input (input)",
+)
 TopK = Annotated[int | None, Field(ge=1, description="predictions per image in json; default 5")]
 Randomize = Annotated[
     int,
@@ -44,7 +49,7 @@ def _plus_signs(value: object) -> object:
 
 
 class CamOptions(Options):
-    answer_fields = frozenset({"fmt", "colormap", "alpha", "run_async"})
+    answer_fields = frozenset({"fmt", "colormap", "alpha", "canvas", "run_async"})
     plan_names = {"layer": "layers", "target": "targets"}
     name_lists = frozenset({"layer", "metrics"})
     method: Annotated[CamMethod, BeforeValidator(_plus_signs)] = Field(  # type: ignore[valid-type]
@@ -60,6 +65,7 @@ class CamOptions(Options):
     fmt: OutputFormat = Field(OutputFormat.png, alias="format")
     colormap: str = colormap_field("jet")
     alpha: Alpha = 0.5
+    canvas: Canvas = CANVAS_FIELD
     normalize: bool = Field(
         False, description="min-max scale each npy map to [0, 1], as pytorch-grad-cam returns it"
     )
@@ -78,7 +84,7 @@ class CamOptions(Options):
 
 
 class GradientOptions(Options):
-    answer_fields = frozenset({"fmt", "view", "colormap", "alpha"})
+    answer_fields = frozenset({"fmt", "view", "colormap", "alpha", "canvas"})
     plan_names = {"target": "targets"}
     method: GradientMethod = Field(  # type: ignore[valid-type]
         GradientMethod("vanilla"), description="the gradient method"
@@ -92,6 +98,7 @@ class GradientOptions(Options):
     )
     colormap: str = colormap_field("inferno")
     alpha: Alpha = 0.6
+    canvas: Canvas = CANVAS_FIELD
     layer: str | None = Field(
         None,
         description="guided-gradcam: the Grad-CAM layer; default the last spatial layer",

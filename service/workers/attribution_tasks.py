@@ -16,9 +16,10 @@ from service.engine.attribution.explain import (
 )
 from service.engine.attribution.pictures import Look, cam_panel, gradient_panel
 from service.engine.attribution.plan import CamPlan, GradientPlan
-from service.engine.images import denormalize
+from service.engine.images import display_pixels, model_pixels, to_batch
+from service.engine.upload_view import UploadView, input_view, upload_view
 from service.workers.answer import Answer
-from service.workers.tasks import decode_tensor
+from service.workers.tasks import decode_images
 
 
 def _per_request_shape(values: np.ndarray, several_targets: bool) -> np.ndarray:
@@ -36,17 +37,25 @@ def attribution_task(
     max_pixels: int,
 ) -> Answer[CamResult | GradientResult]:
     """CAMs or gradient maps of the uploads: npy (npz for several layers) or the png panel."""
-    batch = decode_tensor(model, uploads, max_pixels=max_pixels)
-    inputs = denormalize(batch, model.spec)
+    images = decode_images(uploads, max_pixels=max_pixels)
+    pixels = model_pixels(images, model.spec)
+    batch = to_batch(pixels, model.spec, model.device)
+    inputs = display_pixels(pixels)
+    if fmt == "npy":
+        views: list[UploadView] = []
+    elif look.canvas == "input":
+        views = [input_view(picture) for picture in inputs]
+    else:
+        views = [upload_view(image, model.spec) for image in images]
     result: CamResult | GradientResult
     if isinstance(plan, CamPlan):
         result = cams = compute_cam(model, batch, plan, inputs=inputs)
         arrays = {layer.name: layer.maps for layer in cams.layers}
-        draw = lambda: cam_panel(cams, look, model.label)  # noqa: E731
+        draw = lambda: cam_panel(cams, views, look, model.label)  # noqa: E731
     else:
         result = maps = compute_gradients(model, batch, plan, inputs=inputs)
         arrays = {"values": maps.values}
-        draw = lambda: gradient_panel(maps, look, model.label)  # noqa: E731
+        draw = lambda: gradient_panel(maps, views, look, model.label)  # noqa: E731
     if fmt != "npy":
         picture = np.ascontiguousarray(draw())
         return Answer(result, encode.png_bytes(picture), encode.PNG_MEDIA_TYPE)

@@ -8,6 +8,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from model_registry.registry import LoadedModel
 from service.engine import encode
@@ -31,10 +32,14 @@ def decode_tensor(model: LoadedModel, uploads: Sequence[bytes], *, max_pixels: i
     return to_batch(decode_batch(model, uploads, max_pixels=max_pixels), model.spec, model.device)
 
 
+def decode_images(uploads: Sequence[bytes], *, max_pixels: int) -> list[Image.Image]:
+    """Uploads -> decoded pictures, each checked against the pixel limit (Pillow only)."""
+    return [decode_image(data, max_pixels=max_pixels, index=i) for i, data in enumerate(uploads)]
+
+
 def decode_batch(model: LoadedModel, uploads: Sequence[bytes], *, max_pixels: int) -> np.ndarray:
     """Uploads -> uint8 [B, H, W, C] at the model's size; Pillow only, for the CPU pool."""
-    images = [decode_image(data, max_pixels=max_pixels, index=i) for i, data in enumerate(uploads)]
-    return model_pixels(images, model.spec)
+    return model_pixels(decode_images(uploads, max_pixels=max_pixels), model.spec)
 
 
 def _split(batch: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:

@@ -1,20 +1,20 @@
-"""Pictures of attribution maps: heatmaps over the input, gradient images, saliency."""
+"""Pictures of attribution maps: heatmaps over the upload, gradient images, saliency.
+
+Maps cover the model input; they are drawn on the uploaded picture's own geometry through an
+`UploadView` (the model input itself for `canvas=input`). Pixels outside a crop, which the
+model never saw, are faded.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from service.engine.attribution.explain import CamResult, GradientResult
-from service.engine.render import colormap_lut, input_picture, panel, unit_range
-
-MAX_DISPLAY = 320
-MIN_DISPLAY = 128
+from service.engine.render import colormap_lut, panel, unit_range
+from service.engine.upload_view import UploadView
 
 HEATMAP = "heatmap"
 GRADIENT = "gradient"
@@ -30,57 +30,56 @@ class Look:
     colormap: str = "jet"
     alpha: float = 0.5
     view: str = HEATMAP
+    canvas: str = "upload"
 
 
-def _display_side(height: int, width: int) -> int:
-    return min(MAX_DISPLAY, max(MIN_DISPLAY, height, width))
+_OUTSIDE_FADE = 0.55  # how far pixels the model never saw (outside a crop) fade to white
 
 
-def _resize(unit: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if unit.shape == size:
-        return unit
-    tensor = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+def _fade_outside(picture: np.ndarray, view: UploadView) -> np.ndarray:
+    inside = view.inside
+    if inside.all():
+        return picture
+    faded = picture.astype(np.float32)
+    faded[~inside] += (255.0 - faded[~inside]) * _OUTSIDE_FADE
+    return np.round(faded).astype(np.uint8)
 
 
-def colored(values: np.ndarray, size: tuple[int, int], look: Look) -> np.ndarray:
-    """A map [H, W] min-max scaled, resized to `size`, through the colormap: uint8 [h, w, 3]."""
-    unit = _resize(unit_range(values[None].astype(np.float32), "channel")[0], size)
+def colored(values: np.ndarray, view: UploadView, look: Look) -> np.ndarray:
+    """A map [H, W] min-max scaled over the model input, placed on the view, through the
+    colormap: uint8 [h, w, 3]."""
+    unit = view.place(unit_range(values[None].astype(np.float32), "channel")[0])
     index = np.clip(np.round(unit * 255), 0, 255).astype(np.uint8)
-    return colormap_lut(look.colormap)[index]
+    return _fade_outside(colormap_lut(look.colormap)[index], view)
 
 
-def heatmap_over(values: np.ndarray, background: np.ndarray, look: Look) -> np.ndarray:
-    """The map as a heatmap blended over `background` (uint8 [h, w, 3]) with weight alpha."""
-    colour = colored(values, background.shape[:2], look).astype(np.float32)
-    blend = look.alpha * colour + (1 - look.alpha) * background.astype(np.float32)
-    return np.clip(np.round(blend), 0, 255).astype(np.uint8)
+def heatmap_over(values: np.ndarray, view: UploadView, look: Look) -> np.ndarray:
+    """The map as a heatmap blended over the view's picture with weight alpha."""
+    colour = colored(values, view, look).astype(np.float32)
+    blend = look.alpha * colour + (1 - look.alpha) * view.picture.astype(np.float32)
+    return _fade_outside(np.clip(np.round(blend), 0, 255).astype(np.uint8), view)
 
 
-def gradient_image(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def gradient_image(values: np.ndarray, view: UploadView) -> np.ndarray:
     """Gradients [C, H, W] as an image: standardized, scaled by 0.1 around grey (the
     keras-grad-cam / pytorch-grad-cam `deprocess_image` convention) -> uint8 [h, w, 3]."""
     image = (values - values.mean()) / (values.std() + 1e-5) * 0.1 + 0.5
-    pixels = (
-        np.clip(np.round(np.clip(image, 0, 1) * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    )
+    nearest = view.magnification(values.shape[-2:]) >= 2
+    placed = view.place(np.clip(image, 0, 1), nearest=nearest)
+    pixels = np.clip(np.round(placed * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     pixels = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
-    resample = (
-        Image.Resampling.NEAREST if size[0] >= 2 * pixels.shape[0] else Image.Resampling.BILINEAR
-    )
-    return np.asarray(Image.fromarray(pixels).resize((size[1], size[0]), resample))
+    return _fade_outside(np.ascontiguousarray(pixels), view)
 
 
-def gradient_view(values: np.ndarray, background: np.ndarray, look: Look) -> np.ndarray:
-    """One gradient map [C, H, W] drawn as `look.view` at the background's size."""
-    size = background.shape[:2]
+def gradient_view(values: np.ndarray, view: UploadView, look: Look) -> np.ndarray:
+    """One gradient map [C, H, W] drawn as `look.view` on the view's picture."""
     if look.view == GRADIENT:
-        return gradient_image(values, size)
+        return gradient_image(values, view)
     if look.view == POSITIVE:
-        return colored(np.clip(values, 0, None).max(axis=0), size, look)
+        return colored(np.clip(values, 0, None).max(axis=0), view, look)
     if look.view == NEGATIVE:
-        return colored(np.clip(-values, 0, None).max(axis=0), size, look)
-    return heatmap_over(np.abs(values).max(axis=0), background, look)
+        return colored(np.clip(-values, 0, None).max(axis=0), view, look)
+    return heatmap_over(np.abs(values).max(axis=0), view, look)
 
 
 def _title(prefix: str, target: int, label: Callable[[int], str]) -> str:
@@ -88,30 +87,30 @@ def _title(prefix: str, target: int, label: Callable[[int], str]) -> str:
     return f"{prefix} | {target}" + (f" {name}" if name != str(target) else "")
 
 
-def cam_panel(result: CamResult, look: Look, label: Callable[[int], str]) -> np.ndarray:
-    """Per image: the input, then one heatmap per layer and target."""
+def cam_panel(
+    result: CamResult, views: Sequence[UploadView], look: Look, label: Callable[[int], str]
+) -> np.ndarray:
+    """Per image: the picture, then one heatmap per layer and target drawn on it."""
     rows = []
-    for image in range(result.inputs.shape[0]):
-        pixels = result.inputs[image]
-        background = input_picture(pixels, longer_side=_display_side(*pixels.shape[:2]))
-        row = [("input", background)]
+    for image, view in enumerate(views):
+        row = [("input", _fade_outside(view.picture, view))]
         for layer in result.layers:
             for slot, target in enumerate(result.targets[image]):
                 title = _title(layer.name, int(target), label)
-                row.append((title, heatmap_over(layer.maps[image, slot], background, look)))
+                row.append((title, heatmap_over(layer.maps[image, slot], view, look)))
         rows.append(row)
     return panel(rows)
 
 
-def gradient_panel(result: GradientResult, look: Look, label: Callable[[int], str]) -> np.ndarray:
-    """Per image: the input, then one picture per target."""
+def gradient_panel(
+    result: GradientResult, views: Sequence[UploadView], look: Look, label: Callable[[int], str]
+) -> np.ndarray:
+    """Per image: the picture, then one drawing per target on it."""
     rows = []
-    for image in range(result.inputs.shape[0]):
-        pixels = result.inputs[image]
-        background = input_picture(pixels, longer_side=_display_side(*pixels.shape[:2]))
-        row = [("input", background)]
+    for image, view in enumerate(views):
+        row = [("input", _fade_outside(view.picture, view))]
         for slot, target in enumerate(result.targets[image]):
             title = _title(result.method, int(target), label)
-            row.append((title, gradient_view(result.values[image, slot], background, look)))
+            row.append((title, gradient_view(result.values[image, slot], view, look)))
         rows.append(row)
     return panel(rows)

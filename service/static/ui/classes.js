@@ -177,9 +177,11 @@ export class ClassesView {
 
   #camView(target, targetText) {
     const { state } = this.app;
+    // The page lays its own maps over the model input (inputBox), so the server's panel is
+    // asked for that canvas rather than the upload's geometry.
     const params = {
       image_id: state.image, method: state.cam, layer: state.camlayer || this.defaultLayer, target,
-      colormap: state.ccmap, normalize: state.norm === "1" ? "true" : undefined,
+      colormap: state.ccmap, normalize: state.norm === "1" ? "true" : undefined, canvas: "input",
     };
     const key = `${state.model}|${JSON.stringify(params)}`;
     if (this.cam.figure.dataset.key !== key) {
@@ -268,7 +270,7 @@ export class ClassesView {
       steps: only("integrated-gradients", state.gsteps), baseline: only("integrated-gradients", state.gbase),
       samples: only("smoothgrad", state.gsamples), noise: only("smoothgrad", state.gnoise),
       seed: only("smoothgrad", state.gseed), layer: only("guided-gradcam", state.glayer),
-      upsample: only("guided-gradcam", state.gup),
+      upsample: only("guided-gradcam", state.gup), canvas: "input",
     };
     this.gradients.run(`${state.model}|${JSON.stringify(params)}`, async (signal) => {
       const values = fetchNpy(this.app, GRADIENTS, params, signal);
