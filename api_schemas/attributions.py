@@ -31,6 +31,7 @@ class MethodList(BaseModel):
 Baseline = StrEnum("Baseline", "zero black blur")
 CamUpsample = StrEnum("CamUpsample", "nearest bilinear")
 GradientView = StrEnum("GradientView", "heatmap gradient positive negative")
+Canvas = StrEnum("Canvas", "upload input")
 
 
 class TargetItem(BaseModel):
