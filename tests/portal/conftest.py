@@ -3,6 +3,8 @@ server (never a downloaded browser), console errors fail the test, screenshots f
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
@@ -11,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.helpers import LiveServer
 
@@ -111,12 +115,50 @@ def settled(page: Any, figure: str, timeout: float = 60.0) -> dict[str, Any]:
         if (!shown && error.hidden) return null;
         return {{
             src: shown ? image.src : null, width: image.naturalWidth,
-            shownWidth: image.clientWidth,
+            shownWidth: image.clientWidth, ms: Number(figure.dataset.ms),
             error: error.hidden ? null : error.textContent,
             caption: figure.querySelector("figcaption").textContent,
+            tiles: [...figure.querySelectorAll(".tile")].map((t) => t.dataset.channel),
         }};
     }})()"""
     return wait_for(page, script, timeout)
+
+
+def panel_pixels(page: Any, figure: str) -> np.ndarray:
+    """The picture a result pane shows, as the browser decoded it: uint8 RGB [h, w, 3]."""
+    url = page.evaluate(
+        f"""(() => {{
+            const image = document.querySelector("#{figure} img.panel");
+            const canvas = document.createElement("canvas");
+            canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+            canvas.getContext("2d").drawImage(image, 0, 0);
+            return canvas.toDataURL("image/png");
+        }})()"""
+    )
+    data = base64.b64decode(url.partition(",")[2])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def tile_boxes(page: Any, figure: str, size: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The clickable tiles of a pane: their data attributes and pixel box (x, y, w, h) in a
+    picture of `size` (height, width), from their percentage positions."""
+    tiles = page.eval_on_selector_all(
+        f"#{figure} .tile",
+        """(tiles) => tiles.map((t) => ({
+            data: { ...t.dataset },
+            box: ["left", "top", "width", "height"].map((k) => parseFloat(t.style[k]) / 100),
+        }))""",
+    )
+    height, width = size[:2]
+    for tile in tiles:
+        left, top, wide, high = tile.pop("box")
+        tile["box"] = (
+            round(left * width),
+            round(top * height),
+            round(wide * width),
+            round(high * height),
+        )
+    return tiles
 
 
 def open_portal(page: Any, server: LiveServer, hash_: str = "") -> None:

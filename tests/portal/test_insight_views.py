@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from tests.helpers import LiveServer
-from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
+from tests.portal.conftest import (
+    choose_sample,
+    open_portal,
+    panel_pixels,
+    screenshot,
+    settled,
+    wait_for,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -53,17 +60,8 @@ def test_filters_are_captioned_by_their_view_and_no_badge_covers_a_weight(
     assert "red, green and blue inputs" in shown["caption"] and "positive" not in shown["caption"]
     assert page.eval_on_selector_all("#filters-result .tile[data-filter]", "(t) => t.length") == 16
     # the first kernel's top-left weight is drawn, not covered by a black number badge
-    corner = page.evaluate(
-        """(() => {
-            const image = document.querySelector("#filters-result img.panel");
-            const canvas = document.createElement("canvas");
-            canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
-            const context = canvas.getContext("2d");
-            context.drawImage(image, 0, 0);
-            return [...context.getImageData(10, 30, 1, 1).data.slice(0, 3)];
-        })()"""
-    )
-    assert corner != [0, 0, 0]
+    corner = panel_pixels(page, "filters-result")[30, 10]
+    assert corner.tolist() != [0, 0, 0]
     tile = page.locator("#filters-result .tile[data-filter='5']").bounding_box()
     page.mouse.move(tile["x"] + 1, tile["y"] + 1)
     readout = wait_for(page, "document.querySelector('#filters-result .readout').textContent")

@@ -23,6 +23,7 @@ import pytest
 
 from service.samples import photos
 from tests.helpers import LiveServer, digits_entry
+from tests.portal.conftest import panel_pixels, settled, tile_boxes, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -108,39 +109,7 @@ def china_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-# --- helpers --------------------------------------------------------------------------------
-# The page's Content-Security-Policy forbids eval, which Playwright's wait_for_function needs;
-# page.evaluate is not subject to it, so waiting polls with evaluate.
-
-
-def wait_for(page: Any, script: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = page.evaluate(script)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {script}")
-        time.sleep(0.03)
-
-
-def settled(page: Any, figure: str, timeout: float = 30.0) -> dict[str, Any]:
-    """Wait until a result pane shows a decoded picture or an error; what it shows."""
-    script = f"""(() => {{
-        const figure = document.getElementById({json.dumps(figure)});
-        if (!figure || figure.classList.contains("busy")) return null;
-        const image = figure.querySelector("img.panel"), error = figure.querySelector(".error");
-        const shown = !figure.querySelector(".picture").hidden && image.complete
-            && image.naturalWidth > 0;
-        if (!shown && error.hidden) return null;
-        return {{
-            src: shown ? image.src : null, width: image.naturalWidth, ms: Number(figure.dataset.ms),
-            error: error.hidden ? null : error.textContent,
-            caption: figure.querySelector("figcaption").textContent,
-            tiles: [...figure.querySelectorAll(".tile")].map((t) => t.dataset.channel),
-        }};
-    }})()"""
-    return wait_for(page, script, timeout)
+# --- helpers (wait_for and settled: tests/portal/conftest.py) ----------------------------------
 
 
 def changed(page: Any, figure: str, before: str | None) -> dict[str, Any]:
@@ -301,31 +270,18 @@ def test_tiles_are_found_where_the_server_drew_them(page: Any, server: LiveServe
     """Every clickable box covers a coloured tile bordered by the white gap or margin."""
     open_portal(page, server, "#view=compare&compare=conv1,pool2,relu3&channels=first:6")
     choose_sample(page, "digit-2-label2.png", "compare-result")
-    misses = page.evaluate(
-        """(() => {
-            const image = document.querySelector("#compare-result img.panel");
-            const canvas = document.createElement("canvas");
-            canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
-            const context = canvas.getContext("2d");
-            context.drawImage(image, 0, 0);
-            const pixel = (x, y) => [...context.getImageData(x, y, 1, 1).data.slice(0, 3)];
-            const white = (p) => p.every((v) => v === 255);
-            const misses = [];
-            for (const tile of document.querySelectorAll("#compare-result .tile")) {
-                const box = ["left", "top", "width", "height"]
-                    .map((k) => parseFloat(tile.style[k]) / 100);
-                const x = Math.round(box[0] * canvas.width), y = Math.round(box[1] * canvas.height);
-                const w = Math.round(box[2] * canvas.width), h = Math.round(box[3] * canvas.height);
-                const middle = y + Math.floor(h / 2);
-                const inside = [x, x + Math.floor(w / 2), x + w - 1].map((at) => pixel(at, middle));
-                const outside = [x - 1, x + w].map((at) => pixel(at, middle));
-                const ok = !inside.some(white) && outside.every(white);
-                if (!ok) misses.push(tile.dataset.layer + ":" + tile.dataset.channel);
-            }
-            return { misses, count: document.querySelectorAll("#compare-result .tile").length };
-        })()"""
-    )
-    assert misses == {"misses": [], "count": 18}
+    pixels = panel_pixels(page, "compare-result")
+    white = (pixels == 255).all(axis=2)
+    tiles = tile_boxes(page, "compare-result", pixels.shape)
+    misses = []
+    for tile in tiles:
+        x, y, w, h = tile["box"]
+        middle = y + h // 2
+        inside = [white[middle, at] for at in (x, x + w // 2, x + w - 1)]
+        outside = [white[middle, at] for at in (x - 1, x + w)]
+        if any(inside) or not all(outside):
+            misses.append(f"{tile['data']['layer']}:{tile['data']['channel']}")
+    assert (misses, len(tiles)) == ([], 18)
 
 
 def test_the_class_view_lists_top_predictions_and_picks_a_target(
