@@ -80,6 +80,16 @@ def digits_entry(labels: list[str] | None = None) -> str:
     return entry + (f"labels = {labels!r}\n".replace("'", '"') if labels else "")
 
 
+def resnet18_entry(name: str, num_classes: int) -> str:
+    """A models-TOML entry: torchvision's resnet18 at 64 x 64 with ImageNet's mean and std
+    (random weights unless a test adds `weights`)."""
+    return (
+        f'\n[[models]]\nname = "{name}"\narchitecture = "torchvision:resnet18"\n'
+        "input_size = [64, 64]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n"
+        f"num_classes = {num_classes}\n"
+    )
+
+
 def free_port() -> int:
     import socket
 

@@ -15,22 +15,11 @@ from PIL import Image
 from model_registry.builtin import digits
 from service.app import create_app
 from service.settings import Settings
-from tests.helpers import digits_entry
+from tests.helpers import digits_entry, resnet18_entry
 
 # digits (the real built-in model) and a seeded, randomly initialised RGB ResNet-18 at 64x64:
 # small enough for CPU tests, deep enough for residual blocks and in-place ReLUs.
-MODELS_TOML = (
-    digits_entry()
-    + """
-[[models]]
-name = "tinyres"
-architecture = "torchvision:resnet18"
-input_size = [64, 64]
-mean = [0.485, 0.456, 0.406]
-std = [0.229, 0.224, 0.225]
-num_classes = 10
-"""
-)
+MODELS_TOML = digits_entry() + resnet18_entry("tinyres", 10)
 
 
 def write_models(folder: Path) -> Path:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from tests.helpers import resnet18_entry
+
 FACTORY = """
 import torch
 from torch import nn
@@ -92,15 +94,7 @@ mean = [0.5, 0.5, 0.5]
 std = [0.25, 0.25, 0.25]
 num_classes = 3
 options = {{ width = 6, classes = 3 }}
-
-[[models]]
-name = "tv"
-architecture = "torchvision:resnet18"
-input_size = [64, 64]
-mean = [0.485, 0.456, 0.406]
-std = [0.229, 0.224, 0.225]
-num_classes = 10
-"""
+""" + resnet18_entry("tv", 10)
 
 HF_LABELS = ("cat", "dog", "fish")
 

@@ -13,7 +13,7 @@ from torch import nn
 from model_registry.catalog import build_catalog
 from model_registry.registry import LoadedModel
 from model_registry.spec import ModelSpec
-from tests.helpers import digits_entry
+from tests.helpers import digits_entry, resnet18_entry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -102,17 +102,5 @@ DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 def write_models_toml(folder: Path) -> Path:
     """digits (built in) and a 64 x 64 resnet18 with seeded random weights."""
     path = folder / "models.toml"
-    path.write_text(
-        digits_entry(DIGIT_NAMES)
-        + """
-[[models]]
-name = "resnet18"
-architecture = "torchvision:resnet18"
-input_size = [64, 64]
-mean = [0.485, 0.456, 0.406]
-std = [0.229, 0.224, 0.225]
-num_classes = 1000
-""",
-        encoding="utf-8",
-    )
+    path.write_text(digits_entry(DIGIT_NAMES) + resnet18_entry("resnet18", 1000), encoding="utf-8")
     return path

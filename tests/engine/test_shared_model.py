@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,18 @@ def assert_untouched(module: nn.Module, before: dict) -> None:
         assert torch.equal(after[key], value), f"{key} changed"
     assert not torch._C._is_torch_function_mode_enabled()
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+def _fails_cleanly(model: LoadedModel, layer: str, hook: Callable, run: Callable) -> None:
+    """`run()` raises Boom from `hook` on `layer`, and leaves the model exactly as found."""
+    before = snapshot(model.module)
+    handle = model.module.get_submodule(layer).register_forward_hook(hook)
+    try:
+        with pytest.raises(Boom):
+            run()
+    finally:
+        handle.remove()
+    assert_untouched(model.module, before)
 
 
 def test_api_requests_leave_the_served_model_untouched(app_client, digit_pngs: list[bytes]) -> None:
@@ -91,8 +105,6 @@ class Boom(RuntimeError):
 
 @pytest.mark.parametrize("method", ["gradcam", "scorecam", "ablationcam", "eigencam"])
 def test_failure_in_the_middle_of_a_pass_leaves_no_trace(method: str, resnet: LoadedModel) -> None:
-    """A module that raises after the hooked layer (during the perturbation passes too)."""
-    before = snapshot(resnet.module)
     batch = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     plan = plan_cam(resnet, method=method, layers=["layer3"], targets="1")
     calls = {"n": 0}
@@ -102,20 +114,14 @@ def test_failure_in_the_middle_of_a_pass_leaves_no_trace(method: str, resnet: Lo
         if calls["n"] >= (2 if method in ("scorecam", "ablationcam") else 1):
             raise Boom("fc failed")
 
-    handle = resnet.module.fc.register_forward_hook(explode)
-    try:
-        with pytest.raises(Boom):
-            compute_cam(resnet, batch, plan, inputs=np.zeros((1, 64, 64, 3), np.uint8))
-    finally:
-        handle.remove()
-    assert_untouched(resnet.module, before)
+    inputs = np.zeros((1, 64, 64, 3), np.uint8)
+    _fails_cleanly(resnet, "fc", explode, lambda: compute_cam(resnet, batch, plan, inputs=inputs))
 
 
 @pytest.mark.parametrize(
     "method", ["guided-backprop", "deconvnet", "integrated-gradients", "guided-gradcam"]
 )
 def test_failure_inside_a_gradient_pass_leaves_no_trace(method: str, resnet: LoadedModel) -> None:
-    before = snapshot(resnet.module)
     batch = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     plan = plan_gradients(resnet, method=method, targets="1,2", steps=4)
 
@@ -123,10 +129,6 @@ def test_failure_inside_a_gradient_pass_leaves_no_trace(method: str, resnet: Loa
         if torch.is_grad_enabled() and output.requires_grad:
             raise Boom("layer2 failed")
 
-    handle = resnet.module.layer2.register_forward_hook(explode)
-    try:
-        with pytest.raises(Boom):
-            compute_gradients(resnet, batch, plan, inputs=np.zeros((2, 64, 64, 3), np.uint8))
-    finally:
-        handle.remove()
-    assert_untouched(resnet.module, before)
+    inputs = np.zeros((2, 64, 64, 3), np.uint8)
+    run = lambda: compute_gradients(resnet, batch, plan, inputs=inputs)  # noqa: E731
+    _fails_cleanly(resnet, "layer2", explode, run)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,37 +38,39 @@ def _ours(photo: Image.Image, spec: ModelSpec) -> torch.Tensor:
     return to_batch(model_pixels([photo], spec), spec, CPU)[0]
 
 
-def test_torchvision_bicubic_weights_match_their_own_transforms(
-    tmp_path: Path, photo: Image.Image
-) -> None:
+def _torchvision_swin() -> object:
     import torchvision
 
-    spec = _spec(
-        tmp_path,
-        '[[models]]\nname = "swin"\narchitecture = "torchvision:swin_t"\n'
-        'weights = "torchvision:IMAGENET1K_V1"\n',
-    )
-    assert (spec.interpolation, spec.resize, spec.input_size) == ("bicubic", "crop", (224, 224))
-    reference = torchvision.models.Swin_T_Weights.IMAGENET1K_V1.transforms()(photo)
-    torch.testing.assert_close(_ours(photo, spec), reference, rtol=0, atol=1e-5)
+    return torchvision.models.Swin_T_Weights.IMAGENET1K_V1.transforms()
 
 
-def test_timm_weights_take_the_filter_of_their_pretrained_cfg(
-    tmp_path: Path, photo: Image.Image
-) -> None:
+def _timm_efficientnet() -> object:
     import timm
     from timm.data import create_transform, resolve_data_config
 
-    spec = _spec(
-        tmp_path,
-        '[[models]]\nname = "eff"\narchitecture = "timm:efficientnet_b0"\n'
-        "options = { img_size = 96 }\n",
-    )
     model = timm.create_model("efficientnet_b0", pretrained=False)
     config = resolve_data_config({"input_size": (3, 96, 96)}, model=model)
-    assert config["interpolation"] == spec.interpolation == "bicubic"
-    reference = create_transform(**config)(photo)
-    torch.testing.assert_close(_ours(photo, spec), reference, rtol=0, atol=1e-5)
+    assert config["interpolation"] == "bicubic"
+    return create_transform(**config)
+
+
+# torchvision's Swin weights and timm's EfficientNet are evaluated after a bicubic resize.
+BICUBIC_ENTRIES = {
+    "swin": ('architecture = "torchvision:swin_t"\nweights = "torchvision:IMAGENET1K_V1"', 224),
+    "eff": ('architecture = "timm:efficientnet_b0"\noptions = { img_size = 96 }', 96),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"), [("swin", _torchvision_swin), ("eff", _timm_efficientnet)]
+)
+def test_bicubic_weights_match_their_librarys_own_eval_transform(
+    tmp_path: Path, photo: Image.Image, name: str, reference: Callable[[], Any]
+) -> None:
+    entry, side = BICUBIC_ENTRIES[name]
+    spec = _spec(tmp_path, f'[[models]]\nname = "{name}"\n{entry}\n')
+    assert (spec.interpolation, spec.resize, spec.input_size) == ("bicubic", "crop", (side, side))
+    torch.testing.assert_close(_ours(photo, spec), reference()(photo), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(("resample", "name"), [(0, "nearest"), (2, "bilinear"), (3, "bicubic")])

@@ -170,6 +170,14 @@ def open_portal(page: Any, server: LiveServer, hash_: str = "") -> None:
     )
 
 
+def sample_page(open_tab: Any, server: LiveServer, sample: str, hash_: str = "") -> Any:
+    """A fresh tab on the portal at `hash_` with the sample picture `sample` chosen."""
+    page = open_tab().page
+    open_portal(page, server, hash_)
+    choose_sample(page, sample)
+    return page
+
+
 def choose_sample(page: Any, name: str) -> None:
     page.click(f"#samples button[data-sample='{name}']")
     wait_for(page, f"location.hash.includes('sample={name}')")

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from tests.helpers import LiveServer
-from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
+from tests.portal.conftest import (
+    open_portal,
+    sample_page,
+    screenshot,
+    settled,
+    wait_for,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -16,9 +22,7 @@ pytestmark = pytest.mark.browser
 def test_cam_and_gradient_maps_have_colorbars_hover_values_and_an_opacity_slider(
     open_tab: Any, portal_server: LiveServer
 ) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server, "#view=classes")
-    choose_sample(page, "digit-3-label3.png")
+    page = sample_page(open_tab, portal_server, "digit-3-label3.png", "#view=classes")
     cam = settled(page, "cam-result")
     assert cam["error"] is None, cam
     assert cam["caption"].startswith("gradcam on relu3 for the top class '3'")
@@ -47,9 +51,7 @@ def test_cam_and_gradient_maps_have_colorbars_hover_values_and_an_opacity_slider
 def test_options_a_method_ignores_are_disabled_with_a_reason(
     open_tab: Any, portal_server: LiveServer
 ) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server, "#view=classes")
-    choose_sample(page, "digit-5-label5.png")
+    page = sample_page(open_tab, portal_server, "digit-5-label5.png", "#view=classes")
     settled(page, "grad-result")
     assert page.is_disabled("#grad-steps") and page.is_disabled("#grad-samples")
     title = page.get_attribute("label:has(#grad-steps)", "title")
@@ -90,9 +92,9 @@ def test_random_weights_are_said_loudly_where_resnet18_predicts(
 def test_the_trust_view_ranks_every_cam_method_by_faithfulness(
     open_tab: Any, portal_server: LiveServer
 ) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server, "#view=trust&tsteps=8&trand=1")
-    choose_sample(page, "digit-2-label2.png")
+    page = sample_page(
+        open_tab, portal_server, "digit-2-label2.png", "#view=trust&tsteps=8&trand=1"
+    )
     wait_for(page, "document.getElementById('trust-result').dataset.methods", timeout=240)
     rows = page.eval_on_selector_all(
         "#trust-result table.trust tbody tr",

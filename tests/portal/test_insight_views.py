@@ -12,6 +12,7 @@ from tests.portal.conftest import (
     choose_sample,
     open_portal,
     panel_pixels,
+    sample_page,
     screenshot,
     settled,
     wait_for,
@@ -31,9 +32,7 @@ def _column(page: Any, index: int) -> list[str]:
 def test_statistics_sort_show_histograms_and_dead_channels_only_after_relu(
     open_tab: Any, portal_server: LiveServer
 ) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server, "#view=stats")
-    choose_sample(page, "digit-7-label7.png")
+    page = sample_page(open_tab, portal_server, "digit-7-label7.png", "#view=stats")
     wait_for(page, f"document.querySelectorAll('{ROWS}').length === 13")
     names = _column(page, 1)
     dead = dict(zip(names, _column(page, 7), strict=True))

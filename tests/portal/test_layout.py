@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from tests.helpers import LiveServer
-from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
+from tests.portal.conftest import (
+    choose_sample,
+    open_portal,
+    sample_page,
+    screenshot,
+    settled,
+    wait_for,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -44,9 +51,7 @@ def test_no_tab_scrolls_sideways_at_900_px(open_tab: Any, portal_server: LiveSer
 def test_pca_takes_every_channel_and_disables_what_it_ignores(
     open_tab: Any, portal_server: LiveServer
 ) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server)
-    choose_sample(page, "digit-4-label4.png")
+    page = sample_page(open_tab, portal_server, "digit-4-label4.png")
     first = settled(page, "maps-result")
     page.select_option("#reduce", "pca")
     wait_for(page, "location.hash.includes('channels=all')")

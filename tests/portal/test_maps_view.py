@@ -11,6 +11,7 @@ from tests.portal.conftest import (
     choose_sample,
     open_portal,
     panel_pixels,
+    sample_page,
     screenshot,
     settled,
     tile_boxes,
@@ -23,9 +24,7 @@ pytestmark = pytest.mark.browser
 def test_a_vector_layer_is_a_sorted_bar_chart_with_class_names(
     open_tab: Any, portal_server: LiveServer
 ) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server)
-    choose_sample(page, "digit-3-label3.png")
+    page = sample_page(open_tab, portal_server, "digit-3-label3.png")
     settled(page, "maps-result")
     page.click("#layer-tree [data-layer='fc']")
     wait_for(page, "document.querySelectorAll('#maps-result svg.barchart .bar-row').length")
@@ -46,9 +45,7 @@ def test_a_vector_layer_is_a_sorted_bar_chart_with_class_names(
 def test_map_panels_are_shown_at_their_own_size_with_values_on_hover(
     open_tab: Any, portal_server: LiveServer
 ) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server)
-    choose_sample(page, "digit-8-label8.png")
+    page = sample_page(open_tab, portal_server, "digit-8-label8.png")
     shown = settled(page, "maps-result")
     assert shown["shownWidth"] == shown["width"]  # no browser scaling of the panel's text
     wait_for(page, "document.getElementById('maps-result').dataset.values === '16'")
@@ -98,9 +95,12 @@ def test_a_rejected_upload_clears_every_view(
 
 
 def test_compare_chips_follow_the_forward_order(open_tab: Any, portal_server: LiveServer) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server, "#view=compare&compare=relu3,conv1,pool2&channels=first:4")
-    choose_sample(page, "digit-0-label0.png")
+    page = sample_page(
+        open_tab,
+        portal_server,
+        "digit-0-label0.png",
+        "#view=compare&compare=relu3,conv1,pool2&channels=first:4",
+    )
     settled(page, "compare-result")
     chips = page.eval_on_selector_all("#compare-list .chip", "(c) => c.map((x) => x.dataset.layer)")
     assert chips == ["conv1", "pool2", "relu3"]
@@ -112,9 +112,7 @@ def test_compare_chips_follow_the_forward_order(open_tab: Any, portal_server: Li
 def test_a_mean_map_reads_its_values_and_enlarges_with_a_colorbar(
     open_tab: Any, portal_server: LiveServer
 ) -> None:
-    page = open_tab().page
-    open_portal(page, portal_server, "#reduce=mean&layer=relu2")
-    choose_sample(page, "digit-9-label9.png")
+    page = sample_page(open_tab, portal_server, "digit-9-label9.png", "#reduce=mean&layer=relu2")
     settled(page, "maps-result")
     wait_for(page, "document.getElementById('maps-result').dataset.values === '1'")
     box = page.locator("#maps-result .tile").first.bounding_box()

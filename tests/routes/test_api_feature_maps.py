@@ -20,6 +20,13 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 URL = "/v1/models/tiny-resnet/feature-maps"
 
 
+def npy_of(client: TestClient, url: str, uploads: list[bytes]) -> np.ndarray:
+    """The npy answer of a POST of `uploads` to `url`."""
+    answer = client.post(url, files=files(*uploads))
+    assert answer.status_code == 200, answer.text
+    return load_npy(answer.content)
+
+
 def reference_batch(pngs: list[bytes]) -> torch.Tensor:
     """What a user's script does: ToTensor + Normalize on 64x64 RGB pictures."""
     arrays = [
@@ -83,28 +90,16 @@ def test_channel_list_and_several_layers_give_an_npz(
 def test_top_last_and_vector_layers(
     tiny_client: TestClient, tiny_inputs: list[bytes], reference: dict[str, torch.Tensor]
 ) -> None:
-    top = load_npy(
-        tiny_client.post(
-            f"{URL}?layers=layer2.1.bn2&channels=top:5&format=npy", files=files(*tiny_inputs)
-        ).content
-    )
+    top = npy_of(tiny_client, f"{URL}?layers=layer2.1.bn2&channels=top:5&format=npy", tiny_inputs)
     means = reference["layer2.1.bn2"].mean(dim=(2, 3))
     for b in range(2):
         index = means[b].argsort(descending=True)[:5]
         np.testing.assert_allclose(
             top[b], reference["layer2.1.bn2"][b, index].numpy(), rtol=1e-5, atol=1e-5
         )
-    last = load_npy(
-        tiny_client.post(
-            f"{URL}?layers=layer4&channels=last:4&format=npy", files=files(*tiny_inputs)
-        ).content
-    )
+    last = npy_of(tiny_client, f"{URL}?layers=layer4&channels=last:4&format=npy", tiny_inputs)
     np.testing.assert_allclose(last, reference["layer4"][:, -4:].numpy(), rtol=1e-5, atol=1e-5)
-    fc = load_npy(
-        tiny_client.post(
-            f"{URL}?layers=fc&channels=all&format=npy", files=files(*tiny_inputs)
-        ).content
-    )
+    fc = npy_of(tiny_client, f"{URL}?layers=fc&channels=all&format=npy", tiny_inputs)
     np.testing.assert_allclose(fc[:, :, 0, 0], reference["fc"].numpy(), rtol=1e-5, atol=1e-5)
 
 
@@ -115,11 +110,8 @@ def test_reductions_over_http(
     reference: dict[str, torch.Tensor],
     reduce: str,
 ) -> None:
-    values = load_npy(
-        tiny_client.post(
-            f"{URL}?layers=layer1&channels=first:8&reduce={reduce}&format=npy",
-            files=files(*tiny_inputs),
-        ).content
+    values = npy_of(
+        tiny_client, f"{URL}?layers=layer1&channels=first:8&reduce={reduce}&format=npy", tiny_inputs
     )
     selected = reference["layer1"][:, :8]
     expected = {
@@ -134,10 +126,8 @@ def test_reductions_over_http(
 def test_pca_over_http_matches_scikit_learn(
     tiny_client: TestClient, tiny_inputs: list[bytes], reference: dict[str, torch.Tensor]
 ) -> None:
-    values = load_npy(
-        tiny_client.post(
-            f"{URL}?layers=layer1&channels=all&reduce=pca&format=npy", files=files(*tiny_inputs)
-        ).content
+    values = npy_of(
+        tiny_client, f"{URL}?layers=layer1&channels=all&reduce=pca&format=npy", tiny_inputs
     )
     assert values.shape == (2, 3, 16, 16)
     for b in range(2):

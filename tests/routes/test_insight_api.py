@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,14 +15,6 @@ from PIL import Image
 from tests.insight_support import client, digit_pngs, jpeg, noise_images, photo, png
 
 FILES = list[tuple[str, tuple[str, bytes, str]]]
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with client(
-        tmp_path_factory.mktemp("api"), max_insight_steps=600, max_insight_size=128
-    ) as test_client:
-        yield test_client
 
 
 def files(*uploads: bytes, media: str = "image/png") -> FILES:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.insight_support import client, digit_pngs, jpeg, photo
@@ -30,14 +29,6 @@ def wait_for(
 
 def poll(api: TestClient, location: str, *statuses: str) -> dict:
     return wait_for(lambda: api.get(location).json(), lambda body: body["status"] in statuses)
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with client(
-        tmp_path_factory.mktemp("jobs"), max_insight_steps=600, max_insight_size=128
-    ) as test_client:
-        yield test_client
 
 
 def test_async_maximize_gives_the_synchronous_answer(api: TestClient) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -23,6 +25,17 @@ def _work(key, payload, execute, *, size: int = 1, deadline_s: float = 30.0) -> 
     )
 
 
+@contextmanager
+def running(*, max_batch: int, batches: list[int] | None = None) -> Iterator[DeviceWorker]:
+    """A CPU device worker that batches at once; each forward batch's size goes to `batches`."""
+    record = None if batches is None else (lambda m, n, s: batches.append(n))
+    worker = DeviceWorker(torch.device("cpu"), max_batch=max_batch, max_wait_s=0.0, on_batch=record)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
 @pytest.fixture
 def gate() -> threading.Event:
     return threading.Event()
@@ -38,13 +51,7 @@ def _blocker(gate: threading.Event):
 
 def test_compatible_work_queued_together_runs_as_one_batch(gate: threading.Event) -> None:
     batches: list[int] = []
-    worker = DeviceWorker(
-        torch.device("cpu"),
-        max_batch=8,
-        max_wait_s=0.0,
-        on_batch=lambda m, n, s: batches.append(n),
-    )
-    try:
+    with running(max_batch=8, batches=batches) as worker:
         blocker = worker.submit(_work(None, 0, _blocker(gate)))
 
         def double(payloads):
@@ -63,32 +70,21 @@ def test_compatible_work_queued_together_runs_as_one_batch(gate: threading.Event
         assert other.result(5).item() == 2
         # the four compatible items, then the other key; the unkeyed blocker is no forward batch
         assert batches == [7, 1]
-    finally:
-        worker.stop()
 
 
 def test_batches_respect_the_image_cap(gate: threading.Event) -> None:
     batches: list[int] = []
-    worker = DeviceWorker(
-        torch.device("cpu"),
-        max_batch=4,
-        max_wait_s=0.0,
-        on_batch=lambda m, n, s: batches.append(n),
-    )
-    try:
+    with running(max_batch=4, batches=batches) as worker:
         worker.submit(_work(None, 0, _blocker(gate)))
         futures = [worker.submit(_work("k", i, lambda ps: ps, size=3)) for i in range(3)]
         gate.set()
         assert [f.result(5) for f in futures] == [0, 1, 2]
         assert batches == [3, 3, 3]  # the unkeyed blocker is not counted
-    finally:
-        worker.stop()
 
 
 def test_work_past_its_deadline_is_not_run(gate: threading.Event) -> None:
     ran: list[int] = []
-    worker = DeviceWorker(torch.device("cpu"), max_batch=8, max_wait_s=0.0)
-    try:
+    with running(max_batch=8) as worker:
         worker.submit(_work(None, 0, _blocker(gate)))
         late = worker.submit(_work(None, 1, lambda ps: ran.append(1) or ps, deadline_s=0.05))
         time.sleep(0.1)
@@ -96,8 +92,6 @@ def test_work_past_its_deadline_is_not_run(gate: threading.Event) -> None:
         with pytest.raises(DeadlineExceeded):
             late.result(5)
         assert ran == []
-    finally:
-        worker.stop()
 
 
 def test_out_of_memory_splits_the_batch_then_gives_507(gate: threading.Event) -> None:
@@ -109,8 +103,7 @@ def test_out_of_memory_splits_the_batch_then_gives_507(gate: threading.Event) ->
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return payloads
 
-    worker = DeviceWorker(torch.device("cpu"), max_batch=8, max_wait_s=0.0)
-    try:
+    with running(max_batch=8) as worker:
         worker.submit(_work(None, 0, _blocker(gate)))
         fits = [worker.submit(_work("k", 1, execute)) for _ in range(4)]
         gate.set()
@@ -121,8 +114,6 @@ def test_out_of_memory_splits_the_batch_then_gives_507(gate: threading.Event) ->
             too_big.result(5)
         assert info.value.status == 507
         assert worker.submit(_work("k", 1, execute)).result(5) == 1  # still serving
-    finally:
-        worker.stop()
 
 
 def test_one_failing_item_does_not_fail_its_batch_mates(gate: threading.Event) -> None:
@@ -131,16 +122,13 @@ def test_one_failing_item_does_not_fail_its_batch_mates(gate: threading.Event) -
             raise ValueError("bad payload")
         return [p.upper() for p in payloads]
 
-    worker = DeviceWorker(torch.device("cpu"), max_batch=8, max_wait_s=0.0)
-    try:
+    with running(max_batch=8) as worker:
         worker.submit(_work(None, 0, _blocker(gate)))
         good, bad, good2 = (worker.submit(_work("k", p, execute)) for p in ("a", "bad", "b"))
         gate.set()
         assert good.result(5) == "A" and good2.result(5) == "B"
         with pytest.raises(ValueError):
             bad.result(5)
-    finally:
-        worker.stop()
 
 
 def test_stop_drains_queued_work(gate: threading.Event) -> None:

@@ -48,25 +48,27 @@ def _wait_for_job(client: TestClient, location: str) -> None:
 def _exercise(client: TestClient, photo: bytes, digit: bytes) -> None:
     """One request of every kind that runs model work, each checked for success."""
     image_id = client.post("/v1/images", files=files(photo)).json()["image_id"]
-    calls = [
-        ("post", f"{TINY}/predict?top_k=3", True),
-        ("post", f"{TINY}/feature-maps?layers=layer1,layer2&channels=top:4", True),
-        ("post", f"{TINY}/feature-maps?layers=layer2&channels=all&reduce=pca&format=json", True),
-        ("post", f"{TINY}/feature-maps?layers=layer1&overlay=true&format=npy", True),
-        ("post", f"{TINY}/feature-maps?image_id={image_id}&layers=layer3&format=npy", False),
-        ("post", f"{TINY}/feature-maps?image_id={image_id}&layers=layer3&channels=top:8", False),
-        ("post", f"{TINY}/cam?method=gradcam%2B%2B&format=json", True),
-        ("post", f"{TINY}/cam?method=scorecam&format=npy", True),
-        ("post", f"{TINY}/gradients?method=smoothgrad&samples=4&seed=1&format=npy", True),
-        ("post", f"{TINY}/stats", True),
-        ("get", f"{TINY}/layers/conv1/filters?format=png", False),
-        ("post", f"{TINY}/layers/layer2/maximize?channel=3&steps=4&async=false", False),
-        ("post", f"{TINY}/layers/layer1/invert?steps=3&async=false", True),
-        ("post", "/v1/models/digits/predict", "digit"),
-    ]
-    for method, url, upload in calls:
-        body = {} if upload is False else {"files": files(digit if upload == "digit" else photo)}
-        answer = client.request(method.upper(), url, **body)
+    # METHOD path [upload]: the photo, a digit, or nothing (the stored image_id, a weight view)
+    calls = f"""
+        POST {TINY}/predict?top_k=3 photo
+        POST {TINY}/feature-maps?layers=layer1,layer2&channels=top:4 photo
+        POST {TINY}/feature-maps?layers=layer2&channels=all&reduce=pca&format=json photo
+        POST {TINY}/feature-maps?layers=layer1&overlay=true&format=npy photo
+        POST {TINY}/feature-maps?image_id={image_id}&layers=layer3&format=npy
+        POST {TINY}/feature-maps?image_id={image_id}&layers=layer3&channels=top:8
+        POST {TINY}/cam?method=gradcam%2B%2B&format=json photo
+        POST {TINY}/cam?method=scorecam&format=npy photo
+        POST {TINY}/gradients?method=smoothgrad&samples=4&seed=1&format=npy photo
+        POST {TINY}/stats photo
+        GET {TINY}/layers/conv1/filters?format=png
+        POST {TINY}/layers/layer2/maximize?channel=3&steps=4&async=false
+        POST {TINY}/layers/layer1/invert?steps=3&async=false photo
+        POST /v1/models/digits/predict digit
+    """
+    uploads = {"photo": photo, "digit": digit}
+    for method, url, *upload in (line.split() for line in calls.strip().splitlines()):
+        body = {"files": files(uploads[upload[0]])} if upload else {}
+        answer = client.request(method, url, **body)
         assert answer.status_code == 200, (url, answer.text[:300])
     job = client.post(f"{TINY}/layers/layer2/maximize?channel=1&steps=4&async=true")
     assert job.status_code == 202, job.text

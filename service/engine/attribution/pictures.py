@@ -87,30 +87,49 @@ def _title(prefix: str, target: int, label: Callable[[int], str]) -> str:
     return f"{prefix} | {target}" + (f" {name}" if name != str(target) else "")
 
 
+def _panel(
+    views: Sequence[UploadView],
+    drawings: Callable[[int, UploadView], list[tuple[str, np.ndarray]]],
+) -> np.ndarray:
+    """Per image: its picture, then its titled drawings, one row each."""
+    return panel(
+        [
+            [("input", _fade_outside(view.picture, view)), *drawings(image, view)]
+            for image, view in enumerate(views)
+        ]
+    )
+
+
 def cam_panel(
     result: CamResult, views: Sequence[UploadView], look: Look, label: Callable[[int], str]
 ) -> np.ndarray:
     """Per image: the picture, then one heatmap per layer and target drawn on it."""
-    rows = []
-    for image, view in enumerate(views):
-        row = [("input", _fade_outside(view.picture, view))]
-        for layer in result.layers:
-            for slot, target in enumerate(result.targets[image]):
-                title = _title(layer.name, int(target), label)
-                row.append((title, heatmap_over(layer.maps[image, slot], view, look)))
-        rows.append(row)
-    return panel(rows)
+
+    def drawings(image: int, view: UploadView) -> list[tuple[str, np.ndarray]]:
+        return [
+            (
+                _title(layer.name, int(target), label),
+                heatmap_over(layer.maps[image, slot], view, look),
+            )
+            for layer in result.layers
+            for slot, target in enumerate(result.targets[image])
+        ]
+
+    return _panel(views, drawings)
 
 
 def gradient_panel(
     result: GradientResult, views: Sequence[UploadView], look: Look, label: Callable[[int], str]
 ) -> np.ndarray:
     """Per image: the picture, then one drawing per target on it."""
-    rows = []
-    for image, view in enumerate(views):
-        row = [("input", _fade_outside(view.picture, view))]
-        for slot, target in enumerate(result.targets[image]):
-            title = _title(result.method, int(target), label)
-            row.append((title, gradient_view(result.values[image, slot], view, look)))
-        rows.append(row)
-    return panel(rows)
+
+    def drawings(image: int, view: UploadView) -> list[tuple[str, np.ndarray]]:
+        return [
+            (
+                _title(result.method, int(target), label),
+                gradient_view(result.values[image, slot], view, look),
+            )
+            for slot, target in enumerate(result.targets[image])
+        ]
+
+    return _panel(views, drawings)
