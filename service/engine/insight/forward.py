@@ -12,7 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from model_registry.registry import LoadedModel
 from service.engine.capture import StopForward, hooked
+from service.engine.insight.transforms import normalize
 
 
 def layer_tensor(
@@ -42,3 +44,12 @@ def layer_tensor(
     if "value" not in kept:
         raise RuntimeError(f"layer {layer!r} did not run in the forward pass")
     return kept["value"]
+
+
+def pixel_layer(
+    model: LoadedModel, pixels: torch.Tensor, layer: str, *, calls: int
+) -> torch.Tensor:
+    """`layer`'s float32 output for [0, 1] pixels, normalized with the model's mean and std:
+    what maximization and inversion optimize through."""
+    normalized = normalize(pixels, model.spec.mean, model.spec.std)
+    return layer_tensor(model.module, normalized, layer, calls=calls).float()

@@ -21,10 +21,10 @@ import torch
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.checks import check_cap, check_finite
-from service.engine.insight.forward import layer_tensor
+from service.engine.insight.forward import pixel_layer
 from service.engine.insight.options import activation_layer
 from service.engine.insight.progress import Progress, no_progress
-from service.engine.insight.transforms import normalize, total_variation
+from service.engine.insight.transforms import total_variation
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,7 @@ def plan_invert(
 
 
 def _features(model: LoadedModel, pixels: torch.Tensor, plan: InvertPlan) -> torch.Tensor:
-    spec = model.spec
-    return layer_tensor(
-        model.module, normalize(pixels, spec.mean, spec.std), plan.layer, calls=plan.calls
-    ).float()
+    return pixel_layer(model, pixels, plan.layer, calls=plan.calls)
 
 
 def invert(

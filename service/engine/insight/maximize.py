@@ -16,7 +16,7 @@ import torch
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.checks import check_cap, check_finite
-from service.engine.insight.forward import layer_tensor
+from service.engine.insight.forward import layer_tensor, pixel_layer
 from service.engine.insight.options import (
     activation_layer,
     check_channel,
@@ -27,7 +27,6 @@ from service.engine.insight.progress import Progress, no_progress
 from service.engine.insight.transforms import (
     FourierImage,
     TransformOptions,
-    normalize,
     random_transform,
     total_variation,
 )
@@ -204,10 +203,7 @@ def objective(
 
 def _evaluate(model: LoadedModel, pixels: torch.Tensor, plan: MaximizePlan) -> torch.Tensor:
     """The layer's activation for [0, 1] pixels."""
-    spec = model.spec
-    return layer_tensor(
-        model.module, normalize(pixels, spec.mean, spec.std), plan.layer, calls=plan.calls
-    ).float()
+    return pixel_layer(model, pixels, plan.layer, calls=plan.calls)
 
 
 def noise_baseline(
