@@ -121,17 +121,8 @@ def digits() -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def tiny_vit() -> LoadedModel:
-    module = seeded(
-        lambda: VisionTransformer(
-            image_size=32,
-            patch_size=8,
-            num_layers=2,
-            num_heads=2,
-            hidden_dim=32,
-            mlp_dim=64,
-            num_classes=10,
-        )
-    )
+    shape = {"num_layers": 2, "num_heads": 2, "hidden_dim": 32, "mlp_dim": 64}
+    module = seeded(lambda: VisionTransformer(image_size=32, patch_size=8, num_classes=10, **shape))
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(1)  # torchvision starts the head at zero, which makes every logit 0
         torch.nn.init.normal_(module.heads.head.weight, std=0.5)

@@ -57,32 +57,21 @@ TINY_SWIN = (
     "{ img_size = 64, window_size = 4, embed_dim = 16, depths = [1, 1], num_heads = [1, 2] }"
 )
 
-MODELS = f"""
-[[models]]
-name = "tcnn"
-architecture = "timm:resnet18"
-input_size = [64, 64]
-num_classes = 5
 
-[[models]]
-name = "tvit"
-architecture = "timm:vit_tiny_patch16_224"
-num_classes = 5
-options = {TINY_VIT}
+def _timm(name: str, model: str, options: str) -> str:
+    return (
+        f'[[models]]\nname = "{name}"\narchitecture = "timm:{model}"\nnum_classes = 5\n'
+        f"options = {options}\n\n"
+    )
 
-[[models]]
-name = "tdeit"
-architecture = "timm:deit_tiny_distilled_patch16_224"
-num_classes = 5
-options = {TINY_VIT}
 
-[[models]]
-name = "tswin"
-architecture = "timm:swin_tiny_patch4_window7_224"
-num_classes = 5
-options = {TINY_SWIN}
-
-[[models]]
+MODELS = (
+    '[[models]]\nname = "tcnn"\narchitecture = "timm:resnet18"\ninput_size = [64, 64]\n'
+    "num_classes = 5\n\n"
+    + _timm("tvit", "vit_tiny_patch16_224", TINY_VIT)
+    + _timm("tdeit", "deit_tiny_distilled_patch16_224", TINY_VIT)
+    + _timm("tswin", "swin_tiny_patch4_window7_224", TINY_SWIN)
+    + """[[models]]
 name = "hvit"
 architecture = "hf:hf-vit"
 
@@ -93,8 +82,10 @@ input_size = [32, 32]
 mean = [0.5, 0.5, 0.5]
 std = [0.25, 0.25, 0.25]
 num_classes = 3
-options = {{ width = 6, classes = 3 }}
-""" + resnet18_entry("tv", 10)
+options = { width = 6, classes = 3 }
+"""
+    + resnet18_entry("tv", 10)
+)
 
 HF_LABELS = ("cat", "dog", "fish")
 
@@ -103,13 +94,12 @@ def write_hf_vit(folder: Path, *, seed: int = 0) -> Path:
     """A 2-layer ViT (32 x 32 input, 8 x 8 patches) and its processor, via save_pretrained."""
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
+    shape = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
     config = ViTConfig(
         image_size=32,
         patch_size=8,
         hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **shape,
         num_labels=len(HF_LABELS),
         id2label=dict(enumerate(HF_LABELS)),
         label2id={label: i for i, label in enumerate(HF_LABELS)},
