@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,15 @@ from service.engine.channels import (
 )
 from service.engine.charts import bar_chart, colorbar
 from service.engine.reduce import check_reduce, reduce_channels
-from service.engine.render import RenderOptions, grid, input_picture, map_tiles, panel
+from service.engine.render import (
+    RenderOptions,
+    grid,
+    input_picture,
+    map_tiles,
+    panel,
+    tile_size,
+)
+from service.engine.upload_view import UploadView, overlay_tiles
 
 MAX_INPUT_DISPLAY = 320
 MIN_INPUT_DISPLAY = 128
@@ -198,14 +207,23 @@ def is_vector(layer: LayerMaps, reduce: str) -> bool:
 
 
 def layer_picture(
-    layer: LayerMaps, image: int, *, reduce: str, background: np.ndarray, options: RenderOptions
+    layer: LayerMaps,
+    image: int,
+    *,
+    reduce: str,
+    background: np.ndarray,
+    options: RenderOptions,
+    view: UploadView | None = None,
 ) -> np.ndarray:
     """One layer's grid for one image, with a colorbar beneath when `options.labels`; a
     vector as a sorted bar chart."""
     maps = layer.values[image]
     if is_vector(layer, reduce):
         return bar_chart(maps[:, 0, 0], [str(c) for c in layer.channels[image]])
-    tiles = map_tiles(maps, rgb=reduce == "pca", background=background, options=options)
+    if options.overlay and view is not None:
+        tiles = overlay_tiles(maps, view, rgb=reduce == "pca", options=options)
+    else:
+        tiles = map_tiles(maps, rgb=reduce == "pca", background=background, options=options)
     if reduce == "none":
         labels = [str(c) for c in layer.channels[image]] if options.labels else None
     else:
@@ -226,10 +244,14 @@ def layer_picture(
     return np.concatenate([picture, gap, bar])
 
 
-def render_feature_maps(result: FeatureMaps, options: RenderOptions) -> np.ndarray:
-    """The panel: per image, the input on the left and each layer's grid beside it."""
+def render_feature_maps(
+    result: FeatureMaps, options: RenderOptions, views: Sequence[UploadView] = ()
+) -> np.ndarray:
+    """The panel: per image, the input on the left and each layer's grid beside it. With
+    `views` (overlays on the uploads' geometry), the uploads stand in for the model input."""
     rows = []
     for image in range(result.inputs.shape[0]):
+        view = views[image] if views else None
         pictures = [
             (
                 f"{layer.name} [{', '.join(str(s) for s in layer.shape)}]",
@@ -239,12 +261,19 @@ def render_feature_maps(result: FeatureMaps, options: RenderOptions) -> np.ndarr
                     reduce=result.reduce,
                     background=result.inputs[image],
                     options=options,
+                    view=view,
                 ),
             )
             for layer in result.layers
         ]
         side = min(MAX_INPUT_DISPLAY, max(MIN_INPUT_DISPLAY, max(p.shape[0] for _, p in pictures)))
-        rows.append([("input", input_picture(result.inputs[image], longer_side=side)), *pictures])
+        if view is None:
+            shown = input_picture(result.inputs[image], longer_side=side)
+        else:
+            source_h, source_w = view.geometry.source_size
+            resized = view.resized(tile_size(source_h, source_w, side))
+            shown = resized.faded(resized.picture)
+        rows.append([("input", shown), *pictures])
     return panel(rows)
 
 

@@ -38,6 +38,8 @@ class RenderOptions:
         overlay: blend each map onto the input picture.
         alpha: weight of the map in an overlay.
         labels: write the channel number on each tile.
+        canvas: with overlay, 'upload' (the uploaded picture's geometry, through
+            `service.engine.upload_view`) or 'input' (the model input).
     """
 
     colormap: str = "viridis"
@@ -47,6 +49,7 @@ class RenderOptions:
     overlay: bool = False
     alpha: float = 0.5
     labels: bool = True
+    canvas: str = "upload"
 
 
 def colormap_names() -> list[str]:

@@ -15,10 +15,18 @@ from PIL import Image
 
 from model_registry.spec import ModelSpec
 from service.engine.images import Geometry, fit_geometry, in_mode
-from service.engine.render import input_picture
+from service.engine.render import (
+    MIN_TILE,
+    RenderOptions,
+    colormap_lut,
+    input_picture,
+    tile_size,
+    unit_range,
+)
 
 MAX_DISPLAY = 320
 MIN_DISPLAY = 128
+OUTSIDE_FADE = 0.55  # how far pixels the model never saw (outside a crop) fade to white
 
 
 def display_side(height: int, width: int) -> int:
@@ -87,6 +95,22 @@ class UploadView:
         placed = _sample(values.astype(np.float32), rows, values.ndim - 2, nearest)
         return _sample(placed, cols, values.ndim - 1, nearest).astype(np.float32)
 
+    def faded(self, picture: np.ndarray) -> np.ndarray:
+        """`picture` (drawn on this view) with what the model never saw faded toward white."""
+        inside = self.inside
+        if inside.all():
+            return picture
+        faded = picture.astype(np.float32)
+        faded[~inside] += (255.0 - faded[~inside]) * OUTSIDE_FADE
+        return np.round(faded).astype(np.uint8)
+
+    def resized(self, size: tuple[int, int]) -> UploadView:
+        """The same view drawn at `size` (height, width)."""
+        if self.picture.shape[:2] == size:
+            return self
+        image = Image.fromarray(self.picture).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return UploadView(np.asarray(image), self.geometry)
+
     def magnification(self, map_shape: tuple[int, int]) -> float:
         """Display pixels per map cell (>= 2: small inputs such as digits look best nearest)."""
         height, width = self.picture.shape[:2]
@@ -111,3 +135,22 @@ def upload_view(image: Image.Image, spec: ModelSpec) -> UploadView:
     pixels = np.asarray(in_mode(image, "RGB"))
     picture = input_picture(pixels, longer_side=display_side(image.height, image.width))
     return UploadView(picture, fit_geometry((image.height, image.width), spec))
+
+
+def overlay_tiles(
+    maps: np.ndarray, view: UploadView, *, rgb: bool, options: RenderOptions
+) -> np.ndarray:
+    """Maps [k, H, W] blended onto the upload at tile size: uint8 tiles [n, h, w, 3] with
+    the upload's aspect (`render.map_tiles` draws them on the model input instead)."""
+    source_h, source_w = view.geometry.source_size
+    longer = options.upsample or max(MIN_TILE, *maps.shape[1:])
+    tile = view.resized(tile_size(source_h, source_w, longer))
+    unit = tile.place(unit_range(maps, "channel" if rgb else options.scale))
+    if rgb:
+        colour = np.clip(np.round(unit.transpose(1, 2, 0)[None] * 255), 0, 255).astype(np.uint8)
+    else:
+        colour = colormap_lut(options.colormap)[
+            np.clip(np.round(unit * 255), 0, 255).astype(np.uint8)
+        ]
+    blend = options.alpha * colour.astype(np.float32) + (1 - options.alpha) * tile.picture
+    return np.stack([tile.faded(np.clip(np.round(b), 0, 255).astype(np.uint8)) for b in blend])

@@ -66,12 +66,21 @@ async def feature_maps(
         upsample=options.upsample,
         overlay=options.overlay,
         labels=options.labels,
+        canvas=options.canvas.value,
     )
     pixels, outputs = await captured_layers(
         pool, activations, model, images, plan, max_pixels=settings.max_image_pixels
     )
     maps = await pool.run_on(model, feature_maps_from, model, pixels, outputs, plan)
-    answer = await pool.cpu(encode_feature_maps, maps, fmt=fmt, options=render)
+    answer = await pool.cpu(
+        encode_feature_maps,
+        maps,
+        fmt=fmt,
+        options=render,
+        uploads=images,
+        spec=model.spec,
+        max_pixels=settings.max_image_pixels,
+    )
 
     fits = await pool.cpu(upload_geometries, images, model.spec) if fmt == "json" else []
 

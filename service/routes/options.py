@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api_schemas.attributions import Canvas
 from api_schemas.feature_maps import OutputFormat, Reduce, Scale
 from api_schemas.insight import (
     EmbeddingFormat,
@@ -80,7 +81,7 @@ class PredictOptions(Options):
 
 class FeatureMapOptions(Options):
     answer_fields = frozenset(
-        {"fmt", "colormap", "scale", "columns", "upsample", "overlay", "labels"}
+        {"fmt", "colormap", "scale", "columns", "upsample", "overlay", "labels", "canvas"}
     )
     name_lists = frozenset({"layers"})
     layers: str | None = Field(
@@ -96,6 +97,11 @@ class FeatureMapOptions(Options):
     columns: int | None = Field(None, ge=1, le=256, description="tiles per grid row")
     upsample: int | None = Field(None, ge=8, le=1024, description="tile size in pixels")
     overlay: bool = Field(False, description="blend maps onto the input image")
+    canvas: Canvas = Field(
+        Canvas.upload,
+        description="overlay: blend onto the uploaded picture's own geometry (upload; what a "
+        "crop left out is faded) or onto the model input (input)",
+    )
     labels: bool = Field(True, description="channel numbers on tiles")
 
 

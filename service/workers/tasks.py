@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from model_registry.registry import LoadedModel
+from model_registry.spec import ModelSpec
 from service.engine import encode
 from service.engine.capture import capture
 from service.engine.feature_maps import (
@@ -23,6 +24,7 @@ from service.engine.feature_maps import (
 from service.engine.images import decode_image, display_pixels, model_pixels, to_batch
 from service.engine.predict import Prediction, top_k_predictions
 from service.engine.render import RenderOptions
+from service.engine.upload_view import upload_view
 from service.workers.answer import Answer
 from service.workers.device_worker import BatchFn
 
@@ -94,13 +96,26 @@ def feature_maps_from(
 
 
 def encode_feature_maps(
-    maps: FeatureMaps, *, fmt: str, options: RenderOptions
+    maps: FeatureMaps,
+    *,
+    fmt: str,
+    options: RenderOptions,
+    uploads: Sequence[bytes] = (),
+    spec: ModelSpec | None = None,
+    max_pixels: int = 0,
 ) -> Answer[FeatureMaps]:
-    """png, npy or npz bytes of selected maps (numpy and Pillow only: runs in the CPU pool)."""
+    """png, npy or npz bytes of selected maps (numpy and Pillow only: runs in the CPU pool).
+
+    Overlays on the upload's geometry (`options.canvas`) decode `uploads` again for it."""
     if fmt == "npy":
         if len(maps.layers) == 1:
             return Answer(maps, encode.npy_bytes(maps.layers[0].values), encode.NPY_MEDIA_TYPE)
         arrays = {layer.name: layer.values for layer in maps.layers}
         return Answer(maps, encode.npz_bytes(arrays), encode.NPZ_MEDIA_TYPE)
-    picture = render_feature_maps(maps, options)
+    views = []
+    if options.overlay and options.canvas == "upload" and uploads and spec is not None:
+        views = [
+            upload_view(image, spec) for image in decode_images(uploads, max_pixels=max_pixels)
+        ]
+    picture = render_feature_maps(maps, options, views)
     return Answer(maps, encode.png_bytes(np.ascontiguousarray(picture)), encode.PNG_MEDIA_TYPE)

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.engine.upload_view import OUTSIDE_FADE
+
 MARGIN, TITLE = 8, 18  # service/engine/render.py's _MARGIN and _TITLE_HEIGHT
-FADE = 0.55  # service/engine/attribution/pictures.py's _OUTSIDE_FADE
+FADE = OUTSIDE_FADE
 
 
 def _panel(client, url: str, data: bytes) -> np.ndarray:
@@ -61,3 +63,23 @@ def test_canvas_input_draws_on_the_model_input(default_client, china_png: bytes)
         files={"image": ("china.png", china_png, "image/png")},
     )
     assert bad.status_code == 422 and "canvas" in bad.text and "upload" in bad.text
+
+
+def test_feature_map_overlays_follow_the_upload(
+    default_client, photo_images: dict[str, Image.Image], china_png: bytes
+) -> None:
+    url = "/v1/models/resnet18/feature-maps?layers=layer1&channels=0,1&overlay=true&labels=false"
+    upload = _panel(default_client, url + "&upsample=96&columns=2", china_png)
+    column, tile = (85, 128), (64, 96)  # the input at 128 px, tiles at 96 px: both 3:2
+    assert upload.shape == (2 * MARGIN + TITLE + 85, 3 * MARGIN + 128 + 2 * 96 + 2, 3)
+    picture = _tile(upload, 0, column)
+    shown = np.asarray(photo_images["china.jpg"].resize((128, 85), Image.Resampling.BILINEAR))
+    faded = np.round(shown.astype(np.int32) + (255 - shown) * FADE)
+    band = np.abs(picture[:, :26] - faded[:, :26])  # the cropped band, faded (resized twice)
+    assert band.mean() < 1.0 and band.max() <= 8
+    left, top = 2 * MARGIN + 128, MARGIN + TITLE
+    first = upload[top : top + tile[0], left : left + tile[1]].astype(np.int32)
+    assert (first[:, :19] >= np.round(255 * FADE) - 1).all()  # no map where the crop cut
+    assert first[:, 22:70].std() > 10
+    square = _panel(default_client, url + "&upsample=96&columns=2&canvas=input", china_png)
+    assert square.shape == (2 * MARGIN + TITLE + 128, 3 * MARGIN + 128 + 2 * 96 + 2, 3)

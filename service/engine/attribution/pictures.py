@@ -33,31 +33,19 @@ class Look:
     canvas: str = "upload"
 
 
-_OUTSIDE_FADE = 0.55  # how far pixels the model never saw (outside a crop) fade to white
-
-
-def _fade_outside(picture: np.ndarray, view: UploadView) -> np.ndarray:
-    inside = view.inside
-    if inside.all():
-        return picture
-    faded = picture.astype(np.float32)
-    faded[~inside] += (255.0 - faded[~inside]) * _OUTSIDE_FADE
-    return np.round(faded).astype(np.uint8)
-
-
 def colored(values: np.ndarray, view: UploadView, look: Look) -> np.ndarray:
     """A map [H, W] min-max scaled over the model input, placed on the view, through the
     colormap: uint8 [h, w, 3]."""
     unit = view.place(unit_range(values[None].astype(np.float32), "channel")[0])
     index = np.clip(np.round(unit * 255), 0, 255).astype(np.uint8)
-    return _fade_outside(colormap_lut(look.colormap)[index], view)
+    return view.faded(colormap_lut(look.colormap)[index])
 
 
 def heatmap_over(values: np.ndarray, view: UploadView, look: Look) -> np.ndarray:
     """The map as a heatmap blended over the view's picture with weight alpha."""
     colour = colored(values, view, look).astype(np.float32)
     blend = look.alpha * colour + (1 - look.alpha) * view.picture.astype(np.float32)
-    return _fade_outside(np.clip(np.round(blend), 0, 255).astype(np.uint8), view)
+    return view.faded(np.clip(np.round(blend), 0, 255).astype(np.uint8))
 
 
 def gradient_image(values: np.ndarray, view: UploadView) -> np.ndarray:
@@ -68,7 +56,7 @@ def gradient_image(values: np.ndarray, view: UploadView) -> np.ndarray:
     placed = view.place(np.clip(image, 0, 1), nearest=nearest)
     pixels = np.clip(np.round(placed * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     pixels = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
-    return _fade_outside(np.ascontiguousarray(pixels), view)
+    return view.faded(np.ascontiguousarray(pixels))
 
 
 def gradient_view(values: np.ndarray, view: UploadView, look: Look) -> np.ndarray:
@@ -94,7 +82,7 @@ def _panel(
     """Per image: its picture, then its titled drawings, one row each."""
     return panel(
         [
-            [("input", _fade_outside(view.picture, view)), *drawings(image, view)]
+            [("input", view.faded(view.picture)), *drawings(image, view)]
             for image, view in enumerate(views)
         ]
     )

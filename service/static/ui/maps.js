@@ -123,6 +123,9 @@ function mapOptions(state) {
     colormap: state.cmap,
     scale: state.scale,
     overlay: state.overlay === "1" ? "true" : undefined,
+    // Tiles are laid out from the maps' own shape (tileBoxes), so overlays stay on the model
+    // input rather than the upload's geometry.
+    canvas: state.overlay === "1" ? "input" : undefined,
     // No numbers drawn over the tiles (they hid each map's corner) and no colorbar in the
     // picture: the page draws the colorbars and names each tile on hover.
     labels: "false",
