@@ -228,10 +228,11 @@ def to_batch(pixels: np.ndarray, spec: ModelSpec, device: torch.device) -> torch
     every convolution, and resnet50 on 2 CPU cores ran 82 ms instead of 66 ms on them.
     """
     array = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
-    batch = torch.from_numpy(array).to(device)
-    mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
-    return ((batch.float() / 255.0) - mean) / std
+    batch = torch.from_numpy(array).to(device=device, dtype=torch.float32)
+    # (x / 255 - mean) / std as one scale and one shift, in place: two passes, no temporaries.
+    scale = torch.tensor([1.0 / (255.0 * s) for s in spec.std], device=device)
+    shift = torch.tensor([-m / s for m, s in zip(spec.mean, spec.std, strict=True)], device=device)
+    return batch.mul_(scale.view(1, -1, 1, 1)).add_(shift.view(1, -1, 1, 1))
 
 
 def preprocess(
