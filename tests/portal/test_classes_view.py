@@ -8,13 +8,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import LiveServer
-from tests.portal.conftest import (
-    open_portal,
-    sample_page,
-    screenshot,
-    settled,
-    wait_for,
-)
+from tests.portal.conftest import open_portal, sample_page, screenshot, settled, wait_for
 
 pytestmark = pytest.mark.browser
 
