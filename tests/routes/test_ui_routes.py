@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from service.engine import charts
-from service.engine.attribution import pictures
+from service.engine import charts, upload_view
 from service.engine.render import colormap_lut
 
 STATIC = Path(__file__).resolve().parents[2] / "service" / "static" / "ui"
@@ -44,4 +43,4 @@ def test_the_scripts_mirror_the_renderers_geometry() -> None:
     assert found == {"BAR_CHART_WIDTH": str(charts.BAR_CHART_WIDTH)}
     classes = (STATIC / "classes.js").read_text()
     panel = dict(re.findall(r"\b(MIN|MAX): (\d+)", classes))
-    assert panel == {"MIN": str(pictures.MIN_DISPLAY), "MAX": str(pictures.MAX_DISPLAY)}
+    assert panel == {"MIN": str(upload_view.MIN_DISPLAY), "MAX": str(upload_view.MAX_DISPLAY)}

@@ -11,7 +11,7 @@ export const PREDICT = "/v1/models/{model}/predict";
 export const CAM = "/v1/models/{model}/cam";
 export const GRADIENTS = "/v1/models/{model}/gradients";
 
-// Mirrors _MARGIN, _TITLE_HEIGHT (render.py) and MAX/MIN_DISPLAY (attribution/pictures.py):
+// Mirrors _MARGIN, _TITLE_HEIGHT (render.py) and MAX/MIN_DISPLAY (engine/upload_view.py):
 // where the server's panel puts the input picture.
 const PANEL = Object.freeze({ MARGIN: 8, TITLE_HEIGHT: 18, MIN: 128, MAX: 320 });
 
