@@ -97,9 +97,11 @@ class DatasetAnalysis:
 
 def _read(dataset: Dataset, index: int, max_pixels: int) -> Image.Image | Skipped:
     try:
-        return decode_image(dataset.read(index), max_pixels=max_pixels, index=index)
+        data = dataset.read(index)
+        return decode_image(data, max_pixels=max_pixels, index=index, field=dataset.name)
     except (OSError, ClientError) as exc:
-        reason = exc.detail if isinstance(exc, ClientError) else "the file could not be read"
+        # "pets[4] is not a decodable image", without the advice to the uploader.
+        reason = exc.detail.split("; ")[0] if isinstance(exc, ClientError) else "unreadable file"
         log.warning("dataset %s: skipped %s: %s", dataset.name, dataset.describe(index), reason)
         return Skipped(index, reason)
 
