@@ -236,3 +236,23 @@ def match_classes(classes: Sequence[str], labels: Sequence[str]) -> tuple[int, .
             return None
         mapping.append(index)
     return tuple(mapping) if len(set(mapping)) == len(mapping) else None
+
+
+_SIGNATURES = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+
+
+def picture_media_type(data: bytes) -> str | None:
+    """The media type of a stored picture, from its first bytes; None for no picture format."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for signature, media_type in _SIGNATURES:
+        if data.startswith(signature):
+            return media_type
+    return None

@@ -19,8 +19,8 @@ from api_schemas.datasets import (
     SkippedPicture,
 )
 from api_schemas.insight import EmbeddingMethod
-from model_registry.datasets import Dataset
-from model_registry.errors import NotFound
+from model_registry.datasets import Dataset, picture_media_type
+from model_registry.errors import InvalidInput, NotFound, UnsupportedMedia
 from service.engine.dataset.analysis import DatasetAnalysis, analyse
 from service.engine.dataset.plan import AnalysisPlan, plan_analysis
 from service.engine.dataset.tally import LayerSummary
@@ -43,6 +43,33 @@ async def list_datasets(datasets: DatasetsDep) -> DatasetList:
     return DatasetList(
         data=[DatasetInfo(name=d.name, size=len(d), classes=list(d.classes)) for d in datasets]
     )
+
+
+@router.get(
+    "/datasets/{dataset}/images/{index}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the picture as stored (digits: a 32x32 PNG)",
+            "content": {"image/*": {}},
+        },
+        **common.error_responses(NotFound, InvalidInput, UnsupportedMedia),
+    },
+)
+async def dataset_image(
+    datasets: DatasetsDep,
+    dataset: DatasetPath,
+    index: Annotated[int, PathParam(description="0 .. size - 1", ge=0, le=10**9)],
+) -> Response:
+    """One picture of a dataset, as `image=dataset:NAME/INDEX` names it in other endpoints."""
+    found = datasets.get(dataset, field="dataset")
+    data = datasets.read(f"dataset:{found.name}/{index}", field="index")
+    media_type = picture_media_type(data)
+    if media_type is None:
+        raise UnsupportedMedia(
+            f"index: picture {found.describe(index)} is not in a picture format", field="index"
+        )
+    return Response(data, media_type=media_type)
 
 
 @router.post(

@@ -3,6 +3,7 @@ written by the test, dataset pictures named in other endpoints, and the errors."
 
 from __future__ import annotations
 
+import io
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -193,3 +195,19 @@ def test_bad_input_names_the_field(api: TestClient, url: str, status: int, field
     assert answer.json()["field"] == field
     if url.startswith("/v1/models/digits/datasets/nope"):
         assert answer.json()["choices"] == ["digits", "pets", "shapes"]
+
+
+def test_a_dataset_picture_is_served_as_stored(api: TestClient) -> None:
+    digit = api.get("/v1/datasets/digits/images/17")
+    assert digit.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(digit.content)).size == (32, 32)
+    pet = api.get(f"/v1/datasets/pets/images/{PER_CLASS + 1}")
+    assert pet.headers["content-type"] == "image/png"
+    assert pet.content == api.app.state.datasets.get("pets").read(PER_CLASS + 1)
+    for url, status, field in (
+        ("/v1/datasets/nope/images/0", 404, "dataset"),
+        ("/v1/datasets/pets/images/13", 422, "index"),
+        (f"/v1/datasets/pets/images/{PER_CLASS}", 415, "index"),  # the broken file
+    ):
+        answer = api.get(url)
+        assert (answer.status_code, answer.json()["field"]) == (status, field), answer.text
