@@ -12,9 +12,10 @@ import torch
 
 from model_registry.config import load_config, load_datasets
 from model_registry.datasets import FolderDataset
+from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel, load_model
 from service.engine.dataset.analysis import DatasetAnalysis, analyse
-from service.engine.dataset.plan import plan_analysis
+from service.engine.dataset.plan import MAX_TSNE_POINTS, plan_analysis
 from service.engine.images import decode_image, preprocess
 from service.engine.insight.progress import Cancelled
 from tests.dataset_support import DEAD_CHANNEL, PER_CLASS, WIDTH, write_models
@@ -127,3 +128,18 @@ def test_progress_counts_pictures_and_cancel_leaves_no_hook(
     done: list[tuple[int, int]] = []
     analyse(model, pets, plan, max_pixels=MAX_PIXELS, progress=lambda s, t: done.append((s, t)))
     assert done == [(4, 13), (8, 13), (12, 13), (13, 13)]
+
+
+def test_tsne_is_bounded_and_pca_is_not(setup: tuple[LoadedModel, FolderDataset]) -> None:
+    model, pets = setup
+    files = tuple(f"cat/{i:05d}.png" for i in range(MAX_TSNE_POINTS + 1))
+    large = FolderDataset("large", pets.root, ("cat",), files, (0,) * len(files))
+    options = {"layers": [], "embedding_layer": None, "seed": 0}
+    with pytest.raises(InvalidInput) as caught:
+        plan_analysis(model, large, method="tsne", limit=None, **options)
+    assert caught.value.field == "limit" and "method=pca" in caught.value.detail
+    sampled = plan_analysis(model, large, method="tsne", limit=MAX_TSNE_POINTS, **options)
+    assert len(sampled.indices) == MAX_TSNE_POINTS == len(set(sampled.indices))
+    assert len(plan_analysis(model, large, method="pca", limit=None, **options).indices) == len(
+        files
+    )

@@ -15,6 +15,8 @@ from service.engine.insight.stats import plan_stats
 # Values per batch of model input: 256 digits (32x32x1), 53 pictures at 224x224x3.
 BATCH_VALUES = 8_000_000
 MAX_BATCH = 256
+# The projection runs inside the job after the last batch and has no step to stop at.
+MAX_TSNE_POINTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ def plan_analysis(
             f"'{dataset.name}' gives {count}",
             field="limit",
             minimum=minimum_images(method),
+        )
+    if method == "tsne" and count > MAX_TSNE_POINTS:
+        raise InvalidInput(
+            f"limit: t-SNE of {count} pictures would hold the device worker too long (it "
+            f"cannot be cancelled midway); send limit <= {MAX_TSNE_POINTS} or method=pca",
+            field="limit",
+            valid_range=[minimum_images(method), MAX_TSNE_POINTS],
         )
     if count < size:
         rng = np.random.default_rng(seed)
