@@ -62,6 +62,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/attribution.py
+	$(BIN)/python bench/dataset.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from model_registry.datasets import DIGITS, FolderDataset, scan_folder
 from model_registry.errors import ConfigError
 from model_registry.sources import source_for
 from model_registry.spec import ModelSpec
@@ -70,6 +71,15 @@ def _read_labels(value: str | list[str] | None, base: Path) -> tuple[str, ...] |
     )
 
 
+def _read_document(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"models file {str(path)!r} (LAYERSCOPE_MODELS) does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"models file {str(path)!r} is not valid TOML: {exc}") from exc
+
+
 def load_config(path: str | Path) -> list[ModelSpec]:
     """Parse a models TOML file. Relative paths are resolved against the file's folder.
 
@@ -78,12 +88,7 @@ def load_config(path: str | Path) -> list[ModelSpec]:
             names the entry (index and name) and the field.
     """
     path = Path(path)
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"models file {str(path)!r} (LAYERSCOPE_MODELS) does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"models file {str(path)!r} is not valid TOML: {exc}") from exc
+    document = _read_document(path)
     tables = document.get("models")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"models file {str(path)!r} needs at least one [[models]] table")
@@ -180,3 +185,46 @@ def default_specs() -> list[ModelSpec]:
         _to_spec(digits, "default model 'digits'", here),
         _to_spec(resnet, "default model 'resnet18'", here, weights_required=False),
     ]
+
+
+class _DatasetEntry(BaseModel):
+    """One `[[datasets]]` table: a name and an ImageFolder path (relative to the file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    path: Annotated[str, Field(min_length=1)]
+
+
+def load_datasets(path: str | Path) -> list[FolderDataset]:
+    """The folder datasets of a models file, each folder listed (ImageFolder layout).
+
+    Raises:
+        ConfigError: a bad `[[datasets]]` table, a duplicate or reserved name, or a folder
+            that is missing or holds no pictures; the message names the dataset and field.
+    """
+    path = Path(path)
+    tables = _read_document(path).get("datasets", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"models file {path}: 'datasets' must be [[datasets]] tables")
+    found: list[FolderDataset] = []
+    for index, table in enumerate(tables):
+        name = table.get("name", f"#{index}") if isinstance(table, dict) else f"#{index}"
+        where = f"models file {path}: dataset {name!r}"
+        try:
+            entry = _DatasetEntry.model_validate(table)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "entry"
+            raise ConfigError(f"{where}: field '{field}': {first['msg']}") from exc
+        if entry.name == DIGITS or entry.name in {d.name for d in found}:
+            reason = "is the built-in dataset's" if entry.name == DIGITS else "is taken"
+            raise ConfigError(f"{where}: field 'name': the name {reason}; choose another")
+        folder = Path(entry.path)
+        try:
+            found.append(
+                scan_folder(entry.name, folder if folder.is_absolute() else path.parent / folder)
+            )
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"{where}: field 'path': {exc}") from exc
+    return found

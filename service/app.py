@@ -10,7 +10,8 @@ import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from model_registry.config import default_specs, load_config
+from model_registry.config import default_specs, load_config, load_datasets
+from model_registry.datasets import DatasetCatalog
 from model_registry.registry import ModelRegistry, resolve_device
 from service.error_handlers import install_error_handlers
 from service.metrics import Metrics, hook_count
@@ -19,6 +20,7 @@ from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
 from service.routes import (
     attributions,
+    datasets,
     embedding,
     feature_maps,
     filters,
@@ -106,6 +108,8 @@ def create_app(
         )
         app.state.jobs.start()
         try:
+            if settings.models:  # folders listed once, before the models load
+                app.state.datasets = DatasetCatalog(load_datasets(settings.models))
             # Loading and the catalog's warm-up pass run on the device thread, the only
             # thread that ever calls torch's parallel kernels.
             device = resolve_device(settings.device)
@@ -129,6 +133,7 @@ def create_app(
     app.state.metrics = metrics_
     app.state.registry = None
     app.state.pool = None
+    app.state.datasets = DatasetCatalog()  # the built-in digits; lifespan adds the folders
     app.state.images = ImageStore(
         max_images=settings.image_store_max_images, max_bytes=settings.image_store_max_bytes
     )
@@ -152,7 +157,7 @@ def create_app(
     ):
         app.include_router(router)
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
-    for router in (attributions.router, methods.router, *insight, jobs.router):
+    for router in (attributions.router, methods.router, *insight, datasets.router, jobs.router):
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.

@@ -80,7 +80,7 @@ class _StartUpLog:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from model_registry.config import load_config
+    from model_registry.config import load_config, load_datasets
     from model_registry.registry import ModelRegistry, resolve_device
     from service.app import create_app, load_registry
     from service.logging_setup import configure_logging
@@ -92,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if settings.models is not None:
         load_config(settings.models)  # fail before binding the port
+        load_datasets(settings.models)  # a missing or empty dataset folder too
     resolve_device(settings.device)  # likewise: the lifespan resolves it before loading
     log = _StartUpLog()
     failures: list[BaseException] = []

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, File, Query, Request, UploadFile
 from fastapi import Path as PathParam
 
+from model_registry.datasets import DatasetCatalog, is_reference
 from model_registry.errors import InvalidInput, NotReady, PayloadTooLarge
 from model_registry.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
@@ -73,24 +74,47 @@ def get_jobs(request: Request) -> JobStore:
 JobsDep = Annotated[JobStore, Depends(get_jobs)]
 
 
+def get_datasets(request: Request) -> DatasetCatalog:
+    return request.app.state.datasets
+
+
+DatasetsDep = Annotated[DatasetCatalog, Depends(get_datasets)]
+
+
+def _parts(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+
+
 async def read_images(
     settings: SettingsDep,
     store: ImageStoreDep,
+    datasets: DatasetsDep,
     image: Annotated[
         list[UploadFile] | None,
         File(description="the image(s); repeat the multipart field `image` for a batch"),
     ] = None,
+    image_ref: Annotated[
+        list[str] | None,
+        Query(
+            alias="image",
+            description="pictures of a dataset instead of an upload: dataset:NAME/INDEX "
+            "(GET /v1/datasets); repeat or comma-separate for a batch",
+            max_length=4096,
+        ),
+    ] = None,
     image_id: Annotated[
         list[str] | None,
         Query(
-            description="ids from POST /v1/images instead of an upload; repeat or "
-            "comma-separate for a batch"
+            description="ids from POST /v1/images instead of an upload (or dataset:NAME/INDEX); "
+            "repeat or comma-separate for a batch"
         ),
     ] = None,
 ) -> list[bytes]:
-    """The pictures' bytes in order (uploads, then stored ids); decoding happens in the pool."""
-    ids = [part.strip() for value in image_id or () for part in value.split(",") if part.strip()]
-    count = len(image or ()) + len(ids)
+    """The pictures' bytes in order (uploads, dataset pictures, then stored ids); decoding
+    happens in the pool. Every way of naming a picture resolves here."""
+    references = _parts(image_ref)
+    ids = _parts(image_id)
+    count = len(image or ()) + len(references) + len(ids)
     if count == 0:
         raise InvalidInput(
             "image: no image given; upload it as multipart form field 'image' (repeat it for a "
@@ -108,7 +132,14 @@ async def read_images(
     for index, data in enumerate(uploads):
         if not data:
             raise InvalidInput(f"image[{index}] is empty", field="image")
-    return uploads + [store.get(image_id) for image_id in ids]
+    named = [datasets.read(ref, field="image") for ref in references]
+    return uploads + named + [_stored(store, datasets, image_id) for image_id in ids]
+
+
+def _stored(store: ImageStore, datasets: DatasetCatalog, image_id: str) -> bytes:
+    if is_reference(image_id):
+        return datasets.read(image_id, field="image_id")
+    return store.get(image_id)
 
 
 ImagesDep = Annotated[list[bytes], Depends(read_images)]

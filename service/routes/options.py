@@ -201,3 +201,25 @@ class EmbeddingOptions(Options):
     fmt: EmbeddingFormat = Field(EmbeddingFormat.json, alias="format")
     thumbnails: bool = Field(False, description="png: draw the images instead of dots")
     run_async: RunAsync = None
+
+
+class DatasetAnalysisOptions(Options):
+    name_lists = frozenset({"layers"})
+    layers: str | None = Field(
+        None,
+        description="comma-separated layers to describe; default: every layer with a tensor output",
+        max_length=4096,
+    )
+    embedding_layer: str | None = Field(
+        None,
+        description="a layer with spatial output, average-pooled; default: the last such layer",
+        max_length=256,
+    )
+    method: EmbeddingMethod = Field(EmbeddingMethod.tsne, description="scikit-learn t-SNE or PCA")
+    limit: int | None = Field(
+        None,
+        ge=2,
+        le=100_000,
+        description="analyse a random sample of this many pictures (drawn with seed); default: all",
+    )
+    seed: int = seed_field("random state of the sample and of the projection")

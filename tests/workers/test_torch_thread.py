@@ -73,6 +73,9 @@ def _exercise(client: TestClient, photo: bytes, digit: bytes) -> None:
     job = client.post(f"{TINY}/layers/layer2/maximize?channel=1&steps=4&async=true")
     assert job.status_code == 202, job.text
     _wait_for_job(client, job.headers["location"])
+    analysis = client.post(f"{TINY}/datasets/digits/analysis?limit=40&method=pca&layers=layer1")
+    assert analysis.status_code == 202, analysis.text
+    _wait_for_job(client, analysis.headers["location"])
 
 
 def _config(tiny_config: Path) -> Path:

@@ -1,8 +1,9 @@
 // The portal: wires the model list, the image intake, the layer tree and the views to one state
 // object kept in the URL. Views appear only when /openapi.json lists their endpoints.
 
-import { ApiError, Capabilities, getJSON, postJSON, request, setApiKey, uploadImage } from "./api.js";
+import { ApiError, Capabilities, getJSON, pictureURL, postJSON, request, setApiKey, uploadImage } from "./api.js";
 import { ClassesView } from "./classes.js";
+import { DatasetView, datasetReference } from "./dataset.js";
 import { h } from "./dom.js";
 import { EmbeddingView, FiltersView, StatsView, SynthesisView } from "./insight.js";
 import { defaultComparison, defaultLayer, LayerTree } from "./layers.js";
@@ -28,6 +29,7 @@ class Portal {
     this.views = [
       new FeatureMapsView(this), new CompareView(this), new ClassesView(this), new TrustView(this),
       new StatsView(this), new FiltersView(this), new SynthesisView(this), new EmbeddingView(this),
+      new DatasetView(this),
     ];
     this.enlarger = new Enlarger(this);
   }
@@ -143,6 +145,9 @@ class Portal {
       // Samples are re-uploaded: the id is a hash of the bytes, so the link keeps working
       // even after the server restarted and forgot the image.
       await this.useSample(state.sample, { quiet: true });
+    } else if (state.image.startsWith("dataset:")) {
+      this.#showDatasetImage(state.image);
+      this.render();
     } else if (state.image) {
       $("image-info").textContent = `image ${state.image.slice(0, 12)}… from the link`;
       this.render();
@@ -283,6 +288,30 @@ class Portal {
     const patch = { image: stored.image_id, sample };
     if (stored.image_id !== this.state.image) patch.target = "";
     this.update(patch);
+  }
+
+  /** A dataset's picture as the image of every tab: named by reference, never uploaded. */
+  useDatasetImage(dataset, index) {
+    const image = datasetReference(dataset, index);
+    this.picture = null; // nothing to re-upload: the server holds the dataset
+    this.#showDatasetImage(image);
+    this.update({ image, sample: "", target: image === this.state.image ? this.state.target : "" });
+  }
+
+  async #showDatasetImage(reference) {
+    const [dataset, index] = reference.slice("dataset:".length).split("/");
+    const preview = $("preview");
+    $("image-info").textContent = `${dataset} #${index} (dataset picture)`;
+    try {
+      const src = await pictureURL(`/v1/datasets/${encodeURIComponent(dataset)}/images/${index}`);
+      if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
+      preview.src = src;
+      preview.hidden = false;
+      preview.decode().then(() => preview.classList.toggle("small", preview.naturalWidth < 128), () => {});
+    } catch (error) {
+      preview.hidden = true;
+      this.banner(error);
+    }
   }
 
   // --- controls and views ------------------------------------------------------------------

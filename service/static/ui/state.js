@@ -2,9 +2,9 @@
 // reload. Only values that differ from the defaults are written, to keep links short.
 
 export const DEFAULTS = Object.freeze({
-  view: "maps", // maps | compare | classes | trust | stats | filters | synthesis | embedding
+  view: "maps", // maps | compare | classes | trust | stats | filters | synthesis | embedding | dataset
   model: "",
-  image: "", // image_id from POST /v1/images
+  image: "", // image_id from POST /v1/images, or dataset:NAME/INDEX
   sample: "", // the built-in sample the image came from: lets a link outlive a server restart
   layer: "",
   channels: "first:16",
@@ -40,6 +40,10 @@ export const DEFAULTS = Object.freeze({
   steps: "128",
   embed: "pca", // embedding projection
   elayer: "", // "" (the classifier's input) or "selected" (the selected layer)
+  dset: "", // dataset tab: the dataset (default: the first listed)
+  dmethod: "tsne", // its embedding's projection
+  dlimit: "", // a random sample of this many pictures; empty: all
+  dcolour: "label", // scatter coloured by "label" (true class) or "predicted"
 });
 
 export function readState(hash = location.hash) {

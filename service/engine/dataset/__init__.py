@@ -1,0 +1,1 @@
+"""Dataset-level analysis: statistics, predictions and embeddings over a whole set."""
