@@ -1,0 +1,83 @@
+"""Uploads kept in Redis, so every replica answers every image_id.
+
+Bounded like the in-process store (count and bytes, least recently used evicted first) and,
+in addition, by a TTL renewed on every read. The bookkeeping (an access-time sorted set, a
+size hash and a byte counter) changes in one Lua script, so replicas never see it half done;
+images that expired by TTL are dropped from it the next time eviction reaches them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from service.workers.image_store import IMAGE_ID, content_id, not_found
+from service.workers.redis_link import PREFIX, outage_is_503
+
+_LRU, _SIZES, _BYTES = PREFIX + "images:lru", PREFIX + "images:sizes", PREFIX + "images:bytes"
+_IMAGE = PREFIX + "image:"
+
+_PUT = """
+local lru, sizes, total, key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, ttl, now = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_n, max_b, prefix = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local size = string.len(ARGV[2])
+local old = redis.call('HGET', sizes, id)
+if old then redis.call('DECRBY', total, old) end
+redis.call('SET', key, ARGV[2], 'PX', ttl)
+redis.call('HSET', sizes, id, size)
+redis.call('INCRBY', total, size)
+redis.call('ZADD', lru, now, id)
+while redis.call('ZCARD', lru) > max_n or tonumber(redis.call('GET', total)) > max_b do
+  local oldest = redis.call('ZRANGE', lru, 0, 0)[1]
+  if oldest == nil or oldest == id then break end
+  redis.call('ZREM', lru, oldest)
+  redis.call('DEL', prefix .. oldest)
+  local s = redis.call('HGET', sizes, oldest)
+  if s then
+    redis.call('DECRBY', total, s)
+    redis.call('HDEL', sizes, oldest)
+  end
+end
+return size
+"""
+
+
+class RedisImageStore:
+    """The `ImageStore` interface on Redis; an outage answers 503 (`StoreUnavailable`)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        max_images: int,
+        max_bytes: int,
+        ttl_s: float,
+        retry_after_s: int = 5,
+    ) -> None:
+        self._redis = client
+        self._put = client.register_script(_PUT)
+        self.max_images = max_images
+        self.max_bytes = max_bytes
+        self._ttl_ms = max(int(ttl_s * 1000), 1)
+        self._retry_after_s = retry_after_s
+
+    def put(self, data: bytes) -> str:
+        image_id = content_id(data)
+        args = [image_id, data, self._ttl_ms, time.time(), self.max_images, self.max_bytes, _IMAGE]
+        with outage_is_503(self._retry_after_s):
+            self._put(keys=[_LRU, _SIZES, _BYTES, _IMAGE + image_id], args=args)
+        return image_id
+
+    def get(self, image_id: str) -> bytes:
+        if not IMAGE_ID.match(image_id):
+            raise not_found(image_id)
+        key = _IMAGE + image_id
+        with outage_is_503(self._retry_after_s):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(key).pexpire(key, self._ttl_ms).zadd(_LRU, {image_id: time.time()}, xx=True)
+            data, _, _ = pipe.execute()
+        if data is None:
+            raise not_found(image_id)
+        return data
