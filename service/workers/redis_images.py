@@ -1,14 +1,12 @@
 """Uploads kept in Redis, so every replica answers every image_id.
 
 Bounded like the in-process store (count and bytes, least recently used evicted first) and,
-in addition, by a TTL renewed on every read. The bookkeeping (an access-time sorted set, a
+in addition, by a TTL renewed on every read. The bookkeeping (a sorted set in access order, a
 size hash and a byte counter) changes in one Lua script, so replicas never see it half done;
 images that expired by TTL are dropped from it the next time eviction reaches them.
 """
 
 from __future__ import annotations
-
-import time
 
 import redis
 
@@ -16,11 +14,12 @@ from service.workers.image_store import IMAGE_ID, content_id, not_found
 from service.workers.redis_link import PREFIX, outage_is_503
 
 _LRU, _SIZES, _BYTES = PREFIX + "images:lru", PREFIX + "images:sizes", PREFIX + "images:bytes"
+_CLOCK = PREFIX + "images:clock"  # a counter, not wall time: replicas' clocks may differ
 _IMAGE = PREFIX + "image:"
 
 _PUT = """
 local lru, sizes, total, key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, ttl, now = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local id, ttl, now = ARGV[1], tonumber(ARGV[3]), redis.call('INCR', KEYS[5])
 local max_n, max_b, prefix = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local size = string.len(ARGV[2])
 local old = redis.call('HGET', sizes, id)
@@ -43,6 +42,15 @@ end
 return size
 """
 
+_GET = """
+local data = redis.call('GET', KEYS[1])
+if data then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('ZADD', KEYS[2], 'XX', redis.call('INCR', KEYS[3]), ARGV[1])
+end
+return data
+"""
+
 
 class RedisImageStore:
     """The `ImageStore` interface on Redis; an outage answers 503 (`StoreUnavailable`)."""
@@ -58,6 +66,7 @@ class RedisImageStore:
     ) -> None:
         self._redis = client
         self._put = client.register_script(_PUT)
+        self._get = client.register_script(_GET)
         self.max_images = max_images
         self.max_bytes = max_bytes
         self._ttl_ms = max(int(ttl_s * 1000), 1)
@@ -65,19 +74,17 @@ class RedisImageStore:
 
     def put(self, data: bytes) -> str:
         image_id = content_id(data)
-        args = [image_id, data, self._ttl_ms, time.time(), self.max_images, self.max_bytes, _IMAGE]
+        args = [image_id, data, self._ttl_ms, 0, self.max_images, self.max_bytes, _IMAGE]
         with outage_is_503(self._retry_after_s):
-            self._put(keys=[_LRU, _SIZES, _BYTES, _IMAGE + image_id], args=args)
+            self._put(keys=[_LRU, _SIZES, _BYTES, _IMAGE + image_id, _CLOCK], args=args)
         return image_id
 
     def get(self, image_id: str) -> bytes:
         if not IMAGE_ID.match(image_id):
             raise not_found(image_id)
-        key = _IMAGE + image_id
+        keys = [_IMAGE + image_id, _LRU, _CLOCK]
         with outage_is_503(self._retry_after_s):
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.get(key).pexpire(key, self._ttl_ms).zadd(_LRU, {image_id: time.time()}, xx=True)
-            data, _, _ = pipe.execute()
+            data = self._get(keys=keys, args=[image_id, self._ttl_ms])
         if data is None:
             raise not_found(image_id)
         return data
