@@ -127,12 +127,10 @@ class Nginx:
 def configure(upstreams: list[int], port: int, prefix: Path) -> str:
     """deploy/nginx.conf for a test: loopback upstreams and port, temp paths, foreground."""
     text = (ROOT / "deploy" / "nginx.conf").read_text()
-    servers = "".join(
-        f"        server 127.0.0.1:{p} max_fails=3 fail_timeout=10s;\n" for p in upstreams
-    )
-    text, count = re.subn(r"(?m)^\s*server layerscope-\d:8000[^\n]*\n", "", text)
-    assert count >= 2, "deploy/nginx.conf lists its replicas as layerscope-N:8000"
-    text = text.replace("# replicas\n", "# replicas\n" + servers)
+    named = sorted(set(re.findall(r"server layerscope-(\d+):8000", text)))
+    assert len(named) == len(upstreams), f"deploy/nginx.conf names replicas {named}"
+    for number, upstream in zip(named, upstreams, strict=True):
+        text = text.replace(f"server layerscope-{number}:8000", f"server 127.0.0.1:{upstream}")
     text = re.sub(r"listen 80;", f"listen 127.0.0.1:{port};", text)
     temp = "".join(
         f"    {name}_temp_path {prefix}/{name};\n"
