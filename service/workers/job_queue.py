@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import redis.asyncio
@@ -60,6 +61,10 @@ class JobQueue:
         self.app, self.store, self.redis, self.worker = app, store, client, worker
         self.lease_ms = max(int(lease_s * 1000), 1)
         self.heartbeat_s = heartbeat_s
+        # An entry is claimed only once idle a heartbeat longer than the lease, so the
+        # heartbeat key of a replica that stopped has expired by then.
+        self.claim_idle_ms = self.lease_ms + max(int(heartbeat_s * 1000), 1)
+        self._next_cleanup = 0.0
         self.slots = slots
         self.stopping = threading.Event()  # read by jobs on the device thread
         self._tasks: list[asyncio.Task] = []
@@ -101,7 +106,7 @@ class JobQueue:
     async def _reclaim(self) -> tuple[bytes, str] | None:
         """An entry whose lease ran out: its replica stopped renewing it."""
         _, entries, _ = await self.redis.xautoclaim(
-            QUEUE, GROUP, self.worker, min_idle_time=self.lease_ms, start_id="0-0", count=1
+            QUEUE, GROUP, self.worker, min_idle_time=self.claim_idle_ms, start_id="0-0", count=1
         )
         for entry_id, fields in entries:
             owner = await self.redis.get(HEARTBEAT + fields[b"job"].decode())
@@ -111,7 +116,19 @@ class JobQueue:
                 continue
             log.info("job queue: reclaimed job %s", fields[b"job"].decode())
             return entry_id, fields[b"job"].decode()
+        await self._forget_gone_consumers()
         return None
+
+    async def _forget_gone_consumers(self) -> None:
+        """Drop consumers (replicas) long gone with nothing pending, about once a minute."""
+        now = time.monotonic()
+        if now < self._next_cleanup:
+            return
+        self._next_cleanup = now + 60.0
+        for consumer in await self.redis.xinfo_consumers(QUEUE, GROUP):
+            idle_ms = consumer.get("inactive", consumer.get("idle", 0))
+            if consumer["pending"] == 0 and idle_ms > 10 * self.claim_idle_ms:
+                await self.redis.xgroup_delconsumer(QUEUE, GROUP, consumer["name"])
 
     async def _read(self) -> tuple[bytes, str] | None:
         block = max(int(self.heartbeat_s * 1000), 1)

@@ -97,7 +97,6 @@ class RedisJobStore:
             name: client.register_script(getattr(lua, name))
             for name in ("SUBMIT", "CLAIM", "PROGRESS", "FINISH", "DELETE", "HAND_BACK")
         }
-        self.on_shutdown: Callable[[float], None] | None = None  # set by the queue
 
     def _503(self):  # noqa: ANN202 - a context manager
         return outage_is_503(self.retry_after_s)
@@ -174,8 +173,7 @@ class RedisJobStore:
         return view_of(record_of(job_id, fields), self._clock())
 
     def shutdown(self, timeout_s: float = 60.0) -> None:
-        if self.on_shutdown is not None:
-            self.on_shutdown(timeout_s)
+        """Nothing to stop: the queue consumer hands its running jobs back (app lifespan)."""
 
     @property
     def _ttl(self) -> int:

@@ -12,13 +12,21 @@ from contextlib import contextmanager
 import redis
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from model_registry.errors import StoreUnavailable
 
 PREFIX = "layerscope:"
-OUTAGE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
-"""What an unreachable, restarting or loading Redis raises (BusyLoadingError included)."""
+OUTAGE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ConnectionError,
+    TimeoutError,
+)
+"""What an unreachable, restarting, loading, full or read-only (failing over) Redis raises."""
 
 _TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0, "health_check_interval": 10}
 

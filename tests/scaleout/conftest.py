@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import LiveServer, digits_entry
-from tests.redis_support import Nginx, RedisServer, need, wait_for
+from tests.redis_support import NGINX, Nginx, RedisServer, need, wait_for
 
 FINISHED = ("succeeded", "failed", "cancelled")
 SETTINGS = {
@@ -25,7 +25,7 @@ SETTINGS = {
 
 class Cluster:
     def __init__(self, folder: Path) -> None:
-        need("/usr/sbin/nginx")
+        need(NGINX)
         self.models = folder / "models.toml"
         self.models.write_text(digits_entry())
         self.redis = RedisServer()
