@@ -155,7 +155,7 @@ class JobQueue:
             return  # another replica owns it now, or its record is gone
         if execution.handed_back:
             await self._retry(self.store.hand_back, job_id, self.worker)
-            await self._retry(self.redis.delete, HEARTBEAT + job_id)
+            await self._retry(self.redis.delete, HEARTBEAT + job_id, blocking=False)
             return  # still pending: a live replica claims it once its lease runs out
         await self._retry(self._record, job_id, execution)
         await self._done(entry_id, job_id)
@@ -220,15 +220,16 @@ class JobQueue:
             pipe.xack(QUEUE, GROUP, entry_id).xdel(QUEUE, entry_id).delete(HEARTBEAT + job_id)
             await pipe.execute()
 
-        await self._retry(forget)
+        await self._retry(forget, blocking=False)
 
-    async def _retry(self, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """Retry through a Redis outage: an outcome is never dropped while this process lives."""
+    async def _retry(self, call: Any, *args: Any, blocking: bool = True, **kwargs: Any) -> Any:
+        """Retry through a Redis outage: an outcome is never dropped while this process lives.
+        A `blocking` call runs in a thread; otherwise `call` returns an awaitable."""
         while True:
             try:
-                if asyncio.iscoroutinefunction(call):
-                    return await call(*args, **kwargs)
-                return await asyncio.to_thread(call, *args, **kwargs)
+                if blocking:
+                    return await asyncio.to_thread(call, *args, **kwargs)
+                return await call(*args, **kwargs)
             except OUTAGE:
                 await asyncio.sleep(min(self.heartbeat_s, 1.0))
 

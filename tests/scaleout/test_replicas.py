@@ -139,3 +139,17 @@ def test_redis_outage_is_503_with_retry_after_then_recovers(
         assert httpx.post(f"{replica.url}{FM}&image_id={image_id}").status_code == 200
     accepted = httpx.post(f"{cluster.url}{MAXIMIZE}&steps=3&async=true")
     assert finished(cluster.url, accepted.json()["id"])["status"] == "succeeded"
+
+
+def test_a_draining_replica_hands_its_job_back(own_cluster: Cluster) -> None:
+    cluster = own_cluster
+    answer = httpx.post(f"{cluster.url}{MAXIMIZE}&steps=400&seed=6&async=true")
+    job_id = answer.json()["id"]
+    wait_for(lambda: job(cluster.url, job_id)["progress"]["step"] >= 1, "the job to run")
+    leaving = cluster.replica(job(cluster.url, job_id)["replica"])
+    (staying,) = [replica for replica in cluster.replicas if replica is not leaving]
+    # SIGTERM: it drains, hands the job back and ends (uvicorn re-raises the signal then).
+    assert leaving.stop() in (0, -signal.SIGTERM)
+    body = finished(staying.url, job_id)
+    assert body["status"] == "succeeded" and cluster.replica(body["replica"]) is staying
+    assert body["attempts"] == 1  # handing back is not a lost attempt
