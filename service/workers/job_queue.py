@@ -58,7 +58,9 @@ class JobQueue:
         heartbeat_s: float,
         slots: int = 1,
     ) -> None:
-        self.app, self.store, self.redis, self.worker = app, store, client, worker
+        self.app, self.store, self.worker = app, store, worker
+        # Any: redis-py types each reply as raw or decoded; this client's are raw bytes.
+        self.redis: Any = client
         self.lease_ms = max(int(lease_s * 1000), 1)
         self.heartbeat_s = heartbeat_s
         # An entry is claimed only once idle a heartbeat longer than the lease, so the

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from service.engine.insight.progress import Cancelled, Progress
 
@@ -21,7 +21,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 
-Runner = Callable[[Callable[[], None]], futures.Future]
+Runner = Callable[[Callable[[], Any]], futures.Future]
 """Starts a call somewhere (a device worker) and returns its future."""
 
 

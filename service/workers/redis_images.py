@@ -8,6 +8,8 @@ images that expired by TTL are dropped from it the next time eviction reaches th
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from service.workers.image_store import IMAGE_ID, content_id, not_found
@@ -64,9 +66,9 @@ class RedisImageStore:
         ttl_s: float,
         retry_after_s: int = 5,
     ) -> None:
-        self._redis = client
-        self._put = client.register_script(_PUT)
-        self._get = client.register_script(_GET)
+        # Any: redis-py types each reply as raw or decoded; this client's are raw bytes.
+        self._put: Any = client.register_script(_PUT)
+        self._get: Any = client.register_script(_GET)
         self.max_images = max_images
         self.max_bytes = max_bytes
         self._ttl_ms = max(int(ttl_s * 1000), 1)

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -88,12 +89,13 @@ class RedisJobStore:
         retry_after_s: int = 5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.redis = client
+        # Any: redis-py types each reply as raw or decoded; this client's are raw bytes.
+        self.redis: Any = client
         self.max_jobs, self.max_bytes = max_jobs, max_bytes
         self.ttl_s, self.timeout_s, self.attempts = ttl_s, timeout_s, attempts
         self.retry_after_s = retry_after_s
         self._clock = clock
-        self._scripts = {
+        self._scripts: dict[str, Any] = {
             name: client.register_script(getattr(lua, name))
             for name in ("SUBMIT", "CLAIM", "PROGRESS", "FINISH", "DELETE", "HAND_BACK")
         }

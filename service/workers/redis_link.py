@@ -28,18 +28,22 @@ OUTAGE = (
 )
 """What an unreachable, restarting, loading, full or read-only (failing over) Redis raises."""
 
-_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0, "health_check_interval": 10}
-
 
 def connect(url: str) -> redis.Redis:
     """A thread-safe client (a connection pool) for the routes and the device thread."""
-    return redis.Redis.from_url(url, **_TIMEOUTS)
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=10
+    )
 
 
 def connect_async(url: str, *, read_timeout_s: float) -> redis.asyncio.Redis:
     """An asyncio client for the job queue; reads may block up to `read_timeout_s`."""
-    options = {**_TIMEOUTS, "socket_timeout": read_timeout_s + 2.0}
-    return redis.asyncio.Redis.from_url(url, **options)
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_connect_timeout=1.0,
+        socket_timeout=read_timeout_s + 2.0,
+        health_check_interval=10,
+    )
 
 
 def unavailable(retry_after_s: int, exc: BaseException | None = None) -> StoreUnavailable:
