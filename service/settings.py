@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -128,6 +128,16 @@ class Settings(BaseSettings):
     redis_retry_after_s: int = Field(
         default=5, ge=1, description="Retry-After of the 503 answered while Redis is unreachable"
     )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        # A lease that lapses between two heartbeats would hand live jobs to other replicas.
+        if self.redis_heartbeat_s >= self.redis_lease_s:
+            raise ValueError(
+                f"redis_heartbeat_s ({self.redis_heartbeat_s:g}) must be shorter than "
+                f"redis_lease_s ({self.redis_lease_s:g})"
+            )
+        return self
 
     def flops_per_second(self, device_type: str) -> float:
         """The rate cost estimates divide by (`estimated_flops`, or a default per device)."""

@@ -155,3 +155,13 @@ def test_an_outage_is_a_503_with_retry_after_and_recovers_without_a_restart() ->
             job_store.get("0" * 32)
     finally:
         server.stop()
+
+
+def test_a_heartbeat_longer_than_the_lease_is_refused_at_start() -> None:
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    with pytest.raises(ValidationError, match="redis_heartbeat_s .* redis_lease_s"):
+        Settings(redis_lease_s=2, redis_heartbeat_s=2)
+    assert Settings(redis_lease_s=3, redis_heartbeat_s=0.25).redis_lease_s == 3
