@@ -168,10 +168,16 @@ class JobQueue:
         if replay is None:
             execution.outcome = (FAILED, None, {"detail": "the job's request was lost"}, 500)
             return execution
-        status, body = await call_app(self.app, replay, execution)
+        try:
+            status, body = await call_app(self.app, replay, execution)
+        except Exception:  # the app answered 500 and re-raised; it is logged there
+            status, body = 500, b'{"detail": "Internal server error"}'
         if execution.outcome is None and not (execution.lost or execution.handed_back):
             if status == 503:  # overloaded or Redis gone while replaying: run it later
                 execution.handed_back = True
+            elif status < 400:  # e.g. a replica of another version answered it directly
+                detail = {"detail": "the job's request no longer starts a job on this replica"}
+                execution.outcome = (FAILED, None, detail, 500)
             else:  # the request failed before any work started (e.g. its image expired)
                 execution.outcome = (FAILED, None, _error_body(body, status), status)
         return execution
