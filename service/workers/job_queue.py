@@ -85,14 +85,20 @@ class JobQueue:
         await self.redis.aclose()
 
     async def _consume(self) -> None:
+        down = False
         while not self.stopping.is_set():
             try:
                 await self._ensure_group()
+                if down:
+                    log.warning("job queue: Redis is reachable again")
+                    down = False
                 entry = await self._reclaim() or await self._read()
                 if entry is not None:
                     await self._handle(*entry)
             except OUTAGE as exc:
-                log.warning("job queue: Redis unreachable (%s); retrying", type(exc).__name__)
+                if not down:  # once per outage, not once a second
+                    log.warning("job queue: Redis unreachable (%s); retrying", type(exc).__name__)
+                    down = True
                 await asyncio.sleep(min(self.heartbeat_s, 1.0))
             except Exception:
                 log.exception("job queue: unexpected error; retrying")
