@@ -11,6 +11,10 @@ PYTEST_ARGS ?=
 # The browser tests drive Debian's Chromium (never a downloaded one); `make test` installs it
 # when missing and makes those tests fail rather than skip without it.
 CHROMIUM ?= /usr/bin/chromium
+# The scale-out tests start Debian's redis-server and nginx; `make test` installs them when
+# missing and makes those tests fail rather than skip without them.
+REDIS_SERVER ?= /usr/bin/redis-server
+NGINX ?= /usr/sbin/nginx
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: serve test install install-dev lint audit lock bench clean
@@ -34,14 +38,25 @@ install-dev: $(VENV)/.installed-dev
 serve: $(VENV)/.installed
 	$(BIN)/layerscope serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev $(CHROMIUM)
-	CHROMIUM=$(CHROMIUM) REQUIRE_BROWSER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed-dev $(CHROMIUM) $(REDIS_SERVER) $(NGINX)
+	CHROMIUM=$(CHROMIUM) REQUIRE_BROWSER=1 REDIS_SERVER=$(REDIS_SERVER) NGINX=$(NGINX) \
+		REQUIRE_SCALEOUT=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory audit
 
 $(CHROMIUM):
 	@command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install Chromium at $(CHROMIUM) for the browser tests" >&2; exit 1; }
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+$(REDIS_SERVER):
+	@command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install redis-server at $(REDIS_SERVER) for the scale-out tests" >&2; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+
+$(NGINX):
+	@command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install nginx at $(NGINX) for the scale-out tests" >&2; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx
 
 # Known vulnerabilities in the locked dependency set (fails on any finding). Without
 # access to PyPI's advisory API, packages are reported as skipped instead.

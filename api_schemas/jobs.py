@@ -40,3 +40,10 @@ class JobBody(BaseModel):
     )
     error: dict[str, Any] | None = Field(description="the error body, when the job failed")
     error_status: int | None = Field(description="the HTTP status the error would have had")
+    replica: str | None = Field(
+        default=None,
+        description="with Redis: the replica (host-pid) running or last running the job",
+    )
+    attempts: int = Field(
+        default=0, ge=0, description="with Redis: how many times a replica started the job"
+    )

@@ -7,6 +7,8 @@ sequentially in-process (decode, forward, select, encode). Then an open-loop ove
 the p99 of accepted ones bounded.
 
 Run: .venv/bin/python bench/load.py [--seconds 8] [--device cpu]
+With --scale-out: two replicas sharing Redis behind nginx, side by side with one
+(bench/scale_out.py).
 """
 
 from __future__ import annotations
@@ -149,7 +151,20 @@ def main() -> None:
     parser.add_argument(
         "--queue", type=int, default=8, help="LAYERSCOPE_MAX_QUEUE for the overload run"
     )
+    parser.add_argument(
+        "--scale-out", action="store_true", help="nginx + Redis, two replicas next to one"
+    )
+    parser.add_argument("--requests", type=int, default=400, help="--scale-out: answers per run")
+    parser.add_argument("--clients", type=int, default=8, help="--scale-out: concurrent clients")
+    parser.add_argument("--images", type=int, default=16, help="--scale-out: uploaded images")
     args = parser.parse_args()
+    if args.scale_out:
+        from bench.scale_out import main as scale_out
+
+        scale_out(
+            requests=args.requests, clients=args.clients, images=args.images, device=args.device
+        )
+        return
     _, data = photo_png((224, 224))
     sequential = in_process_rate(data, args.device, args.seconds)
     print(f"device {args.device}; sequential in-process: {sequential:.1f} req/s")

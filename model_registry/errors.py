@@ -88,6 +88,12 @@ class Overloaded(ClientError):
     status = 503
 
 
+class StoreUnavailable(ClientError):
+    """The shared store (Redis) that keeps uploaded images and jobs cannot be reached."""
+
+    status = 503
+
+
 class DeadlineExceeded(ClientError):
     """The request was still queued at its deadline and was never run."""
 

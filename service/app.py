@@ -38,9 +38,9 @@ from service.routes import (
 from service.routes import ui as portal
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
-from service.workers.image_store import ImageStore
-from service.workers.job_store import JobStore
 from service.workers.pool import InferencePool
+from service.workers.replay import ReplayCapture
+from service.workers.stores import build_images, build_jobs, build_queue
 
 log = logging.getLogger("layerscope")
 
@@ -101,12 +101,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = _pool(settings, metrics_)
         app.state.pool = pool
-        app.state.jobs = JobStore(
-            max_jobs=settings.max_jobs,
-            ttl_s=settings.job_ttl_s,
-            timeout_s=settings.job_timeout_s,
-        )
+        app.state.jobs = build_jobs(settings)
         app.state.jobs.start()
+        queue = None
         try:
             if settings.models:  # folders listed once, before the models load
                 app.state.datasets = DatasetCatalog(load_datasets(settings.models))
@@ -116,8 +113,14 @@ def create_app(
             app.state.registry = await pool.on_device(
                 device, _load_on_device, settings, registry_loader
             )
+            # With Redis, this replica also runs jobs from the shared queue (once it is ready).
+            queue = build_queue(settings, app, app.state.jobs)
+            if queue is not None:
+                queue.start()
             yield
         finally:
+            if queue is not None:  # its running jobs go back to the queue for another replica
+                await queue.stop(settings.drain_timeout_s)
             app.state.jobs.shutdown()  # running jobs stop at their next step
             app.state.registry = None
             pool.shutdown(settings.drain_timeout_s)
@@ -134,9 +137,7 @@ def create_app(
     app.state.registry = None
     app.state.pool = None
     app.state.datasets = DatasetCatalog()  # the built-in digits; lifespan adds the folders
-    app.state.images = ImageStore(
-        max_images=settings.image_store_max_images, max_bytes=settings.image_store_max_bytes
-    )
+    app.state.images = build_images(settings)
     app.state.activations = (
         ActivationCache(max_bytes=settings.activation_cache_bytes)
         if settings.activation_cache_bytes
@@ -170,6 +171,8 @@ def create_app(
         )
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    if settings.redis_url is not None:
+        app.add_middleware(ReplayCapture)  # a job keeps its request for the replica that runs it
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics_)
     return app

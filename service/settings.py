@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -98,6 +98,46 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(
         default=900.0, gt=0, allow_inf_nan=False, description="running time allowed per job"
     )
+
+    # Scale-out: with a Redis URL, images and jobs are shared by every replica.
+    redis_url: str | None = Field(
+        default=None,
+        description="e.g. redis://127.0.0.1:6379/0; unset: images and jobs stay in this process",
+    )
+    redis_image_ttl_s: float = Field(
+        default=3600.0, gt=0, allow_inf_nan=False, description="seconds an unused upload is kept"
+    )
+    redis_job_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1024, description="bytes of job requests and results kept"
+    )
+    redis_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="a running job whose replica stopped heartbeating this long runs again",
+    )
+    redis_heartbeat_s: float = Field(
+        default=5.0, gt=0, allow_inf_nan=False, description="how often a running job's lease renews"
+    )
+    redis_job_attempts: int = Field(
+        default=3, ge=1, description="replicas a job may lose before it fails"
+    )
+    redis_jobs_per_replica: int = Field(
+        default=1, ge=1, le=64, description="jobs one replica takes from the queue at once"
+    )
+    redis_retry_after_s: int = Field(
+        default=5, ge=1, description="Retry-After of the 503 answered while Redis is unreachable"
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        # A lease that lapses between two heartbeats would hand live jobs to other replicas.
+        if self.redis_heartbeat_s >= self.redis_lease_s:
+            raise ValueError(
+                f"redis_heartbeat_s ({self.redis_heartbeat_s:g}) must be shorter than "
+                f"redis_lease_s ({self.redis_lease_s:g})"
+            )
+        return self
 
     def flops_per_second(self, device_type: str) -> float:
         """The rate cost estimates divide by (`estimated_flops`, or a default per device)."""

@@ -185,3 +185,15 @@ def source_models(source_models_file: Path) -> dict[str, object]:
 
     cpu = torch.device("cpu")
     return {spec.name: load_model(spec, cpu) for spec in load_config(source_models_file)}
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[object]:
+    """A real redis-server on a loopback port (skips without one, fails under `make test`)."""
+    from tests.redis_support import RedisServer
+
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

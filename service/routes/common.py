@@ -8,11 +8,13 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from api_schemas.errors import ErrorBody
 from api_schemas.jobs import JobBody, JobProgress, JobStatus
@@ -34,6 +36,7 @@ from service.routes.deps import Serving
 from service.workers.answer import Answer
 from service.workers.job_store import SUCCEEDED, Encoded, JobView
 from service.workers.jobs import on_device
+from service.workers.replay import EXECUTION, replay_of
 
 # What every route addressing a model can answer, and what uploads and device work add.
 MODEL_ERRORS: tuple[type[ClientError], ...] = (NotFound, NotReady, Overloaded, InvalidInput)
@@ -142,6 +145,8 @@ def job_body(view: JobView, result: Encoded | None = None) -> JobBody:
         result=inline,
         error=view.error,
         error_status=view.error_status,
+        replica=view.worker,
+        attempts=view.attempts,
     )
 
 
@@ -173,12 +178,18 @@ async def answer_or_job(
 ) -> Response:
     """Run `work` now, or as a job when asked (`async=true`) or when the estimate exceeds
     the synchronous budget (`async` unset). Either way it runs on the model's device
-    worker; a job answers 202 with `Location`."""
+    worker; a job answers 202 with `Location`. A request replayed to run a job shared
+    through Redis carries its `Execution`, which runs the work here as that job."""
     model, pool, settings = serving.model, serving.pool, serving.settings
+    scope = serving.request.scope if serving.request is not None else {}
+    if EXECUTION in scope:
+        return await scope[EXECUTION].run(pool, model, work, total)
     as_job = run_async if run_async is not None else estimate_s > settings.sync_budget_s
     if not as_job:
         return respond(await pool.run_on(model, work, deadline(settings.job_timeout_s)))
     job, runner = on_device(pool, model, work, timeout_s=settings.job_timeout_s)
-    view = serving.jobs.submit(kind, job, total=total, runner=runner)
+    replay = replay_of(scope) if scope else None
+    submit = partial(serving.jobs.submit, kind, job, total=total, runner=runner, replay=replay)
+    view = await run_in_threadpool(submit)  # with Redis, network I/O
     body = job_body(view).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{view.id}"})

@@ -8,14 +8,15 @@ from typing import Annotated
 
 from fastapi import Depends, File, Query, Request, UploadFile
 from fastapi import Path as PathParam
+from starlette.concurrency import run_in_threadpool
 
 from model_registry.datasets import DatasetCatalog, is_reference
 from model_registry.errors import InvalidInput, NotReady, PayloadTooLarge
 from model_registry.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
-from service.workers.image_store import ImageStore
-from service.workers.job_store import JobStore
+from service.workers.image_store import Images
+from service.workers.job_records import Jobs
 from service.workers.pool import InferencePool
 
 
@@ -60,18 +61,18 @@ def get_activation_cache(request: Request) -> ActivationCache | None:
 ActivationCacheDep = Annotated[ActivationCache | None, Depends(get_activation_cache)]
 
 
-def get_image_store(request: Request) -> ImageStore:
+def get_image_store(request: Request) -> Images:
     return request.app.state.images
 
 
-ImageStoreDep = Annotated[ImageStore, Depends(get_image_store)]
+ImageStoreDep = Annotated[Images, Depends(get_image_store)]
 
 
-def get_jobs(request: Request) -> JobStore:
+def get_jobs(request: Request) -> Jobs:
     return request.app.state.jobs
 
 
-JobsDep = Annotated[JobStore, Depends(get_jobs)]
+JobsDep = Annotated[Jobs, Depends(get_jobs)]
 
 
 def get_datasets(request: Request) -> DatasetCatalog:
@@ -133,10 +134,12 @@ async def read_images(
         if not data:
             raise InvalidInput(f"image[{index}] is empty", field="image")
     named = [datasets.read(ref, field="image") for ref in references]
-    return uploads + named + [_stored(store, datasets, image_id) for image_id in ids]
+    # A thread, not the event loop: with Redis the store does network I/O.
+    stored = [await run_in_threadpool(_stored, store, datasets, image_id) for image_id in ids]
+    return uploads + named + stored
 
 
-def _stored(store: ImageStore, datasets: DatasetCatalog, image_id: str) -> bytes:
+def _stored(store: Images, datasets: DatasetCatalog, image_id: str) -> bytes:
     if is_reference(image_id):
         return datasets.read(image_id, field="image_id")
     return store.get(image_id)
@@ -147,16 +150,20 @@ ImagesDep = Annotated[list[bytes], Depends(read_images)]
 
 @dataclass(frozen=True)
 class Serving:
-    """What a route hands its work to: the addressed model, the pool, the jobs, the settings."""
+    """What a route hands its work to: the addressed model, the pool, the jobs, the settings,
+    and the request (a job shared through Redis keeps it for the replica that runs it)."""
 
     model: LoadedModel
     pool: InferencePool
-    jobs: JobStore
+    jobs: Jobs
     settings: Settings
+    request: Request | None = None
 
 
-def get_serving(model: ModelDep, pool: PoolDep, jobs: JobsDep, settings: SettingsDep) -> Serving:
-    return Serving(model, pool, jobs, settings)
+def get_serving(
+    request: Request, model: ModelDep, pool: PoolDep, jobs: JobsDep, settings: SettingsDep
+) -> Serving:
+    return Serving(model, pool, jobs, settings, request)
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]

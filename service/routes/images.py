@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from api_schemas.images import StoredImage
 from model_registry.errors import InvalidInput
@@ -27,7 +28,7 @@ async def store_image(
     if not data:
         raise InvalidInput("image[0] is empty", field="image")
     picture = await pool.cpu(decode_image, data, max_pixels=settings.max_image_pixels)
-    image_id = store.put(data)
+    image_id = await run_in_threadpool(store.put, data)  # with Redis, network I/O
     return StoredImage(
         image_id=image_id,
         width=picture.width,

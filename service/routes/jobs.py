@@ -15,12 +15,13 @@ from service.routes.deps import JobsDep
 from service.workers.job_store import SUCCEEDED
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+# Plain `def` handlers run in the thread pool: with Redis the job store does network I/O.
 
 JobId = Annotated[str, PathParam(description="the id from a 202 answer's Location", max_length=64)]
 
 
 @router.get("/{job_id}", response_model=JobBody, responses=error_responses(NotFound))
-async def get_job(job_id: JobId, jobs: JobsDep) -> JobBody:
+def get_job(job_id: JobId, jobs: JobsDep) -> JobBody:
     """A job's status, progress (step/total), ETA and, once it succeeded, its result."""
     view = jobs.get(job_id)
     if view.status == SUCCEEDED:
@@ -40,13 +41,13 @@ async def get_job(job_id: JobId, jobs: JobsDep) -> JobBody:
         **error_responses(NotFound, NotFinished),
     },
 )
-async def get_job_result(job_id: JobId, jobs: JobsDep) -> Response:
+def get_job_result(job_id: JobId, jobs: JobsDep) -> Response:
     """The result of a succeeded job, with its own media type."""
     _, result = jobs.result(job_id)
     return Response(result.body, media_type=result.media_type)
 
 
 @router.delete("/{job_id}", response_model=JobBody, responses=error_responses(NotFound))
-async def delete_job(job_id: JobId, jobs: JobsDep) -> JobBody:
+def delete_job(job_id: JobId, jobs: JobsDep) -> JobBody:
     """Cancel a queued or running job (it stops before its next step), or forget a finished one."""
     return job_body(jobs.delete(job_id))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from service.engine.insight.progress import Cancelled
+from service.engine.insight.progress import Cancelled, Progress
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued",
@@ -19,7 +21,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 
-Runner = Callable[[Callable[[], None]], futures.Future]
+Runner = Callable[[Callable[[], Any]], futures.Future]
 """Starts a call somewhere (a device worker) and returns its future."""
 
 
@@ -49,6 +51,8 @@ class JobRecord:
     error: dict | None = None
     error_status: int | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    worker: str | None = None
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class JobView:
     error: dict | None
     error_status: int | None
     cancel_requested: bool
+    worker: str | None = None
+    attempts: int = 0
 
 
 def view_of(job: JobRecord, now: float) -> JobView:
@@ -102,4 +108,61 @@ def view_of(job: JobRecord, now: float) -> JobView:
         error=job.error,
         error_status=job.error_status,
         cancel_requested=job.cancel.is_set(),
+        worker=job.worker,
+        attempts=job.attempts,
     )
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The HTTP request that started a job: any replica can run it again to do the job."""
+
+    method: str
+    path: str
+    query: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+    def dumps(self) -> bytes:
+        head = {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query.decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
+        }
+        return json.dumps(head).encode() + b"\n" + self.body
+
+    @classmethod
+    def loads(cls, blob: bytes) -> Replay:
+        head_bytes, _, body = blob.partition(b"\n")
+        head = json.loads(head_bytes)
+        headers = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in head["headers"])
+        return cls(head["method"], head["path"], head["query"].encode("latin-1"), headers, body)
+
+
+class Jobs(Protocol):
+    """Where jobs live: this process (`JobStore`) or Redis (`RedisJobStore`).
+
+    `submit` takes both forms of a job: `work` and `runner` run it here; `replay` is the
+    request any replica runs again to do it. Each store uses the form it needs.
+    """
+
+    def start(self) -> None: ...
+
+    def submit(
+        self,
+        kind: str,
+        work: Callable[[Progress], Encoded],
+        *,
+        total: int,
+        runner: Runner | None = None,
+        replay: Replay | None = None,
+    ) -> JobView: ...
+
+    def get(self, job_id: str) -> JobView: ...
+
+    def result(self, job_id: str) -> tuple[JobView, Encoded]: ...
+
+    def delete(self, job_id: str) -> JobView: ...
+
+    def shutdown(self, timeout_s: float = 60.0) -> None: ...

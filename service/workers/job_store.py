@@ -30,12 +30,22 @@ from service.workers.job_records import (
     Encoded,
     JobRecord,
     JobView,
+    Replay,
     Runner,
     TimedOut,
     view_of,
 )
 
 log = logging.getLogger("layerscope")
+
+
+def unknown_job(job_id: str, ttl_s: float) -> NotFound:
+    """Today's 404 for a job never started, deleted, or expired."""
+    return NotFound(
+        f"Unknown job '{job_id}': it never existed, was deleted, or expired "
+        f"({ttl_s:g} s after it finished)",
+        field="job_id",
+    )
 
 
 class JobStore:
@@ -82,9 +92,10 @@ class JobStore:
         *,
         total: int,
         runner: Runner | None = None,
+        replay: Replay | None = None,
     ) -> JobView:
         """Queue `work` on `runner` (default: the store's); raises `TooManyJobs` (429) when
-        every slot holds an unfinished job."""
+        every slot holds an unfinished job. `replay` is for stores shared by replicas."""
         start = runner or self._runner
         if start is None:
             raise ValueError("no runner for the job")
@@ -230,11 +241,7 @@ class JobStore:
     def _find_locked(self, job_id: str) -> JobRecord:
         job = self._jobs.get(job_id)
         if job is None:
-            raise NotFound(
-                f"Unknown job '{job_id}': it never existed, was deleted, or expired "
-                f"({self.ttl_s:g} s after it finished)",
-                field="job_id",
-            )
+            raise unknown_job(job_id, self.ttl_s)
         return job
 
     def _sweep_locked(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 from model_registry.registry import LoadedModel
 from service.engine.insight.progress import Progress
@@ -32,7 +33,7 @@ def on_device(
 
         return work(step)
 
-    def start(call: Callable[[], None]) -> Future:
+    def start(call: Callable[[], Any]) -> Future:
         return pool.submit_on(model, call, deadline=time.monotonic() + timeout_s)
 
     return job, start

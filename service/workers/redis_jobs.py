@@ -1,0 +1,230 @@
+"""Job records in Redis, so any replica answers, cancels or returns any job.
+
+The `Jobs` interface of the in-process `JobStore`, plus what the queue (`job_queue`) needs to
+run a job on one replica: claim it, report progress (which is also where cancellation and a
+lost lease are noticed), finish it, or hand it back. Records of unfinished jobs stay until
+they finish; finished ones expire `ttl_s` later. At most `max_jobs` records and `max_bytes`
+of requests and results are kept; finished jobs are evicted first, oldest first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from model_registry.errors import NotFinished, TooManyJobs
+from service.engine.insight.progress import Cancelled, Progress
+from service.workers import redis_scripts as lua
+from service.workers.job_records import (
+    CANCELLED,
+    SUCCEEDED,
+    Encoded,
+    JobRecord,
+    JobView,
+    Replay,
+    Runner,
+    view_of,
+)
+from service.workers.job_store import unknown_job
+from service.workers.redis_link import PREFIX, outage_is_503
+
+RECORD = PREFIX + "job:"
+INDEX = PREFIX + "jobs"
+QUEUE = PREFIX + "queue"
+HEARTBEAT = PREFIX + "heartbeat:"
+
+
+class LeaseLost(Cancelled):
+    """Another replica took the job over (this one was presumed dead): stop, write nothing."""
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
+
+
+def _float(value: bytes | None) -> float | None:
+    return float(value) if value else None
+
+
+def record_of(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
+    """A hash as Redis keeps it -> the record `view_of` reads."""
+    job = JobRecord(
+        id=job_id,
+        kind=_text(fields.get(b"kind")) or "",
+        total=int(fields.get(b"total", b"0")),
+        created=float(fields.get(b"created", b"0")),
+        status=_text(fields.get(b"status")) or "queued",
+        step=int(fields.get(b"step", b"0")),
+        started=_float(fields.get(b"started")),
+        finished=_float(fields.get(b"finished")),
+        error=json.loads(fields[b"error"]) if fields.get(b"error") else None,
+        error_status=int(fields[b"error_status"]) if fields.get(b"error_status") else None,
+        worker=_text(fields.get(b"worker")) or None,
+        attempts=int(fields.get(b"attempts", b"0")),
+    )
+    if fields.get(b"media_type"):
+        job.result = Encoded(b"", fields[b"media_type"].decode())
+    if fields.get(b"cancel") == b"1":
+        job.cancel.set()
+    return job
+
+
+class RedisJobStore:
+    """Jobs in Redis; an outage answers 503 (`StoreUnavailable`) with Retry-After."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        max_jobs: int = 32,
+        max_bytes: int = 512 * 1024 * 1024,
+        ttl_s: float = 900.0,
+        timeout_s: float = 900.0,
+        attempts: int = 3,
+        retry_after_s: int = 5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # Any: redis-py types each reply as raw or decoded; this client's are raw bytes.
+        self.redis: Any = client
+        self.max_jobs, self.max_bytes = max_jobs, max_bytes
+        self.ttl_s, self.timeout_s, self.attempts = ttl_s, timeout_s, attempts
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._scripts: dict[str, Any] = {
+            name: client.register_script(getattr(lua, name))
+            for name in ("SUBMIT", "CLAIM", "PROGRESS", "FINISH", "DELETE", "HAND_BACK")
+        }
+
+    def _503(self):  # noqa: ANN202 - a context manager
+        return outage_is_503(self.retry_after_s)
+
+    def start(self) -> None:
+        """Nothing to start: the replica's queue consumer runs the jobs."""
+
+    def submit(
+        self,
+        kind: str,
+        work: Callable[[Progress], Encoded],
+        *,
+        total: int,
+        runner: Runner | None = None,
+        replay: Replay | None = None,
+    ) -> JobView:
+        """Record the job and queue its request; `work` and `runner` are not used (the replica
+        that takes it from the queue replays `replay` to build its own)."""
+        if replay is None:
+            raise ValueError("a Redis job needs the request that started it")
+        job_id, now = uuid.uuid4().hex, self._clock()
+        args = [RECORD, job_id, kind, total, repr(now), replay.dumps(), self.max_jobs]
+        with self._503():
+            admitted = self._scripts["SUBMIT"](keys=[INDEX, QUEUE], args=[*args, self.max_bytes])
+        if admitted == 0:
+            raise TooManyJobs(
+                f"{self.max_jobs} jobs are queued or running; retry later or DELETE one",
+                max_jobs=self.max_jobs,
+                retry_after=5,
+            )
+        if admitted == -1:
+            raise TooManyJobs(
+                f"the jobs kept hold {self.max_bytes} bytes of requests and results "
+                "(LAYERSCOPE_REDIS_JOB_BYTES); retry later or DELETE one",
+                max_bytes=self.max_bytes,
+                retry_after=5,
+            )
+        return view_of(JobRecord(id=job_id, kind=kind, total=total, created=now), now)
+
+    def _record(self, job_id: str) -> JobRecord:
+        with self._503():
+            fields = self.redis.hgetall(RECORD + job_id)
+        if not fields:
+            raise unknown_job(job_id, self.ttl_s)
+        return record_of(job_id, fields)
+
+    def get(self, job_id: str) -> JobView:
+        return view_of(self._record(job_id), self._clock())
+
+    def result(self, job_id: str) -> tuple[JobView, Encoded]:
+        """The finished job's result; 409 while it runs or when it did not succeed."""
+        job = self._record(job_id)
+        body = None
+        if job.status == SUCCEEDED and job.result is not None:
+            with self._503():
+                body = self.redis.get(RECORD + job_id + ":result")
+        if body is None or job.result is None:
+            raise NotFinished(
+                f"job {job_id} is {job.status}; its result exists once it has succeeded",
+                field="job_id",
+                status=job.status,
+            )
+        return view_of(job, self._clock()), Encoded(body, job.result.media_type)
+
+    def delete(self, job_id: str) -> JobView:
+        """Cancel an unfinished job (it stops at its next step), or forget a finished one."""
+        key = RECORD + job_id
+        keys = [key, key + ":request", key + ":result", INDEX]
+        with self._503():
+            flat = self._scripts["DELETE"](keys=keys, args=[job_id, repr(self._clock()), self._ttl])
+        if not flat:
+            raise unknown_job(job_id, self.ttl_s)
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return view_of(record_of(job_id, fields), self._clock())
+
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Nothing to stop: the queue consumer hands its running jobs back (app lifespan)."""
+
+    @property
+    def _ttl(self) -> int:
+        return max(int(self.ttl_s * 1000), 1)
+
+    # What the queue consumer calls (Redis errors propagate: the queue retries them).
+
+    def claim(self, job_id: str, worker: str) -> str:
+        """'run' when `worker` now owns the job; otherwise why it must be finished instead."""
+        args = [worker, repr(self._clock()), self.attempts, self.timeout_s]
+        return self._scripts["CLAIM"](keys=[RECORD + job_id], args=args).decode()
+
+    def request(self, job_id: str) -> Replay | None:
+        blob = self.redis.get(RECORD + job_id + ":request")
+        return Replay.loads(blob) if blob is not None else None
+
+    def progress(self, job_id: str, worker: str, step: int, total: int) -> str:
+        """Record progress; 'cancel' once the client deleted the job, 'lost' once another
+        replica owns it."""
+        args = [worker, step, total]
+        return self._scripts["PROGRESS"](keys=[RECORD + job_id], args=args).decode()
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        worker: str = "",
+        result: Encoded | None = None,
+        error: dict | None = None,
+        error_status: int | None = None,
+    ) -> bool:
+        """End the job (only if `worker` still owns it, when given); True when this call did."""
+        key = RECORD + job_id
+        args = [
+            worker,
+            status,
+            repr(self._clock()),
+            self._ttl,
+            result.media_type if result is not None else "",
+            json.dumps(error) if error is not None else "",
+            error_status or "",
+            result.body if result is not None else b"",
+        ]
+        done = self._scripts["FINISH"](keys=[key, key + ":request", key + ":result"], args=args)
+        return bool(done)
+
+    def cancel_now(self, job_id: str) -> bool:
+        return self.finish(job_id, CANCELLED)
+
+    def hand_back(self, job_id: str, worker: str) -> bool:
+        return bool(self._scripts["HAND_BACK"](keys=[RECORD + job_id], args=[worker]))
