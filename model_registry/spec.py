@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RESIZE_MODES = ("squash", "crop", "letterbox")
+CLASSIFICATION, SEGMENTATION, DETECTION = "classification", "segmentation", "detection"
+TASKS = (CLASSIFICATION, SEGMENTATION, DETECTION)
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class ModelSpec:
             (fit inside, pad with the mean colour).
         crop_pct: the fraction of the scaled picture kept by 'crop' (torchvision: 224/256).
         options: keyword arguments for the source's builder (timm, hf config, python).
+        task: 'classification' (logits [B, classes]), 'segmentation' (class maps, torchvision
+            `{"out": [B, classes, H, W]}` or a tensor of that shape) or 'detection'
+            (torchvision's list of {"boxes", "labels", "scores"} per image).
     """
 
     name: str
@@ -44,12 +49,15 @@ class ModelSpec:
     resize: str = "squash"
     crop_pct: float = 1.0
     options: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    task: str = CLASSIFICATION
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError("crop_pct must be in (0, 1]")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}")
 
     @property
     def in_channels(self) -> int:

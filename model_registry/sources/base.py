@@ -32,6 +32,7 @@ class Defaults:
     labels: tuple[str, ...] | None = None
     resize: str | None = None
     crop_pct: float | None = None
+    task: str | None = None  # known from the builder (torchvision); None: classification
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ def _info(model: LoadedModel) -> ModelInfo:
         preprocessing=Preprocessing.model_validate(
             {"resize": spec.resize, "crop_pct": spec.crop_pct}
         ),
+        task=spec.task,
     )
 
 
