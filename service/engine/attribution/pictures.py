@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from service.engine.attribution.explain import CamResult, GradientResult
+from service.engine.dense.pictures import outline, region_outline
 from service.engine.render import colormap_lut, input_picture, panel, unit_range
 
 MAX_DISPLAY = 320
@@ -88,6 +89,27 @@ def _title(prefix: str, target: int, label: Callable[[int], str]) -> str:
     return f"{prefix} | {target}" + (f" {name}" if name != str(target) else "")
 
 
+_MARK = (255, 255, 255)
+
+
+def _marked(picture: np.ndarray, result: CamResult | GradientResult, image: int, slot: int):
+    """The target drawn on a map: its box (detection) or its region's outline (segmentation)."""
+    if result.boxes is None and result.regions is None:
+        return picture
+    picture = picture.copy()
+    height, width = result.inputs.shape[1:3]
+    factor = picture.shape[1] / width
+    if result.boxes is not None:
+        outline(picture, [float(v) * factor for v in result.boxes[image, slot]], _MARK)
+    if result.regions is not None:
+        region = result.regions[image, slot].astype(np.uint8) * 255
+        size = (picture.shape[1], picture.shape[0])
+        scaled = np.asarray(Image.fromarray(region).resize(size, Image.Resampling.NEAREST)) > 0
+        if not scaled.all():
+            region_outline(picture, scaled, _MARK)
+    return picture
+
+
 def cam_panel(result: CamResult, look: Look, label: Callable[[int], str]) -> np.ndarray:
     """Per image: the input, then one heatmap per layer and target."""
     rows = []
@@ -98,7 +120,8 @@ def cam_panel(result: CamResult, look: Look, label: Callable[[int], str]) -> np.
         for layer in result.layers:
             for slot, target in enumerate(result.targets[image]):
                 title = _title(layer.name, int(target), label)
-                row.append((title, heatmap_over(layer.maps[image, slot], background, look)))
+                heatmap = heatmap_over(layer.maps[image, slot], background, look)
+                row.append((title, _marked(heatmap, result, image, slot)))
         rows.append(row)
     return panel(rows)
 
@@ -112,6 +135,7 @@ def gradient_panel(result: GradientResult, look: Look, label: Callable[[int], st
         row = [("input", background)]
         for slot, target in enumerate(result.targets[image]):
             title = _title(result.method, int(target), label)
-            row.append((title, gradient_view(result.values[image, slot], background, look)))
+            view = gradient_view(result.values[image, slot], background, look)
+            row.append((title, _marked(view, result, image, slot)))
         rows.append(row)
     return panel(rows)

@@ -106,3 +106,27 @@ def to_detections(model: LoadedModel, found: Mapping[str, torch.Tensor]) -> list
         )
         for i in order
     ]
+
+
+def detached(output: Any) -> Any:
+    """The output with every tensor detached, its structure (dict, list, tuple) kept."""
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    if isinstance(output, Mapping):
+        return {key: detached(value) for key, value in output.items()}
+    if isinstance(output, list | tuple):
+        return type(output)(detached(value) for value in output)
+    return output
+
+
+def output_rows(output: Any) -> int | None:
+    """How many inputs an output answers for: a tensor's rows, a dict's first tensor's rows,
+    a list's length (detections); None when it cannot be told."""
+    if isinstance(output, torch.Tensor):
+        return int(output.shape[0]) if output.ndim else None
+    if isinstance(output, Mapping):
+        first = next(iter(output.values()), None)
+        return output_rows(first)
+    if isinstance(output, list):
+        return len(output)
+    return None
