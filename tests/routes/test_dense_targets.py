@@ -88,3 +88,29 @@ def test_a_region_on_a_classifier_says_what_it_takes(tiny_client, tiny_inputs) -
     assert answer.status_code == 422
     assert answer.json()["field"] == "region"
     assert "classification model; its targets are target=<class>" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("det/cam", {"layer": "backbone.fpn"}),
+        ("det/gradients", {"method": "guided-gradcam", "layer": "backbone.fpn"}),
+        ("det/feature-maps", {"layers": "backbone.fpn"}),
+    ],
+)
+def test_a_layer_with_several_tensors_is_refused_listing_them(
+    dense_client, upload: bytes, path: str, params
+) -> None:
+    answer = _post(dense_client, path, upload, **params)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] in ("layer", "layers")
+    assert "outputs several tensors" in answer.text
+    assert "0 [256," in answer.text and "pool [256," in answer.text
+    assert "backbone.fpn.layer_blocks" in answer.text  # the tensor layers inside it
+
+
+def test_feature_maps_of_a_detector_backbone(dense_client, upload: bytes) -> None:
+    answer = _post(
+        dense_client, "det/feature-maps", upload, layers="backbone.body.16", format="npy"
+    )
+    assert answer.status_code == 200, answer.text

@@ -128,6 +128,9 @@ def check_spatial_layers(
     for info in infos:
         if not info.spatial or info.calls == 0:
             suitable = suitable_layers(model)
+            several = catalog.not_one_tensor(info)
+            if several:
+                raise InvalidInput(f"{field}: {several}", field=field, members=info.members)
             raise InvalidInput(
                 f"{field}: '{info.name}' has no spatial output (output shape {info.output_shape}); "
                 "a CAM needs a layer whose output reads as [C, H, W] with H x W > 1, such as "
