@@ -114,3 +114,10 @@ def test_feature_maps_of_a_detector_backbone(dense_client, upload: bytes) -> Non
         dense_client, "det/feature-maps", upload, layers="backbone.body.16", format="npy"
     )
     assert answer.status_code == 200, answer.text
+
+
+def test_sanity_check_reuses_the_box(dense_client, upload: bytes) -> None:
+    """randomize=1 re-runs on a re-initialized copy with the same box target."""
+    body = _post(dense_client, "det/cam", upload, randomize=1, format="json").json()
+    assert body["randomized_layers"] and body["targets"][0][0]["box"]
+    assert body["maps"][0]["rank_correlation"] is not None

@@ -99,7 +99,7 @@ def compute_cam(
         copy, names = randomized_copy(model, plan.randomize)
         randomized = tuple(names)
         again = cam_maps(
-            copy, batch, plan.method, plan.layers, plan.targets, fixed_targets=raw.targets
+            copy, batch, plan.method, plan.layers, plan.targets, fixed_targets=raw.target
         )
         for name in plan.layers:
             correlations[name] = rank_correlation(_numpy(raw.maps[name]), _numpy(again.maps[name]))
