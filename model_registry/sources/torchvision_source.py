@@ -70,7 +70,7 @@ class TorchvisionSource(FileSource):
         if task != CLASSIFICATION:
             return _dense_defaults(target, weights, task)
         if weights is None or not weights.startswith("torchvision:"):
-            return Defaults()
+            return Defaults(task=CLASSIFICATION)
         entry = _weights_enum(target, weights)
         transform = entry.transforms()
         crop = int(transform.crop_size[0])
@@ -84,6 +84,7 @@ class TorchvisionSource(FileSource):
             labels=categories,
             resize="crop",
             crop_pct=crop / resize,
+            task=CLASSIFICATION,
         )
 
     def build(self, spec: ModelSpec) -> nn.Module:

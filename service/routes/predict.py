@@ -85,7 +85,8 @@ async def predict(
         key, execute = segment_work(model)
         maps: np.ndarray = await pool.forward(model, key, pixels, size, execute)
         if fmt == "npy":
-            return Response(encode.npy_bytes(maps), media_type=encode.NPY_MEDIA_TYPE)
+            body = await pool.cpu(encode.npy_bytes, maps)
+            return Response(body, media_type=encode.NPY_MEDIA_TYPE)
         if fmt == "png":
             body = await pool.cpu(mask_png, model, pixels, maps)
             return Response(body, media_type=encode.PNG_MEDIA_TYPE)

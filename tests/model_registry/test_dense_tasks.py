@@ -39,6 +39,7 @@ def test_loaded_weights_are_the_files(dense_models: dict[str, LoadedModel]) -> N
     [
         ('architecture = "torchvision:fcn_resnet50"\ntask = "detection"', "is a segmentation"),
         ('architecture = "torchvision:resnet18"\ntask = "boxes"', "field 'task'"),
+        ('architecture = "torchvision:resnet18"\ntask = "detection"', "is a classification"),
     ],
 )
 def test_task_field_errors(tmp_path: Path, entry: str, message: str) -> None:
