@@ -37,6 +37,16 @@ Canvas = StrEnum("Canvas", "upload input")
 class TargetItem(BaseModel):
     class_index: int
     label: str
+    box: list[float] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="detection: the box explained, [x0, y0, x1, y1] in the model input's pixels",
+    )
+    pixels: int | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="segmentation: how many pixels the region explained has",
+    )
 
 
 class CamLayerItem(BaseModel):

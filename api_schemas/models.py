@@ -47,6 +47,10 @@ class ModelInfo(BaseModel):
     pretrained: bool = Field(description="False when the model runs with random initialisation")
     layers: int = Field(description="number of named modules in the layer catalog")
     preprocessing: Preprocessing
+    task: Literal["classification", "segmentation", "detection"] = Field(
+        default="classification",
+        description="what the output is: class logits, per-pixel class maps, or boxes",
+    )
 
 
 class ModelList(BaseModel):

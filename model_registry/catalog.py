@@ -40,6 +40,8 @@ class LayerInfo:
             ViT tokens or a vector); None: decided from `output_shape` alone, CNN readings only.
         call: k for a `name#k` entry, None for a bare name.
         module: the bare name for a `name#k` entry, None for a bare name.
+        members: for an output that is a dict, tuple or list of tensors (an FPN, a detection
+            head), its members as 'key [shape]'; None for a tensor output.
     """
 
     name: str
@@ -51,6 +53,7 @@ class LayerInfo:
     layout: MapLayout | None = None
     call: int | None = None
     module: str | None = None
+    members: tuple[str, ...] | None = None
 
     @property
     def module_name(self) -> str:
@@ -109,6 +112,20 @@ class LayerCatalog:
             raise unknown_layer(self.model_name, name, choices, field=field)
         return found
 
+    def not_one_tensor(self, info: LayerInfo) -> str:
+        """Why a layer whose output is a dict/tuple cannot be shown, and the tensor layers
+        inside it to use instead ('' when its output is not a container)."""
+        if info.members is None:
+            return ""
+        inside = [
+            lay.name for lay in self.spatial_layers() if lay.name.startswith(f"{info.name}.")
+        ][-8:]
+        hint = f"; use a layer inside it that outputs one map: {', '.join(inside)}"
+        return (
+            f"'{info.name}' outputs several tensors ({', '.join(info.members[:8])}), not one "
+            f"map{hint if inside else ''}"
+        )
+
     def spatial_layers(self) -> list[LayerInfo]:
         """Layers with a [C, H, W] output, in forward order."""
         return sorted((lay for lay in self if lay.spatial and lay.calls), key=lambda lay: lay.order)
@@ -138,6 +155,7 @@ def _build_catalog(
 ) -> LayerCatalog:
     shapes: dict[str, list[tuple[int, ...] | None]] = {}
     orders: dict[str, list[int]] = {}
+    members: dict[str, tuple[str, ...]] = {}
     named = [(n, m) for n, m in module.named_modules() if n]
     handles = []
     fired = [0]
@@ -150,6 +168,9 @@ def _build_catalog(
             one_row = isinstance(output, torch.Tensor) and output.ndim and output.shape[0] == 1
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
             shapes.setdefault(name, []).append(shape if one_row else None)
+            found = _members(output)
+            if found:
+                members[name] = found
 
         return hook
 
@@ -176,6 +197,7 @@ def _build_catalog(
                 calls=len(orders.get(name, ())),
                 order=when[-1],
                 layout=map_layout(seen[-1], size, tokens),
+                members=members.get(name),
             )
         )
         if len(when) > 1:
@@ -194,3 +216,17 @@ def _build_catalog(
                 for k, (shape, at) in enumerate(zip(seen, when, strict=True))
             )
     return LayerCatalog(model_name, layers, calls)
+
+
+def _members(output: object) -> tuple[str, ...] | None:
+    """'key [shape]' of the tensors in a dict, tuple or list output; None otherwise."""
+    if isinstance(output, dict):
+        items = list(output.items())
+    elif isinstance(output, list | tuple):
+        items = list(enumerate(output))
+    else:
+        return None
+    found = tuple(
+        f"{key} {list(value.shape[1:])}" for key, value in items if isinstance(value, torch.Tensor)
+    )
+    return found or None

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from model_registry.datasets import DIGITS, FolderDataset, scan_folder
 from model_registry.errors import ConfigError
 from model_registry.sources import source_for
-from model_registry.spec import ModelSpec
+from model_registry.spec import CLASSIFICATION, ModelSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -40,6 +40,7 @@ class _Entry(BaseModel):
     crop_pct: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos"] | None = None
     options: dict[str, Any] | None = None
+    task: Literal["classification", "segmentation", "detection"] | None = None
 
     @field_validator("mean", "std")
     @classmethod
@@ -152,6 +153,7 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
         )
     if labels is None and found.labels is not None and len(found.labels) == num_classes:
         labels = found.labels
+    task = _task(entry, found.task, where)
     return ModelSpec(
         name=entry.name,
         architecture=f"{source.prefix}:{target}",
@@ -166,7 +168,17 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
         crop_pct=entry.crop_pct or found.crop_pct or 1.0,
         interpolation=entry.interpolation or found.interpolation or "bilinear",
         options=dict(entry.options) if entry.options else None,
+        task=task,
     )
+
+
+def _task(entry: _Entry, known: str | None, where: str) -> str:
+    """The source's task (torchvision builders) or the entry's `task`; they must agree."""
+    if known is not None and entry.task is not None and entry.task != known:
+        raise ConfigError(
+            f"{where}: field 'task': {entry.architecture!r} is a {known} model, not {entry.task}"
+        )
+    return known or entry.task or CLASSIFICATION
 
 
 def default_specs() -> list[ModelSpec]:

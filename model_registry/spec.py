@@ -8,6 +8,8 @@ from typing import Any
 
 RESIZE_MODES = ("squash", "crop", "letterbox")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+CLASSIFICATION, SEGMENTATION, DETECTION = "classification", "segmentation", "detection"
+TASKS = (CLASSIFICATION, SEGMENTATION, DETECTION)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class ModelSpec:
         interpolation: the resampling filter of that resize, as the weights were evaluated
             with (torchvision and Hugging Face ViT: bilinear; most timm weights: bicubic).
         options: keyword arguments for the source's builder (timm, hf config, python).
+        task: 'classification' (logits [B, classes]), 'segmentation' (class maps, torchvision
+            `{"out": [B, classes, H, W]}` or a tensor of that shape) or 'detection'
+            (torchvision's list of {"boxes", "labels", "scores"} per image).
     """
 
     name: str
@@ -48,6 +53,7 @@ class ModelSpec:
     crop_pct: float = 1.0
     interpolation: str = "bilinear"
     options: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    task: str = CLASSIFICATION
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
@@ -56,6 +62,8 @@ class ModelSpec:
             raise ValueError("crop_pct must be in (0, 1]")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}")
 
     @property
     def in_channels(self) -> int:

@@ -197,3 +197,26 @@ def redis_server() -> Iterator[object]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def dense_models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models file with a segmentation (`seg`) and a detection (`det`) model."""
+    from tests.dense_models import write_dense_config
+
+    return write_dense_config(tmp_path_factory.mktemp("dense"))
+
+
+@pytest.fixture(scope="session")
+def dense_models(dense_models_file: Path) -> dict[str, LoadedModel]:
+    """`seg` and `det` loaded on CPU as the service loads them."""
+    from model_registry.config import load_config
+
+    return {spec.name: load_model(spec, CPU) for spec in load_config(dense_models_file)}
+
+
+@pytest.fixture(scope="session")
+def dense_client(dense_models_file: Path) -> Iterator[TestClient]:
+    """The app serving `seg` and `det`."""
+    with TestClient(create_app(Settings(models=dense_models_file, device="cpu"))) as client:
+        yield client

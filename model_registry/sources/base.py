@@ -33,6 +33,7 @@ class Defaults:
     resize: str | None = None
     crop_pct: float | None = None
     interpolation: str | None = None
+    task: str | None = None  # known from the builder (torchvision); None: classification
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,13 @@ class HFSource(FileSource):
         found = _processor_defaults(folder)
         if "input_size" not in found and isinstance(config.get("image_size"), int):
             found["input_size"] = (config["image_size"], config["image_size"])
-        return Defaults(num_classes=len(labels) if labels else None, labels=labels, **found)
+        # Built with AutoModelForImageClassification: a classifier, whatever `task` says.
+        return Defaults(
+            num_classes=len(labels) if labels else None,
+            labels=labels,
+            task="classification",
+            **found,
+        )
 
     def _config(self, spec: ModelSpec) -> Any:
         from transformers import AutoConfig

@@ -1,4 +1,6 @@
-"""`torchvision:<builder>`: torchvision's classification models and their weight enums."""
+"""`torchvision:<builder>`: torchvision's classification, segmentation (fcn, deeplabv3,
+lraspp) and detection (fasterrcnn*, retinanet*, fcos, ssd, ssdlite, maskrcnn, keypointrcnn)
+models and their weight enums; the builder's module says the task."""
 
 from __future__ import annotations
 
@@ -12,11 +14,27 @@ from torch import nn
 
 from model_registry.errors import ConfigError, closest
 from model_registry.sources.base import Defaults, FileSource, Weights, read_state_file, target_of
-from model_registry.spec import ModelSpec
+from model_registry.spec import CLASSIFICATION, DETECTION, SEGMENTATION, ModelSpec
+
+# Detection models normalize inside (GeneralizedRCNNTransform and the like): fed [0, 1] pixels.
+_IDENTITY = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+def _tasks() -> dict[str, str]:
+    models = torchvision.models
+    found = dict.fromkeys(models.list_models(module=models), CLASSIFICATION)
+    found.update(dict.fromkeys(models.list_models(module=models.segmentation), SEGMENTATION))
+    found.update(dict.fromkeys(models.list_models(module=models.detection), DETECTION))
+    return found
 
 
 def builders() -> list[str]:
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    return sorted(_tasks())
+
+
+def task_of(builder: str) -> str:
+    """'classification', 'segmentation' or 'detection', from the builder's module."""
+    return _tasks().get(builder, CLASSIFICATION)
 
 
 def _weights_enum(arch: str, weights: str) -> Any:
@@ -36,7 +54,8 @@ class TorchvisionSource(FileSource):
             hint = f"did you mean {nearest}? " if nearest else ""
             raise ValueError(
                 f"unknown architecture 'torchvision:{target}'; {hint}(use a torchvision "
-                f"classification builder, e.g. {', '.join(builders()[:8])}, ...)"
+                "classification, segmentation or detection builder, e.g. "
+                f"{', '.join(builders()[:8])}, ...)"
             )
         return target
 
@@ -47,8 +66,11 @@ class TorchvisionSource(FileSource):
 
     def defaults(self, target: str, weights: str | None, options: Mapping[str, Any]) -> Defaults:
         """From the weights' own transforms: resize the short side, centre-crop, normalize."""
+        task = task_of(target)
+        if task != CLASSIFICATION:
+            return _dense_defaults(target, weights, task)
         if weights is None or not weights.startswith("torchvision:"):
-            return Defaults()
+            return Defaults(task=CLASSIFICATION)
         entry = _weights_enum(target, weights)
         transform = entry.transforms()
         crop = int(transform.crop_size[0])
@@ -63,15 +85,22 @@ class TorchvisionSource(FileSource):
             resize="crop",
             crop_pct=crop / resize,
             interpolation=transform.interpolation.value,
+            task=CLASSIFICATION,
         )
 
     def build(self, spec: ModelSpec) -> nn.Module:
         name = target_of(spec)
-        kwargs = (
+        kwargs: dict[str, Any] = (
             {"aux_logits": False, "init_weights": True}
             if name in ("googlenet", "inception_v3")
             else {}
         )
+        if task_of(name) != CLASSIFICATION:
+            # Never a download: the backbone's ImageNet weights stay off; `weights` loads later.
+            kwargs = {"weights_backbone": None}
+            if task_of(name) == SEGMENTATION and not name.startswith("lraspp"):
+                kwargs["aux_loss"] = _has_aux(spec)
+            kwargs.update(spec.options or {})
         try:
             return torchvision.models.get_model(
                 name, weights=None, num_classes=spec.num_classes, **kwargs
@@ -104,3 +133,29 @@ class TorchvisionSource(FileSource):
             f"{where}: not in the local torch cache ({cached}) and downloads are off; "
             "set LAYERSCOPE_ALLOW_DOWNLOADS=true or give a weights file"
         )
+
+
+def _dense_defaults(target: str, weights: str | None, task: str) -> Defaults:
+    """Segmentation weights resize to `resize_size` and normalize; detection models take
+    [0, 1] pixels at any size (they resize and normalize inside), so mean 0 and std 1."""
+    mean, std = _IDENTITY if task == DETECTION else (None, None)
+    if weights is None or not weights.startswith("torchvision:"):
+        return Defaults(mean=mean, std=std, task=task)
+    entry = _weights_enum(target, weights)
+    categories = tuple(entry.meta.get("categories") or ()) or None
+    transform = entry.transforms()
+    size = getattr(transform, "resize_size", None)
+    return Defaults(
+        input_size=(int(size[0]), int(size[0])) if size else None,
+        mean=tuple(float(v) for v in transform.mean) if hasattr(transform, "mean") else mean,
+        std=tuple(float(v) for v in transform.std) if hasattr(transform, "std") else std,
+        num_classes=len(categories) if categories else None,
+        labels=categories,
+        resize="squash",
+        task=task,
+    )
+
+
+def _has_aux(spec: ModelSpec) -> bool:
+    """torchvision's segmentation weights carry the auxiliary classifier's keys."""
+    return bool(spec.weights and spec.weights.startswith("torchvision:"))

@@ -82,6 +82,9 @@ def plan_feature_maps(
         shape = info.spatial_shape
         if shape is None or info.calls == 0:
             suitable = [lay.name for lay in catalog.spatial_layers()][-10:]
+            several = catalog.not_one_tensor(info)
+            if several:
+                raise InvalidInput(f"layers: {several}", field="layers", members=info.members)
             raise InvalidInput(
                 f"layers: '{info.name}' has no map-like output (output shape {info.output_shape}); "
                 f"pick a layer with a [C, H, W] output such as {', '.join(suitable)}",

@@ -8,6 +8,7 @@ saw (outside a crop) are marked so pictures can dim them. numpy and Pillow only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,21 @@ class UploadView:
         cols = _axis(width, source_w, x0, x1, values.shape[-1])
         placed = _sample(values.astype(np.float32), rows, values.ndim - 2, nearest)
         return _sample(placed, cols, values.ndim - 1, nearest).astype(np.float32)
+
+    def box_on_picture(self, box: Sequence[float], input_size: tuple[int, int]) -> list[float]:
+        """A box [x0, y0, x1, y1] in model-input pixels (input_size: height, width) -> the same
+        box in the view's picture pixels."""
+        height, width = self.picture.shape[:2]
+        source_h, source_w = self.geometry.source_size
+        left, top, right, bottom = self.geometry.box
+        sx, sy = (right - left) / input_size[1], (bottom - top) / input_size[0]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return [
+            (left + x0 * sx) * width / source_w,
+            (top + y0 * sy) * height / source_h,
+            (left + x1 * sx) * width / source_w,
+            (top + y1 * sy) * height / source_h,
+        ]
 
     def faded(self, picture: np.ndarray) -> np.ndarray:
         """`picture` (drawn on this view) with what the model never saw faded toward white."""

@@ -18,8 +18,34 @@ Target = Annotated[
     str | None,
     Field(
         description="class indices or labels, comma-separated, explained for every image; "
-        "default: each image's top-1 class",
+        "default: each image's top-1 class (segmentation: its largest class). Detection: the "
+        "label that goes with `box`",
         max_length=4096,
+    ),
+]
+Region = Annotated[
+    str | None,
+    Field(
+        description="segmentation: the pixels whose class scores are summed: predicted (those "
+        "predicted as the target class, the default), all, or x0,y0,x1,y1 in input pixels",
+        max_length=256,
+    ),
+]
+Box = Annotated[
+    str | None,
+    Field(
+        description="detection: x0,y0,x1,y1 in input pixels; explains IoU + score of the "
+        "detection of label `target` that overlaps it best (IoU > 0.5), as pytorch-grad-cam's "
+        "FasterRCNNBoxScoreTarget",
+        max_length=256,
+    ),
+]
+Detection = Annotated[
+    str | None,
+    Field(
+        description="detection: index(es) of the detection(s) to explain, 0 = highest score; "
+        "default 0",
+        max_length=256,
     ),
 ]
 Alpha = Annotated[
@@ -62,6 +88,9 @@ class CamOptions(Options):
         max_length=4096,
     )
     target: Target = None
+    region: Region = None
+    box: Box = None
+    detection: Detection = None
     fmt: OutputFormat = Field(OutputFormat.png, alias="format")
     colormap: str = colormap_field("jet")
     alpha: Alpha = 0.5
@@ -90,6 +119,9 @@ class GradientOptions(Options):
         GradientMethod("vanilla"), description="the gradient method"
     )
     target: Target = None
+    region: Region = None
+    box: Box = None
+    detection: Detection = None
     fmt: OutputFormat = Field(OutputFormat.png, alias="format")
     view: GradientView = Field(
         GradientView.heatmap,

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, create_model
@@ -84,10 +83,24 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _targets(model: LoadedModel, targets: np.ndarray) -> list[list[TargetItem]]:
-    return [
-        [TargetItem(class_index=int(t), label=model.label(int(t))) for t in row] for row in targets
-    ]
+def _targets(model: LoadedModel, result: CamResult | GradientResult) -> list[list[TargetItem]]:
+    """Per image, the classes explained, with the box (detection) or region size (segmentation)."""
+    items = []
+    for image, row in enumerate(result.targets):
+        line = []
+        for slot, class_index in enumerate(row):
+            extra: dict[str, Any] = {}
+            if result.boxes is not None:
+                extra["box"] = [round(float(v), 2) for v in result.boxes[image, slot]]
+            if result.regions is not None:
+                extra["pixels"] = int(result.regions[image, slot].sum())
+            line.append(
+                TargetItem(
+                    class_index=int(class_index), label=model.label(int(class_index)), **extra
+                )
+            )
+        items.append(line)
+    return items
 
 
 def _predictions(rows: list[list[Prediction]]) -> list[list[PredictionItem]]:
@@ -169,7 +182,7 @@ def _cam_body(
             CamLayerItem(name=lay.name, map_shape=list(lay.map_shape), shape=shape)
             for lay in result.layers
         ],
-        targets=_targets(model, result.targets),
+        targets=_targets(model, result),
         predictions=_predictions(result.predictions),
         maps=maps,
         randomized_layers=list(result.randomized),
@@ -226,7 +239,7 @@ def _gradient_body(
         batch=result.values.shape[0],
         input_size=list(model.spec.input_size),
         shape=shape,
-        targets=_targets(model, result.targets),
+        targets=_targets(model, result),
         predictions=_predictions(result.predictions),
         maps=maps,
         randomized_layers=list(result.randomized),

@@ -33,6 +33,7 @@ def _info(model: LoadedModel) -> ModelInfo:
                 "interpolation": spec.interpolation,
             }
         ),
+        task=spec.task,
     )
 
 

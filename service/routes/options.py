@@ -23,6 +23,7 @@ from api_schemas.insight import (
     ImageFormat,
     StatsFormat,
 )
+from api_schemas.predictions import PredictFormat
 from service.engine.channels import GRAMMAR
 from service.engine.insight.maximize import DEFAULT_TV
 from service.routes.common import split_names
@@ -76,7 +77,14 @@ class Options(BaseModel):
 
 
 class PredictOptions(Options):
-    top_k: int = Field(5, ge=1, description="classes per image")
+    answer_fields = frozenset({"fmt"})
+    top_k: int = Field(5, ge=1, description="classes per image (classification)")
+    fmt: PredictFormat = Field(
+        PredictFormat.json,
+        alias="format",
+        description="json; png: segmentation mask or detection boxes drawn on the input; "
+        "npy: segmentation class map int64 [B, H, W]",
+    )
 
 
 class FeatureMapOptions(Options):

@@ -245,7 +245,7 @@ def test_several_targets_equal_single_runs(
     )
     plan = plan_gradients(digits, method=method, targets="2,7", **options)
     _, targets, both = gradient_maps(digits, digit_batch, plan)
-    assert both.shape == (4, 2, 1, 32, 32) and targets.tolist() == [[2, 7]] * 4
+    assert both.shape == (4, 2, 1, 32, 32) and targets.classes.tolist() == [[2, 7]] * 4
     for slot, target in enumerate((2, 7)):
         single = gradient_maps(
             digits,

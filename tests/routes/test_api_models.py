@@ -41,6 +41,7 @@ def test_default_models(default_client: TestClient) -> None:
         "pretrained": True,
         "layers": 0,
         "preprocessing": {"resize": "squash", "crop_pct": 1.0, "interpolation": "bilinear"},
+        "task": "classification",
     }
     assert by_name["resnet18"]["input_size"] == [224, 224]
     # torchvision's weights are evaluated after a resize to 256 and a 224 centre crop.

@@ -17,6 +17,7 @@ from service.engine.attribution.faithfulness import deletion_insertion
 from service.engine.attribution.maps import cam_maps, gradient_maps, unit_scale
 from service.engine.attribution.plan import CamPlan, GradientPlan
 from service.engine.attribution.sanity import randomized_copy, rank_correlation
+from service.engine.attribution.target_objects import Target
 from service.engine.predict import Prediction, top_k_predictions
 
 
@@ -50,6 +51,8 @@ class CamResult:
     predictions: list[list[Prediction]]
     inputs: np.ndarray  # uint8 [B, H, W, 3], the de-normalized model input
     randomized: tuple[str, ...] = ()
+    boxes: np.ndarray | None = None  # float32 [B, T, 4]: the boxes explained (detection)
+    regions: np.ndarray | None = None  # bool [B, T, H, W]: the regions explained (segmentation)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,25 @@ class GradientResult:
     inputs: np.ndarray
     randomized: tuple[str, ...] = ()
     rank_correlation: np.ndarray | None = None  # [B, T], on the channel-summed |values|
+    boxes: np.ndarray | None = None
+    regions: np.ndarray | None = None
+
+
+def _drawn(target: Target) -> dict[str, np.ndarray | None]:
+    boxes, regions = target.boxes_drawn(), target.regions_drawn()
+    return {
+        "boxes": None if boxes is None else _numpy(boxes),
+        "regions": None if regions is None else regions.cpu().numpy(),
+    }
+
+
+def _predictions(
+    model: LoadedModel, output: object, top_k: int, count: int
+) -> list[list[Prediction]]:
+    """Top-k classes of a classifier; segmentation and detection models have none here."""
+    if model.spec.task != "classification" or not isinstance(output, torch.Tensor):
+        return [[] for _ in range(count)]
+    return top_k_predictions(output, model, top_k)
 
 
 def compute_cam(
@@ -77,7 +99,7 @@ def compute_cam(
         copy, names = randomized_copy(model, plan.randomize)
         randomized = tuple(names)
         again = cam_maps(
-            copy, batch, plan.method, plan.layers, plan.targets, fixed_targets=raw.targets
+            copy, batch, plan.method, plan.layers, plan.targets, fixed_targets=raw.target
         )
         for name in plan.layers:
             correlations[name] = rank_correlation(_numpy(raw.maps[name]), _numpy(again.maps[name]))
@@ -117,9 +139,10 @@ def compute_cam(
         layers=tuple(layers),
         targets=raw.targets.cpu().numpy().astype(np.int64),
         several_targets=plan.several_targets,
-        predictions=top_k_predictions(raw.logits, model, plan.top_k),
+        predictions=_predictions(model, raw.logits, plan.top_k, batch.shape[0]),
         inputs=inputs,
         randomized=randomized,
+        **_drawn(raw.target),
     )
 
 
@@ -140,12 +163,13 @@ def compute_gradients(
     return GradientResult(
         method=plan.method,
         values=_numpy(values),
-        targets=targets.cpu().numpy().astype(np.int64),
+        targets=targets.classes.cpu().numpy().astype(np.int64),
         several_targets=plan.several_targets,
-        predictions=top_k_predictions(logits, model, plan.top_k),
+        predictions=_predictions(model, logits, plan.top_k, batch.shape[0]),
         inputs=inputs,
         randomized=randomized,
         rank_correlation=correlation,
+        **_drawn(targets),
     )
 
 

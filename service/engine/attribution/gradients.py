@@ -9,25 +9,67 @@ the input that requires grad; parameters are frozen, so the model gets no `.grad
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from service.engine.attribution.graph import score_gradients
+from service.engine.attribution.graph import gradients_of
 from service.engine.attribution.guided import relu_override
+from service.engine.attribution.target_objects import (
+    Target,
+    as_target,
+    batch_rows,
+    concat_targets,
+)
+from service.engine.dense.outputs import detached
 
 
 def input_gradients(
     module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, relu_mode: str | None = None
 ) -> torch.Tensor:
     """d(logit[targets[r]])/d(inputs[r]) for every row r of `inputs` [R, C, H, W]."""
+    return row_gradients(
+        module, inputs, lambda logits: logits.gather(1, targets[:, None])[:, 0], relu_mode=relu_mode
+    )
+
+
+def row_gradients(
+    module: nn.Module,
+    inputs: torch.Tensor,
+    score: Callable[[Any], torch.Tensor],
+    *,
+    relu_mode: str | None = None,
+) -> torch.Tensor:
+    """d(score(output)[r])/d(inputs[r]) for every row r of `inputs` [R, C, H, W]."""
     x = inputs.detach().clone().requires_grad_(True)
     with torch.enable_grad(), relu_override(relu_mode):
-        logits = module(x)
-        score = logits.gather(1, targets[:, None]).sum()
-        (grad,) = torch.autograd.grad(score, x)
+        scores = score(module(x))
+        if not scores.requires_grad:  # a box no detection matches: a constant 0
+            return torch.zeros_like(x)
+        (grad,) = torch.autograd.grad(scores.sum(), x)
     return grad
+
+
+def target_rows(target: Target, images: torch.Tensor, which: torch.Tensor):
+    """score(output) of target `which[r]` of image `images[r]` for every row r."""
+
+    def score(output: Any) -> torch.Tensor:
+        return target.scores(output, images).gather(1, which[:, None])[:, 0]
+
+    return score
+
+
+def concat_outputs(outputs: list[Any]) -> Any:
+    """Chunks' outputs as one: logits concatenated, lists of detections joined."""
+    if all(isinstance(o, torch.Tensor) for o in outputs):
+        return torch.cat(outputs)
+    if all(isinstance(o, list) for o in outputs):
+        return [item for o in outputs for item in o]
+    if all(isinstance(o, dict) for o in outputs):
+        return {k: concat_outputs([o[k] for o in outputs]) for k in outputs[0]}
+    return outputs[0] if len(outputs) == 1 else None
 
 
 def _pairs(count: int, per_image: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,35 +81,36 @@ def _pairs(count: int, per_image: int, device: torch.device) -> tuple[torch.Tens
 def gradients_with_logits(
     module: nn.Module,
     batch: torch.Tensor,
-    choose: Callable[[torch.Tensor, slice], torch.Tensor],
+    choose: Callable[[Any, slice], Target | torch.Tensor],
     *,
     rows: int,
     relu_mode: str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[Any, Target, torch.Tensor]:
     """Gradients of several targets from one forward and one (batched) backward pass.
 
     Args:
         batch: [B, C, H, W].
-        choose: (logits of a chunk [b, classes], the chunk's slice of the batch) -> int64
-            targets [b, T]; the default top-1 is taken from the same forward pass.
+        choose: (output of a chunk, the chunk's slice of the batch) -> its Target (or
+            classes [b, T]); the default top-1 is taken from the same forward pass.
         rows: images per pass.
         relu_mode: 'guided', 'deconv' or None.
 
     Returns:
-        logits [B, classes], targets [B, T] and gradients [B, T, C, H, W].
+        the output (logits [B, classes] for a classifier), the Target and gradients
+        [B, T, C, H, W].
     """
-    logits, targets, grads = [], [], []
+    outputs, targets, grads = [], [], []
     for start in range(0, batch.shape[0], rows):
         part = slice(start, start + rows)
         x = batch[part].detach().clone().requires_grad_(True)
         with torch.enable_grad(), relu_override(relu_mode):
             out = module(x)
-            chosen = choose(out.detach(), part)
-            (grad,) = score_gradients(out, chosen, [x])
-        logits.append(out.detach())
+            chosen = as_target(choose(detached(out), part))
+            (grad,) = gradients_of(chosen.scores(out, batch_rows(chosen)), [x])
+        outputs.append(detached(out))
         targets.append(chosen)
         grads.append(grad)
-    return torch.cat(logits), torch.cat(targets), torch.cat(grads)
+    return concat_outputs(outputs), concat_targets(targets), torch.cat(grads)
 
 
 def gauss_legendre(steps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +123,7 @@ def gauss_legendre(steps: int, device: torch.device) -> tuple[torch.Tensor, torc
 def integrated_gradients(
     module: nn.Module,
     batch: torch.Tensor,
-    targets: torch.Tensor,
+    targets: Target | torch.Tensor,
     baseline: torch.Tensor,
     *,
     steps: int,
@@ -93,7 +136,8 @@ def integrated_gradients(
     (x - x') * integral over a in [0, 1] of the gradient at x' + a (x - x'), by a
     `steps`-point Gauss-Legendre rule; all steps of all targets and images are batched.
     """
-    count, per_image = targets.shape
+    target = as_target(targets)
+    count, per_image = target.classes.shape
     alphas, weights = gauss_legendre(steps, batch.device)
     pairs, step = _pairs(count * per_image, steps, batch.device)
     images, which = pairs // per_image, pairs % per_image
@@ -108,7 +152,7 @@ def integrated_gradients(
             step[start : start + rows],
         )
         points = baseline[img] + alphas[k].view(-1, 1, 1, 1) * delta[img]
-        grads = input_gradients(module, points, targets[img, tgt])
+        grads = row_gradients(module, points, target_rows(target, img, tgt))
         total.index_add_(0, pairs[start : start + rows], grads * weights[k].view(-1, 1, 1, 1))
     return delta[:, None] * total.view(count, per_image, *batch.shape[1:])
 
@@ -119,7 +163,7 @@ NOISE_DRAW_BYTES = 256 * 2**20
 def smoothgrad(
     module: nn.Module,
     batch: torch.Tensor,
-    targets: torch.Tensor,
+    targets: Target | torch.Tensor,
     *,
     samples: int,
     noise: float,
@@ -135,7 +179,8 @@ def smoothgrad(
     they would take more than NOISE_DRAW_BYTES), and every target of an image sees the
     same noisy copies.
     """
-    count, per_image = targets.shape
+    target = as_target(targets)
+    count, per_image = target.classes.shape
     generator = torch.Generator().manual_seed(seed)
     out = torch.zeros((count, per_image, *batch.shape[1:]), dtype=batch.dtype, device=batch.device)
     per_sample = batch[0].numel() * batch.element_size()
@@ -149,6 +194,9 @@ def smoothgrad(
             which, sample = _pairs(per_image, size, batch.device)
             for start in range(0, which.numel(), rows):
                 tgt, s = which[start : start + rows], sample[start : start + rows]
-                grads = input_gradients(module, batch[image][None] + draws[s], targets[image, tgt])
+                images = torch.full_like(tgt, image)
+                grads = row_gradients(
+                    module, batch[image][None] + draws[s], target_rows(target, images, tgt)
+                )
                 out[image].index_add_(0, tgt, grads)
     return out / samples

@@ -23,12 +23,13 @@ from service.engine.capture import hooked
 
 @dataclass(frozen=True)
 class LayerPass:
-    """Logits and the hooked layers' outputs (last call of each) from one forward pass.
+    """The model's output (logits for a classifier) and the hooked layers' outputs (last call
+    of each) from one forward pass.
 
     With `grad=True` the outputs are part of a graph that starts at the shallowest layer.
     """
 
-    logits: torch.Tensor
+    logits: Any
     activations: dict[str, torch.Tensor]
 
 
@@ -74,22 +75,33 @@ def forward_to_layers(
 def score_gradients(
     logits: torch.Tensor, targets: torch.Tensor, inputs: Sequence[torch.Tensor]
 ) -> list[torch.Tensor]:
-    """d(logit of each target)/d(input) for every input tensor, one backward pass for all targets.
+    """d(logit of each target)/d(input) for every input tensor; see `gradients_of`.
 
     Args:
         logits: [B, classes], part of a graph reaching `inputs`.
         targets: int64 [B, T].
+    """
+    return gradients_of(logits.gather(1, targets), inputs)
+
+
+def gradients_of(scores: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """d(score of each target)/d(input) for every input tensor, one backward pass for all.
+
+    Args:
+        scores: [B, T] (a Target's scores), part of a graph reaching `inputs`.
         inputs: tensors of the graph (e.g. hooked activations) [B, ...].
 
     Returns:
         One tensor [B, T, ...] per input. Images are independent (eval mode), so summing
-        scores over the batch gives every image its own gradient.
+        scores over the batch gives every image its own gradient. Scores that depend on
+        nothing (a box no detection matches scores a constant 0) give zero gradients.
 
     Raises:
-        InvalidInput: an input the logits do not depend on.
+        InvalidInput: an input the scores do not depend on.
     """
-    scores = logits.gather(1, targets)  # [B, T]
-    count = targets.shape[1]
+    count = scores.shape[1]
+    if not scores.requires_grad:
+        return [torch.zeros_like(x)[:, None].expand(-1, count, *x.shape[1:]) for x in inputs]
     grads: Sequence[torch.Tensor | None]
     if count == 1:
         grads = torch.autograd.grad(scores.sum(), list(inputs), allow_unused=True)

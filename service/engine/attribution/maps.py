@@ -7,6 +7,7 @@ forward pass they share, hands each method its inputs and brings maps to the inp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from model_registry.errors import InvalidInput
 from model_registry.layout import to_maps
 from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
-from service.engine.attribution.graph import forward_to_layers, score_gradients
+from service.engine.attribution.graph import forward_to_layers, gradients_of
 from service.engine.attribution.methods.registry import (
     CamInputs,
     GradientInputs,
@@ -23,16 +24,25 @@ from service.engine.attribution.methods.registry import (
     gradient_method,
 )
 from service.engine.attribution.plan import BILINEAR, NEAREST, GradientPlan
-from service.engine.attribution.targets import resolve_targets
+from service.engine.attribution.target_objects import (
+    ClassRequest,
+    Target,
+    TargetRequest,
+    as_target,
+    batch_rows,
+)
+from service.engine.dense.outputs import detached
 
 
 @dataclass(frozen=True)
 class RawCams:
-    """Tensors of one CAM run: logits [B, classes], targets [B, T], maps per layer [B, T, H, W]."""
+    """Tensors of one CAM run: the model's output (logits [B, classes] for a classifier),
+    target classes [B, T], maps per layer [B, T, H, W], and the Target they explain."""
 
-    logits: torch.Tensor
+    logits: Any
     targets: torch.Tensor
     maps: dict[str, torch.Tensor]
+    target: Target
 
 
 def _to_input_size(raw: torch.Tensor, size: tuple[int, int], mode: str = BILINEAR) -> torch.Tensor:
@@ -55,9 +65,9 @@ def cam_maps(
     batch: torch.Tensor,
     method: str,
     layers: tuple[str, ...],
-    requested: tuple[int, ...],
+    requested: TargetRequest | tuple[int, ...],
     *,
-    fixed_targets: torch.Tensor | None = None,
+    fixed_targets: Target | torch.Tensor | None = None,
     budget: int = DEFAULT_MEMORY_BUDGET,
     upsample: str = BILINEAR,
 ) -> RawCams:
@@ -66,8 +76,10 @@ def cam_maps(
     Args:
         batch: preprocessed inputs [B, C, H, W] on the model's device.
         layers: validated spatial layers in forward order.
-        requested: target classes (for every image); () = top-1 per image.
-        fixed_targets: [B, T] overriding `requested` (the sanity check reuses the original's).
+        requested: a target request (`target_objects`), or classes for every image
+            (() = top-1 per image).
+        fixed_targets: a Target (or classes [B, T]) overriding `requested` (the sanity check
+            reuses the original's).
     """
     chosen = cam_method(method)
     infos = {name: model.catalog.get(name) for name in layers}
@@ -76,13 +88,20 @@ def cam_maps(
     run = forward_to_layers(
         model.module, batch, {n: i.calls for n, i in infos.items()}, grad=gradient
     )
-    logits = run.logits.detach()
-    targets = fixed_targets if fixed_targets is not None else resolve_targets(logits, requested)
+    logits = detached(run.logits)
+    request = requested if not isinstance(requested, tuple) else ClassRequest(requested)
+    target = (
+        as_target(fixed_targets)
+        if fixed_targets is not None
+        else request.resolve(run.logits, batch)
+    )
+    targets = target.classes
     count, per_image = targets.shape
     layer_grads = {}
     if gradient:
         outputs = [run.activations[n] for n in layers]
-        layer_grads = dict(zip(layers, score_gradients(run.logits, targets, outputs), strict=True))
+        scores = target.scores(run.logits, batch_rows(target))
+        layer_grads = dict(zip(layers, gradients_of(scores, outputs), strict=True))
     maps: dict[str, torch.Tensor] = {}
     for name in layers:
         layout = infos[name].map_layout
@@ -105,9 +124,10 @@ def cam_maps(
             logits=logits,
             targets=targets,
             budget=budget,
+            target=target,
         )
         maps[name] = _to_input_size(chosen.compute(inputs), size, upsample)
-    return RawCams(logits, targets, maps)
+    return RawCams(logits, targets, maps, target)
 
 
 def gradient_maps(
@@ -115,22 +135,23 @@ def gradient_maps(
     batch: torch.Tensor,
     plan: GradientPlan,
     *,
-    fixed_targets: torch.Tensor | None = None,
+    fixed_targets: Target | torch.Tensor | None = None,
     budget: int = DEFAULT_MEMORY_BUDGET,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(logits [B, classes], targets [B, T], gradient maps [B, T, C, H, W]) for one plan."""
+) -> tuple[Any, Target, torch.Tensor]:
+    """(the model's output, the Target, gradient maps [B, T, C, H, W]) for one plan."""
+    fixed = as_target(fixed_targets) if fixed_targets is not None else None
 
-    def choose(logits: torch.Tensor, part: slice) -> torch.Tensor:
-        if fixed_targets is not None:
-            return fixed_targets[part]
-        return resolve_targets(logits, plan.targets)
+    def choose(output: Any, part: slice) -> Target:
+        if fixed is not None:
+            return fixed.select(part)
+        return plan.targets.resolve(output, batch[part])
 
     inputs = GradientInputs(
         model=model,
         batch=batch,
         plan=plan,
         choose=choose,
-        fixed_targets=fixed_targets,
+        fixed_targets=fixed,
         rows=rows_per_chunk(model, graph=True, budget=budget),
         budget=budget,
     )

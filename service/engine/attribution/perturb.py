@@ -12,12 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_registry.layout import MapLayout
+from service.engine.attribution.target_objects import Target, as_target
 from service.engine.capture import hooked
+from service.engine.dense.outputs import output_rows
 from service.engine.insight.progress import report
 
 
 def score_cam_weights(
-    module: nn.Module, batch: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, *, rows: int
+    module: nn.Module,
+    batch: torch.Tensor,
+    maps: torch.Tensor,
+    targets: Target | torch.Tensor,
+    *,
+    rows: int,
 ) -> torch.Tensor:
     """ScoreCAM channel weights (Wang et al. 2020, https://arxiv.org/abs/1910.01279) -> [B, T, C].
 
@@ -28,11 +35,12 @@ def score_cam_weights(
     forward pass of an all-zero input.
 
     Args:
-        batch: [B, C_in, H, W]; maps: [B, C, h, w]; targets: int64 [B, T].
+        batch: [B, C_in, H, W]; maps: [B, C, h, w]; targets: a Target (or classes [B, T]).
     """
+    target = as_target(targets)
     count, channels = maps.shape[:2]
     size = batch.shape[-2:]
-    scores = torch.empty(count, channels, targets.shape[1], device=batch.device)
+    scores = torch.empty(count, channels, target.count, device=batch.device)
     flat = maps.flatten(2)
     live = flat.amax(dim=2) > flat.amin(dim=2)  # [B, C]
     images, chans = live.nonzero(as_tuple=True)
@@ -45,13 +53,15 @@ def score_cam_weights(
             low = up.amin(dim=(1, 2), keepdim=True)
             high = up.amax(dim=(1, 2), keepdim=True)
             masks = (up - low) / (high - low + 1e-8)
-            logits = module(batch[img] * masks[:, None])
-            scores[img, ch] = logits.gather(1, targets[img]).float()
+            output = module(batch[img] * masks[:, None])
+            scores[img, ch] = target.scores(output, img).float()
             report(min(start + rows, images.numel()), images.numel())
         if not bool(live.all()):
-            zero_logits = module(torch.zeros_like(batch[:1]))[0]  # [classes]
-            dead_img, dead_ch = (~live).nonzero(as_tuple=True)
-            scores[dead_img, dead_ch] = zero_logits[targets[dead_img]].float()
+            zero_output = module(torch.zeros_like(batch[:1]))
+            for image in (~live).any(dim=1).nonzero()[:, 0].tolist():
+                dead = (~live[image]).nonzero()[:, 0]
+                one = torch.tensor([image], device=batch.device)
+                scores[image, dead] = target.scores(zero_output, one).float()
     return scores.softmax(dim=1).transpose(1, 2)
 
 
@@ -63,24 +73,27 @@ def ablation_cam_weights(
     calls: int,
     output: torch.Tensor,
     layout: MapLayout,
-    targets: torch.Tensor,
+    targets: Target | torch.Tensor,
     base_scores: torch.Tensor,
     rows: int,
 ) -> torch.Tensor:
     """AblationCAM channel weights (Desai & Ramaswamy 2020) -> [B, T, C].
 
     The layer's output with one channel ablated replaces the real one (in a forward hook,
-    for the layer's last call); the weight is the relative drop of the target logit,
-    (score - ablated score) / score. The ablated value is pytorch-grad-cam's (see
+    for the layer's last call); the weight is the relative drop of the target's score (the
+    logit for a class), (score - ablated score) / score. The ablated value is
+    pytorch-grad-cam's (see
     `ablation_values`): zero, as in the paper, where the layer's minimum is 0.
 
     Args:
         output: the layer's raw output [B, ...] from the first pass; layout: its layout.
-        base_scores: the target logits of the first pass [B, T].
+        targets: a Target (or classes [B, T]).
+        base_scores: the target scores of the first pass [B, T].
     """
+    target = as_target(targets)
     count = batch.shape[0]
     channels = layout.channels
-    ablated = torch.empty(count, channels, targets.shape[1], device=batch.device)
+    ablated = torch.empty(count, channels, target.count, device=batch.device)
     with torch.inference_mode():
         for image in range(count):
             for start in range(0, channels, rows):
@@ -90,10 +103,11 @@ def ablation_cam_weights(
                 values = ablation_values(output[image], chosen).to(output.dtype)
                 by_channel = replacement.movedim(layout.channel_dim, 1)
                 by_channel[torch.arange(size), chosen] = values.view(-1, *[1] * (output.ndim - 2))
-                logits = _run_with_output(
+                answer = _run_with_output(
                     module, batch[image : image + 1], layer, calls, replacement
                 )
-                ablated[image, chosen] = logits.gather(1, targets[image].expand(size, -1)).float()
+                images = torch.full((size,), image, device=batch.device)
+                ablated[image, chosen] = target.scores(answer, images).float()
                 report(image * channels + start + size, count * channels)
     base = base_scores.float()[:, None, :]
     return ((base - ablated) / base).transpose(1, 2)
@@ -121,13 +135,14 @@ def ablation_values(activations: torch.Tensor, channels: torch.Tensor) -> torch.
 
 def _run_with_output(
     module: nn.Module, image: torch.Tensor, layer: str, calls: int, replacement: torch.Tensor
-) -> torch.Tensor:
-    """Logits when `layer`'s last call outputs `replacement` ([n, ...]) for one input image.
+) -> Any:
+    """The output when `layer`'s last call outputs `replacement` ([n, ...]) for one input image.
 
     The image is fed once: whatever runs after the layer sees n rows, and tensors computed
     before it (ResNet identities, ViT class tokens) broadcast from one row, which is exact
     because all n rows share the image. Architectures that cannot broadcast (a concat
-    with an earlier tensor) raise, and then the image is fed n times.
+    with an earlier tensor) raise or answer for one row (a detector's per-image lists),
+    and then the image is fed n times.
     """
     size = replacement.shape[0]
     seen = {"calls": 0}
@@ -138,10 +153,10 @@ def _run_with_output(
 
     try:
         with hooked(module, {layer: hook}):
-            logits = module(image)
-        if logits.ndim == 2 and logits.shape[0] == size:
-            return logits
-    except RuntimeError:
+            output = module(image)
+        if output_rows(output) == size:
+            return output
+    except (RuntimeError, AssertionError, IndexError, ValueError):
         pass
     seen["calls"] = 0
     with hooked(module, {layer: hook}):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.engine.attribution.explain import CamResult, GradientResult
+from service.engine.dense.pictures import outline, region_outline
 from service.engine.render import colormap_lut, panel, unit_range
 from service.engine.upload_view import UploadView
 
@@ -75,6 +76,29 @@ def _title(prefix: str, target: int, label: Callable[[int], str]) -> str:
     return f"{prefix} | {target}" + (f" {name}" if name != str(target) else "")
 
 
+_MARK = (255, 255, 255)
+
+
+def _marked(
+    picture: np.ndarray, result: CamResult | GradientResult, view: UploadView, at: tuple[int, int]
+) -> np.ndarray:
+    """The target drawn on a map: its box (detection) or its region's outline (segmentation),
+    both placed on the view's picture as the map is."""
+    if result.boxes is None and result.regions is None:
+        return picture
+    image, slot = at
+    picture = picture.copy()
+    if result.boxes is not None:
+        box = view.box_on_picture(result.boxes[image, slot], result.inputs.shape[1:3])
+        outline(picture, box, _MARK)
+    if result.regions is not None:
+        region = view.place(result.regions[image, slot].astype(np.float32), nearest=True) > 0.5
+        region &= view.inside
+        if not region.all():
+            region_outline(picture, region, _MARK)
+    return picture
+
+
 def _panel(
     views: Sequence[UploadView],
     drawings: Callable[[int, UploadView], list[tuple[str, np.ndarray]]],
@@ -97,7 +121,9 @@ def cam_panel(
         return [
             (
                 _title(layer.name, int(target), label),
-                heatmap_over(layer.maps[image, slot], view, look),
+                _marked(
+                    heatmap_over(layer.maps[image, slot], view, look), result, view, (image, slot)
+                ),
             )
             for layer in result.layers
             for slot, target in enumerate(result.targets[image])
@@ -115,7 +141,12 @@ def gradient_panel(
         return [
             (
                 _title(result.method, int(target), label),
-                gradient_view(result.values[image, slot], view, look),
+                _marked(
+                    gradient_view(result.values[image, slot], view, look),
+                    result,
+                    view,
+                    (image, slot),
+                ),
             )
             for slot, target in enumerate(result.targets[image])
         ]

@@ -14,7 +14,8 @@ from service.engine.attribution.baselines import BASELINES, ZERO
 from service.engine.attribution.faithfulness import DEFAULT_STEPS, METRICS
 from service.engine.attribution.methods.registry import cam_method, gradient_method
 from service.engine.attribution.sanity import parametrized_layers
-from service.engine.attribution.targets import parse_targets
+from service.engine.attribution.target_objects import ClassRequest, TargetRequest
+from service.engine.attribution.target_requests import parse_request
 from service.engine.checks import check_choice, check_finite
 
 MAX_LAYERS = 8
@@ -33,7 +34,8 @@ class CamPlan:
     Attributes:
         method: a registered CAM method (`methods.registry`).
         layers: layer names in forward order.
-        targets: class indices for every image; () = each image's top-1 class.
+        targets: what is explained (`target_objects`): classes (default: each image's
+            top-1), a segmentation class over a region, or a detection box.
         metrics: 'deletion' and/or 'insertion'.
         metric_steps: points on each deletion/insertion curve, minus one.
         randomize: top layers to re-initialize for the sanity check (0: none).
@@ -43,7 +45,7 @@ class CamPlan:
 
     method: str
     layers: tuple[str, ...]
-    targets: tuple[int, ...] = ()
+    targets: TargetRequest = ClassRequest()
     metrics: tuple[str, ...] = ()
     metric_steps: int = DEFAULT_STEPS
     randomize: int = 0
@@ -52,7 +54,7 @@ class CamPlan:
 
     @property
     def several_targets(self) -> bool:
-        return len(self.targets) > 1
+        return self.targets.count > 1
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class GradientPlan:
 
     Attributes:
         method: a registered gradient method.
-        targets: class indices for every image; () = each image's top-1 class.
+        targets: what is explained, as for CamPlan.
         layer: the Grad-CAM layer of guided-gradcam (None otherwise).
         upsample: guided-gradcam's Grad-CAM at input size: 'nearest' (the ReLU'd map, as
             Captum's GuidedGradCam) or 'bilinear' (scaled to [0, 1], the paper's figures).
@@ -71,7 +73,7 @@ class GradientPlan:
     """
 
     method: str
-    targets: tuple[int, ...] = ()
+    targets: TargetRequest = ClassRequest()
     layer: str | None = None
     upsample: str = NEAREST
     steps: int = 32
@@ -84,12 +86,25 @@ class GradientPlan:
 
     @property
     def several_targets(self) -> bool:
-        return len(self.targets) > 1
+        return self.targets.count > 1
 
 
 def suitable_layers(model: LoadedModel) -> list[str]:
     """The last ten layers a CAM can use, for hints."""
     return [lay.name for lay in model.catalog.spatial_layers()][-10:]
+
+
+def default_layer(model: LoadedModel) -> str:
+    """The last spatial layer; for segmentation and detection models the last one of the
+    backbone when there is one (after it come heads and proposals, whose maps explain less
+    or, as a detector's region proposals, are cut from the graph)."""
+    layers = model.catalog.spatial_layers()
+    if model.spec.task != "classification":
+        backbone = [lay for lay in layers if lay.name.startswith("backbone.")]
+        layers = backbone or layers
+    if not layers:
+        raise LookupError(f"model {model.name!r} has no layer with a spatial output")
+    return layers[-1].name
 
 
 def check_spatial_layers(
@@ -98,7 +113,7 @@ def check_spatial_layers(
     """The layers (default: the last spatial one) in forward order; 404 unknown, 422 not spatial."""
     catalog = model.catalog
     try:
-        names = list(dict.fromkeys(names)) or [catalog.last_spatial_layer().name]
+        names = list(dict.fromkeys(names)) or [default_layer(model)]
     except LookupError as exc:
         raise InvalidInput(
             f"{field}: model '{model.name}' has no layer with a spatial output", field=field
@@ -113,6 +128,9 @@ def check_spatial_layers(
     for info in infos:
         if not info.spatial or info.calls == 0:
             suitable = suitable_layers(model)
+            several = catalog.not_one_tensor(info)
+            if several:
+                raise InvalidInput(f"{field}: {several}", field=field, members=info.members)
             raise InvalidInput(
                 f"{field}: '{info.name}' has no spatial output (output shape {info.output_shape}); "
                 "a CAM needs a layer whose output reads as [C, H, W] with H x W > 1, such as "
@@ -159,15 +177,25 @@ def plan_cam(
     randomize: int = 0,
     top_k: int | None = None,
     normalize: bool = False,
+    region: str | None = None,
+    box: str | None = None,
+    detection: str | None = None,
 ) -> CamPlan:
     """Check a /cam request; layers default to the last spatial layer."""
     chosen = cam_method(method)
+    request = parse_request(model, targets, region=region, box=box, detection=detection)
     infos = check_spatial_layers(model, layers)
     for info in infos:
         chosen.validate(model, info)
     picked = tuple(dict.fromkeys(metrics or ()))
     for metric in picked:
         check_choice(metric, METRICS, field="metrics")
+    if picked and model.spec.task != "classification":
+        raise InvalidInput(
+            f"metrics: deletion and insertion track a class probability; model "
+            f"'{model.name}' is a {model.spec.task} model",
+            field="metrics",
+        )
     if not 2 <= metric_steps <= 256:
         raise InvalidInput(
             "metric_steps must be between 2 and 256", field="metric_steps", valid_range=[2, 256]
@@ -175,7 +203,7 @@ def plan_cam(
     return CamPlan(
         method=method,
         layers=tuple(info.name for info in infos),
-        targets=parse_targets(targets, model),
+        targets=request,
         metrics=picked,
         metric_steps=metric_steps,
         randomize=_check_randomize(model, randomize),
@@ -198,9 +226,13 @@ def plan_gradients(
     seed: int = 0,
     randomize: int = 0,
     top_k: int | None = None,
+    region: str | None = None,
+    box: str | None = None,
+    detection: str | None = None,
 ) -> GradientPlan:
     """Check a /gradients request; `layer` is guided-gradcam's (default: the last spatial)."""
     chosen = gradient_method(method)
+    request = parse_request(model, targets, region=region, box=box, detection=detection)
     check_choice(baseline, BASELINES, field="baseline")
     check_choice(upsample, UPSAMPLES, field="upsample")
     if not 1 <= steps <= 1024:
@@ -213,7 +245,7 @@ def plan_gradients(
     cam_layer = chosen.validate(model, layer)
     return GradientPlan(
         method=method,
-        targets=parse_targets(targets, model),
+        targets=request,
         layer=cam_layer,
         upsample=upsample,
         steps=steps,

@@ -127,7 +127,12 @@ export class ClassesView {
   /** The CAM layer choices follow the model: its layers with a spatial map, forward order. */
   setLayers(layers) {
     const spatial = layers.filter((l) => l.spatial);
-    const last = spatial[spatial.length - 1]?.name ?? "";
+    // As the server's default: a segmentation or detection model's last backbone map (its
+    // heads and a detector's proposals come after it).
+    const task = this.app.model?.task ?? "classification";
+    const backbone = task === "classification" ? [] : spatial.filter((l) => l.name.startsWith("backbone."));
+    const pool = backbone.length ? backbone : spatial;
+    const last = pool[pool.length - 1]?.name ?? "";
     for (const select of [this.inputs.camlayer, this.inputs.glayer]) {
       const options = [h("option", { value: "" }, `default: ${last}`)];
       for (const layer of spatial) options.push(h("option", { value: layer.name, title: layer.name }, layer.name));
@@ -169,8 +174,10 @@ export class ClassesView {
       return;
     }
     this.#predict();
-    const target = state.target || undefined;
-    const targetText = state.target ? `class ${state.target}` : "the top class";
+    const target = targetParams(state.target);
+    const targetText = state.target.startsWith("#")
+      ? `detection ${state.target.slice(1)}`
+      : state.target ? `class ${state.target}` : "the top class";
     if (this.hasCam && state.cam) this.#camView(target, targetText);
     if (this.hasGradients && state.grad) this.#gradientView(target, targetText);
   }
@@ -180,7 +187,7 @@ export class ClassesView {
     // The page lays its own maps over the model input (inputBox), so the server's panel is
     // asked for that canvas rather than the upload's geometry.
     const params = {
-      image_id: state.image, method: state.cam, layer: state.camlayer || this.defaultLayer, target,
+      image_id: state.image, method: state.cam, layer: state.camlayer || this.defaultLayer, ...target,
       colormap: state.ccmap, normalize: state.norm === "1" ? "true" : undefined, canvas: "input",
     };
     const key = `${state.model}|${JSON.stringify(params)}`;
@@ -266,7 +273,7 @@ export class ClassesView {
     const { state } = this.app;
     const only = (method, value) => (state.grad === method && value !== "" ? value : undefined);
     const params = {
-      image_id: state.image, method: state.grad, target, view: state.gview, colormap: state.gcmap,
+      image_id: state.image, method: state.grad, ...target, view: state.gview, colormap: state.gcmap,
       steps: only("integrated-gradients", state.gsteps), baseline: only("integrated-gradients", state.gbase),
       samples: only("smoothgrad", state.gsamples), noise: only("smoothgrad", state.gnoise),
       seed: only("smoothgrad", state.gseed), layer: only("guided-gradcam", state.glayer),
@@ -342,6 +349,10 @@ export class ClassesView {
         this.list.replaceChildren(); // never leave another image's classes beside an error
         throw error;
       }
+      if (answer.task === "segmentation" || answer.task === "detection") {
+        await this.dense(answer, params, signal);
+        return null;
+      }
       const rows = answer.predictions[0];
       const chosen = state.target === "" ? rows[0]?.class_index : Number(state.target);
       this.list.replaceChildren(
@@ -365,6 +376,48 @@ export class ClassesView {
       return null;
     });
   }
+}
+
+/** A segmentation model's classes (with their share of pixels) or a detection model's boxes,
+ *  each a button that explains it, and the server's mask or boxes picture above them. */
+ClassesView.prototype.denseList = function denseList(answer) {
+  const { state } = this.app;
+  const choose = (value, text, share, title) => {
+    const chosen = state.target === value;
+    return h("li", {},
+      h("button", {
+        type: "button", class: chosen ? "class selected" : "class", "aria-pressed": chosen ? "true" : "false",
+        dataset: { class: value }, title, onclick: () => this.app.update({ target: value }),
+      },
+      h("span", { class: "label" }, text),
+      h("span", { class: "bar" }, h("span", { style: { width: `${(100 * share).toFixed(1)}%` } })),
+      h("span", { class: "probability" }, `${(100 * share).toFixed(1)}%`)));
+  };
+  if (answer.task === "segmentation") {
+    return answer.segmentation[0].classes.map((c) =>
+      choose(String(c.class_index), c.label, c.fraction, `${c.label}: explain the pixels predicted as this class`));
+  }
+  return answer.detections[0].map((d, i) =>
+    choose(`#${i}`, `${d.label} [${d.box.map((v) => Math.round(v)).join(", ")}]`, d.score,
+      `detection ${i}, score ${d.score.toFixed(3)}: explain this box`));
+};
+
+/** Fetch the mask or boxes picture and list the classes or boxes to explain. */
+ClassesView.prototype.dense = async function dense(answer, params, signal) {
+  this.list.replaceChildren(...this.denseList(answer));
+  const response = await this.app.withImage(() =>
+    request(this.app.path(PREDICT), { method: "POST", params: { ...params, format: "png" }, signal }));
+  const src = URL.createObjectURL(await response.blob());
+  const caption = answer.task === "segmentation"
+    ? "predicted classes (click a class to explain its pixels)"
+    : "detections (click a box to explain it)";
+  await this.predictions.show({ src, caption, objectURL: true });
+};
+
+/** The query parameters that name what is explained: a class, or `#i` the i-th detection. */
+export function targetParams(target) {
+  if (!target) return {};
+  return target.startsWith("#") ? { detection: target.slice(1) } : { target };
 }
 
 /** One plane [H*W] from [C, H, W] values as the server's views draw them. */

@@ -13,7 +13,7 @@ export const DEFAULTS = Object.freeze({
   scale: "channel",
   overlay: "0",
   compare: "", // comma-separated layer names
-  target: "", // class index; empty: the top-1 class
+  target: "", // class index, or #i the i-th detection; empty: the top-1 class
   cam: "gradcam",
   camlayer: "",
   ccmap: "jet", // CAM colormap

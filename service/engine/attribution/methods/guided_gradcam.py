@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from model_registry.errors import InvalidInput
@@ -11,6 +13,7 @@ from service.engine.attribution.guided import GUIDED
 from service.engine.attribution.maps import cam_maps, unit_scale
 from service.engine.attribution.methods.registry import GradientInputs, GradientMethod, register
 from service.engine.attribution.plan import NEAREST, check_spatial_layers
+from service.engine.attribution.target_objects import Target
 
 
 @register
@@ -28,7 +31,7 @@ class GuidedGradCam(GradientMethod):
             raise InvalidInput("layer: guided-gradcam takes one layer", field="layer")
         return check_spatial_layers(model, [n.strip() for n in names])[0].name
 
-    def compute(self, inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def compute(self, inputs: GradientInputs) -> tuple[Any, Target, torch.Tensor]:
         model, batch, plan = inputs.model, inputs.batch, inputs.plan
         layer = plan.layer or model.catalog.last_spatial_layer().name  # validate sets it
         cam = cam_maps(
@@ -44,9 +47,9 @@ class GuidedGradCam(GradientMethod):
         _, _, guided = gradients_with_logits(
             model.module,
             batch,
-            lambda _logits, part: cam.targets[part],
+            lambda _output, part: cam.target.select(part),
             rows=inputs.rows,
             relu_mode=GUIDED,
         )
         mask = cam.maps[layer] if plan.upsample == NEAREST else unit_scale(cam.maps[layer])
-        return cam.logits, cam.targets, guided * mask[:, :, None]
+        return cam.logits, cam.target, guided * mask[:, :, None]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from service.engine.attribution.gradients import gradients_with_logits
 from service.engine.attribution.guided import DECONV, GUIDED
 from service.engine.attribution.methods.registry import GradientInputs, register_gradient
+from service.engine.attribution.target_objects import Target
 
-Maps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Maps = tuple[Any, Target, torch.Tensor]
 
 
 def _gradients(inputs: GradientInputs, relu_mode: str | None = None) -> Maps:

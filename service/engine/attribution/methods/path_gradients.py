@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from service.engine.attribution.baselines import baseline
 from service.engine.attribution.gradients import integrated_gradients, smoothgrad
 from service.engine.attribution.methods.registry import GradientInputs, register_gradient
-from service.engine.attribution.targets import resolve_targets
+from service.engine.attribution.target_objects import Target
 
-Maps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Maps = tuple[Any, Target, torch.Tensor]
 
 
-def logits_and_targets(inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass for the logits, and the targets they resolve to."""
+def logits_and_targets(inputs: GradientInputs) -> tuple[Any, Target]:
+    """One forward pass for the output, and the Target it resolves to."""
     with torch.no_grad():  # not inference mode: the targets index gradient passes below
-        logits = inputs.model.module(inputs.batch)
+        output = inputs.model.module(inputs.batch)
     if inputs.fixed_targets is not None:
-        return logits, inputs.fixed_targets
-    return logits, resolve_targets(logits, inputs.plan.targets)
+        return output, inputs.fixed_targets
+    return output, inputs.plan.targets.resolve(output, inputs.batch)
 
 
 @register_gradient(

@@ -8,6 +8,7 @@ from service.engine.attribution.chunks import rows_per_chunk
 from service.engine.attribution.methods.gradient_cams import weighted_sum
 from service.engine.attribution.methods.registry import CamInputs, register_cam
 from service.engine.attribution.perturb import ablation_cam_weights, score_cam_weights
+from service.engine.attribution.target_objects import batch_rows
 
 
 def _rows(inputs: CamInputs) -> int:
@@ -17,7 +18,7 @@ def _rows(inputs: CamInputs) -> int:
 @register_cam("scorecam", "Score-CAM: channels mask the input; weights are the scores", order=70)
 def score_cam(inputs: CamInputs) -> torch.Tensor:
     module, acts = inputs.model.module, inputs.activations
-    weights = score_cam_weights(module, inputs.batch, acts, inputs.targets, rows=_rows(inputs))
+    weights = score_cam_weights(module, inputs.batch, acts, inputs.target, rows=_rows(inputs))
     return weighted_sum(weights, acts)
 
 
@@ -30,8 +31,8 @@ def ablation_cam(inputs: CamInputs) -> torch.Tensor:
         calls=inputs.calls,
         output=inputs.output,
         layout=inputs.layout,
-        targets=inputs.targets,
-        base_scores=inputs.logits.gather(1, inputs.targets),
+        targets=inputs.target,
+        base_scores=inputs.target.scores(inputs.logits, batch_rows(inputs.target)),
         rows=_rows(inputs),
     )
     return weighted_sum(weights, inputs.activations)

@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
@@ -24,6 +24,7 @@ from model_registry.registry import LoadedModel
 
 if TYPE_CHECKING:
     from service.engine.attribution.plan import GradientPlan
+    from service.engine.attribution.target_objects import Target
 
 CAM_KIND = "cam"
 GRADIENT_KIND = "gradients"
@@ -37,8 +38,11 @@ class CamInputs:
         batch: the preprocessed inputs [B, C, H, W] on the model's device.
         output: the layer's raw output, detached; `layout` reads it as maps.
         activations: that output as float maps [B, C, h, w].
-        gradients: d(target logits)/d(maps) [B, T, C, h, w] when the method needs them.
-        logits: [B, classes], detached; targets: int64 [B, T].
+        gradients: d(target scores)/d(maps) [B, T, C, h, w] when the method needs them.
+        logits: the model's output, detached ([B, classes] logits for a classifier).
+        targets: int64 [B, T], the class of each target.
+        target: what is explained (`target_objects`): `target.scores(output, images)` scores
+            any forward pass a method runs.
         budget: device memory (bytes) a chunk of perturbed inputs may take.
     """
 
@@ -50,9 +54,10 @@ class CamInputs:
     layout: MapLayout
     activations: torch.Tensor
     gradients: torch.Tensor | None
-    logits: torch.Tensor
+    logits: Any
     targets: torch.Tensor
     budget: int
+    target: Target
 
 
 class CamMethod:
@@ -70,7 +75,7 @@ class CamMethod:
         raise NotImplementedError
 
 
-Choose = Callable[[torch.Tensor, slice], torch.Tensor]
+Choose = Callable[[Any, slice], "Target"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,8 @@ class GradientInputs:
     """What a gradient method may use.
 
     Attributes:
-        choose: (logits of a chunk, the chunk's slice of the batch) -> targets [b, T].
-        fixed_targets: [B, T] when the targets are given (the sanity check's re-run).
+        choose: (output of a chunk, the chunk's slice of the batch) -> its Target.
+        fixed_targets: the Target when it is given (the sanity check's re-run).
         rows: inputs per forward/backward pass.
     """
 
@@ -87,14 +92,14 @@ class GradientInputs:
     batch: torch.Tensor
     plan: GradientPlan
     choose: Choose
-    fixed_targets: torch.Tensor | None
+    fixed_targets: Target | None
     rows: int
     budget: int
 
 
 class GradientMethod:
-    """A map w.r.t. the input: `compute` returns (logits [B, classes], targets [B, T],
-    values [B, T, C, H, W])."""
+    """A map w.r.t. the input: `compute` returns (the model's output (logits [B, classes]
+    for a classifier), the Target, values [B, T, C, H, W])."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -105,7 +110,7 @@ class GradientMethod:
         """Check the method's own inputs; returns the layer it uses (None: none)."""
         return None
 
-    def compute(self, inputs: GradientInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def compute(self, inputs: GradientInputs) -> tuple[Any, Target, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -128,7 +133,7 @@ def register(cls: M) -> M:
 
 
 CamFn = Callable[[CamInputs], torch.Tensor]
-GradientFn = Callable[[GradientInputs], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+GradientFn = Callable[[GradientInputs], tuple[Any, "Target", torch.Tensor]]
 
 
 def _registered(base: type, name: str, summary: str, order: int, **extra: object) -> Callable:

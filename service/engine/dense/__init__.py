@@ -1,0 +1,1 @@
+"""Segmentation and detection models: their outputs, predictions, targets and pictures."""
