@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="a request still queued then is answered 504"
     )
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
+    blas_threads: int = Field(
+        default=1,
+        ge=1,
+        description="threads of numpy's BLAS (PCA); more than one spin against torch's team",
+    )
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_images: int = Field(default=32, ge=1, description="images per request")
     max_body_bytes: int = Field(
