@@ -19,8 +19,12 @@ side rounded up or down):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch
+
+Maps = TypeVar("Maps", torch.Tensor, np.ndarray)
 
 MAX_EXTRA_TOKENS = 8
 
@@ -127,13 +131,20 @@ def map_layout(
     return None
 
 
-def to_maps(output: torch.Tensor, layout: MapLayout) -> torch.Tensor:
-    """A batched output in `layout` as [B, C, H, W] (a view of `output`)."""
+def to_maps(output: Maps, layout: MapLayout) -> Maps:
+    """A batched output in `layout` as [B, C, H, W] (a view of `output`): a torch tensor on
+    the device thread, or a numpy array where captured outputs are read in the CPU pool."""
     if layout.kind == VECTOR:
         return output[:, :, None, None]
     if layout.kind == CHANNELS_LAST:
-        return output.permute(0, 3, 1, 2)
+        return _channels_first(output)
     if layout.kind == TOKENS:
         patches = output[:, layout.extra_tokens :, :]
-        return patches.reshape(output.shape[0], layout.height, layout.width, -1).permute(0, 3, 1, 2)
+        return _channels_first(patches.reshape(output.shape[0], layout.height, layout.width, -1))
     return output
+
+
+def _channels_first(maps: Maps) -> Maps:
+    return (
+        maps.permute(0, 3, 1, 2) if isinstance(maps, torch.Tensor) else maps.transpose(0, 3, 1, 2)
+    )

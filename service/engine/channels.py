@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from model_registry.errors import InvalidInput
 
@@ -104,29 +104,27 @@ def out_of_range(channel: int, num_channels: int, *, layer: str, field: str) -> 
 
 
 def select_channels(
-    activation: torch.Tensor, selection: ChannelSelection
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pick channels from [B, C, H, W].
+    activation: np.ndarray, selection: ChannelSelection
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick channels from [B, C, H, W] (numpy: selection runs in the CPU pool).
 
     Returns:
         The selected maps [B, k, H, W] and their channel indices [B, k] (for `top:N` they
-        differ per image: the k largest mean activations, largest first).
+        differ per image: the k largest mean activations, largest first; ties keep channel
+        order).
     """
     batch, num_channels = activation.shape[:2]
     if selection.kind == "top":
         k = min(selection.count, num_channels)
-        index = activation.mean(dim=(2, 3)).topk(k, dim=1).indices
-        picked = torch.gather(
-            activation, 1, index[:, :, None, None].expand(-1, -1, *activation.shape[2:])
-        )
-        return picked, index
+        means = activation.mean(axis=(2, 3), dtype=np.float64)
+        index = np.argsort(-means, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(activation, index[:, :, None, None], axis=1), index
     if selection.kind == "all":
-        order = torch.arange(num_channels)
+        order = np.arange(num_channels)
     elif selection.kind == "first":
-        order = torch.arange(min(selection.count, num_channels))
+        order = np.arange(min(selection.count, num_channels))
     elif selection.kind == "last":
-        order = torch.arange(num_channels - min(selection.count, num_channels), num_channels)
+        order = np.arange(num_channels - min(selection.count, num_channels), num_channels)
     else:
-        order = torch.tensor(selection.indices(), dtype=torch.long)
-    order = order.to(activation.device)
-    return activation.index_select(1, order), order.expand(batch, -1)
+        order = np.asarray(selection.indices(), dtype=np.int64)
+    return activation[:, order], np.broadcast_to(order, (batch, order.size))

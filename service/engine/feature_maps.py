@@ -158,7 +158,7 @@ def check_output_size(
         )
 
 
-def _as_maps(output: torch.Tensor, layout: MapLayout | None = None) -> torch.Tensor:
+def _as_maps(output: np.ndarray, layout: MapLayout | None = None) -> np.ndarray:
     """[B, C, H, W] from a layer output; the catalog's `layout` reads tokens and channels-last."""
     if layout is not None:
         return to_maps(output, layout)
@@ -172,15 +172,20 @@ def capture_calls(model: LoadedModel, plan: FeatureMapPlan) -> dict[str, int]:
 
 def maps_from_outputs(
     model: LoadedModel,
-    outputs: dict[str, torch.Tensor],
+    outputs: dict[str, np.ndarray],
     plan: FeatureMapPlan,
     *,
     inputs: np.ndarray,
 ) -> FeatureMaps:
-    """Select and reduce channels of captured outputs, read as maps by the catalog's layout."""
+    """Select and reduce channels of captured outputs, read as maps by the catalog's layout.
+
+    numpy only: it runs in the CPU pool with the rendering, so a repeated view of a cached
+    image never waits for the device thread."""
     results = []
     for name in plan.layers:
-        maps = _as_maps(outputs[name], model.catalog.get(name).map_layout).float()
+        maps = _as_maps(outputs[name], model.catalog.get(name).map_layout).astype(
+            np.float32, copy=False
+        )
         selected, index = select_channels(maps, plan.selection)
         values = reduce_channels(selected, plan.reduce)
         _, channels, height, width = maps.shape
@@ -188,8 +193,8 @@ def maps_from_outputs(
             LayerMaps(
                 name=name,
                 shape=(channels, height, width),
-                values=values.cpu().numpy().astype(np.float32, copy=False),
-                channels=index.cpu().numpy().astype(np.int64),
+                values=np.ascontiguousarray(values, dtype=np.float32),
+                channels=index.astype(np.int64),
             )
         )
     return FeatureMaps(tuple(results), inputs, plan.reduce)
@@ -200,7 +205,8 @@ def compute_feature_maps(
 ) -> FeatureMaps:
     """One forward pass (stopped after the deepest requested layer) serves every layer."""
     outputs = capture(model.module, batch, capture_calls(model, plan))
-    return maps_from_outputs(model, outputs, plan, inputs=inputs)
+    arrays = {name: out.detach().float().cpu().numpy() for name, out in outputs.items()}
+    return maps_from_outputs(model, arrays, plan, inputs=inputs)
 
 
 def is_vector(layer: LayerMaps, reduce: str) -> bool:

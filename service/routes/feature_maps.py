@@ -29,7 +29,7 @@ from service.routes.common import (
 from service.routes.deps import ActivationCacheDep, ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.routes.options import FeatureMapOptions
 from service.workers.capture_flow import captured_layers
-from service.workers.tasks import encode_feature_maps, feature_maps_from
+from service.workers.tasks import feature_maps_answer
 
 router = APIRouter(prefix="/v1/models", tags=["feature maps"])
 
@@ -71,10 +71,12 @@ async def feature_maps(
     pixels, outputs = await captured_layers(
         pool, activations, model, images, plan, max_pixels=settings.max_image_pixels
     )
-    maps = await pool.run_on(model, feature_maps_from, model, pixels, outputs, plan)
     answer = await pool.cpu(
-        encode_feature_maps,
-        maps,
+        feature_maps_answer,
+        model,
+        pixels,
+        outputs,
+        plan,
         fmt=fmt,
         options=render,
         uploads=images,

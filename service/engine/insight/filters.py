@@ -135,9 +135,9 @@ def plan_filters(
 
 def _pick(weight: torch.Tensor, selection: ChannelSelection) -> torch.Tensor:
     """Indices chosen by a channel selection; `top:N` ranks by L2 norm of the kernel."""
-    norms = weight.reshape(weight.shape[0], -1).norm(dim=1)
+    norms = weight.reshape(weight.shape[0], -1).norm(dim=1).numpy()
     _, index = select_channels(norms[None, :, None, None], selection)
-    return index[0]
+    return torch.from_numpy(np.array(index[0], dtype=np.int64))  # a writable copy
 
 
 def get_filters(model: LoadedModel, plan: FilterPlan) -> Filters:
