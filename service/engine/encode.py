@@ -52,7 +52,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
         (
             _PNG_SIGNATURE,
             _chunk(b"IHDR", header),
-            _chunk(b"IDAT", isal_zlib.compress(filtered.tobytes(), 1)),
+            _chunk(b"IDAT", isal_zlib.compress(memoryview(filtered).cast("B"), 1)),
             _chunk(b"IEND", b""),
         )
     )

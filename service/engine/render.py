@@ -6,7 +6,10 @@ is what makes a grid of 32 channels an order of magnitude faster than `plt.subpl
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -108,17 +111,17 @@ def _bilinear_axis(length: int, size: int) -> tuple[np.ndarray, np.ndarray, np.n
     return low, high, (source - low).astype(np.float32)
 
 
-def _resize(stack: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
-    """Resize [k, C, H, W] float maps: nearest by index lookup (keeps pixels honest, and is
-    far cheaper than an interpolation kernel), bilinear for overlays. numpy only: rendering
-    runs in the CPU pool, where no torch kernel may run (see `service/workers/pool.py`)."""
+def _nearest_index(length: int, size: int) -> np.ndarray:
+    """Source index of each of `size` output pixels along an axis of `length` (nearest)."""
+    return (np.arange(size) * length) // size
+
+
+def _bilinear(stack: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize [k, C, H, W] float maps bilinearly, for overlays. numpy only: rendering runs in
+    the CPU pool, where no torch kernel may run (see `service/workers/pool.py`)."""
     height, width = stack.shape[-2:]
     if (height, width) == size:
         return stack
-    if mode == "nearest":
-        rows = (np.arange(size[0]) * height) // size[0]
-        cols = (np.arange(size[1]) * width) // size[1]
-        return stack[..., rows[:, None], cols[None, :]]
     top, bottom, dy = _bilinear_axis(height, size[0])
     left, right, dx = _bilinear_axis(width, size[1])
     rows = stack[..., top, :] * (1 - dy)[:, None] + stack[..., bottom, :] * dy[:, None]
@@ -136,14 +139,16 @@ def map_tiles(
     unit = unit_range(maps, "channel" if rgb else options.scale)
     height, width = maps.shape[1:]
     size = tile_size(height, width, options.upsample)
-    mode = "bilinear" if options.overlay else "nearest"
-    if rgb:
-        colour = _resize(unit[None], size, mode).transpose(0, 2, 3, 1)
-        colour = np.clip(np.round(colour * 255), 0, 255).astype(np.uint8)
+    if options.overlay:
+        unit = _bilinear(unit[None] if rgb else unit[:, None], size)
+        colour = _colour(unit, rgb=rgb, colormap=options.colormap)
     else:
-        unit = _resize(unit[:, None], size, mode)[:, 0]
-        index = np.clip(np.round(unit * 255), 0, 255).astype(np.uint8)
-        colour = colormap_lut(options.colormap)[index]
+        # Nearest neighbour (keeps pixels honest) copies values, so colouring at the map's own
+        # size and then enlarging the uint8 colours gives the same tiles as enlarging first,
+        # for a fraction of the work.
+        small = _colour(unit[None] if rgb else unit[:, None], rgb=rgb, colormap=options.colormap)
+        rows, cols = _nearest_index(height, size[0]), _nearest_index(width, size[1])
+        colour = small.take(rows, axis=1).take(cols, axis=2)  # twice as fast as [rows, cols]
     if options.overlay and background is not None:
         base = np.asarray(
             Image.fromarray(background).resize((size[1], size[0]), Image.Resampling.BILINEAR)
@@ -153,6 +158,15 @@ def map_tiles(
         )
         colour = np.clip(np.round(blend), 0, 255).astype(np.uint8)
     return colour
+
+
+def _colour(unit: np.ndarray, *, rgb: bool, colormap: str) -> np.ndarray:
+    """[k, C, h, w] values in [0, 1] -> uint8 colours [n, h, w, 3]: three components as RGB
+    (`rgb`), else each map through the colormap's lookup table."""
+    index = np.clip(np.round(unit * 255), 0, 255).astype(np.uint8)
+    if rgb:
+        return index.transpose(0, 2, 3, 1)
+    return np.take(colormap_lut(colormap), index[:, 0], axis=0)
 
 
 def grid(
@@ -196,9 +210,30 @@ def panel(rows: list[list[tuple[str, np.ndarray]]]) -> np.ndarray:
 
 
 def input_picture(pixels: np.ndarray, *, longer_side: int) -> np.ndarray:
-    """The de-normalized input, resized for display (nearest when enlarging small digits)."""
+    """The de-normalized input, resized for display (nearest when enlarging small digits).
+
+    Every view of an uploaded picture shows it at the same size, so the resized picture is
+    kept (a few dozen, keyed by the pixels' digest): the resize took about a tenth of a
+    repeated PNG view. Callers get their own copy, since some draw on it."""
+    pixels = np.ascontiguousarray(pixels)
+    key = (hashlib.blake2b(pixels.data, digest_size=16).digest(), pixels.shape, longer_side)
+    with _SHOWN_LOCK:
+        shown = _SHOWN.get(key)
+        if shown is not None:
+            _SHOWN.move_to_end(key)
+            return shown.copy()
     height, width = pixels.shape[:2]
     factor = longer_side / max(height, width)
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     resample = Image.Resampling.NEAREST if factor >= 2 else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(pixels).resize(size, resample))
+    shown = np.asarray(Image.fromarray(pixels).resize(size, resample))
+    with _SHOWN_LOCK:
+        _SHOWN[key] = shown
+        while len(_SHOWN) > _SHOWN_MAX:
+            _SHOWN.popitem(last=False)
+    return shown.copy()
+
+
+_SHOWN: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_SHOWN_LOCK = threading.Lock()
+_SHOWN_MAX = 32
