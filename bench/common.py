@@ -95,11 +95,14 @@ def distinct_pictures(count: int, size: int = 224) -> list[bytes]:
     calls send the same picture and no cache can answer one."""
     from sklearn.datasets import load_sample_images
 
-    photos = [Image.fromarray(img) for img in load_sample_images().images]
+    photos = [Image.fromarray(img) for img in load_sample_images().images]  # 640 x 427 each
+    if count > 480:
+        raise ValueError(f"at most 480 distinct pictures, not {count}")
     out = []
     for i in range(count):
         photo = photos[i % 2]
-        left, top = 13 * (i // 2), 7 * (i // 2)
+        # 240 different crop corners per photo, every crop inside the photo
+        left, top = (13 * (i // 2)) % 240, (7 * (i // 2)) % 27
         crop = photo.crop((left, top, left + 400, top + 400)).resize(
             (size, size), Image.Resampling.BILINEAR
         )

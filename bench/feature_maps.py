@@ -94,7 +94,7 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, CPU"
     )
 
-    pictures = distinct_pictures(64)
+    pictures = distinct_pictures(2 * 6 * args.rounds)  # every call its own picture
     tensors = [model_tensor(d, spec) for d in pictures]
     with running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base, httpx.Client(timeout=60) as client:
         url = f"{base}/v1/models/resnet18/feature-maps"

@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
-    pictures = distinct_pictures(64)
+    pictures = distinct_pictures(2 * 6 * args.rounds)  # every call its own picture
     with tempfile.TemporaryDirectory() as folder:
         models = Path(folder) / "models.toml"
         models.write_text(MODELS, encoding="utf-8")
