@@ -17,6 +17,7 @@ from torch import nn
 
 from service.engine.attribution.graph import gradients_of
 from service.engine.attribution.guided import relu_override
+from service.engine.attribution.rcnn_heads import rows_with_grad
 from service.engine.attribution.target_objects import (
     Target,
     as_target,
@@ -44,7 +45,7 @@ def row_gradients(
 ) -> torch.Tensor:
     """d(score(output)[r])/d(inputs[r]) for every row r of `inputs` [R, C, H, W]."""
     x = inputs.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), relu_override(relu_mode):
+    with torch.enable_grad(), relu_override(relu_mode), rows_with_grad(module, ()):
         scores = score(module(x))
         if not scores.requires_grad:  # a box no detection matches: a constant 0
             return torch.zeros_like(x)
@@ -103,7 +104,7 @@ def gradients_with_logits(
     for start in range(0, batch.shape[0], rows):
         part = slice(start, start + rows)
         x = batch[part].detach().clone().requires_grad_(True)
-        with torch.enable_grad(), relu_override(relu_mode):
+        with torch.enable_grad(), relu_override(relu_mode), rows_with_grad(module, ()):
             out = module(x)
             chosen = as_target(choose(detached(out), part))
             (grad,) = gradients_of(chosen.scores(out, batch_rows(chosen)), [x])

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from model_registry.errors import InvalidInput
+from service.engine.attribution.rcnn_heads import rows_with_grad
 from service.engine.capture import hooked
 
 
@@ -67,7 +68,8 @@ def forward_to_layers(
 
     # The prefix runs without a graph either way; inference mode when none is needed at all.
     context = torch.no_grad() if grad else torch.inference_mode()
-    with context, hooked(module, {name: recorder(name) for name in calls}):
+    recorders = {name: recorder(name) for name in calls}
+    with context, hooked(module, recorders), rows_with_grad(module, list(calls)):
         logits = module(batch)
     return LayerPass(logits, activations)
 
