@@ -5,6 +5,7 @@ from __future__ import annotations
 from model_registry.sources.base import Defaults, ModelSource, Weights
 from model_registry.sources.builtin_source import BuiltinSource
 from model_registry.sources.hf_source import HFSource
+from model_registry.sources.pt2_source import Pt2Source
 from model_registry.sources.python_source import PythonSource
 from model_registry.sources.timm_source import TimmSource
 from model_registry.sources.torchvision_source import TorchvisionSource
@@ -13,6 +14,7 @@ SOURCES: dict[str, ModelSource] = {
     source.prefix: source
     for source in (BuiltinSource(), TorchvisionSource(), TimmSource(), HFSource(), PythonSource())
 }
+SOURCES[Pt2Source.prefix] = Pt2Source()
 
 
 def source_for(architecture: str) -> ModelSource:

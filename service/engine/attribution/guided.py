@@ -2,9 +2,10 @@
 
 Instead of swapping the model's modules (the model is shared), every ReLU evaluated in
 this thread while the override is active is routed through `_ModifiedReLU`: `nn.ReLU`,
-`nn.ReLU(inplace=True)`, `F.relu`, `F.relu_`, `torch.relu(_)` and `Tensor.relu(_)` all
-reach `__torch_function__` of a `TorchFunctionMode`, and torch keeps the mode stack per
-thread, so requests running in other threads never see it.
+`nn.ReLU(inplace=True)`, `F.relu`, `F.relu_`, `torch.relu(_)`, `Tensor.relu(_)` and the
+`aten.relu(_)` ops of programs from `torch.export` all reach `__torch_function__` of a
+`TorchFunctionMode`, and torch keeps the mode stack per thread, so requests running in
+other threads never see it.
 
 - guided backprop (Springenberg et al. 2015, https://arxiv.org/abs/1412.6806): the
   gradient passes where the forward input was positive *and* the gradient is positive;
@@ -25,8 +26,8 @@ from torch.overrides import TorchFunctionMode
 GUIDED = "guided"
 DECONV = "deconv"
 
-_OUT_OF_PLACE = {F.relu, torch.relu, torch.Tensor.relu}
-_IN_PLACE = {F.relu_, torch.relu_, torch.Tensor.relu_}
+_OUT_OF_PLACE = {F.relu, torch.relu, torch.Tensor.relu, torch.ops.aten.relu.default}
+_IN_PLACE = {F.relu_, torch.relu_, torch.Tensor.relu_, torch.ops.aten.relu_.default}
 
 
 class _ModifiedReLU(torch.autograd.Function):
