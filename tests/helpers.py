@@ -27,6 +27,18 @@ def files(*images: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("image", (f"img{i}.png", data, "image/png")) for i, data in enumerate(images)]
 
 
+def error_body(answer, status: int, field: str | None) -> dict:
+    """The JSON error of `answer`: its status, a non-empty detail and (when given) the field it
+    names are checked."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    body = answer.json()
+    assert isinstance(body["detail"], str) and body["detail"]
+    if field is not None:
+        assert body["field"] == field
+    return body
+
+
 def load_npy(content: bytes) -> np.ndarray:
     return np.load(io.BytesIO(content), allow_pickle=False)
 

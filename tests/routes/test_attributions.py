@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import error_body
+
 CAM_METHODS = [
     "gradcam",
     "gradcam++",
@@ -211,10 +213,7 @@ ERRORS = {
 def test_errors_name_the_field(
     url: str, status: int, field: str, app_client, digit_pngs: list[bytes]
 ) -> None:
-    response = post(app_client, url, digit_pngs[:1])
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["field"] == field and body["detail"]
+    body = error_body(post(app_client, url, digit_pngs[:1]), status, field)
     if field in ("method", "baseline", "view"):
         assert body["choices"]
     if url.endswith("layer=fc"):
