@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,16 @@ class LiveServer:
 
     def output(self) -> str:
         return Path(self.log.name).read_text()
+
+
+@contextmanager
+def serving(env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """A ready `LiveServer`, stopped afterwards (also when it never became ready)."""
+    live = LiveServer(env)
+    try:
+        yield live.wait_ready()
+    finally:
+        live.stop()
 
 
 def device_runner():
