@@ -112,6 +112,21 @@ def digits_entry(labels: list[str] | None = None) -> str:
     )
 
 
+def factory_entry(name: str, **more: object) -> str:
+    """A models-TOML entry: a 3-class, 32 x 32 RGB model built by `make` in the folder's
+    factory.py, with `more` fields."""
+    return toml_table(
+        "models",
+        name=name,
+        architecture="python:factory.py:make",
+        input_size=[32, 32],
+        mean=[0.5, 0.5, 0.5],
+        std=[0.25, 0.25, 0.25],
+        num_classes=3,
+        **more,
+    )
+
+
 def resnet18_entry(name: str, num_classes: int, *, size: int = 64, **more: object) -> str:
     """A models-TOML entry: torchvision's resnet18 at `size` x `size` with ImageNet's mean and
     std, and `more` fields (random weights unless `weights` is one)."""

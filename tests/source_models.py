@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from tests.helpers import resnet18_entry, toml_table
+from tests.helpers import factory_entry, resnet18_entry, toml_table
 
 FACTORY = """
 import torch
@@ -76,16 +76,7 @@ MODELS = (
     + _timm("tdeit", "deit_tiny_distilled_patch16_224", TINY_VIT)
     + _timm("tswin", "swin_tiny_patch4_window7_224", TINY_SWIN)
     + toml_table("models", name="hvit", architecture="hf:hf-vit")
-    + toml_table(
-        "models",
-        name="py",
-        architecture="python:factory.py:make",
-        input_size=[32, 32],
-        mean=[0.5, 0.5, 0.5],
-        std=[0.25, 0.25, 0.25],
-        num_classes=3,
-        options={"width": 6, "classes": 3},
-    )
+    + factory_entry("py", options={"width": 6, "classes": 3})
     + resnet18_entry("tv", 10)
 )
 
