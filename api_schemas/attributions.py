@@ -80,14 +80,20 @@ class CamMapItem(BaseModel):
     )
 
 
-class CamResponse(BaseModel):
+class _Attribution(BaseModel):
+    """What every attribution answer starts with: the model, method and batch."""
+
     model: str
-    method: str = Field(description="a CAM method from GET /v1/methods")
+    method: str
     batch: int
     input_size: list[int]
     fitting: list[Fitting] = Field(
         default_factory=list, description="per image, how it was brought to the input size"
     )
+
+
+class CamResponse(_Attribution):
+    method: str = Field(description="a CAM method from GET /v1/methods")
     layers: list[CamLayerItem]
     targets: list[list[TargetItem]] = Field(
         description="per image, the classes explained, in map order"
@@ -113,14 +119,8 @@ class GradientMapItem(BaseModel):
     )
 
 
-class GradientResponse(BaseModel):
-    model: str
+class GradientResponse(_Attribution):
     method: str = Field(description="a gradient method from GET /v1/methods")
-    batch: int
-    input_size: list[int]
-    fitting: list[Fitting] = Field(
-        default_factory=list, description="per image, how it was brought to the input size"
-    )
     shape: list[int] = Field(
         description="shape of the npy array: [B, C, H, W], or [B, T, C, H, W] for several targets"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -14,6 +14,8 @@ from model_registry.sources import source_for
 from model_registry.spec import CLASSIFICATION, ModelSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+E = TypeVar("E", bound=BaseModel)
 
 
 class _Entry(BaseModel):
@@ -81,6 +83,16 @@ def _read_document(path: Path) -> dict[str, Any]:
         raise ConfigError(f"models file {str(path)!r} is not valid TOML: {exc}") from exc
 
 
+def _validated(model: type[E], table: Any, where: str) -> E:
+    """`table` as `model`; else a `ConfigError` naming `where` and the first bad field."""
+    try:
+        return model.model_validate(table)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "entry"
+        raise ConfigError(f"{where}: field '{field}': {first['msg']}") from exc
+
+
 def load_config(path: str | Path) -> list[ModelSpec]:
     """Parse a models TOML file. Relative paths are resolved against the file's folder.
 
@@ -96,12 +108,7 @@ def load_config(path: str | Path) -> list[ModelSpec]:
     specs: list[ModelSpec] = []
     for index, table in enumerate(tables):
         where = f"models file {path}: model {table.get('name', f'#{index}')!r}"
-        try:
-            entry = _Entry.model_validate(table)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "entry"
-            raise ConfigError(f"{where}: field '{field}': {first['msg']}") from exc
+        entry = _validated(_Entry, table, where)
         specs.append(_to_spec(entry, where, path.parent))
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -223,12 +230,7 @@ def load_datasets(path: str | Path) -> list[FolderDataset]:
     for index, table in enumerate(tables):
         name = table.get("name", f"#{index}") if isinstance(table, dict) else f"#{index}"
         where = f"models file {path}: dataset {name!r}"
-        try:
-            entry = _DatasetEntry.model_validate(table)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "entry"
-            raise ConfigError(f"{where}: field '{field}': {first['msg']}") from exc
+        entry = _validated(_DatasetEntry, table, where)
         if entry.name == DIGITS or entry.name in {d.name for d in found}:
             reason = "is the built-in dataset's" if entry.name == DIGITS else "is taken"
             raise ConfigError(f"{where}: field 'name': the name {reason}; choose another")

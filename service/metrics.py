@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -24,6 +24,13 @@ def hook_count(module: torch.nn.Module) -> int:
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+def _per_model(name: str, documentation: str, values: dict[str, int]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, documentation, labels=["model"])
+    for model, value in values.items():
+        gauge.add_metric([model], value)
+    return gauge
+
+
 class _LiveGauges(Collector):
     """Queue depth per model, hooks left on served models and GPU memory, read at scrape time."""
 
@@ -34,22 +41,16 @@ class _LiveGauges(Collector):
         self._hooks = hooks
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily(
+        yield _per_model(
             "layerscope_queue_depth",
             "Requests admitted and not finished, per model",
-            labels=["model"],
+            self._depths(),
         )
-        for model, value in self._depths().items():
-            depth.add_metric([model], value)
-        yield depth
-        hooks = GaugeMetricFamily(
+        yield _per_model(
             "layerscope_model_hooks",
             "Hooks registered on a served model right now (0 between requests)",
-            labels=["model"],
+            self._hooks(),
         )
-        for model, value in self._hooks().items():
-            hooks.add_metric([model], value)
-        yield hooks
         if torch.cuda.is_available():
             memory = GaugeMetricFamily(
                 "layerscope_gpu_memory_bytes",
@@ -67,33 +68,26 @@ class _LiveGauges(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Histogram(
+        self.requests = self._histogram(
             "layerscope_request_duration_seconds",
             "End-to-end request latency",
-            ["route", "method", "status"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            "route",
+            "method",
+            "status",
         )
-        self.queue_wait = Histogram(
-            "layerscope_queue_wait_seconds",
-            "Time work waited for the device thread",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+        self.queue_wait = self._histogram(
+            "layerscope_queue_wait_seconds", "Time work waited for the device thread", "model"
         )
-        self.stages = Histogram(
+        self.stages = self._histogram(
             "layerscope_stage_seconds",
             "Time per stage (forward, decode, render/encode, ...)",
-            ["stage"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            "stage",
         )
-        self.batch_size = Histogram(
+        self.batch_size = self._histogram(
             "layerscope_batch_size",
             "Images per forward pass on the device thread",
-            ["model"],
+            "model",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-            registry=self.registry,
         )
         self.rejections = Counter(
             "layerscope_rejections_total",
@@ -101,6 +95,16 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+
+    def _histogram(
+        self,
+        name: str,
+        documentation: str,
+        *labels: str,
+        buckets: Sequence[float] = _LATENCY_BUCKETS,
+    ) -> Histogram:
+        """A histogram in this registry (latency buckets by default)."""
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
 
     def watch(
         self, depths: Callable[[], dict[str, int]], hooks: Callable[[], dict[str, int]]

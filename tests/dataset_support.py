@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.helpers import digits_entry, png
+from tests.helpers import digits_entry, factory_entry, png, toml_table
 
 DEAD_CHANNEL = 2
 WIDTH = 4
@@ -71,23 +71,8 @@ def write_models(folder: Path) -> Path:
     config = folder / "models.toml"
     config.write_text(
         digits_entry()
-        + f"""
-[[models]]
-name = "deadnet"
-architecture = "python:factory.py:make"
-input_size = [32, 32]
-mean = [0.5, 0.5, 0.5]
-std = [0.25, 0.25, 0.25]
-num_classes = 3
-labels = {MODEL_LABELS!r}
-
-[[datasets]]
-name = "pets"
-path = "pets"
-
-[[datasets]]
-name = "shapes"
-path = "{folder / "shapes"}"
-""".replace("'", '"')
+        + factory_entry("deadnet", labels=MODEL_LABELS)
+        + toml_table("datasets", name="pets", path="pets")
+        + toml_table("datasets", name="shapes", path=folder / "shapes")
     )
     return config

@@ -16,10 +16,10 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
+from tests.helpers import IMAGENET_MEAN, IMAGENET_STD, toml_table
+
 SEG_LABELS = ("background", "sky", "road", "tree", "car")
 DET_LABELS = ("__background__", "person", "bicycle", "dog", "cat")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _calibrate_batchnorm(backbone: torch.nn.Module, size: int) -> None:
@@ -74,26 +74,27 @@ def write_dense_config(folder: Path) -> Path:
     det = _save(seeded_detector(), folder / "det.safetensors")
     config = folder / "models.toml"
     config.write_text(
-        f"""
-[[models]]
-name = "seg"
-architecture = "torchvision:lraspp_mobilenet_v3_large"
-weights = "{seg.name}"
-input_size = [96, 96]
-mean = {list(IMAGENET_MEAN)}
-std = {list(IMAGENET_STD)}
-num_classes = {len(SEG_LABELS)}
-labels = {list(SEG_LABELS)}
-
-[[models]]
-name = "det"
-architecture = "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn"
-weights = "{det.name}"
-input_size = [160, 160]
-num_classes = {len(DET_LABELS)}
-labels = {list(DET_LABELS)}
-options = {{ box_detections_per_img = 8 }}
-""",
+        toml_table(
+            "models",
+            name="seg",
+            architecture="torchvision:lraspp_mobilenet_v3_large",
+            weights=seg.name,
+            input_size=[96, 96],
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            num_classes=len(SEG_LABELS),
+            labels=SEG_LABELS,
+        )
+        + toml_table(
+            "models",
+            name="det",
+            architecture="torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+            weights=det.name,
+            input_size=[160, 160],
+            num_classes=len(DET_LABELS),
+            labels=DET_LABELS,
+            options={"box_detections_per_img": 8},
+        ),
         encoding="utf-8",
     )
     return config

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,9 @@ import torch
 import torchvision
 from PIL import Image
 from safetensors.torch import save_file
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def png(image: Image.Image | np.ndarray, fmt: str = "PNG") -> bytes:
@@ -25,6 +30,18 @@ def png(image: Image.Image | np.ndarray, fmt: str = "PNG") -> bytes:
 def files(*images: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
     """Multipart `image` fields, one per picture, in order."""
     return [("image", (f"img{i}.png", data, "image/png")) for i, data in enumerate(images)]
+
+
+def error_body(answer, status: int, field: str | None) -> dict:
+    """The JSON error of `answer`: its status, a non-empty detail and (when given) the field it
+    names are checked."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    body = answer.json()
+    assert isinstance(body["detail"], str) and body["detail"]
+    if field is not None:
+        assert body["field"] == field
+    return body
 
 
 def load_npy(content: bytes) -> np.ndarray:
@@ -54,39 +71,74 @@ def write_resnet_config(
     else:
         torch.save(state, weights)
     config = folder / "models.toml"
+    labels = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     config.write_text(
-        f"""
-[[models]]
-name = "tiny-resnet"
-architecture = "torchvision:resnet18"
-weights = "{weights.name}"
-input_size = [{size}, {size}]
-mean = [0.485, 0.456, 0.406]
-std = [0.229, 0.224, 0.225]
-num_classes = 10
-labels = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-"""
+        resnet18_entry("tiny-resnet", 10, size=size, weights=weights.name, labels=labels)
     )
     return config
 
 
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a JSON string is a TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {_toml(item)}" for key, item in value.items()) + " }"
+    return repr(value)
+
+
+def toml_table(kind: str, **fields: object) -> str:
+    """One `[[kind]]` table of a models file (`models` or `datasets`), fields in order; a
+    field that is None is left out."""
+    lines = [f"{key} = {_toml(value)}" for key, value in fields.items() if value is not None]
+    return f"\n[[{kind}]]\n" + "".join(line + "\n" for line in lines)
+
+
 def digits_entry(labels: list[str] | None = None) -> str:
     """A models-TOML entry serving the built-in digits model, optionally with other labels."""
-    entry = (
-        '\n[[models]]\nname = "digits"\narchitecture = "builtin:digits"\n'
-        'weights = "builtin:digits"\ninput_size = [32, 32]\nmean = [0.5]\nstd = [0.5]\n'
-        "num_classes = 10\n"
+    return toml_table(
+        "models",
+        name="digits",
+        architecture="builtin:digits",
+        weights="builtin:digits",
+        input_size=[32, 32],
+        mean=[0.5],
+        std=[0.5],
+        num_classes=10,
+        labels=labels or None,
     )
-    return entry + (f"labels = {labels!r}\n".replace("'", '"') if labels else "")
 
 
-def resnet18_entry(name: str, num_classes: int) -> str:
-    """A models-TOML entry: torchvision's resnet18 at 64 x 64 with ImageNet's mean and std
-    (random weights unless a test adds `weights`)."""
-    return (
-        f'\n[[models]]\nname = "{name}"\narchitecture = "torchvision:resnet18"\n'
-        "input_size = [64, 64]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n"
-        f"num_classes = {num_classes}\n"
+def factory_entry(name: str, **more: object) -> str:
+    """A models-TOML entry: a 3-class, 32 x 32 RGB model built by `make` in the folder's
+    factory.py, with `more` fields."""
+    return toml_table(
+        "models",
+        name=name,
+        architecture="python:factory.py:make",
+        input_size=[32, 32],
+        mean=[0.5, 0.5, 0.5],
+        std=[0.25, 0.25, 0.25],
+        num_classes=3,
+        **more,
+    )
+
+
+def resnet18_entry(name: str, num_classes: int, *, size: int = 64, **more: object) -> str:
+    """A models-TOML entry: torchvision's resnet18 at `size` x `size` with ImageNet's mean and
+    std, and `more` fields (random weights unless `weights` is one)."""
+    return toml_table(
+        "models",
+        name=name,
+        architecture="torchvision:resnet18",
+        input_size=[size, size],
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        num_classes=num_classes,
+        **more,
     )
 
 
@@ -149,6 +201,16 @@ class LiveServer:
 
     def output(self) -> str:
         return Path(self.log.name).read_text()
+
+
+@contextmanager
+def serving(env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """A ready `LiveServer`, stopped afterwards (also when it never became ready)."""
+    live = LiveServer(env)
+    try:
+        yield live.wait_ready()
+    finally:
+        live.stop()
 
 
 def device_runner():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from tests.helpers import resnet18_entry
+from tests.helpers import factory_entry, resnet18_entry, toml_table
 
 FACTORY = """
 import torch
@@ -52,38 +52,31 @@ def not_a_module():
     return 3
 """
 
-TINY_VIT = "{ img_size = 32, patch_size = 8, depth = 2, embed_dim = 32, num_heads = 2 }"
-TINY_SWIN = (
-    "{ img_size = 64, window_size = 4, embed_dim = 16, depths = [1, 1], num_heads = [1, 2] }"
-)
+TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
+TINY_SWIN = {
+    "img_size": 64,
+    "window_size": 4,
+    "embed_dim": 16,
+    "depths": [1, 1],
+    "num_heads": [1, 2],
+}
 
 
-def _timm(name: str, model: str, options: str) -> str:
-    return (
-        f'[[models]]\nname = "{name}"\narchitecture = "timm:{model}"\nnum_classes = 5\n'
-        f"options = {options}\n\n"
+def _timm(name: str, model: str, options: dict) -> str:
+    return toml_table(
+        "models", name=name, architecture=f"timm:{model}", num_classes=5, options=options
     )
 
 
 MODELS = (
-    '[[models]]\nname = "tcnn"\narchitecture = "timm:resnet18"\ninput_size = [64, 64]\n'
-    "num_classes = 5\n\n"
+    toml_table(
+        "models", name="tcnn", architecture="timm:resnet18", input_size=[64, 64], num_classes=5
+    )
     + _timm("tvit", "vit_tiny_patch16_224", TINY_VIT)
     + _timm("tdeit", "deit_tiny_distilled_patch16_224", TINY_VIT)
     + _timm("tswin", "swin_tiny_patch4_window7_224", TINY_SWIN)
-    + """[[models]]
-name = "hvit"
-architecture = "hf:hf-vit"
-
-[[models]]
-name = "py"
-architecture = "python:factory.py:make"
-input_size = [32, 32]
-mean = [0.5, 0.5, 0.5]
-std = [0.25, 0.25, 0.25]
-num_classes = 3
-options = { width = 6, classes = 3 }
-"""
+    + toml_table("models", name="hvit", architecture="hf:hf-vit")
+    + factory_entry("py", options={"width": 6, "classes": 3})
     + resnet18_entry("tv", 10)
 )
 

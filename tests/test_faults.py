@@ -18,7 +18,7 @@ from model_registry.registry import LoadedModel, ModelRegistry
 from model_registry.spec import ModelSpec
 from service.app import create_app
 from service.settings import Settings
-from tests.helpers import LiveServer, files, png
+from tests.helpers import LiveServer, files, png, serving
 
 
 class Gated(nn.Module):
@@ -147,9 +147,8 @@ def test_a_failing_model_is_a_bare_500_and_the_next_request_works(
 
 @pytest.fixture
 def live() -> Iterator[LiveServer]:
-    server = LiveServer({"LAYERSCOPE_LOG_LEVEL": "info"}).wait_ready()
-    yield server
-    server.stop()
+    with serving({"LAYERSCOPE_LOG_LEVEL": "info"}) as server:
+        yield server
 
 
 def test_sigterm_drains_in_flight_requests(live: LiveServer, photo_images) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import LiveServer
+from tests.helpers import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -43,9 +43,8 @@ RESULT_WAIT_S = 600  # a loaded 2-core machine ran a README job for minutes, not
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """`layerscope serve` in a subprocess, as `make serve` runs it."""
-    live = LiveServer().wait_ready()
-    yield live.url
-    live.stop()
+    with serving() as live:
+        yield live.url
 
 
 def test_readme_has_the_two_commands() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import LiveServer, files
+from tests.helpers import LiveServer, files, serving
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +28,10 @@ def _open_fds(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_config: Path) -> Iterator[LiveServer]:
-    live = LiveServer(
+    with serving(
         {"LAYERSCOPE_MODELS": str(tiny_config), "LAYERSCOPE_LOG_LEVEL": "warning"}
-    ).wait_ready()
-    yield live
-    live.stop()
+    ) as live:
+        yield live
 
 
 def _mixed(i: int, tiny_inputs: list[bytes]) -> tuple[str, dict, list]:

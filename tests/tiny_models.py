@@ -13,10 +13,8 @@ from torch import nn
 from model_registry.catalog import build_catalog
 from model_registry.registry import LoadedModel
 from model_registry.spec import ModelSpec
-from tests.helpers import digits_entry, resnet18_entry
+from tests.helpers import IMAGENET_MEAN, IMAGENET_STD, digits_entry, resnet18_entry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CPU = torch.device("cpu")
 
 

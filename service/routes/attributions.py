@@ -107,14 +107,34 @@ def _predictions(rows: list[list[Prediction]]) -> list[list[PredictionItem]]:
     return [[PredictionItem(**vars(p)) for p in row] for row in rows]
 
 
+def _shared_fields(
+    model: LoadedModel,
+    options: CamOptions | GradientOptions,
+    result: CamResult | GradientResult,
+    fits: list[Geometry],
+    png_base64: str,
+) -> dict[str, Any]:
+    """The fields a CAM answer and a gradient answer fill alike."""
+    return {
+        "model": model.name,
+        "fitting": [Fitting.model_validate(fit.to_dict()) for fit in fits],
+        "method": options.method,
+        "targets": _targets(model, result),
+        "predictions": _predictions(result.predictions),
+        "randomized_layers": list(result.randomized),
+        "png_base64": png_base64,
+    }
+
+
 async def _attribute(
     serving: Serving,
     images: list[bytes],
     options: CamOptions | GradientOptions,
-    plan: CamPlan | GradientPlan,
+    planner: Callable[..., CamPlan | GradientPlan],
     to_json: Callable[..., BaseModel],
 ) -> Response:
-    """Check the picture's options, compute on the device thread, answer in the format."""
+    """Plan, check the picture's options, compute on the device thread, answer in the format."""
+    plan = planner(serving.model, **options.plan_args())
     look = _look(options)
     _json_only(options.fmt, metrics=getattr(plan, "metrics", ()), randomize=plan.randomize)
     model, fmt = serving.model, options.fmt.value
@@ -138,8 +158,7 @@ async def cam(
     serving: ServingDep, images: ImagesDep, options: Annotated[CamOptions, Query()]
 ) -> Response:
     """Class activation maps (Grad-CAM family) of one or more layers for one or more classes."""
-    plan = plan_cam(serving.model, **options.plan_args())
-    return await _attribute(serving, images, options, plan, _cam_body)
+    return await _attribute(serving, images, options, plan_cam, _cam_body)
 
 
 def _cam_body(
@@ -173,20 +192,14 @@ def _cam_body(
     height, width = model.spec.input_size
     shape = [batch, count, height, width] if result.several_targets else [batch, height, width]
     return CamResponse(
-        model=model.name,
-        fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
-        method=options.method,
+        **_shared_fields(model, options, result, fits, png_base64),
         batch=batch,
         input_size=[height, width],
         layers=[
             CamLayerItem(name=lay.name, map_shape=list(lay.map_shape), shape=shape)
             for lay in result.layers
         ],
-        targets=_targets(model, result),
-        predictions=_predictions(result.predictions),
         maps=maps,
-        randomized_layers=list(result.randomized),
-        png_base64=png_base64,
     )
 
 
@@ -199,8 +212,7 @@ async def gradients(
     serving: ServingDep, images: ImagesDep, options: Annotated[GradientOptions, Query()]
 ) -> Response:
     """Gradient maps w.r.t. the input: vanilla, guided, integrated gradients, SmoothGrad..."""
-    plan = plan_gradients(serving.model, **options.plan_args())
-    return await _attribute(serving, images, options, plan, _gradient_body)
+    return await _attribute(serving, images, options, plan_gradients, _gradient_body)
 
 
 def _gradient_body(
@@ -233,15 +245,9 @@ def _gradient_body(
         else [result.values.shape[0], *result.values.shape[2:]]
     )
     return GradientResponse(
-        model=model.name,
-        fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
-        method=options.method,
+        **_shared_fields(model, options, result, fits, png_base64),
         batch=result.values.shape[0],
         input_size=list(model.spec.input_size),
         shape=shape,
-        targets=_targets(model, result),
-        predictions=_predictions(result.predictions),
         maps=maps,
-        randomized_layers=list(result.randomized),
-        png_base64=png_base64,
     )

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from model_registry.errors import NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Cancelled, Progress
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -31,6 +34,10 @@ class Encoded:
 
     body: bytes
     media_type: str
+
+
+Work = Callable[[Progress], Encoded]
+"""A job: it reports its steps to the progress callback and returns its encoded answer."""
 
 
 class TimedOut(Cancelled):
@@ -140,29 +147,83 @@ class Replay:
         return cls(head["method"], head["path"], head["query"].encode("latin-1"), headers, body)
 
 
-class Jobs(Protocol):
+@dataclass(frozen=True)
+class JobForms:
+    """A job in the two forms the stores need: `work` to run on `runner` in this process, and
+    `replay`, the request any replica runs again to do it."""
+
+    work: Work
+    runner: Runner | None = None
+    replay: Replay | None = None
+
+
+class Jobs(ABC):
     """Where jobs live: this process (`JobStore`) or Redis (`RedisJobStore`).
 
-    `submit` takes both forms of a job: `work` and `runner` run it here; `replay` is the
-    request any replica runs again to do it. Each store uses the form it needs.
+    `submit` takes both forms of a job (`JobForms`); each store's `_queue` uses the form it
+    needs.
+    The answers a client gets for a full store, an unknown job or an unfinished one are the
+    same from both stores.
     """
 
-    def start(self) -> None: ...
+    max_jobs: int
+    ttl_s: float
+    _clock: Callable[[], float]
 
     def submit(
         self,
         kind: str,
-        work: Callable[[Progress], Encoded],
+        work: Work,
         *,
         total: int,
         runner: Runner | None = None,
         replay: Replay | None = None,
-    ) -> JobView: ...
+    ) -> JobView:
+        """Record a new job of `total` steps and start it; raises `TooManyJobs` (429) when
+        every slot holds an unfinished job."""
+        job = JobRecord(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
+        return self._queue(job, JobForms(work, runner, replay))
 
+    @abstractmethod
+    def _queue(self, job: JobRecord, forms: JobForms) -> JobView:
+        """Admit the new `job` and start it (or raise why not)."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
     def get(self, job_id: str) -> JobView: ...
 
+    @abstractmethod
     def result(self, job_id: str) -> tuple[JobView, Encoded]: ...
 
+    @abstractmethod
     def delete(self, job_id: str) -> JobView: ...
 
+    @abstractmethod
     def shutdown(self, timeout_s: float = 60.0) -> None: ...
+
+    def full(self) -> TooManyJobs:
+        """The 429 for a store whose `max_jobs` slots all hold unfinished jobs."""
+        return TooManyJobs(
+            f"{self.max_jobs} jobs are queued or running; retry later or DELETE one",
+            max_jobs=self.max_jobs,
+            retry_after=5,
+        )
+
+    def unknown(self, job_id: str) -> NotFound:
+        """The 404 for a job never started, deleted, or expired."""
+        return NotFound(
+            f"Unknown job '{job_id}': it never existed, was deleted, or expired "
+            f"({self.ttl_s:g} s after it finished)",
+            field="job_id",
+        )
+
+    @staticmethod
+    def not_finished(job: JobRecord) -> NotFinished:
+        """The 409 for the result of a job that has not succeeded (yet)."""
+        return NotFinished(
+            f"job {job.id} is {job.status}; its result exists once it has succeeded",
+            field="job_id",
+            status=job.status,
+        )

@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent import futures
 
-from model_registry.errors import ClientError, NotFinished, NotFound, TooManyJobs
-from service.engine.insight.progress import Cancelled, Progress
+from model_registry.errors import ClientError
+from service.engine.insight.progress import Cancelled
 from service.workers.job_records import (
     CANCELLED,
     FAILED,
@@ -28,27 +27,20 @@ from service.workers.job_records import (
     RUNNING,
     SUCCEEDED,
     Encoded,
+    JobForms,
     JobRecord,
+    Jobs,
     JobView,
-    Replay,
     Runner,
     TimedOut,
+    Work,
     view_of,
 )
 
 log = logging.getLogger("layerscope")
 
 
-def unknown_job(job_id: str, ttl_s: float) -> NotFound:
-    """Today's 404 for a job never started, deleted, or expired."""
-    return NotFound(
-        f"Unknown job '{job_id}': it never existed, was deleted, or expired "
-        f"({ttl_s:g} s after it finished)",
-        field="job_id",
-    )
-
-
-class JobStore:
+class JobStore(Jobs):
     """Jobs by id: at most `max_jobs` kept (finished ones are evicted first), each allowed
     `timeout_s` of running time and kept `ttl_s` after it finishes."""
 
@@ -85,18 +77,9 @@ class JobStore:
         while not self._stop.wait(interval):
             self.sweep()
 
-    def submit(
-        self,
-        kind: str,
-        work: Callable[[Progress], Encoded],
-        *,
-        total: int,
-        runner: Runner | None = None,
-        replay: Replay | None = None,
-    ) -> JobView:
-        """Queue `work` on `runner` (default: the store's); raises `TooManyJobs` (429) when
-        every slot holds an unfinished job. `replay` is for stores shared by replicas."""
-        start = runner or self._runner
+    def _queue(self, job: JobRecord, forms: JobForms) -> JobView:
+        """Queue the job's `work` on its `runner` (default: the store's)."""
+        start = forms.runner or self._runner
         if start is None:
             raise ValueError("no runner for the job")
         with self._lock:
@@ -104,19 +87,14 @@ class JobStore:
             if len(self._jobs) >= self.max_jobs:
                 self._evict_oldest_finished_locked()
             if len(self._jobs) >= self.max_jobs:
-                raise TooManyJobs(
-                    f"{self.max_jobs} jobs are queued or running; retry later or DELETE one",
-                    max_jobs=self.max_jobs,
-                    retry_after=5,
-                )
-            job = JobRecord(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
+                raise self.full()
             self._jobs[job.id] = job
             view = self._view_locked(job)
 
         def run_job() -> None:
-            self._run(job, work)
+            self._run(job, forms.work)
 
-        run_job.__name__ = f"job_{kind}"  # the stage its duration is reported under
+        run_job.__name__ = f"job_{job.kind}"  # the stage its duration is reported under
         future = start(run_job)
         with self._lock:
             self._running.add(future)
@@ -135,11 +113,7 @@ class JobStore:
             job = self._find_locked(job_id)
             view = self._view_locked(job)
             if job.status != SUCCEEDED or job.result is None:
-                raise NotFinished(
-                    f"job {job_id} is {job.status}; its result exists once it has succeeded",
-                    field="job_id",
-                    status=job.status,
-                )
+                raise self.not_finished(job)
             return view, job.result
 
     def delete(self, job_id: str) -> JobView:
@@ -177,7 +151,7 @@ class JobStore:
             self._sweeper.join()
             self._sweeper = None
 
-    def _run(self, job: JobRecord, work: Callable[[Progress], Encoded]) -> None:
+    def _run(self, job: JobRecord, work: Work) -> None:
         with self._lock:
             if job.cancel.is_set():
                 if job.status not in FINISHED:
@@ -241,7 +215,7 @@ class JobStore:
     def _find_locked(self, job_id: str) -> JobRecord:
         job = self._jobs.get(job_id)
         if job is None:
-            raise unknown_job(job_id, self.ttl_s)
+            raise self.unknown(job_id)
         return job
 
     def _sweep_locked(self) -> int:

@@ -11,26 +11,25 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from model_registry.errors import NotFinished, TooManyJobs
-from service.engine.insight.progress import Cancelled, Progress
+from model_registry.errors import TooManyJobs
+from service.engine.insight.progress import Cancelled
 from service.workers import redis_scripts as lua
 from service.workers.job_records import (
     CANCELLED,
     SUCCEEDED,
     Encoded,
+    JobForms,
     JobRecord,
+    Jobs,
     JobView,
     Replay,
-    Runner,
     view_of,
 )
-from service.workers.job_store import unknown_job
 from service.workers.redis_link import PREFIX, outage_is_503
 
 RECORD = PREFIX + "job:"
@@ -74,7 +73,7 @@ def record_of(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
     return job
 
 
-class RedisJobStore:
+class RedisJobStore(Jobs):
     """Jobs in Redis; an outage answers 503 (`StoreUnavailable`) with Retry-After."""
 
     def __init__(
@@ -106,29 +105,19 @@ class RedisJobStore:
     def start(self) -> None:
         """Nothing to start: the replica's queue consumer runs the jobs."""
 
-    def submit(
-        self,
-        kind: str,
-        work: Callable[[Progress], Encoded],
-        *,
-        total: int,
-        runner: Runner | None = None,
-        replay: Replay | None = None,
-    ) -> JobView:
+    def _queue(self, job: JobRecord, forms: JobForms) -> JobView:
         """Record the job and queue its request; `work` and `runner` are not used (the replica
         that takes it from the queue replays `replay` to build its own)."""
+        replay = forms.replay
         if replay is None:
             raise ValueError("a Redis job needs the request that started it")
-        job_id, now = uuid.uuid4().hex, self._clock()
-        args = [RECORD, job_id, kind, total, repr(now), replay.dumps(), self.max_jobs]
+        args = [RECORD, job.id, job.kind, job.total, repr(job.created), replay.dumps()]
         with self._503():
-            admitted = self._scripts["SUBMIT"](keys=[INDEX, QUEUE], args=[*args, self.max_bytes])
-        if admitted == 0:
-            raise TooManyJobs(
-                f"{self.max_jobs} jobs are queued or running; retry later or DELETE one",
-                max_jobs=self.max_jobs,
-                retry_after=5,
+            admitted = self._scripts["SUBMIT"](
+                keys=[INDEX, QUEUE], args=[*args, self.max_jobs, self.max_bytes]
             )
+        if admitted == 0:
+            raise self.full()
         if admitted == -1:
             raise TooManyJobs(
                 f"the jobs kept hold {self.max_bytes} bytes of requests and results "
@@ -136,13 +125,13 @@ class RedisJobStore:
                 max_bytes=self.max_bytes,
                 retry_after=5,
             )
-        return view_of(JobRecord(id=job_id, kind=kind, total=total, created=now), now)
+        return view_of(job, job.created)
 
     def _record(self, job_id: str) -> JobRecord:
         with self._503():
             fields = self.redis.hgetall(RECORD + job_id)
         if not fields:
-            raise unknown_job(job_id, self.ttl_s)
+            raise self.unknown(job_id)
         return record_of(job_id, fields)
 
     def get(self, job_id: str) -> JobView:
@@ -156,11 +145,7 @@ class RedisJobStore:
             with self._503():
                 body = self.redis.get(RECORD + job_id + ":result")
         if body is None or job.result is None:
-            raise NotFinished(
-                f"job {job_id} is {job.status}; its result exists once it has succeeded",
-                field="job_id",
-                status=job.status,
-            )
+            raise self.not_finished(job)
         return view_of(job, self._clock()), Encoded(body, job.result.media_type)
 
     def delete(self, job_id: str) -> JobView:
@@ -170,7 +155,7 @@ class RedisJobStore:
         with self._503():
             flat = self._scripts["DELETE"](keys=keys, args=[job_id, repr(self._clock()), self._ttl])
         if not flat:
-            raise unknown_job(job_id, self.ttl_s)
+            raise self.unknown(job_id)
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         return view_of(record_of(job_id, fields), self._clock())
 

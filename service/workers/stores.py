@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from starlette.types import ASGIApp
 
 from service.settings import Settings
@@ -15,33 +18,38 @@ from service.workers.redis_jobs import RedisJobStore
 from service.workers.redis_link import OUTAGE, connect, connect_async
 
 
-def build_images(settings: Settings) -> Images:
+def _store(
+    settings: Settings, local: Callable[..., Any], shared: Callable[..., Any], limits: dict, **extra
+) -> Any:
+    """`local(**limits)`, or with Redis `shared` on a connection, with the same limits and the
+    Redis-only `extra` settings."""
     if settings.redis_url is None:
-        return ImageStore(
-            max_images=settings.image_store_max_images, max_bytes=settings.image_store_max_bytes
-        )
-    return RedisImageStore(
-        connect(settings.redis_url),
-        max_images=settings.image_store_max_images,
-        max_bytes=settings.image_store_max_bytes,
-        ttl_s=settings.redis_image_ttl_s,
-        retry_after_s=settings.redis_retry_after_s,
-    )
+        return local(**limits)
+    connection = connect(settings.redis_url)
+    return shared(connection, **limits, retry_after_s=settings.redis_retry_after_s, **extra)
+
+
+def build_images(settings: Settings) -> Images:
+    limits = {
+        "max_images": settings.image_store_max_images,
+        "max_bytes": settings.image_store_max_bytes,
+    }
+    return _store(settings, ImageStore, RedisImageStore, limits, ttl_s=settings.redis_image_ttl_s)
 
 
 def build_jobs(settings: Settings) -> Jobs:
-    if settings.redis_url is None:
-        return JobStore(
-            max_jobs=settings.max_jobs, ttl_s=settings.job_ttl_s, timeout_s=settings.job_timeout_s
-        )
-    return RedisJobStore(
-        connect(settings.redis_url),
-        max_jobs=settings.max_jobs,
+    limits = {
+        "max_jobs": settings.max_jobs,
+        "ttl_s": settings.job_ttl_s,
+        "timeout_s": settings.job_timeout_s,
+    }
+    return _store(
+        settings,
+        JobStore,
+        RedisJobStore,
+        limits,
         max_bytes=settings.redis_job_bytes,
-        ttl_s=settings.job_ttl_s,
-        timeout_s=settings.job_timeout_s,
         attempts=settings.redis_job_attempts,
-        retry_after_s=settings.redis_retry_after_s,
     )
 
 

@@ -24,10 +24,29 @@ num_classes = {num_classes}
 """
 
 
+def _entry(
+    name: str,
+    *,
+    architecture: str = "torchvision:resnet18",
+    weights: str | None = None,
+    num_classes: int = 10,
+) -> str:
+    """One [[models]] entry of a 64x64 model (no `weights` line when None)."""
+    line = f'weights = "{weights}"' if weights is not None else ""
+    return ENTRY.format(name=name, architecture=architecture, weights=line, num_classes=num_classes)
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "models.toml"
     path.write_text(text)
     return path
+
+
+def _build_fails(tmp_path: Path, entry: str, pattern: str) -> None:
+    """The entry loads, but building its model stops with a `ConfigError` matching `pattern`."""
+    (spec,) = load_config(_write(tmp_path, entry))
+    with pytest.raises(ConfigError, match=pattern):
+        build_model(spec)
 
 
 def test_config_resolves_relative_paths_and_labels(tmp_path: Path) -> None:
@@ -54,51 +73,17 @@ def test_weights_files_load_exactly(tmp_path: Path, suffix: str) -> None:
 def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     weights = tmp_path / "evil.pt"
     torch.save({"model": seeded_resnet(7)}, weights)  # a whole module: needs unpickling code
-    config = _write(
-        tmp_path,
-        ENTRY.format(
-            name="m",
-            architecture="torchvision:resnet18",
-            weights='weights = "evil.pt"',
-            num_classes=10,
-        ),
-    )
-    (spec,) = load_config(config)
-    with pytest.raises(ConfigError, match=r"'m'.*field 'weights'"):
-        build_model(spec)
+    _build_fails(tmp_path, _entry("m", weights="evil.pt"), r"'m'.*field 'weights'")
 
 
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        (
-            ENTRY.format(name="a", architecture="torchvision:resnet19", weights="", num_classes=10),
-            r"'a'.*field 'architecture'.*resnet19",
-        ),
-        (
-            ENTRY.format(
-                name="b",
-                architecture="torchvision:resnet18",
-                weights='weights = "nope.pt"',
-                num_classes=10,
-            ),
-            r"model 'b': field 'weights'.*does not exist",
-        ),
-        (
-            ENTRY.format(name="c", architecture="torchvision:resnet18", weights="", num_classes=0),
-            r"model 'c': field 'num_classes'",
-        ),
-        (
-            ENTRY.format(
-                name="../etc", architecture="torchvision:resnet18", weights="", num_classes=10
-            ),
-            r"field 'name'",
-        ),
-        (
-            ENTRY.format(name="d", architecture="torchvision:resnet18", weights="", num_classes=10)
-            + 'colour = "x"\n',
-            r"field 'colour'",
-        ),
+        (_entry("a", architecture="torchvision:resnet19"), r"'a'.*field 'architecture'.*resnet19"),
+        (_entry("b", weights="nope.pt"), r"model 'b': field 'weights'.*does not exist"),
+        (_entry("c", num_classes=0), r"model 'c': field 'num_classes'"),
+        (_entry("../etc"), r"field 'name'"),
+        (_entry("d") + 'colour = "x"\n', r"field 'colour'"),
         ("models = 3", r"needs at least one \[\[models\]\]"),
         ("[[models]\n", r"not valid TOML"),
     ],
@@ -112,33 +97,18 @@ def test_bad_entries_name_entry_and_field(tmp_path: Path, text: str, pattern: st
 
 def test_shape_mismatch_names_the_entry(tmp_path: Path) -> None:
     write_resnet_config(tmp_path)  # weights for 10 classes
-    config = _write(
+    _build_fails(
         tmp_path,
-        ENTRY.format(
-            name="wide",
-            architecture="torchvision:resnet18",
-            weights='weights = "resnet-seed7.safetensors"',
-            num_classes=1000,
-        ),
+        _entry("wide", weights="resnet-seed7.safetensors", num_classes=1000),
+        r"'wide': field 'weights'.*shape mismatch.*fc.weight",
     )
-    (spec,) = load_config(config)
-    with pytest.raises(ConfigError, match=r"'wide': field 'weights'.*shape mismatch.*fc.weight"):
-        build_model(spec)
 
 
 def test_torchvision_weights_without_cache_or_downloads_fail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
-    config = _write(
-        tmp_path,
-        ENTRY.format(
-            name="tv",
-            architecture="torchvision:resnet18",
-            weights='weights = "torchvision:DEFAULT"',
-            num_classes=1000,
-        ),
-    )
+    config = _write(tmp_path, _entry("tv", weights="torchvision:DEFAULT", num_classes=1000))
     (spec,) = load_config(config)
     with pytest.raises(ConfigError, match=r"'tv': field 'weights'.*LAYERSCOPE_ALLOW_DOWNLOADS"):
         build_model(spec, allow_downloads=False)
@@ -150,10 +120,7 @@ def test_missing_models_file_is_named(tmp_path: Path) -> None:
 
 
 def test_random_initialisation_is_reproducible(tmp_path: Path) -> None:
-    config = _write(
-        tmp_path,
-        ENTRY.format(name="r", architecture="torchvision:resnet18", weights="", num_classes=10),
-    )
+    config = _write(tmp_path, _entry("r"))
     (spec,) = load_config(config)
     first, second = build_model(spec), build_model(spec)
     assert first.pretrained is False

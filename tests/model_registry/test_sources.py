@@ -11,6 +11,7 @@ from model_registry.config import load_config
 from model_registry.errors import ConfigError
 from model_registry.loading import build_model
 from model_registry.registry import LoadedModel
+from tests.helpers import toml_table
 from tests.source_models import FACTORY, HF_LABELS, TINY_VIT, write_hf_vit
 
 NAMES = ["tcnn", "tvit", "tdeit", "tswin", "hvit", "py", "tv"]
@@ -74,20 +75,22 @@ def test_timm_weights_file_loads_exactly(tmp_path: Path) -> None:
     import timm
 
     torch.manual_seed(11)
-    reference = timm.create_model("vit_tiny_patch16_224", num_classes=4, **_vit_options())
+    reference = timm.create_model("vit_tiny_patch16_224", num_classes=4, **TINY_VIT)
     torch.save(reference.state_dict(), tmp_path / "vit.pth")
     (tmp_path / "models.toml").write_text(
-        '[[models]]\nname = "v"\narchitecture = "timm:vit_tiny_patch16_224"\n'
-        f'weights = "vit.pth"\nnum_classes = 4\noptions = {TINY_VIT}\n'
+        toml_table(
+            "models",
+            name="v",
+            architecture="timm:vit_tiny_patch16_224",
+            weights="vit.pth",
+            num_classes=4,
+            options=TINY_VIT,
+        )
     )
     built = build_model(load_config(tmp_path / "models.toml")[0])
     assert built.pretrained
     for key, value in built.module.state_dict().items():
         assert torch.equal(value, reference.state_dict()[key]), key
-
-
-def _vit_options() -> dict[str, int]:
-    return {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
 
 
 def _entry(architecture: str, extra: str = "") -> str:

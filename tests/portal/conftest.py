@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "portal"
@@ -33,11 +33,8 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def portal_server() -> Iterator[LiveServer]:
     """The default models: digits (trained) and resnet18 (random weights, no cache here)."""
-    live = LiveServer({"LAYERSCOPE_LOG_LEVEL": "warning"})
-    try:
-        yield live.wait_ready()
-    finally:
-        live.stop()
+    with serving({"LAYERSCOPE_LOG_LEVEL": "warning"}) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

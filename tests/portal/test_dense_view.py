@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, serving
 from tests.portal.conftest import choose_sample, open_portal, screenshot, settled, wait_for
 
 pytestmark = pytest.mark.browser
@@ -18,13 +18,9 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def dense_server(dense_models_file: Path) -> Iterator[LiveServer]:
     # A detector's passes are slow on a shared CPU: a generous deadline, not a 504.
-    live = LiveServer(
-        {"LAYERSCOPE_MODELS": str(dense_models_file), "LAYERSCOPE_REQUEST_TIMEOUT_S": "600"}
-    )
-    try:
-        yield live.wait_ready()
-    finally:
-        live.stop()
+    env = {"LAYERSCOPE_MODELS": str(dense_models_file), "LAYERSCOPE_REQUEST_TIMEOUT_S": "600"}
+    with serving(env) as live:
+        yield live
 
 
 BUTTONS = "document.querySelectorAll('#predictions li button').length"

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from service.samples import photos
-from tests.helpers import LiveServer, digits_entry
+from tests.helpers import LiveServer, digits_entry, serving
 from tests.portal.conftest import panel_pixels, settled, tile_boxes, wait_for
 
 pytestmark = pytest.mark.browser
@@ -34,11 +34,8 @@ TIMINGS = ROOT / "test-output" / "ui-click-seconds.json"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LiveServer]:
-    live = LiveServer({"LAYERSCOPE_LOG_LEVEL": "warning"})
-    try:
-        yield live.wait_ready()
-    finally:
-        live.stop()
+    with serving({"LAYERSCOPE_LOG_LEVEL": "warning"}) as live:
+        yield live
 
 
 DIGITS_ONLY = digits_entry([str(digit) for digit in range(10)])
@@ -56,11 +53,8 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         "LAYERSCOPE_API_KEY": KEY,
         "LAYERSCOPE_IMAGE_STORE_MAX_IMAGES": "1",
     }
-    live = LiveServer(env)
-    try:
-        yield live.wait_ready()
-    finally:
-        live.stop()
+    with serving(env) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

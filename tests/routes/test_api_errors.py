@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.helpers import files, png
+from tests.helpers import error_body, files, png
 
 FM = "/v1/models/resnet18/feature-maps"
 
@@ -33,24 +33,14 @@ def _png_header(width: int, height: int) -> bytes:
     )
 
 
-def _check(answer, status: int, field: str | None) -> dict:
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"].startswith("application/json")
-    body = answer.json()
-    assert isinstance(body["detail"], str) and body["detail"]
-    if field is not None:
-        assert body["field"] == field
-    return body
-
-
 def test_unknown_model_lists_the_models(default_client: TestClient, china_png: bytes) -> None:
-    body = _check(
+    body = error_body(
         default_client.post("/v1/models/resnet19/feature-maps", files=files(china_png)),
         404,
         "model",
     )
     assert body["choices"] == ["digits", "resnet18"]
-    _check(default_client.get("/v1/models/nope/layers"), 404, "model")
+    error_body(default_client.get("/v1/models/nope/layers"), 404, "model")
     for name in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "resnet18%00"):
         assert default_client.get(f"/v1/models/{name}").status_code == 404
 
@@ -58,7 +48,7 @@ def test_unknown_model_lists_the_models(default_client: TestClient, china_png: b
 def test_unknown_layer_names_closest_and_catalog(
     default_client: TestClient, china_png: bytes
 ) -> None:
-    body = _check(
+    body = error_body(
         default_client.post(f"{FM}?layers=layer3,layr4", files=files(china_png)), 404, "layers"
     )
     assert "layer4" in body["closest"] and body["catalog"] == "/v1/models/resnet18/layers"
@@ -86,26 +76,28 @@ def test_unknown_layer_names_closest_and_catalog(
 def test_bad_options_are_422_naming_the_field(
     default_client: TestClient, china_png: bytes, query: str, field: str, member: str | None
 ) -> None:
-    body = _check(default_client.post(f"{FM}?{query}", files=files(china_png)), 422, field)
+    body = error_body(default_client.post(f"{FM}?{query}", files=files(china_png)), 422, field)
     if member:
         assert body[member]
 
 
 def test_choices_are_listed(default_client: TestClient, china_png: bytes) -> None:
-    body = _check(default_client.post(f"{FM}?reduce=median", files=files(china_png)), 422, "reduce")
+    body = error_body(
+        default_client.post(f"{FM}?reduce=median", files=files(china_png)), 422, "reduce"
+    )
     assert body["choices"] == ["none", "pca", "mean", "sum", "max"]
     assert (
         "viridis"
-        in _check(default_client.post(f"{FM}?colormap=x", files=files(china_png)), 422, "colormap")[
-            "choices"
-        ]
+        in error_body(
+            default_client.post(f"{FM}?colormap=x", files=files(china_png)), 422, "colormap"
+        )["choices"]
     )
-    _check(
+    error_body(
         default_client.post("/v1/models/digits/predict?top_k=11", files=files(china_png)),
         422,
         "top_k",
     )
-    _check(
+    error_body(
         default_client.post("/v1/models/digits/predict?top_k=0", files=files(china_png)),
         422,
         "top_k",
@@ -113,18 +105,18 @@ def test_choices_are_listed(default_client: TestClient, china_png: bytes) -> Non
 
 
 def test_missing_empty_and_undecodable_images(default_client: TestClient, china_png: bytes) -> None:
-    body = _check(default_client.post(FM), 422, "image")
+    body = error_body(default_client.post(FM), 422, "image")
     assert "multipart" in body["detail"]
-    _check(
+    error_body(
         default_client.post(FM, files={"picture": ("a.png", china_png, "image/png")}), 422, "image"
     )
-    _check(default_client.post(FM, files=files(b"")), 422, "image")
-    body = _check(
+    error_body(default_client.post(FM, files=files(b"")), 422, "image")
+    body = error_body(
         default_client.post(FM, files=files(b"this is not an image at all")), 415, "image"
     )
     assert "PNG" in body["formats"]
-    _check(default_client.post(FM, files=files(china_png, b"GIF89a garbage")), 415, "image")
-    _check(
+    error_body(default_client.post(FM, files=files(china_png, b"GIF89a garbage")), 415, "image")
+    error_body(
         default_client.post(FM, content=b"raw bytes", headers={"content-type": "image/png"}),
         422,
         "image",
@@ -141,9 +133,9 @@ def test_truncated_image_is_a_4xx(default_client: TestClient, photo_images) -> N
 
 def test_pixel_limit_is_decided_from_the_header(default_client: TestClient) -> None:
     bomb = _png_header(50_000, 50_000)  # 2.5 gigapixels claimed in 100 bytes
-    body = _check(default_client.post(FM, files=files(bomb)), 413, "image")
+    body = error_body(default_client.post(FM, files=files(bomb)), 413, "image")
     assert body["max_pixels"] == 40_000_000
-    _check(default_client.post(FM, files=files(_png_header(8000, 6000))), 413, "image")
+    error_body(default_client.post(FM, files=files(_png_header(8000, 6000))), 413, "image")
 
 
 def test_odd_but_valid_images_work(default_client: TestClient, photo_images) -> None:
@@ -162,7 +154,7 @@ def test_odd_but_valid_images_work(default_client: TestClient, photo_images) -> 
 
 
 def test_too_many_images(default_client: TestClient, digit_pngs: list[bytes]) -> None:
-    body = _check(
+    body = error_body(
         default_client.post("/v1/models/digits/predict", files=files(*(digit_pngs * 4))),
         413,
         "image",

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import error_body
+
 CAM_METHODS = [
     "gradcam",
     "gradcam++",
@@ -158,48 +160,37 @@ def test_catalog_shows_spatial_shape(app_client) -> None:
     assert layers["fc"]["spatial_shape"] == [1000, 1, 1] and not layers["fc"]["spatial"]
 
 
+CAM, GRADIENTS = "/v1/models/digits/cam?", "/v1/models/digits/gradients?"
 ERRORS = {
-    "unknown-cam-method": ("/v1/models/digits/cam?method=gradcam3", 422, "method"),
-    "unknown-gradient-method": ("/v1/models/digits/gradients?method=lrp", 422, "method"),
-    "unknown-baseline": (
-        "/v1/models/digits/gradients?method=integrated-gradients&baseline=noise",
-        422,
-        "baseline",
-    ),
-    "unknown-view": ("/v1/models/digits/gradients?view=rgb", 422, "view"),
-    "unknown-metric": (
-        "/v1/models/digits/cam?format=json&metrics=deletion,pointing",
-        422,
-        "metrics",
-    ),
-    "target-too-big": ("/v1/models/digits/cam?target=10", 422, "target"),
-    "target-negative": ("/v1/models/digits/cam?target=-1", 422, "target"),
-    "target-unknown-label": ("/v1/models/digits/cam?target=tree", 422, "target"),
+    "unknown-cam-method": (f"{CAM}method=gradcam3", 422, "method"),
+    "unknown-gradient-method": (f"{GRADIENTS}method=lrp", 422, "method"),
+    "unknown-baseline": (f"{GRADIENTS}method=integrated-gradients&baseline=noise", 422, "baseline"),
+    "unknown-view": (f"{GRADIENTS}view=rgb", 422, "view"),
+    "unknown-metric": (f"{CAM}format=json&metrics=deletion,pointing", 422, "metrics"),
+    "target-too-big": (f"{CAM}target=10", 422, "target"),
+    "target-negative": (f"{CAM}target=-1", 422, "target"),
+    "target-unknown-label": (f"{CAM}target=tree", 422, "target"),
     "target-label-without-labels": ("/v1/models/resnet18/cam?target=cat", 422, "target"),
     "gradient-target-too-big": ("/v1/models/resnet18/gradients?target=1000", 422, "target"),
-    "layer-not-spatial": ("/v1/models/digits/cam?layer=fc", 422, "layer"),
-    "layer-unknown": ("/v1/models/digits/cam?layer=conv9", 404, "layer"),
-    "cam-needs-pooling-next": ("/v1/models/digits/cam?method=cam&layer=conv3", 422, "layer"),
-    "cam-channel-mismatch": ("/v1/models/digits/cam?method=cam&layer=conv2", 422, "layer"),
-    "alpha-nan": ("/v1/models/digits/cam?alpha=nan", 422, "alpha"),
-    "alpha-inf": ("/v1/models/digits/cam?alpha=inf", 422, "alpha"),
-    "alpha-out-of-range": ("/v1/models/digits/cam?alpha=1.5", 422, "alpha"),
-    "gradient-alpha-nan": ("/v1/models/digits/gradients?alpha=NaN", 422, "alpha"),
-    "noise-nan": ("/v1/models/digits/gradients?method=smoothgrad&noise=nan", 422, "noise"),
-    "noise-negative": ("/v1/models/digits/gradients?method=smoothgrad&noise=-1", 422, "noise"),
-    "steps-zero": ("/v1/models/digits/gradients?method=integrated-gradients&steps=0", 422, "steps"),
-    "metrics-need-json": ("/v1/models/digits/cam?metrics=deletion", 422, "metrics"),
-    "randomize-needs-json": ("/v1/models/digits/cam?randomize=1&format=npy", 422, "randomize"),
-    "randomize-too-many": ("/v1/models/digits/cam?randomize=99&format=json", 422, "randomize"),
-    "colormap": ("/v1/models/digits/cam?colormap=rainbowz", 422, "colormap"),
-    "top-k": ("/v1/models/digits/cam?format=json&top_k=11", 422, "top_k"),
-    "upsample-unknown": (
-        "/v1/models/digits/gradients?method=guided-gradcam&upsample=cubic",
-        422,
-        "upsample",
-    ),
+    "layer-not-spatial": (f"{CAM}layer=fc", 422, "layer"),
+    "layer-unknown": (f"{CAM}layer=conv9", 404, "layer"),
+    "cam-needs-pooling-next": (f"{CAM}method=cam&layer=conv3", 422, "layer"),
+    "cam-channel-mismatch": (f"{CAM}method=cam&layer=conv2", 422, "layer"),
+    "alpha-nan": (f"{CAM}alpha=nan", 422, "alpha"),
+    "alpha-inf": (f"{CAM}alpha=inf", 422, "alpha"),
+    "alpha-out-of-range": (f"{CAM}alpha=1.5", 422, "alpha"),
+    "gradient-alpha-nan": (f"{GRADIENTS}alpha=NaN", 422, "alpha"),
+    "noise-nan": (f"{GRADIENTS}method=smoothgrad&noise=nan", 422, "noise"),
+    "noise-negative": (f"{GRADIENTS}method=smoothgrad&noise=-1", 422, "noise"),
+    "steps-zero": (f"{GRADIENTS}method=integrated-gradients&steps=0", 422, "steps"),
+    "metrics-need-json": (f"{CAM}metrics=deletion", 422, "metrics"),
+    "randomize-needs-json": (f"{CAM}randomize=1&format=npy", 422, "randomize"),
+    "randomize-too-many": (f"{CAM}randomize=99&format=json", 422, "randomize"),
+    "colormap": (f"{CAM}colormap=rainbowz", 422, "colormap"),
+    "top-k": (f"{CAM}format=json&top_k=11", 422, "top_k"),
+    "upsample-unknown": (f"{GRADIENTS}method=guided-gradcam&upsample=cubic", 422, "upsample"),
     "guided-gradcam-two-layers": (
-        "/v1/models/digits/gradients?method=guided-gradcam&layer=relu2,relu3",
+        f"{GRADIENTS}method=guided-gradcam&layer=relu2,relu3",
         422,
         "layer",
     ),
@@ -211,10 +202,7 @@ ERRORS = {
 def test_errors_name_the_field(
     url: str, status: int, field: str, app_client, digit_pngs: list[bytes]
 ) -> None:
-    response = post(app_client, url, digit_pngs[:1])
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["field"] == field and body["detail"]
+    body = error_body(post(app_client, url, digit_pngs[:1]), status, field)
     if field in ("method", "baseline", "view"):
         assert body["choices"]
     if url.endswith("layer=fc"):

@@ -18,6 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from service.app import create_app
 from service.settings import Settings
 from tests.dataset_support import DEAD_CHANNEL, PER_CLASS, PET_CLASSES, WIDTH, write_models
+from tests.helpers import error_body
 
 DIGITS = "/v1/models/digits/datasets/digits/analysis"
 
@@ -190,11 +191,9 @@ def test_limit_draws_the_same_seeded_sample(api: TestClient) -> None:
     ],
 )
 def test_bad_input_names_the_field(api: TestClient, url: str, status: int, field: str) -> None:
-    answer = api.post(url)
-    assert answer.status_code == status, answer.text
-    assert answer.json()["field"] == field
+    body = error_body(api.post(url), status, field)
     if url.startswith("/v1/models/digits/datasets/nope"):
-        assert answer.json()["choices"] == ["digits", "pets", "shapes"]
+        assert body["choices"] == ["digits", "pets", "shapes"]
 
 
 def test_a_dataset_picture_is_served_as_stored(api: TestClient) -> None:

@@ -27,13 +27,17 @@ def _post(client, model: str, images: list[Image.Image], **params):
     )
 
 
+def _own_output(model: LoadedModel, uploads: list[Image.Image]):
+    """The model's own output for the uploads, preprocessed as the service does."""
+    batch = preprocess(uploads, model.spec, torch.device("cpu"))
+    with torch.inference_mode():
+        return model.module(batch)
+
+
 def test_segmentation_class_map_is_the_models_argmax(
     dense_client, dense_models: dict[str, LoadedModel], uploads: list[Image.Image]
 ) -> None:
-    model = dense_models["seg"]
-    batch = preprocess(uploads, model.spec, torch.device("cpu"))
-    with torch.inference_mode():
-        expected = model.module(batch)["out"].argmax(dim=1).numpy()
+    expected = _own_output(dense_models["seg"], uploads)["out"].argmax(dim=1).numpy()
     answer = _post(dense_client, "seg", uploads, format="npy")
     assert answer.status_code == 200, answer.text
     class_map = load_npy(answer.content)
@@ -63,10 +67,7 @@ def test_segmentation_png_is_a_mask_with_a_legend(dense_client, uploads) -> None
 def test_detections_are_the_models_own_boxes(
     dense_client, dense_models: dict[str, LoadedModel], uploads: list[Image.Image]
 ) -> None:
-    model = dense_models["det"]
-    batch = preprocess(uploads, model.spec, torch.device("cpu"))
-    with torch.inference_mode():
-        expected = model.module(batch)
+    expected = _own_output(dense_models["det"], uploads)
     body = _post(dense_client, "det", uploads).json()
     assert body["task"] == "detection"
     for found, reference, fit in zip(body["detections"], expected, body["fitting"], strict=True):

@@ -12,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from tests.helpers import error_body
 from tests.insight_support import client, digit_pngs, jpeg, noise_images, photo, png
 
 FILES = list[tuple[str, tuple[str, bytes, str]]]
@@ -81,9 +82,7 @@ def test_filters_png(api: TestClient, query: str) -> None:
     ],
 )
 def test_filters_errors(api: TestClient, query: str, status: int, field: str) -> None:
-    response = api.get(query)
-    assert response.status_code == status, response.text
-    assert response.json()["field"] == field
+    error_body(api.get(query), status, field)
 
 
 def test_filters_error_names_the_layers_that_have_weights(api: TestClient) -> None:
@@ -174,9 +173,7 @@ def test_maximize_json_has_the_activation_curve(api: TestClient) -> None:
     ],
 )
 def test_maximize_errors(api: TestClient, query: str, field: str) -> None:
-    response = api.post(f"/v1/models/digits/layers/relu3/maximize?{query}")
-    assert response.status_code == 422, response.text
-    assert response.json()["field"] == field
+    error_body(api.post(f"/v1/models/digits/layers/relu3/maximize?{query}"), 422, field)
 
 
 def test_maximize_layer_errors(api: TestClient) -> None:
@@ -242,8 +239,7 @@ def test_invert_errors(api: TestClient, query: str, uploads: int, status: int, f
     response = api.post(
         f"/v1/models/digits/layers/relu2/invert?{query}", files=files(*digit * uploads)
     )
-    assert response.status_code == status, response.text
-    assert response.json()["field"] == field
+    error_body(response, status, field)
 
 
 def test_invert_upload_errors(api: TestClient) -> None:

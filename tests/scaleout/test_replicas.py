@@ -11,6 +11,7 @@ from datetime import datetime
 import httpx
 import numpy as np
 
+from tests.helpers import LiveServer
 from tests.redis_support import wait_for
 from tests.scaleout.conftest import Cluster, finished, job, npy
 
@@ -79,13 +80,19 @@ def _started(body: dict) -> float:
     return datetime.fromisoformat(body["started_at"]).timestamp()
 
 
-def test_a_killed_replicas_job_finishes_on_the_other(own_cluster: Cluster) -> None:
-    cluster = own_cluster
-    answer = httpx.post(f"{cluster.url}{MAXIMIZE}&steps=400&seed=5&async=true")
+def _running_job(cluster: Cluster, seed: int) -> tuple[str, LiveServer, LiveServer]:
+    """A long maximize job, once it runs: its id, the replica running it and the other one."""
+    answer = httpx.post(f"{cluster.url}{MAXIMIZE}&steps=400&seed={seed}&async=true")
     job_id = answer.json()["id"]
     wait_for(lambda: job(cluster.url, job_id)["progress"]["step"] >= 1, "the job to run")
-    victim = cluster.replica(job(cluster.url, job_id)["replica"])
-    (survivor,) = [replica for replica in cluster.replicas if replica is not victim]
+    runner = cluster.replica(job(cluster.url, job_id)["replica"])
+    (other,) = [replica for replica in cluster.replicas if replica is not runner]
+    return job_id, runner, other
+
+
+def test_a_killed_replicas_job_finishes_on_the_other(own_cluster: Cluster) -> None:
+    cluster = own_cluster
+    job_id, victim, survivor = _running_job(cluster, seed=5)
     os.kill(victim.process.pid, signal.SIGSTOP)  # frozen: it can no longer finish the job
     frozen = job(survivor.url, job_id)
     assert frozen["status"] == "running" and cluster.replica(frozen["replica"]) is victim
@@ -143,11 +150,7 @@ def test_redis_outage_is_503_with_retry_after_then_recovers(
 
 def test_a_draining_replica_hands_its_job_back(own_cluster: Cluster) -> None:
     cluster = own_cluster
-    answer = httpx.post(f"{cluster.url}{MAXIMIZE}&steps=400&seed=6&async=true")
-    job_id = answer.json()["id"]
-    wait_for(lambda: job(cluster.url, job_id)["progress"]["step"] >= 1, "the job to run")
-    leaving = cluster.replica(job(cluster.url, job_id)["replica"])
-    (staying,) = [replica for replica in cluster.replicas if replica is not leaving]
+    job_id, leaving, staying = _running_job(cluster, seed=6)
     # SIGTERM: it drains, hands the job back and ends (uvicorn re-raises the signal then).
     assert leaving.stop() in (0, -signal.SIGTERM)
     body = finished(staying.url, job_id)

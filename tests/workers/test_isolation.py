@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import LiveServer, digits_entry
+from tests.helpers import LiveServer, digits_entry, serving
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +21,8 @@ def server(tiny_config: Path) -> Iterator[LiveServer]:
         tiny_config.read_text().replace('weights = "', f'weights = "{tiny_config.parent}/')
         + digits_entry()
     )
-    live = LiveServer(
-        {"LAYERSCOPE_MODELS": str(config), "LAYERSCOPE_LOG_LEVEL": "warning"}
-    ).wait_ready()
-    yield live
-    live.stop()
+    with serving({"LAYERSCOPE_MODELS": str(config), "LAYERSCOPE_LOG_LEVEL": "warning"}) as live:
+        yield live
 
 
 def _requests(

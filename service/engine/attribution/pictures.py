@@ -112,43 +112,39 @@ def _panel(
     )
 
 
-def cam_panel(
-    result: CamResult, views: Sequence[UploadView], look: Look, label: Callable[[int], str]
+def _maps_panel(
+    result: CamResult | GradientResult,
+    views: Sequence[UploadView],
+    label: Callable[[int], str],
+    named: Sequence[tuple[str, np.ndarray]],
+    draw: Callable[[np.ndarray, UploadView], np.ndarray],
 ) -> np.ndarray:
-    """Per image: the picture, then one heatmap per layer and target drawn on it."""
+    """Per image: the picture, then for each (name, maps) and target its map drawn on it."""
 
     def drawings(image: int, view: UploadView) -> list[tuple[str, np.ndarray]]:
         return [
             (
-                _title(layer.name, int(target), label),
-                _marked(
-                    heatmap_over(layer.maps[image, slot], view, look), result, view, (image, slot)
-                ),
+                _title(name, int(target), label),
+                _marked(draw(maps[image, slot], view), result, view, (image, slot)),
             )
-            for layer in result.layers
+            for name, maps in named
             for slot, target in enumerate(result.targets[image])
         ]
 
     return _panel(views, drawings)
+
+
+def cam_panel(
+    result: CamResult, views: Sequence[UploadView], look: Look, label: Callable[[int], str]
+) -> np.ndarray:
+    """Per image: the picture, then one heatmap per layer and target drawn on it."""
+    layers = [(layer.name, layer.maps) for layer in result.layers]
+    return _maps_panel(result, views, label, layers, lambda m, view: heatmap_over(m, view, look))
 
 
 def gradient_panel(
     result: GradientResult, views: Sequence[UploadView], look: Look, label: Callable[[int], str]
 ) -> np.ndarray:
     """Per image: the picture, then one drawing per target on it."""
-
-    def drawings(image: int, view: UploadView) -> list[tuple[str, np.ndarray]]:
-        return [
-            (
-                _title(result.method, int(target), label),
-                _marked(
-                    gradient_view(result.values[image, slot], view, look),
-                    result,
-                    view,
-                    (image, slot),
-                ),
-            )
-            for slot, target in enumerate(result.targets[image])
-        ]
-
-    return _panel(views, drawings)
+    named = [(result.method, result.values)]
+    return _maps_panel(result, views, label, named, lambda v, view: gradient_view(v, view, look))

@@ -4,7 +4,7 @@
 import { ApiError, Capabilities, getJSON, pictureURL, postJSON, request, setApiKey, uploadImage } from "./api.js";
 import { ClassesView } from "./classes.js";
 import { DatasetView, datasetReference } from "./dataset.js";
-import { h } from "./dom.js";
+import { $, h } from "./dom.js";
 import { EmbeddingView, FiltersView, StatsView, SynthesisView } from "./insight.js";
 import { defaultComparison, defaultLayer, LayerTree } from "./layers.js";
 import { CompareView, Enlarger, FeatureMapsView, isVector } from "./maps.js";
@@ -13,7 +13,6 @@ import { TrustView } from "./trust.js";
 
 const COLORMAPS = ["viridis", "magma", "inferno", "plasma", "cividis", "turbo", "jet", "gray", "coolwarm", "RdBu_r", "twilight"];
 const MAP_VIEWS = new Set(["maps", "compare"]);
-const $ = (id) => document.getElementById(id);
 
 class Portal {
   constructor() {

@@ -5,7 +5,7 @@
 
 import { followJob, getJSON, request } from "./api.js";
 import { availableWidth, colorbar, compose, crop, fetchNpy, loadColormap, loadImage, mapCanvas, range } from "./colors.js";
-import { h, number, pngData, ResultPane } from "./dom.js";
+import { $, h, JobBox, number, pngData, ResultPane, View } from "./dom.js";
 
 export const PREDICT = "/v1/models/{model}/predict";
 export const CAM = "/v1/models/{model}/cam";
@@ -42,31 +42,22 @@ export function randomWeightsWarning(model) {
     "not what a trained one has learned.");
 }
 
-export class ClassesView {
-  id = "classes";
-  needs = [PREDICT];
-
+export class ClassesView extends View {
   constructor(app) {
-    this.app = app;
-    this.list = document.getElementById("predictions");
-    this.predictions = new ResultPane(h("figure", { class: "result" }));
-    this.cam = new ResultPane(document.getElementById("cam-result"));
-    this.gradients = new ResultPane(document.getElementById("grad-result"));
-    this.warning = document.getElementById("classes-warning");
-    this.note = document.getElementById("classes-note");
-    this.list.after(this.predictions.figure);
-    const $ = (id) => document.getElementById(id);
-    this.inputs = {
-      cam: $("cam-method"), camlayer: $("cam-layer"), ccmap: $("cam-colormap"), norm: $("cam-normalize"),
-      grad: $("grad-method"), gview: $("grad-view"), gcmap: $("grad-colormap"), gsteps: $("grad-steps"),
-      gbase: $("grad-baseline"), gsamples: $("grad-samples"), gnoise: $("grad-noise"), gseed: $("grad-seed"),
-      glayer: $("grad-layer"), gup: $("grad-upsample"), topk: $("top-k"),
+    const inputs = {
+      cam: "cam-method", camlayer: "cam-layer", ccmap: "cam-colormap", norm: "cam-normalize",
+      grad: "grad-method", gview: "grad-view", gcmap: "grad-colormap", gsteps: "grad-steps",
+      gbase: "grad-baseline", gsamples: "grad-samples", gnoise: "grad-noise", gseed: "grad-seed",
+      glayer: "grad-layer", gup: "grad-upsample", topk: "top-k",
     };
-    for (const [key, input] of Object.entries(this.inputs)) {
-      input.addEventListener("change", () => {
-        app.update({ [key]: input.type === "checkbox" ? (input.checked ? "1" : "0") : input.value.trim() });
-      });
-    }
+    super(app, { id: "classes", needs: [PREDICT], inputs, pane: false });
+    this.list = $("predictions");
+    this.predictions = new ResultPane(h("figure", { class: "result" }));
+    this.cam = new ResultPane($("cam-result"));
+    this.gradients = new ResultPane($("grad-result"));
+    this.warning = $("classes-warning");
+    this.note = $("classes-note");
+    this.list.after(this.predictions.figure);
     this.alpha = $("overlay-alpha");
     this.alpha.addEventListener("input", () => {
       // Opacity is the page's own: redraw the pictures already here, ask the server nothing.
@@ -75,9 +66,7 @@ export class ClassesView {
       this.#redraw(this.gradients);
     });
     this.alpha.addEventListener("change", () => app.update({ alpha: this.alpha.value }));
-    this.jobBox = $("cam-job");
-    this.jobProgress = $("cam-job-progress");
-    this.jobText = $("cam-job-text");
+    this.job = new JobBox("cam-job");
     $("cam-job-cancel").addEventListener("click", () => this.#cancelJob());
   }
 
@@ -104,8 +93,8 @@ export class ClassesView {
       const description = caps.parameter(path, name)?.description;
       if (description) input.title = description;
     }
-    document.getElementById("cam-column").hidden = !this.hasCam;
-    document.getElementById("grad-column").hidden = !this.hasGradients;
+    $("cam-column").hidden = !this.hasCam;
+    $("grad-column").hidden = !this.hasGradients;
     const missing = [!this.hasCam && "POST /v1/models/{model}/cam", !this.hasGradients && "POST /v1/models/{model}/gradients"].filter(Boolean);
     this.note.hidden = !missing.length;
     this.note.textContent = `Class activation maps and gradient maps appear here once the server offers ${missing.join(" and ")}.`;
@@ -152,7 +141,7 @@ export class ClassesView {
     this.inputs.norm.checked = state.norm === "1";
     this.alpha.value = state.alpha;
     for (const [id, [method, what]] of Object.entries(GRADIENT_OPTIONS)) {
-      const input = document.getElementById(id);
+      const input = $(id);
       const off = state.grad !== method;
       input.disabled = off;
       input.closest("label").title = off ? `${what}; only ${method} reads it` : what;
@@ -208,7 +197,7 @@ export class ClassesView {
       try {
         answer = await this.#camAnswer(params, signal);
       } finally {
-        if (slow) this.jobBox.hidden = true;
+        if (slow) this.job.box.hidden = true;
       }
       const map = answer.maps[0];
       const caption = `${answer.method} on ${map.layer} for ${targetText} '${map.label}'` +
@@ -235,36 +224,31 @@ export class ClassesView {
       request(this.app.path(CAM), { method: "POST", params: { ...params, format: "json", async: "true" }, signal }));
     if (response.status !== 202) return response.json();
     this.jobLocation = response.headers.get("Location");
-    this.jobBox.hidden = false;
-    this.jobProgress.value = 0;
-    this.jobText.textContent = `${params.method}: queued`;
+    this.job.start(`${params.method}: queued`);
     try {
       const job = await followJob(this.jobLocation, {
         signal,
         onProgress: (job) => {
-          this.jobProgress.value = job.progress.fraction;
           const eta = job.eta_s !== null && job.eta_s !== undefined ? `, about ${Math.ceil(job.eta_s)} s left` : "";
-          this.jobText.textContent = `${params.method}: ${job.status}, step ${job.progress.step} of ${job.progress.total}${eta}`;
+          this.job.show(job, `${params.method}: ${job.status}, step ${job.progress.step} of ${job.progress.total}${eta}`);
         },
       });
       return job.result;
     } finally {
       this.jobLocation = null;
-      this.jobBox.hidden = true;
+      this.job.box.hidden = true;
     }
   }
 
   /** A request the server answers only when done: an indeterminate bar and Cancel. */
   #showWaiting(text) {
-    this.jobBox.hidden = false;
-    this.jobProgress.removeAttribute("value");
-    this.jobText.textContent = text;
+    this.job.start(text, { waiting: true });
   }
 
   async #cancelJob() {
     const location = this.jobLocation;
     this.cam.cancel();
-    this.jobBox.hidden = true;
+    this.job.box.hidden = true;
     this.cam.empty("Cancelled: pick a method or a class to draw a map.");
     if (location) await request(location, { method: "DELETE" }).catch(() => {});
   }

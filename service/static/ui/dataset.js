@@ -3,7 +3,7 @@
 // confidence, the confusion matrix and each layer's histogram and dead units over the set.
 
 import { followJob, getJSON, pictureURL, request } from "./api.js";
-import { h, number } from "./dom.js";
+import { $, h, JobBox, number, View } from "./dom.js";
 import { histogram } from "./insight.js";
 
 const ANALYSIS = "/v1/models/{model}/datasets/{dataset}/analysis";
@@ -11,7 +11,6 @@ const SVG = "http://www.w3.org/2000/svg";
 const MISTAKES_SHOWN = 48;
 // matplotlib's tab10, then evenly spaced hues for larger class counts.
 const TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-const $ = (id) => document.getElementById(id);
 const percent = (value) => `${(100 * value).toFixed(1)}%`;
 
 export const classColour = (index, count) =>
@@ -27,41 +26,29 @@ function node(tag, attributes = {}, text) {
   return element;
 }
 
-export class DatasetView {
-  id = "dataset";
-  needs = [ANALYSIS];
-
+export class DatasetView extends View {
   constructor(app) {
-    this.app = app;
+    const inputs = { dset: "dataset-name", dmethod: "dataset-method", dlimit: "dataset-limit", dcolour: "dataset-colour" };
+    super(app, { id: "dataset", needs: [ANALYSIS], inputs, pane: false });
     this.figure = $("dataset-result");
-    this.select = $("dataset-name");
-    this.method = $("dataset-method");
-    this.limit = $("dataset-limit");
-    this.colour = $("dataset-colour");
     this.run = $("dataset-run");
     this.cancelButton = $("dataset-cancel");
-    this.job = $("dataset-job");
-    this.progress = $("dataset-job-progress");
-    this.jobText = $("dataset-job-text");
+    this.job = new JobBox("dataset-job");
     this.results = new Map(); // "model|dataset|method|limit" -> the analysis
-    this.select.addEventListener("change", () => app.update({ dset: this.select.value }));
-    this.method.addEventListener("change", () => app.update({ dmethod: this.method.value }));
-    this.limit.addEventListener("change", () => app.update({ dlimit: this.limit.value.trim() }));
-    this.colour.addEventListener("change", () => app.update({ dcolour: this.colour.value }));
     this.run.addEventListener("click", () => this.start());
     this.cancelButton.addEventListener("click", () => this.cancel());
   }
 
   async configure(caps) {
     const methods = caps.choices(ANALYSIS, "method", ["tsne", "pca"]);
-    this.method.replaceChildren(...methods.map((value) => h("option", { value }, value)));
+    this.inputs.dmethod.replaceChildren(...methods.map((value) => h("option", { value }, value)));
     try {
       this.datasets = (await getJSON("/v1/datasets")).data;
     } catch (error) {
       this.datasets = [];
       this.#message(error.message, true);
     }
-    this.select.replaceChildren(
+    this.inputs.dset.replaceChildren(
       ...this.datasets.map((d) => h("option", { value: d.name }, `${d.name} (${d.size} pictures, ${d.classes.length} classes)`)),
     );
     if (this.app.state.view === "dataset") this.render();
@@ -75,10 +62,10 @@ export class DatasetView {
   render() {
     const { state } = this.app;
     if (!this.datasets) return;
-    this.select.value = state.dset || this.datasets[0]?.name || "";
-    this.method.value = state.dmethod;
-    this.limit.value = state.dlimit;
-    this.colour.value = state.dcolour;
+    this.inputs.dset.value = state.dset || this.datasets[0]?.name || "";
+    this.inputs.dmethod.value = state.dmethod;
+    this.inputs.dlimit.value = state.dlimit;
+    this.inputs.dcolour.value = state.dcolour;
     const result = this.results.get(this.#key());
     if (result) return this.#draw(result);
     if (!this.location) this.#message(`Press “Analyse” to run ${state.model} over the dataset: a job, with progress.`);
@@ -90,29 +77,27 @@ export class DatasetView {
 
   async start() {
     const { state } = this.app;
-    const dataset = this.select.value;
+    const dataset = this.inputs.dset.value;
     const key = this.#key();
     const path = this.app.path(ANALYSIS).replace("{dataset}", encodeURIComponent(dataset));
     const params = { method: state.dmethod, limit: state.dlimit || undefined };
     this.controller?.abort();
     const controller = new AbortController();
     this.controller = controller;
-    this.job.hidden = false;
+    this.job.start("submitting…");
     this.cancelButton.hidden = false;
-    this.progress.value = 0;
-    this.jobText.textContent = "submitting…";
     this.#message(`Analysing ${dataset} with ${state.model}…`);
     try {
       const response = await request(path, { method: "POST", params, signal: controller.signal });
       this.location = response.headers.get("Location");
       const job = await followJob(this.location, { signal: controller.signal, onProgress: (j) => this.#progress(j) });
       this.results.set(key, job.result);
-      this.jobText.textContent = `done: ${job.result.images} pictures in ${number(job.elapsed_s)} s`;
+      this.job.say(`done: ${job.result.images} pictures in ${number(job.elapsed_s)} s`);
       this.figure.dataset.key = key;
       if (this.#key() === key) this.#draw(job.result);
     } catch (error) {
       if (error.name === "AbortError") return;
-      this.jobText.textContent = "failed";
+      this.job.say("failed");
       this.#message(error.message, true);
     } finally {
       if (this.controller === controller) {
@@ -124,10 +109,9 @@ export class DatasetView {
   }
 
   #progress(job) {
-    this.progress.value = job.progress.fraction;
     const total = job.progress.total;
     const tail = job.progress.step >= total && job.status === "running" ? " · projecting…" : "";
-    this.jobText.textContent = `${job.status}: ${job.progress.step} of ${total} pictures${tail}`;
+    this.job.show(job, `${job.status}: ${job.progress.step} of ${total} pictures${tail}`);
   }
 
   async cancel() {
@@ -136,7 +120,7 @@ export class DatasetView {
     this.controller = null;
     this.location = null;
     this.cancelButton.hidden = true;
-    this.jobText.textContent = "cancelled";
+    this.job.say("cancelled");
     this.#message("Cancelled.");
     if (location) await request(location, { method: "DELETE" }).catch(() => {});
   }

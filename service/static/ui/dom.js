@@ -26,6 +26,24 @@ export function number(value) {
 
 export const shape = (dims) => (dims ? dims.join("×") : "–");
 
+export const $ = (id) => document.getElementById(id);
+
+/**
+ * The controls with these element ids, by state key: each writes its value (a checkbox "1" or
+ * "0", text trimmed) to that key of the app's state when it changes.
+ */
+function bindInputs(app, ids) {
+  const inputs = {};
+  for (const [key, id] of Object.entries(ids)) {
+    const input = $(id);
+    input.addEventListener("change", () => {
+      app.update({ [key]: input.type === "checkbox" ? (input.checked ? "1" : "0") : input.value.trim() });
+    });
+    inputs[key] = input;
+  }
+  return inputs;
+}
+
 /**
  * One figure that shows the answer of one kind of request. `run(work)` cancels the request
  * still in flight, shows a busy state, and then the picture or the error's message.
@@ -149,6 +167,52 @@ export class ResultPane {
     this.errorBox.hidden = false;
     this.frame.hidden = true;
     this.#clearExtras();
+  }
+}
+
+/**
+ * A job's progress under a view: the box #ID (class "job") gets a bar #ID-progress and a line
+ * of text #ID-text before anything it already holds (a Cancel button).
+ */
+export class JobBox {
+  constructor(id) {
+    this.box = $(id);
+    this.bar = h("progress", { id: `${id}-progress`, max: "1", value: "0" });
+    this.text = h("span", { id: `${id}-text`, class: "muted small" });
+    this.box.prepend(this.bar, this.text);
+  }
+
+  /** Show the box: an empty bar (an indeterminate one when `waiting`) and `text`. */
+  start(text, { waiting = false } = {}) {
+    this.box.hidden = false;
+    if (waiting) this.bar.removeAttribute("value");
+    else this.bar.value = 0;
+    this.text.textContent = text;
+  }
+
+  /** The bar at the job's fraction done, and `text`. */
+  show(job, text) {
+    this.bar.value = job.progress.fraction;
+    this.text.textContent = text;
+  }
+
+  say(text) {
+    this.text.textContent = text;
+  }
+}
+
+/**
+ * A tab of the portal: `id` names it (in the URL, #view-ID and, with `pane`, its result pane
+ * #ID-result), `needs` lists the endpoints it draws from, `inputs` the controls it binds
+ * (`bindInputs`).
+ */
+export class View {
+  constructor(app, { id, needs, inputs = {}, pane = true }) {
+    this.app = app;
+    this.id = id;
+    this.needs = needs;
+    if (pane) this.pane = new ResultPane($(`${id}-result`));
+    this.inputs = bindInputs(app, inputs);
   }
 }
 

@@ -4,7 +4,7 @@
 
 import { followJob, pictureURL, request } from "./api.js";
 import { colorbar, loadColormap, parseNpy } from "./colors.js";
-import { h, number, pngData, ResultPane, shape } from "./dom.js";
+import { $, h, JobBox, number, pngData, shape, View } from "./dom.js";
 
 const STATS = "/v1/models/{model}/stats";
 const FILTERS = "/v1/models/{model}/layers/{layer}/filters";
@@ -65,13 +65,9 @@ export function histogram({ edges, counts }, { width = 120, height = 28, big = f
   return svg;
 }
 
-export class StatsView {
-  id = "stats";
-  needs = [STATS];
-
+export class StatsView extends View {
   constructor(app) {
-    this.app = app;
-    this.pane = new ResultPane(document.getElementById("stats-result"));
+    super(app, { id: "stats", needs: [STATS] });
     this.sort = { key: "order", descending: false };
   }
 
@@ -134,34 +130,27 @@ export class StatsView {
   }
 }
 
-export class FiltersView {
-  id = "filters";
-  needs = [FILTERS];
+export class FiltersView extends View {
   httpMethod = "get"; // of `needs`; the others are POST
 
   constructor(app) {
-    this.app = app;
-    this.pane = new ResultPane(document.getElementById("filters-result"));
-    this.channels = document.getElementById("filter-channels");
-    this.view = document.getElementById("filter-view");
-    this.scale = document.getElementById("filter-scale");
-    this.scale.addEventListener("change", () => app.update({ fscale: this.scale.value }));
+    super(app, { id: "filters", needs: [FILTERS], inputs: { fscale: "filter-scale", fview: "filter-view" } });
+    this.channels = $("filter-channels");
     this.channels.addEventListener("change", () => app.update({ fchannels: this.channels.value.trim() || "first:64" }));
-    this.view.addEventListener("change", () => app.update({ fview: this.view.value }));
   }
 
   configure(caps) {
     const choices = caps.choices(FILTERS, "view", ["auto", "rgb", "mean", "inputs"], "get");
-    this.view.replaceChildren(...choices.map((value) => h("option", { value }, value)));
+    this.inputs.fview.replaceChildren(...choices.map((value) => h("option", { value }, value)));
     const scales = caps.choices(FILTERS, "scale", ["channel", "shared"], "get");
-    this.scale.replaceChildren(...scales.map((value) => h("option", { value }, value)));
+    this.inputs.fscale.replaceChildren(...scales.map((value) => h("option", { value }, value)));
   }
 
   render() {
     const { state } = this.app;
     this.channels.value = state.fchannels;
-    this.view.value = state.fview;
-    this.scale.value = state.fscale;
+    this.inputs.fview.value = state.fview;
+    this.inputs.fscale.value = state.fscale;
     if (!state.layer) return this.pane.empty("Pick a convolution in the tree to see its filters.");
     // No numbers drawn on the tiles: a badge would hide a 3x3 kernel's corner weight.
     const params = { format: "png", channels: state.fchannels, view: state.fview, scale: state.fscale, upsample: 56, labels: "false" };
@@ -277,23 +266,13 @@ function expandChannels(text, count) {
 }
 
 /** Activation maximization and feature inversion run as jobs: progress bar, cancel, result. */
-export class SynthesisView {
-  id = "synthesis";
-  needs = [MAXIMIZE, INVERT];
-
+export class SynthesisView extends View {
   constructor(app) {
-    this.app = app;
-    this.pane = new ResultPane(document.getElementById("synthesis-result"));
-    this.channel = document.getElementById("synth-channel");
-    this.steps = document.getElementById("synth-steps");
-    this.maximizeButton = document.getElementById("maximize-run");
-    this.invertButton = document.getElementById("invert-run");
-    this.cancelButton = document.getElementById("job-cancel");
-    this.job = document.getElementById("job");
-    this.progress = document.getElementById("job-progress");
-    this.jobText = document.getElementById("job-text");
-    this.channel.addEventListener("change", () => app.update({ unit: this.channel.value }));
-    this.steps.addEventListener("change", () => app.update({ steps: this.steps.value }));
+    super(app, { id: "synthesis", needs: [MAXIMIZE, INVERT], inputs: { unit: "synth-channel", steps: "synth-steps" } });
+    this.maximizeButton = $("maximize-run");
+    this.invertButton = $("invert-run");
+    this.cancelButton = $("job-cancel");
+    this.job = new JobBox("job");
     this.maximizeButton.addEventListener("click", () => this.start("maximize"));
     this.invertButton.addEventListener("click", () => this.start("invert"));
     this.cancelButton.addEventListener("click", () => this.cancel());
@@ -317,10 +296,10 @@ export class SynthesisView {
 
   render() {
     const { state } = this.app;
-    this.channel.value = state.unit;
-    this.steps.value = state.steps;
+    this.inputs.unit.value = state.unit;
+    this.inputs.steps.value = state.steps;
     const count = this.app.layer(state.layer)?.output_shape?.[0];
-    this.channel.max = count ? String(count - 1) : "";
+    this.inputs.unit.max = count ? String(count - 1) : "";
     this.invertButton.disabled = !state.image;
     if (!this.pane.controller && !this.pane.figure.dataset.key) {
       this.pane.empty(this.#hint());
@@ -335,9 +314,7 @@ export class SynthesisView {
     else params.image_id = state.image;
     const path = this.app.path(kind === "maximize" ? MAXIMIZE : INVERT);
     const what = kind === "maximize" ? `channel ${state.unit} of ${state.layer}` : `${state.layer}'s features`;
-    this.job.hidden = false;
-    this.progress.value = 0;
-    this.jobText.textContent = "submitting…";
+    this.job.start("submitting…");
     // Never leave the previous result on screen under the new job's progress.
     this.pane.empty(`${kind === "maximize" ? "Maximizing" : "Inverting"} ${what}…`);
     this.cancelButton.hidden = false;
@@ -358,49 +335,40 @@ export class SynthesisView {
       return { src: pngData(result.png_base64), caption: `${kind} ${what}, ${result.steps} steps · ${detail}` };
     });
     this.cancelButton.hidden = true;
-    if (!this.pane.errorBox.hidden) this.jobText.textContent = "failed";
+    if (!this.pane.errorBox.hidden) this.job.say("failed");
   }
 
   #progress(job) {
-    this.progress.value = job.progress.fraction;
     const running = job.status === "running" && job.eta_s !== null && job.eta_s !== undefined;
     const eta = running ? `, about ${Math.ceil(job.eta_s)} s left` : "";
-    this.jobText.textContent = `${job.status}: step ${job.progress.step} of ${job.progress.total}${eta}`;
+    this.job.show(job, `${job.status}: step ${job.progress.step} of ${job.progress.total}${eta}`);
   }
 
   async cancel() {
     const location = this.location;
     this.pane.cancel();
     this.cancelButton.hidden = true;
-    this.jobText.textContent = "cancelled";
+    this.job.say("cancelled");
     this.pane.empty("Cancelled.");
     if (location) await request(location, { method: "DELETE" }).catch(() => {});
   }
 }
 
 /** Your image among the built-in samples, as 2-D points from the model's features. */
-export class EmbeddingView {
-  id = "embedding";
-  needs = [EMBEDDING];
-
+export class EmbeddingView extends View {
   constructor(app) {
-    this.app = app;
-    this.pane = new ResultPane(document.getElementById("embedding-result"));
-    this.projection = document.getElementById("embed-method");
-    this.features = document.getElementById("embed-layer");
-    this.projection.addEventListener("change", () => app.update({ embed: this.projection.value }));
-    this.features.addEventListener("change", () => app.update({ elayer: this.features.value }));
+    super(app, { id: "embedding", needs: [EMBEDDING], inputs: { embed: "embed-method", elayer: "embed-layer" } });
   }
 
   configure(caps) {
     const choices = caps.choices(EMBEDDING, "method", ["pca", "tsne"]);
-    this.projection.replaceChildren(...choices.map((value) => h("option", { value }, value)));
+    this.inputs.embed.replaceChildren(...choices.map((value) => h("option", { value }, value)));
   }
 
   render() {
     const { state } = this.app;
-    this.projection.value = state.embed;
-    this.features.value = state.elayer;
+    this.inputs.embed.value = state.embed;
+    this.inputs.elayer.value = state.elayer;
     if (!state.image) return this.pane.empty("Choose an image on the left to see where the model puts it among the samples.");
     const layer = state.elayer === "selected" ? state.layer : "";
     const params = { method: state.embed, layer, format: "json" };

@@ -6,7 +6,7 @@
 
 import { availableWidth, colorbar, compose, fetchNpy, loadColormap, mapCanvas, range } from "./colors.js";
 import { randomWeightsWarning } from "./classes.js";
-import { h, number, pngData, ResultPane, shape } from "./dom.js";
+import { $, h, number, pngData, ResultPane, shape, View } from "./dom.js";
 
 const FEATURE_MAPS = "/v1/models/{model}/feature-maps";
 const PREDICT = "/v1/models/{model}/predict";
@@ -304,13 +304,9 @@ function mapKey(app, layers) {
   return [state.model, state.image, layers.join(","), state.channels, state.reduce, state.cmap, state.scale, state.overlay].join("|");
 }
 
-export class FeatureMapsView {
-  id = "maps";
-  needs = [FEATURE_MAPS];
-
+export class FeatureMapsView extends View {
   constructor(app) {
-    this.app = app;
-    this.pane = new ResultPane(document.getElementById("maps-result"));
+    super(app, { id: "maps", needs: [FEATURE_MAPS] });
   }
 
   render() {
@@ -327,14 +323,10 @@ export class FeatureMapsView {
   }
 }
 
-export class CompareView {
-  id = "compare";
-  needs = [FEATURE_MAPS];
-
+export class CompareView extends View {
   constructor(app) {
-    this.app = app;
-    this.pane = new ResultPane(document.getElementById("compare-result"));
-    this.list = document.getElementById("compare-list");
+    super(app, { id: "compare", needs: [FEATURE_MAPS] });
+    this.list = $("compare-list");
   }
 
   render() {
@@ -368,11 +360,11 @@ export class CompareView {
 export class Enlarger {
   constructor(app) {
     this.app = app;
-    this.dialog = document.getElementById("enlarge");
-    this.title = document.getElementById("enlarge-title");
-    this.pane = new ResultPane(document.getElementById("enlarge-result"));
-    this.prev = document.getElementById("enlarge-prev");
-    this.next = document.getElementById("enlarge-next");
+    this.dialog = $("enlarge");
+    this.title = $("enlarge-title");
+    this.pane = new ResultPane($("enlarge-result"));
+    this.prev = $("enlarge-prev");
+    this.next = $("enlarge-next");
     this.prev.addEventListener("click", () => this.step(-1));
     this.next.addEventListener("click", () => this.step(1));
     this.dialog.addEventListener("keydown", (event) => {

@@ -6,7 +6,7 @@
 import { followJob, request } from "./api.js";
 import { CAM, GRADIENTS, inputBox, randomWeightsWarning } from "./classes.js";
 import { compose, crop, loadImage } from "./colors.js";
-import { h, number, pngData, ResultPane } from "./dom.js";
+import { $, h, number, pngData, View } from "./dom.js";
 
 const SANITY_FAIL = 0.5; // a map this rank-correlated with its randomized twin ignores the weights
 const CARD_WIDTH = 180;
@@ -15,21 +15,11 @@ const CARD_WIDTH = 180;
 export const faithfulness = (row) =>
   row.insertion === null || row.deletion === null ? -Infinity : row.insertion - row.deletion;
 
-export class TrustView {
-  id = "trust";
-  needs = [CAM];
-
+export class TrustView extends View {
   constructor(app) {
-    this.app = app;
-    this.pane = new ResultPane(document.getElementById("trust-result"));
-    this.warning = document.getElementById("trust-warning");
-    this.layer = document.getElementById("trust-layer");
-    this.steps = document.getElementById("trust-steps");
-    this.randomize = document.getElementById("trust-randomize");
-    this.layer.addEventListener("change", () => app.update({ tlayer: this.layer.value }));
-    this.steps.addEventListener("change", () => app.update({ tsteps: this.steps.value }));
-    this.randomize.addEventListener("change", () => app.update({ trand: this.randomize.value }));
-    document.getElementById("trust-run").addEventListener("click", () => {
+    super(app, { id: "trust", needs: [CAM], inputs: { tlayer: "trust-layer", tsteps: "trust-steps", trand: "trust-randomize" } });
+    this.warning = $("trust-warning");
+    $("trust-run").addEventListener("click", () => {
       delete this.pane.figure.dataset.key;
       this.render();
     });
@@ -45,11 +35,11 @@ export class TrustView {
     const { state } = this.app;
     const spatial = this.app.layers.filter((l) => l.spatial);
     const last = spatial[spatial.length - 1]?.name ?? "";
-    this.layer.replaceChildren(h("option", { value: "" }, `default: ${last}`),
+    this.inputs.tlayer.replaceChildren(h("option", { value: "" }, `default: ${last}`),
       ...spatial.map((l) => h("option", { value: l.name, title: l.name }, l.name)));
-    this.layer.value = state.tlayer;
-    this.steps.value = state.tsteps;
-    this.randomize.value = state.trand;
+    this.inputs.tlayer.value = state.tlayer;
+    this.inputs.tsteps.value = state.tsteps;
+    this.inputs.trand.value = state.trand;
     this.warning.replaceChildren(...[randomWeightsWarning(this.app.model)].filter(Boolean));
     if (!state.image) return this.pane.empty("Choose an image on the left to compare every explanation of its class.");
     const layer = state.tlayer || last;
