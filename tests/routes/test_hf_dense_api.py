@@ -22,6 +22,7 @@ from pytorch_grad_cam.utils.model_targets import (
 
 from model_registry.config import load_config
 from model_registry.spec import ModelSpec
+from service.engine.attribution.methods.registry import cam_methods, gradient_methods
 from service.engine.images import preprocess
 from tests.helpers import files, load_npy, png
 from tests.hf_dense_models import DETECTION_THRESHOLD
@@ -243,3 +244,35 @@ def test_feature_maps_equal_forward_hooks(
         ).content
     )
     np.testing.assert_allclose(maps, seen[0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "target"),
+    [("hseg", SEG_LAYER, {"target": "sky"}), ("hdet", DET_LAYER, {"detection": "0"})],
+)
+def test_every_method_explains_hf_dense_models(
+    hf_dense_client, uploads: list[Image.Image], name: str, layer: str, target: dict
+) -> None:
+    """Every CAM (but `cam`, which needs a pooled linear classifier and says so) and every
+    gradient method answers finite, non-zero maps for a region or a box."""
+    for method in cam_methods():
+        params = {"method": method.name, "layer": layer, "format": "npy", **target}
+        answer = hf_dense_client.post(
+            f"/v1/models/{name}/cam", params=params, files=files(png(uploads[0]))
+        )
+        if method.name == "cam":
+            assert answer.status_code == 422 and answer.json()["field"] == "layer"
+            continue
+        assert answer.status_code == 200, (method.name, answer.text)
+        maps = load_npy(answer.content)
+        assert np.isfinite(maps).all() and float(maps.max()) > 0, method.name
+    for method in gradient_methods():
+        params = {"method": method.name, "format": "npy", **target}
+        if method.name == "guided-gradcam":
+            params["layer"] = layer
+        answer = hf_dense_client.post(
+            f"/v1/models/{name}/gradients", params=params, files=files(png(uploads[0]))
+        )
+        assert answer.status_code == 200, (method.name, answer.text)
+        values = load_npy(answer.content)
+        assert np.isfinite(values).all() and float(np.abs(values).max()) > 0, method.name
