@@ -99,7 +99,8 @@ class FeatureMapOptions(Options):
     name_lists = frozenset({"layers"})
     layers: str | None = Field(
         None,
-        description="comma-separated layer names; default: the deepest spatial layer",
+        description="comma-separated layer names (`name:member`: one tensor of a dict or tuple "
+        "output); default: the deepest spatial layer",
         max_length=4096,
     )
     channels: str = Field("first:16", description=GRAMMAR, max_length=4096)
