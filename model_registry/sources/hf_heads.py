@@ -126,6 +126,11 @@ def _detection_forward(
     self: nn.Module, pixel_values: torch.Tensor, *, threshold: float
 ) -> list[dict[str, torch.Tensor]]:
     output = _output(self, pixel_values)
+    if getattr(output, "logits", None) is None or getattr(output, "pred_boxes", None) is None:
+        raise TypeError(
+            f"{type(self).__name__} does not answer DETR-style `logits` and `pred_boxes`; "
+            "hf: detection models must"
+        )
     size = (int(pixel_values.shape[-2]), int(pixel_values.shape[-1]))
     labels = int(self.config.num_labels)
     return detections_of(
