@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model_registry.errors import unknown_layer
+from model_registry.errors import InvalidInput, unknown_layer
 from model_registry.layout import MapLayout, map_layout
 from model_registry.token_grid import token_grid
 
@@ -42,6 +42,8 @@ class LayerInfo:
         module: the bare name for a `name#k` entry, None for a bare name.
         members: for an output that is a dict, tuple or list of tensors (an FPN, a detection
             head), its members as 'key [shape]'; None for a tensor output.
+        member: for a `name:key` entry, one tensor of such an output (a dict key or an
+            index), `module` then being the bare name; None otherwise.
     """
 
     name: str
@@ -54,6 +56,7 @@ class LayerInfo:
     call: int | None = None
     module: str | None = None
     members: tuple[str, ...] | None = None
+    member: str | None = None
 
     @property
     def module_name(self) -> str:
@@ -81,11 +84,16 @@ class LayerCatalog:
     """Ordered name -> LayerInfo map for one model."""
 
     def __init__(
-        self, model_name: str, layers: list[LayerInfo], calls: list[LayerInfo] | None = None
+        self,
+        model_name: str,
+        layers: list[LayerInfo],
+        calls: list[LayerInfo] | None = None,
+        members: list[LayerInfo] | None = None,
     ) -> None:
         self.model_name = model_name
         self._layers = {layer.name: layer for layer in layers}
         self._calls = {call.name: call for call in calls or ()}
+        self._members = {member.name: member for member in members or ()}
 
     def __iter__(self) -> Iterator[LayerInfo]:
         """The named modules (bare names), in `named_modules()` order."""
@@ -95,7 +103,7 @@ class LayerCatalog:
         return len(self._layers)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._layers or name in self._calls
+        return name in self._layers or name in self._calls or name in self._members
 
     def entries(self) -> list[LayerInfo]:
         """Every addressable name: each module, followed by its calls when it runs twice+."""
@@ -105,12 +113,27 @@ class LayerCatalog:
         return [e for lay in self for e in (lay, *by_module.get(lay.name, ()))]
 
     def get(self, name: str, *, field: str = "layers") -> LayerInfo:
-        """The layer (or one call, `name#k`), or a 404 listing the closest names and the URL."""
-        found = self._layers.get(name) or self._calls.get(name)
-        if found is None:
-            choices = [*self._layers, *self._calls]
-            raise unknown_layer(self.model_name, name, choices, field=field)
-        return found
+        """The layer (one call, `name#k`, or one tensor of a dict/tuple output, `name:key`), or
+        a 404 listing the closest names and the URL; a 422 listing the members for a member
+        the layer does not have."""
+        found = self._layers.get(name) or self._calls.get(name) or self._members.get(name)
+        if found is not None:
+            return found
+        base, sep, member = name.rpartition(":")
+        owner = self._layers.get(base) if sep else None
+        if owner is not None:
+            if owner.members is None:
+                raise InvalidInput(
+                    f"{field}: '{base}' outputs a single tensor; use '{base}' without ':{member}'",
+                    field=field,
+                )
+            raise InvalidInput(
+                f"{field}: '{base}' has no member '{member}'; its members are "
+                f"{', '.join(owner.members)} (use '{base}:<key or index>')",
+                field=field,
+                choices=[f"{base}:{m.split(' ')[0]}" for m in owner.members],
+            )
+        raise unknown_layer(self.model_name, name, [*self._layers, *self._calls], field=field)
 
     def not_one_tensor(self, info: LayerInfo) -> str:
         """Why a layer whose output is a dict/tuple cannot be shown, and the tensor layers
@@ -120,10 +143,12 @@ class LayerCatalog:
         inside = [
             lay.name for lay in self.spatial_layers() if lay.name.startswith(f"{info.name}.")
         ][-8:]
-        hint = f"; use a layer inside it that outputs one map: {', '.join(inside)}"
+        first = info.members[0].split(" ")[0]
+        hint = f", or a layer inside it that outputs one map: {', '.join(inside)}"
         return (
             f"'{info.name}' outputs several tensors ({', '.join(info.members[:8])}), not one "
-            f"map{hint if inside else ''}"
+            f"map; pick one tensor as '{info.name}:<key or index>' (e.g. '{info.name}:{first}')"
+            f"{hint if inside else ''}"
         )
 
     def spatial_layers(self) -> list[LayerInfo]:
@@ -156,6 +181,7 @@ def _build_catalog(
     shapes: dict[str, list[tuple[int, ...] | None]] = {}
     orders: dict[str, list[int]] = {}
     members: dict[str, tuple[str, ...]] = {}
+    member_shapes: dict[str, dict[str, tuple[int, ...] | None]] = {}
     named = [(n, m) for n, m in module.named_modules() if n]
     handles = []
     fired = [0]
@@ -171,6 +197,7 @@ def _build_catalog(
             found = _members(output)
             if found:
                 members[name] = found
+                member_shapes[name] = _member_shapes(output)
 
         return hook
 
@@ -185,6 +212,7 @@ def _build_catalog(
     size = (input_shape[1], input_shape[2])
     layers: list[LayerInfo] = []
     calls: list[LayerInfo] = []
+    parts: list[LayerInfo] = []
     for name, sub in named:
         typename, params = type(sub).__name__, sum(p.numel() for p in sub.parameters())
         seen, when = shapes.get(name, [None]), orders.get(name, [-1])
@@ -215,7 +243,32 @@ def _build_catalog(
                 )
                 for k, (shape, at) in enumerate(zip(seen, when, strict=True))
             )
-    return LayerCatalog(model_name, layers, calls)
+        parts.extend(
+            LayerInfo(
+                name=f"{name}:{key}",
+                type=typename,
+                output_shape=shape,
+                params=params,
+                calls=len(when) if when != [-1] else 0,
+                order=when[-1],
+                layout=map_layout(shape, size, tokens),
+                module=name,
+                member=key,
+            )
+            for key, shape in member_shapes.get(name, {}).items()
+        )
+    return LayerCatalog(model_name, layers, calls, parts)
+
+
+def _member_shapes(output: object) -> dict[str, tuple[int, ...] | None]:
+    """key -> shape without the batch dimension of each tensor member (one row per image),
+    None for a member that is not one; the output's last call."""
+    items = output.items() if isinstance(output, dict) else enumerate(output)  # type: ignore[arg-type]
+    return {
+        str(key): tuple(value.shape[1:]) if value.ndim and value.shape[0] == 1 else None
+        for key, value in items
+        if isinstance(value, torch.Tensor)
+    }
 
 
 def _members(output: object) -> tuple[str, ...] | None:

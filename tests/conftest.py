@@ -220,3 +220,19 @@ def dense_client(dense_models_file: Path) -> Iterator[TestClient]:
     """The app serving `seg` and `det`."""
     with TestClient(create_app(Settings(models=dense_models_file, device="cpu"))) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def hf_dense_models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models file with Hugging Face segmentation and detection directories
+    (`hseg`, `hdet`, `hcdet`, `hyolos`; see tests/hf_dense_models.py)."""
+    from tests.hf_dense_models import write_hf_dense_config
+
+    return write_hf_dense_config(tmp_path_factory.mktemp("hf-dense"))
+
+
+@pytest.fixture(scope="session")
+def hf_dense_client(hf_dense_models_file: Path) -> Iterator[TestClient]:
+    """The app serving the Hugging Face segmentation and detection models."""
+    with TestClient(create_app(Settings(models=hf_dense_models_file, device="cpu"))) as client:
+        yield client

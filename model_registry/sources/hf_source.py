@@ -1,15 +1,15 @@
-"""`hf:<local directory>`: a Hugging Face image classifier written by `save_pretrained`.
+"""`hf:<local directory>`: a Hugging Face vision model written by `save_pretrained`.
 
 The directory holds config.json, the weights and (usually) preprocessor_config.json. The
-network is built with `AutoModelForImageClassification`; its forward returns the output
-object's `.logits` tensor, so every engine path sees logits as from any other model.
-Nothing is ever downloaded: the directory is all there is.
+task comes from config.json's `architectures` (`...ForImageClassification`,
+`...ForSemanticSegmentation`, `...ForObjectDetection`) or from the entry's `task`, and the
+network is built with the matching Auto class; its forward answers as torchvision's models
+of that task do (see `hf_heads`). Nothing is ever downloaded: the directory is all there is.
 """
 
 from __future__ import annotations
 
 import json
-import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,14 @@ from model_registry.sources.base import (
     resolve_path,
     target_of,
 )
-from model_registry.spec import ModelSpec
+from model_registry.sources.hf_heads import (
+    answer_as_torchvision,
+    auto_class,
+    config_options,
+    task_from_config,
+    threshold_of,
+)
+from model_registry.spec import DETECTION, ModelSpec
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # PIL's filter numbers, which transformers' `resample` keeps (PILImageResampling).
@@ -83,32 +90,34 @@ class HFSource(FileSource):
         found = _processor_defaults(folder)
         if "input_size" not in found and isinstance(config.get("image_size"), int):
             found["input_size"] = (config["image_size"], config["image_size"])
-        # Built with AutoModelForImageClassification: a classifier, whatever `task` says.
+        task = task_from_config(config)
+        if task == DETECTION and found.get("resize") == "crop":
+            # DETR-style processors scale the short side and keep the whole picture.
+            found.update(resize="letterbox", crop_pct=1.0)
         return Defaults(
-            num_classes=len(labels) if labels else None,
-            labels=labels,
-            task="classification",
-            **found,
+            num_classes=len(labels) if labels else None, labels=labels, task=task, **found
         )
 
     def _config(self, spec: ModelSpec) -> Any:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(target_of(spec), **dict(spec.options or {}))
+        config = AutoConfig.from_pretrained(target_of(spec), **config_options(spec.options))
         config.num_labels = spec.num_classes
         return config
 
     def build(self, spec: ModelSpec) -> nn.Module:
-        from transformers import AutoModelForImageClassification
-
         where = f"model {spec.name!r}: field 'architecture' ({spec.architecture!r})"
         try:
-            module = AutoModelForImageClassification.from_config(self._config(spec))
+            threshold = threshold_of(spec.options)
+        except ValueError as exc:
+            raise ConfigError(f"model {spec.name!r}: field 'options': {exc}") from exc
+        try:
+            module = auto_class(spec.task).from_config(self._config(spec))
         except (ValueError, KeyError, OSError, TypeError) as exc:
             raise ConfigError(
-                f"{where}: not an image classifier transformers can build: {exc}"
+                f"{where}: not a {spec.task} model transformers can build: {exc}"
             ) from exc
-        return logits_only(module)
+        return answer_as_torchvision(module, spec.task, threshold=threshold)
 
     def read_weights(self, spec: ModelSpec, *, allow_downloads: bool) -> Weights:
         """The directory's weights as transformers reads them (it renames old checkpoint keys).
@@ -117,13 +126,11 @@ class HFSource(FileSource):
         """
         if spec.weights is not None:
             return super().read_weights(spec, allow_downloads=allow_downloads)
-        from transformers import AutoModelForImageClassification
-
         where = f"model {spec.name!r}: field 'weights' (the weights in {target_of(spec)!r})"
         if not any((Path(target_of(spec)) / name).is_file() for name in WEIGHT_FILES):
             raise ConfigError(f"{where}: none found (looked for {', '.join(WEIGHT_FILES)})")
         try:
-            loaded, info = AutoModelForImageClassification.from_pretrained(
+            loaded, info = auto_class(spec.task).from_pretrained(
                 target_of(spec),
                 config=self._config(spec),
                 output_loading_info=True,
@@ -144,18 +151,3 @@ class HFSource(FileSource):
 def _key(entry: Any) -> str:
     """A key of transformers' loading report (mismatches come as (key, file, model) tuples)."""
     return str(entry[0] if isinstance(entry, tuple) else entry)
-
-
-def _logits_forward(self: nn.Module, pixel_values: Any) -> Any:
-    return type(self).forward(self, pixel_values=pixel_values, return_dict=True).logits
-
-
-def logits_only(module: nn.Module) -> nn.Module:
-    """Make `module(x)` return the logits tensor, keeping every submodule name unchanged.
-
-    The forward is replaced on this instance only (no wrapper module), so layer names are
-    those of `named_modules()` on the transformers model, as its documentation shows them.
-    A bound method, so `copy.deepcopy(module)` gives a copy that runs its own layers.
-    """
-    module.forward = types.MethodType(_logits_forward, module)
-    return module

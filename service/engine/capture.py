@@ -24,8 +24,57 @@ class StopForward(Exception):
 
 def split_call(name: str) -> tuple[str, int | None]:
     """'layer1.0.relu#1' -> ('layer1.0.relu', 1); a bare name -> (name, None)."""
+    name = split_member(name)[0]
     base, sep, index = name.rpartition("#")
     return (base, int(index)) if sep and index.isdigit() else (name, None)
+
+
+def split_member(name: str) -> tuple[str, str | None]:
+    """'backbone.fpn:0' -> ('backbone.fpn', '0'): one tensor of a dict/tuple/list output."""
+    base, sep, member = name.rpartition(":")
+    return (base, member) if sep and base and member else (name, None)
+
+
+def _key(output: Any, member: str) -> Any:
+    """The key of `member` in a dict (as written, or as an int) or its index in a sequence."""
+    if isinstance(output, Mapping):
+        if member in output:
+            return member
+        if member.isdigit() and int(member) in output:
+            return int(member)
+    elif isinstance(output, list | tuple) and member.isdigit() and int(member) < len(output):
+        return int(member)
+    raise KeyError(member)
+
+
+def pick(output: Any, member: str) -> Any:
+    """The member `member` of a layer's dict, tuple or list output."""
+    return output[_key(output, member)]
+
+
+def _with_member(output: Any, member: str, value: Any) -> Any:
+    """A copy of the container `output` whose `member` is `value` (the module's own
+    container is never changed)."""
+    key = _key(output, member)
+    if isinstance(output, Mapping):
+        copied = dict(output) if type(output) is dict else type(output)(output)
+        copied[key] = value
+        return copied
+    items = list(output)
+    items[key] = value
+    if isinstance(output, list):
+        return items
+    return type(output)(*items) if hasattr(output, "_fields") else type(output)(items)
+
+
+def _on_member(member: str, fn: ForwardHook) -> ForwardHook:
+    """`fn` sees one member of the output; what it returns replaces only that member."""
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+        result = fn(module, inputs, pick(output, member))
+        return None if result is None else _with_member(output, member, result)
+
+    return hook
 
 
 @contextmanager
@@ -33,7 +82,9 @@ def hooked(model: nn.Module, hooks: Mapping[str, ForwardHook]) -> Iterator[None]
     """Register forward hooks on named submodules for the current thread only.
 
     A bare name's hook runs at every call of its module; a `name#k` hook only at the k-th
-    call (from 0) of each forward pass of `model`, counted by hooks of this block.
+    call (from 0) of each forward pass of `model`, counted by hooks of this block. A
+    `name:member` hook (or `name#k:member`) sees one tensor of a dict, tuple or list output
+    (a key or an index), and what it returns replaces that tensor only.
     The handles are removed when the block exits, also on error; removal is idempotent.
     """
     owner = threading.get_ident()
@@ -73,7 +124,9 @@ def hooked(model: nn.Module, hooks: Mapping[str, ForwardHook]) -> Iterator[None]
             handles.append(model.get_submodule(base).register_forward_hook(for_owner(count(base))))
         for name, fn in hooks.items():
             base, index = targets[name]
-            wrapped = fn if index is None else at_call(base, index, fn)
+            member = split_member(name)[1]
+            wrapped = fn if member is None else _on_member(member, fn)
+            wrapped = wrapped if index is None else at_call(base, index, wrapped)
             handles.append(model.get_submodule(base).register_forward_hook(for_owner(wrapped)))
         yield
     finally:

@@ -84,7 +84,8 @@ class CamOptions(Options):
     )
     layer: str | None = Field(
         None,
-        description="layer name(s), comma-separated; default: the last spatial layer",
+        description="layer name(s), comma-separated (`name:member`: one tensor of a dict or "
+        "tuple output); default: the last spatial layer",
         max_length=4096,
     )
     target: Target = None
@@ -133,7 +134,8 @@ class GradientOptions(Options):
     canvas: Canvas = CANVAS_FIELD
     layer: str | None = Field(
         None,
-        description="guided-gradcam: the Grad-CAM layer; default the last spatial layer",
+        description="guided-gradcam: the Grad-CAM layer (`name:member` as for /cam); default "
+        "the last spatial layer",
         max_length=1024,
     )
     upsample: CamUpsample = Field(

@@ -77,13 +77,18 @@ class Options(BaseModel):
 
 
 class PredictOptions(Options):
-    answer_fields = frozenset({"fmt"})
+    answer_fields = frozenset({"fmt", "canvas"})
     top_k: int = Field(5, ge=1, description="classes per image (classification)")
     fmt: PredictFormat = Field(
         PredictFormat.json,
         alias="format",
-        description="json; png: segmentation mask or detection boxes drawn on the input; "
+        description="json; png: segmentation mask or detection boxes drawn (see canvas); "
         "npy: segmentation class map int64 [B, H, W]",
+    )
+    canvas: Canvas = Field(
+        Canvas.upload,
+        description="png: draw the mask or boxes on the uploaded picture's own geometry "
+        "(upload; pixels a crop left out are faded) or on the model input (input)",
     )
 
 
@@ -94,7 +99,8 @@ class FeatureMapOptions(Options):
     name_lists = frozenset({"layers"})
     layers: str | None = Field(
         None,
-        description="comma-separated layer names; default: the deepest spatial layer",
+        description="comma-separated layer names (`name:member`: one tensor of a dict or tuple "
+        "output); default: the deepest spatial layer",
         max_length=4096,
     )
     channels: str = Field("first:16", description=GRAMMAR, max_length=4096)

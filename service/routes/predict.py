@@ -31,7 +31,13 @@ from service.routes.common import (
 )
 from service.routes.deps import ImagesDep, ModelDep, PoolDep, SettingsDep
 from service.routes.options import PredictOptions
-from service.workers.dense_tasks import boxes_png, detect_work, mask_png, segment_work
+from service.workers.dense_tasks import (
+    boxes_png,
+    detect_work,
+    mask_png,
+    prediction_views,
+    segment_work,
+)
 from service.workers.tasks import decode_batch, predict_work
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
@@ -81,6 +87,7 @@ async def predict(
     fits = await pool.cpu(upload_geometries, images, model.spec)
     fitting = [Fitting.model_validate(fit.to_dict()) for fit in fits]
     size = pixels.shape[0]
+    canvas = {"canvas": options.canvas.value, "max_pixels": settings.max_image_pixels}
     if model.spec.task == SEGMENTATION:
         key, execute = segment_work(model)
         maps: np.ndarray = await pool.forward(model, key, pixels, size, execute)
@@ -88,7 +95,8 @@ async def predict(
             body = await pool.cpu(encode.npy_bytes, maps)
             return Response(body, media_type=encode.NPY_MEDIA_TYPE)
         if fmt == "png":
-            body = await pool.cpu(mask_png, model, pixels, maps)
+            draw_on = await pool.cpu(prediction_views, model, images, pixels, **canvas)
+            body = await pool.cpu(mask_png, model, draw_on, maps)
             return Response(body, media_type=encode.PNG_MEDIA_TYPE)
         return PredictResponse(
             model=model.name,
@@ -99,10 +107,11 @@ async def predict(
     if model.spec.task == DETECTION:
         key, execute = detect_work(model)
         found: list[list[Detection]] = await pool.forward(model, key, pixels, size, execute)
-        if fmt == "png":
-            body = await pool.cpu(boxes_png, model, pixels, found)
-            return Response(body, media_type=encode.PNG_MEDIA_TYPE)
         input_size = (pixels.shape[1], pixels.shape[2])
+        if fmt == "png":
+            draw_on = await pool.cpu(prediction_views, model, images, pixels, **canvas)
+            body = await pool.cpu(boxes_png, model, draw_on, found, input_size)
+            return Response(body, media_type=encode.PNG_MEDIA_TYPE)
         return PredictResponse(
             model=model.name,
             task=DETECTION,

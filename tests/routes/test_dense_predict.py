@@ -57,7 +57,7 @@ def test_segmentation_class_map_is_the_models_argmax(
 
 
 def test_segmentation_png_is_a_mask_with_a_legend(dense_client, uploads) -> None:
-    answer = _post(dense_client, "seg", uploads[:1], format="png")
+    answer = _post(dense_client, "seg", uploads[:1], format="png", canvas="input")
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
     picture = np.asarray(Image.open(io.BytesIO(answer.content)))
     assert picture.shape[0] >= 256 and picture.shape[1] > 256 + 100  # picture + legend
@@ -88,7 +88,7 @@ def test_detections_are_the_models_own_boxes(
 
 
 def test_detection_png_draws_boxes(dense_client, uploads) -> None:
-    answer = _post(dense_client, "det", uploads[:1], format="png")
+    answer = _post(dense_client, "det", uploads[:1], format="png", canvas="input")
     assert answer.status_code == 200
     picture = np.asarray(Image.open(io.BytesIO(answer.content)))
     plain = np.asarray(uploads[0].resize((256, 256)))

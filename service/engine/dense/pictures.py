@@ -1,4 +1,9 @@
-"""Pictures of segmentation masks (blended, with a legend) and of detection boxes."""
+"""Pictures of segmentation masks (blended, with a legend) and of detection boxes.
+
+Both are drawn on an `UploadView`: the uploaded picture with the geometry of its
+preprocessing (the mask sampled onto it, boxes mapped onto it, what a crop left out faded),
+or the model input itself (`input_canvas`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ import numpy as np
 
 from service.engine import text
 from service.engine.dense.outputs import ClassShare, Detection
+from service.engine.images import Geometry
 from service.engine.render import input_picture
+from service.engine.upload_view import UploadView
 
 MIN_SIDE = 256
 LEGEND_WIDTH = 170
@@ -27,12 +34,20 @@ def palette(count: int) -> np.ndarray:
     return table
 
 
-def _scaled(pixels: np.ndarray) -> tuple[np.ndarray, float]:
-    """The picture enlarged so its longer side is at least MIN_SIDE, and the factor used."""
+def input_canvas(pixels: np.ndarray) -> UploadView:
+    """The model input (uint8 [H, W, 3]) as the canvas, its longer side at least MIN_SIDE."""
     height, width = pixels.shape[:2]
-    side = max(MIN_SIDE, height, width)
-    shown = input_picture(pixels, longer_side=side)
-    return shown, shown.shape[1] / width
+    picture = input_picture(pixels, longer_side=max(MIN_SIDE, height, width))
+    return UploadView(picture, Geometry("squash", (height, width), (0.0, 0.0, width, height)))
+
+
+def legible(view: UploadView) -> UploadView:
+    """The view enlarged so its longer side is at least MIN_SIDE (badges and legend text)."""
+    height, width = view.picture.shape[:2]
+    if max(height, width) >= MIN_SIDE:
+        return view
+    factor = MIN_SIDE / max(height, width)
+    return view.resized((max(1, round(height * factor)), max(1, round(width * factor))))
 
 
 def outline(picture: np.ndarray, box: Sequence[float], colour: Sequence[int], width: int = 2):
@@ -58,12 +73,15 @@ def region_outline(picture: np.ndarray, mask: np.ndarray, colour: Sequence[int])
 
 
 def mask_picture(
-    pixels: np.ndarray, class_map: np.ndarray, present: list[ClassShare], classes: int
+    view: UploadView, class_map: np.ndarray, present: list[ClassShare], classes: int
 ) -> np.ndarray:
-    """The class map's colours blended (half) over the input, with a legend on the right."""
+    """The class map [H, W] (over the model input) placed on the view's picture, its colours
+    blended half over it, with a legend on the right."""
+    view = legible(view)
     colours = palette(classes)
-    blend = 0.5 * pixels.astype(np.float32) + 0.5 * colours[class_map].astype(np.float32)
-    shown, _ = _scaled(np.clip(np.round(blend), 0, 255).astype(np.uint8))
+    placed = np.rint(view.place(class_map.astype(np.float32), nearest=True)).astype(np.int64)
+    blend = 0.5 * view.picture.astype(np.float32) + 0.5 * colours[placed].astype(np.float32)
+    shown = view.faded(np.clip(np.round(blend), 0, 255).astype(np.uint8))
     height = max(shown.shape[0], _ROW * len(present) + 8)
     canvas = np.full((height, shown.shape[1] + LEGEND_WIDTH, 3), 255, np.uint8)
     canvas[: shown.shape[0], : shown.shape[1]] = shown
@@ -75,17 +93,21 @@ def mask_picture(
     return canvas
 
 
-def boxes_picture(pixels: np.ndarray, found: list[Detection], classes: int) -> np.ndarray:
-    """Boxes in class colours with `label score` badges, highest score drawn last (on top)."""
+def boxes_picture(
+    view: UploadView, found: list[Detection], classes: int, input_size: tuple[int, int]
+) -> np.ndarray:
+    """Boxes (in the model input's pixels, `input_size` (H, W)) placed on the view's picture
+    in class colours with `label score` badges, highest score drawn last (on top)."""
+    view = legible(view)
     colours = palette(classes)
-    shown, factor = _scaled(pixels)
-    shown = shown.copy()
+    shown = view.faded(view.picture).copy()
     for detection in reversed(found):
-        box = [v * factor for v in detection.box]
+        box = view.box_on_picture(detection.box, input_size)
         colour = colours[detection.class_index % len(colours)]
         outline(shown, box, colour)
         caption = f"{detection.label} {detection.score:.2f}"
-        text.place(shown, text.badge(caption, 10), (int(box[1]) + 3, int(box[0]) + 4), darken=False)
+        top, left = max(0, int(box[1]) + 3), max(0, int(box[0]) + 4)
+        text.place(shown, text.badge(caption, 10), (top, left), darken=False)
     return shown
 
 
