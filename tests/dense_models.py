@@ -10,6 +10,7 @@ an argmax or an order), and BatchNorm statistics come from seeded noise so maps 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -98,3 +99,22 @@ def write_dense_config(folder: Path) -> Path:
         encoding="utf-8",
     )
     return config
+
+
+class SegmentationOutput(torch.nn.Module):
+    """pytorch-grad-cam's tutorial wrapper: the `out` scores as a tensor."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+
+def trainable(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy for the references (they call backward and write .grad)."""
+    module = copy.deepcopy(module)
+    for param in module.parameters():
+        param.requires_grad_(True)
+    return module

@@ -21,6 +21,7 @@ from pytorch_grad_cam.utils.model_targets import (
 from model_registry.registry import LoadedModel
 from service.engine.attribution.explain import compute_cam
 from service.engine.attribution.plan import plan_cam
+from tests.dense_models import SegmentationOutput
 from tests.tiny_models import model_batch, pearson
 
 SEG_LAYER = "backbone.1"  # 16 channels, 48 x 48 (no ReLU at its end: negative values)
@@ -33,17 +34,6 @@ class Case(NamedTuple):
 
 
 CASES = [Case("scorecam", ScoreCAM), Case("ablationcam", AblationCAM)]
-
-
-class SegmentationOutput(torch.nn.Module):
-    """pytorch-grad-cam's tutorial wrapper: the `out` scores as a tensor."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)["out"]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ FasterRCNNBoxScoreTarget) and Captum, on seeded torchvision models and real phot
 
 from __future__ import annotations
 
-import copy
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +19,7 @@ from pytorch_grad_cam.utils.model_targets import (
 from model_registry.registry import LoadedModel
 from service.engine.attribution.explain import compute_cam, compute_gradients
 from service.engine.attribution.plan import plan_cam, plan_gradients
+from tests.dense_models import SegmentationOutput, trainable
 from tests.tiny_models import model_batch, pearson
 
 SEG_LAYER = "backbone.16"
@@ -32,25 +32,6 @@ class Case(NamedTuple):
 
 
 CASES = [Case("gradcam", GradCAM), Case("layercam", LayerCAM), Case("eigencam", EigenCAM)]
-
-
-class SegmentationOutput(torch.nn.Module):
-    """pytorch-grad-cam's tutorial wrapper: the `out` scores as a tensor."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)["out"]
-
-
-def _trainable(module: torch.nn.Module) -> torch.nn.Module:
-    """A copy for the references (they call backward and write .grad)."""
-    module = copy.deepcopy(module)
-    for param in module.parameters():
-        param.requires_grad_(True)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +62,7 @@ def test_region_cams_match_pytorch_grad_cam(
         model, method=case.method, layers=[SEG_LAYER], targets="tree", region=region, normalize=True
     )
     ours = compute_cam(model, seg_batch, plan, inputs=np.zeros((2, 96, 96, 3), np.uint8))
-    wrapped = SegmentationOutput(_trainable(model.module))
+    wrapped = SegmentationOutput(trainable(model.module))
     layer = dict(wrapped.model.named_modules())[SEG_LAYER]
     if region == "predicted":
         masks = [(m == category).float().numpy() for m in predicted]
@@ -120,7 +101,7 @@ def test_box_cams_match_pytorch_grad_cam(
         box = np.round(box, 3)
     plan = plan_cam(model, method=case.method, layers=[DET_LAYER], normalize=True, **options)
     ours = compute_cam(model, det_batch, plan, inputs=np.zeros((1, 160, 160, 3), np.uint8))
-    reference = _trainable(model.module)
+    reference = trainable(model.module)
     layer = dict(reference.named_modules())[DET_LAYER]
     with case.cls(model=reference, target_layers=[layer]) as cam:
         theirs = cam(
@@ -143,7 +124,7 @@ def test_vanilla_gradients_of_a_region_equal_captum(
     mask = (predicted == category).float()
     plan = plan_gradients(model, method="vanilla", targets=str(category))
     ours = compute_gradients(model, seg_batch, plan, inputs=np.zeros((2, 96, 96, 3), np.uint8))
-    module = _trainable(model.module)
+    module = trainable(model.module)
 
     def region_score(x: torch.Tensor) -> torch.Tensor:
         return (module(x)["out"][:, category] * mask).sum(dim=(1, 2))

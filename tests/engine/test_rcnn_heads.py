@@ -4,7 +4,6 @@ every proposal, and the heads' graph built for the detections alone."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from service.engine.attribution.graph import forward_to_layers
 from service.engine.attribution.plan import plan_gradients
 from service.engine.attribution.target_objects import BoxTarget, batch_rows
 from service.engine.dense.outputs import detections
+from tests.dense_models import trainable
 from tests.tiny_models import model_batch
 
 LAYER = "backbone.fpn.layer_blocks.0"
@@ -124,9 +124,7 @@ def test_vanilla_gradients_of_a_detection_equal_captum(
     plan = plan_gradients(detector, method="vanilla", detection="0")
     pixels = np.zeros((1, *one.shape[-2:], 3), np.uint8)
     ours = compute_gradients(detector, one, plan, inputs=pixels)
-    module = copy.deepcopy(detector.module)
-    for param in module.parameters():
-        param.requires_grad_(True)
+    module = trainable(detector.module)
     with torch.no_grad():
         found = module(one)[0]
     target = FasterRCNNBoxScoreTarget(

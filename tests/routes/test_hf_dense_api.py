@@ -49,6 +49,15 @@ def _post(client, path: str, images: list[Image.Image], **params):
     return answer
 
 
+def _served(client, spec: ModelSpec, images: list[Image.Image], endpoint: str, **params):
+    """(the transformers model, its processor, the batch the server computes, the npy answer
+    of `endpoint` for `images`)."""
+    model, processor = _reference(spec)
+    batch = preprocess(images, spec, torch.device("cpu"))
+    answer = _post(client, f"{spec.name}/{endpoint}", images, format="npy", **params)
+    return model, processor, batch, load_npy(answer.content)
+
+
 def _reference(spec: ModelSpec) -> tuple[torch.nn.Module, object]:
     """The transformers model and image processor, read from the directory by transformers."""
     from transformers import (
@@ -146,19 +155,14 @@ def test_detections_are_the_image_processors(
 def test_region_gradcam_equals_pytorch_grad_cam(
     hf_dense_client, specs: dict[str, ModelSpec], uploads: list[Image.Image]
 ) -> None:
-    spec = specs["hseg"]
-    model, _ = _reference(spec)
-    batch = preprocess(uploads, spec, torch.device("cpu"))
-    ours = load_npy(
-        _post(
-            hf_dense_client,
-            "hseg/cam",
-            uploads,
-            layer=SEG_LAYER,
-            target="sky",
-            region="predicted",
-            format="npy",
-        ).content
+    model, _, batch, ours = _served(
+        hf_dense_client,
+        specs["hseg"],
+        uploads,
+        "cam",
+        layer=SEG_LAYER,
+        target="sky",
+        region="predicted",
     )
     wrapped = UpsampledLogits(model)
     with torch.no_grad():
@@ -200,13 +204,8 @@ def test_box_gradcam_equals_pytorch_grad_cam(
 def test_region_gradients_equal_captum(
     hf_dense_client, specs: dict[str, ModelSpec], uploads: list[Image.Image]
 ) -> None:
-    spec = specs["hseg"]
-    model, _ = _reference(spec)
-    batch = preprocess(uploads, spec, torch.device("cpu"))
-    ours = load_npy(
-        _post(
-            hf_dense_client, "hseg/gradients", uploads, target="road", region="all", format="npy"
-        ).content
+    model, _, batch, ours = _served(
+        hf_dense_client, specs["hseg"], uploads, "gradients", target="road", region="all"
     )
     wrapped = UpsampledLogits(model)
 
