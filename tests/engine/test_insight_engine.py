@@ -111,7 +111,7 @@ class Selection(NamedTuple):
     [
         Selection("0,3,8-10", [0, 3, 8, 9, 10]),
         Selection("first:4", [0, 1, 2, 3]),
-        Selection("last:2", [14, 15]),
+        Selection("last:2", [30, 31]),
     ],
     ids=lambda c: c.channels,
 )
@@ -126,7 +126,7 @@ def test_filters_channel_grammar(digits_model: LoadedModel, case: Selection) -> 
 
 def test_filters_top_ranks_by_kernel_norm(digits_model: LoadedModel) -> None:
     filters = get_filters(digits_model, plan_filters(digits_model, layer="conv2", channels="top:5"))
-    norms = digits_model.module.conv2.weight.detach().reshape(32, -1).norm(dim=1)
+    norms = digits_model.module.conv2.weight.detach().flatten(1).norm(dim=1)
     assert filters.channels.tolist() == norms.argsort(descending=True)[:5].tolist()
 
 
@@ -142,7 +142,7 @@ def test_filters_pictures(digits_model: LoadedModel, tiny_resnet: LoadedModel) -
     # 4 rows of 5 tiles of 24 px (3x3 kernels enlarged by 8): taller than wide is impossible
     assert strips.shape[1] > 5 * 24 and strips.shape[0] > 4 * 24
     mean = plan_filters(digits_model, layer="conv3", channels=None)
-    assert mean.view == "mean" and mean.selection.count == 64
+    assert mean.view == "mean" and mean.selection.count == 64  # first:64 for a picture
 
 
 @pytest.mark.parametrize(
@@ -151,9 +151,9 @@ def test_filters_pictures(digits_model: LoadedModel, tiny_resnet: LoadedModel) -
         ({"layer": "relu1", "channels": None}, InvalidInput, "layer"),
         ({"layer": "fc", "channels": None}, InvalidInput, "layer"),
         ({"layer": "nope", "channels": None}, NotFound, "layer"),
-        ({"layer": "conv1", "channels": "16"}, InvalidInput, "channels"),
+        ({"layer": "conv1", "channels": "32"}, InvalidInput, "channels"),
         ({"layer": "conv2", "channels": "all", "view": "rgb"}, InvalidInput, "view"),
-        ({"layer": "conv2", "channels": "all", "inputs": "16"}, InvalidInput, "inputs"),
+        ({"layer": "conv2", "channels": "all", "inputs": "32"}, InvalidInput, "inputs"),
     ],
 )
 def test_filters_errors(digits_model: LoadedModel, kwargs: dict, error: type, field: str) -> None:
@@ -228,7 +228,7 @@ def test_maximize_neuron_and_direction(digits_model: LoadedModel) -> None:
     neuron = plan_maximize(digits_model, layer="relu3", channel=2, neuron="3,4", steps=32)
     assert neuron.neuron == (3, 4)
     assert maximize(digits_model, neuron).activation > 0
-    weights = ",".join("1" if c in (1, 2) else "0" for c in range(64))
+    weights = ",".join("1" if c in (1, 2) else "0" for c in range(128))
     direction = plan_maximize(digits_model, layer="relu3", direction=weights, steps=32)
     assert direction.direction is not None and direction.direction[1] == pytest.approx(2**-0.5)
     result = maximize(digits_model, direction)
@@ -240,12 +240,12 @@ def test_maximize_neuron_and_direction(digits_model: LoadedModel) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"channel": 64}, "channel"),
+        ({"channel": 128}, "channel"),
         ({}, "channel"),
         ({"channel": 1, "direction": "1"}, "direction"),
         ({"direction": "1,2"}, "direction"),
-        ({"direction": ",".join(["0"] * 64)}, "direction"),
-        ({"direction": ",".join(["nan"] * 64)}, "direction"),
+        ({"direction": ",".join(["0"] * 128)}, "direction"),
+        ({"direction": ",".join(["nan"] * 128)}, "direction"),
         ({"channel": 0, "steps": 5000}, "steps"),
         ({"channel": 0, "steps": 0}, "steps"),
         ({"channel": 0, "size": 4}, "size"),
@@ -449,10 +449,10 @@ def test_embedding_defaults_to_the_final_classifier_input(
 
 
 def test_flop_count_of_the_digits_model(digits_model: LoadedModel) -> None:
-    convs = 2 * (16 * 32 * 32 * 9 + 32 * 16 * 16 * 16 * 9 + 64 * 8 * 8 * 32 * 9)
-    assert cost.forward_flops(digits_model) == convs + 2 * 64 * 10
-    assert cost.forward_flops(digits_model, upto="relu1") == 2 * 16 * 32 * 32 * 9
-    assert cost.forward_flops(digits_model, (64, 64)) == 4 * convs + 2 * 64 * 10
+    convs = 2 * (32 * 32 * 32 * 9 + 64 * 16 * 16 * 32 * 9 + 128 * 8 * 8 * 64 * 9)
+    assert cost.forward_flops(digits_model) == convs + 2 * 128 * 10
+    assert cost.forward_flops(digits_model, upto="relu1") == 2 * 32 * 32 * 32 * 9
+    assert cost.forward_flops(digits_model, (64, 64)) == 4 * convs + 2 * 128 * 10
 
 
 def test_maximize_size_the_model_cannot_run_is_a_422() -> None:

@@ -45,8 +45,8 @@ def test_catalog_matches_forward_pass_for_resnet18() -> None:
 def test_digits_catalog_through_registry() -> None:
     loaded = load_model(default_specs()[0], torch.device("cpu"))
     shapes = {layer.name: layer.output_shape for layer in loaded.catalog}
-    assert shapes["conv1"] == (16, 32, 32)
-    assert shapes["pool2"] == (32, 8, 8)
-    assert shapes["conv3"] == (64, 8, 8)
+    assert shapes["conv1"] == (32, 32, 32)
+    assert shapes["pool2"] == (64, 8, 8)
+    assert shapes["conv3"] == (128, 8, 8)
     assert shapes["fc"] == (10,)
-    assert loaded.catalog.get("fc").params == 64 * 10 + 10
+    assert loaded.catalog.get("fc").params == 128 * 10 + 10

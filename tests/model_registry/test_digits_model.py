@@ -23,10 +23,13 @@ def test_shipped_weights_reach_97_percent_on_held_out(split: digits.DigitsSplit)
 
 @pytest.mark.slow
 def test_training_from_scratch_is_deterministic_and_accurate(split: digits.DigitsSplit) -> None:
+    """30 of the 200 epochs, twice: the same weights bit for bit, and >= 97% on held-out
+    digits drawn as in `load_digits` (the full run takes minutes; its renderings are checked
+    on the shipped weights in test_digits_drawings.py)."""
     torch.set_num_threads(1)  # one thread: bitwise-reproducible reductions
     try:
-        first = digits.train(split)
-        second = digits.train(split)
+        first = digits.train(split, epochs=30)
+        second = digits.train(split, epochs=30)
     finally:
         torch.set_num_threads(2)
     assert digits.accuracy(first, split.test_x, split.test_y) >= 0.97

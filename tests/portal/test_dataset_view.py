@@ -59,7 +59,8 @@ def test_the_dataset_tab_analyses_digits_and_opens_a_picture_everywhere(
     screenshot(page, "12-dataset-tab")
     # A click on a point opens that picture, by reference, in the other tabs.
     index = page.get_attribute(f"{POINTS}:nth-of-type(5)", "data-index")
-    page.click(f"{POINTS}[data-index='{index}']", force=True)
+    # the point itself, even where a neighbour of the scatter overlaps it
+    page.locator(f"{POINTS}[data-index='{index}']").dispatch_event("click")
     wait_for(page, f"decodeURIComponent(location.hash).includes('image=dataset:digits/{index}')")
     wait_for(page, "document.getElementById('preview').naturalWidth === 32")
     page.click("#tab-maps")

@@ -189,7 +189,7 @@ def test_layer_and_channel_choices_redraw_the_maps(page: Any, server: LiveServer
     assert current_state(page)["model"] == "digits"  # a digit picks the digit model
     page.click("#layer-tree [data-layer='conv3']")
     by_layer = changed(page, "maps-result", first["src"])
-    assert by_layer["caption"].startswith("conv3 [64×8×8]")
+    assert by_layer["caption"].startswith("conv3 [128×8×8]")
 
     page.select_option("#channels-mode", "top")
     page.fill("#channels-n", "4")
@@ -232,7 +232,7 @@ def test_a_click_on_a_tile_enlarges_that_channel_with_its_range(
     tile.click()
     enlarged = settled(page, "enlarge-result")
     assert page.is_visible("#enlarge") and enlarged["width"] > 0
-    assert page.inner_text("#enlarge-title") == "conv2 · channel 5 of 32"
+    assert page.inner_text("#enlarge-title") == "conv2 · channel 5 of 64"
     assert f"values from {low} to {high}" in enlarged["caption"]
     screenshot(page, "03-enlarged-channel")
     page.keyboard.press("ArrowRight")
@@ -337,7 +337,7 @@ def test_the_url_restores_a_shared_view(page: Any, server: LiveServer, browser: 
         fresh.goto(link)
         restored = settled(fresh, "maps-result")
         assert restored["src"] == shown["src"] and restored["caption"] == shown["caption"]
-        assert restored["tiles"] == [str(c) for c in range(26, 32)]
+        assert restored["tiles"] == [str(c) for c in range(58, 64)]
         assert (
             fresh.input_value("#channels-mode") == "last"
             and fresh.input_value("#channels-n") == "6"
@@ -357,7 +357,7 @@ def test_api_errors_read_as_sentences(page: Any, server: LiveServer, console: Co
     page.press("#channels-list", "Enter")
     shown = settled(page, "maps-result")
     assert shown["error"].startswith("channels: channel 99 is out of range for layer 'conv2'")
-    assert "valid: 0-31" in shown["error"] and not page.is_visible("#maps-result .picture")
+    assert "valid: 0-63" in shown["error"] and not page.is_visible("#maps-result .picture")
     screenshot(page, "07-error")
     page.fill("#channels-list", "0-3")
     page.press("#channels-list", "Enter")

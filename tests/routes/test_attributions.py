@@ -61,7 +61,7 @@ def test_cam_every_method_every_format(method: str, app_client, digit_pngs: list
         app_client, f"/v1/models/digits/cam?method={method}&format=json&top_k=3", images
     ).json()
     assert body["method"] == method and body["batch"] == 2 and body["input_size"] == [32, 32]
-    assert body["layers"] == [{"name": "relu3", "map_shape": [64, 8, 8], "shape": [2, 32, 32]}]
+    assert body["layers"] == [{"name": "relu3", "map_shape": [128, 8, 8], "shape": [2, 32, 32]}]
     assert [len(p) for p in body["predictions"]] == [3, 3]
     assert [row[0]["class_index"] for row in body["targets"]] == [
         p[0]["class_index"] for p in body["predictions"]

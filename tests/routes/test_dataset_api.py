@@ -98,9 +98,9 @@ def test_the_whole_digits_set_through_the_digits_model(digits_result: tuple[dict
     check_arithmetic(result)
     assert [layer["name"] for layer in result["layers"]] == ["relu1", "relu2", "relu3"]
     assert [layer["shape"] for layer in result["layers"]] == [
-        [16, 32, 32],
-        [32, 16, 16],
-        [64, 8, 8],
+        [32, 32, 32],
+        [64, 16, 16],
+        [128, 8, 8],
     ]
     for layer in result["layers"]:
         assert 0 < layer["sparsity"] < 1 and layer["min"] == 0 and layer["dead_fraction"] < 0.5
@@ -112,7 +112,7 @@ def test_the_digits_embedding_separates_the_classes(digits_result: tuple[dict, d
     assert (embedding["layer"], embedding["method"], embedding["feature_dim"]) == (
         "relu3",
         "tsne",
-        64,
+        128,
     )
     points, labels = np.array(embedding["points"]), np.array(embedding["labels"])
     assert points.shape == (1797, 2) and embedding["predicted"] == result["predicted"]

@@ -73,7 +73,7 @@ def test_filters_png(api: TestClient, query: str) -> None:
         ("/v1/models/digits/layers/relu1/filters", 422, "layer"),
         ("/v1/models/digits/layers/convv1/filters", 404, "layer"),
         ("/v1/models/nope/layers/conv1/filters", 404, "model"),
-        ("/v1/models/digits/layers/conv1/filters?channels=16", 422, "channels"),
+        ("/v1/models/digits/layers/conv1/filters?channels=32", 422, "channels"),
         ("/v1/models/digits/layers/conv1/filters?channels=x", 422, "channels"),
         ("/v1/models/digits/layers/conv2/filters?view=rgb", 422, "view"),
         ("/v1/models/digits/layers/conv2/filters?view=sideways", 422, "view"),
@@ -137,7 +137,7 @@ def test_maximize_json_has_the_activation_curve(api: TestClient) -> None:
     assert len(body["curve"]) == 30 and body["size"] == [32, 32]
     assert body["activation"] > body["noise_activation"]
     assert Image.open(io.BytesIO(base64.b64decode(body["png_base64"]))).size == (32, 32)
-    direction = ",".join(["0.5"] * 64)
+    direction = ",".join(["0.5"] * 128)
     other = api.post(
         f"/v1/models/digits/layers/relu3/maximize?direction={direction}&steps=5&format=json&size=40"
     )
@@ -151,7 +151,7 @@ def test_maximize_json_has_the_activation_curve(api: TestClient) -> None:
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ("channel=64", "channel"),
+        ("channel=128", "channel"),
         ("channel=-1", "channel"),
         ("", "channel"),
         ("channel=1&steps=601", "steps"),
@@ -166,7 +166,7 @@ def test_maximize_json_has_the_activation_curve(api: TestClient) -> None:
         ("channel=1&neuron=8,8", "neuron"),
         ("channel=1&neuron=a,b", "neuron"),
         ("direction=1,2,3", "direction"),
-        ("direction=" + ",".join(["1e999"] * 64), "direction"),
+        ("direction=" + ",".join(["1e999"] * 128), "direction"),
         ("channel=1&seed=-3", "seed"),
         ("channel=1&format=gif", "format"),
         ("channel=1&async=maybe", "async"),
@@ -261,8 +261,8 @@ def test_stats_json_every_layer(api: TestClient) -> None:
     assert names[:3] == ["conv1", "bn1", "relu1"] and names[-1] == "fc"
     relu1 = body["layers"][2]
     assert set(relu1) >= {"sparsity", "mean", "std", "max", "dead_fraction", "channel_means"}
-    assert 0 < relu1["sparsity"] < 1 and relu1["mean"] >= 0 and len(relu1["channel_means"]) == 16
-    assert relu1["shape"] == [16, 32, 32]
+    assert 0 < relu1["sparsity"] < 1 and relu1["mean"] >= 0 and len(relu1["channel_means"]) == 32
+    assert relu1["shape"] == [32, 32, 32]
     depths = [layer["depth"] for layer in body["layers"]]
     assert depths == sorted(depths)
 
@@ -304,7 +304,7 @@ def test_tsne_of_300_digits_separates_the_classes(api: TestClient) -> None:
     body = response.json()
     assert (
         body["layer"] == "input of fc"
-        and body["feature_dim"] == 64
+        and body["feature_dim"] == 128
         and body["explained_variance"] is None
     )
     points = np.array(body["points"])
