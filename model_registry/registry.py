@@ -11,6 +11,7 @@ from torch import nn
 from model_registry.catalog import LayerCatalog, build_catalog
 from model_registry.errors import ConfigError, unknown_model
 from model_registry.loading import build_model
+from model_registry.pooling import speed_up_max_pooling
 from model_registry.spec import ModelSpec
 
 
@@ -61,6 +62,7 @@ def load_model(
     """Build, move to `device` and catalog one model; the catalog pass doubles as warm-up."""
     built = build_model(spec, allow_downloads=allow_downloads)
     module = built.module.to(device)
+    speed_up_max_pooling(module)
     catalog = build_catalog(spec.name, module, (spec.in_channels, *spec.input_size), device)
     return LoadedModel(spec, module, device, catalog, built.pretrained, built.labels)
 
