@@ -52,8 +52,9 @@ export function chooseTile(tiles, layerCount = 1) {
   return layerCount > 1 ? Math.max(32, Math.round(base * 0.75)) : base;
 }
 
-/** The panel's width in pixels for tiles of `upsample` (as render_feature_maps lays it out). */
-export function panelWidth(layers, upsample, reduce) {
+/** The panel's width in pixels for tiles of `upsample` (as render_feature_maps lays it out;
+ *  `inputSide` is the longer side of the model input). */
+export function panelWidth(layers, upsample, reduce, inputSide = Infinity) {
   let width = RENDER.MARGIN;
   let tallest = 0;
   for (const layer of layers) {
@@ -70,16 +71,17 @@ export function panelWidth(layers, upsample, reduce) {
     width += columns * tw + (columns - 1) * RENDER.GAP + RENDER.MARGIN;
     tallest = Math.max(tallest, rows * th + (rows - 1) * RENDER.GAP);
   }
-  const input = Math.min(320, Math.max(128, tallest));
+  const side = Math.min(320, Math.max(128, tallest));
+  const input = inputSide < 128 ? side : Math.min(side, inputSide); // input_side()
   return width + input + RENDER.MARGIN;
 }
 
 /** The largest tile size (up to twice chooseTile's) whose panel fits in `available` pixels:
  *  the panels use the width they have and are never shrunk by the browser. */
-export function fittingTile(layers, reduce, available) {
+export function fittingTile(layers, reduce, available, inputSide = Infinity) {
   const tiles = Math.max(...layers.map((l) => (reduce === "none" ? l.tiles : 1)));
   let upsample = Math.min(256, 2 * chooseTile(tiles, layers.length));
-  while (upsample > 16 && panelWidth(layers, upsample, reduce) > available) upsample -= 2;
+  while (upsample > 16 && panelWidth(layers, upsample, reduce, inputSide) > available) upsample -= 2;
   return upsample;
 }
 
@@ -163,7 +165,8 @@ async function drawMaps(pane, app, layerNames, signal) {
     const channels = info?.spatial_shape?.[0] ?? info?.output_shape?.[0] ?? 16;
     return { spatial_shape: info?.spatial_shape, tiles: selectionSize(state.channels, channels) };
   });
-  const upsample = fittingTile(layers, state.reduce, availableWidth(pane.figure));
+  const inputSide = Math.max(...(app.model?.input_size ?? [Infinity]));
+  const upsample = fittingTile(layers, state.reduce, availableWidth(pane.figure), inputSide);
   const params = { image_id: state.image, layers: layerNames, ...mapOptions(state), upsample, format: "json" };
   const values = layerNames.length === 1 && state.reduce !== "pca"
     ? fetchNpy(app, FEATURE_MAPS, params, signal).catch(() => null) // hover only: never fails the view
