@@ -51,6 +51,8 @@ class ActivationCache:
                     return None
                 outputs[name].append(value)
         self.hits += 1
+        if len(image_ids) == 1:  # the cached arrays themselves: read-only, so never copied
+            return inputs[0], {name: parts[0] for name, parts in outputs.items()}
         return np.concatenate(inputs), {
             name: np.concatenate(parts) for name, parts in outputs.items()
         }
@@ -65,6 +67,8 @@ class ActivationCache:
         prefix = self._prefix(model)
         for index, image_id in enumerate(image_ids):
             for name, array in ((_INPUT, pixels), *outputs.items()):
-                # a copy: a slice would keep the whole batch's memory alive
+                # a copy: a slice would keep the whole batch's memory alive; read-only, since
+                # every later view of the image reads this very array
                 part = array[index : index + 1].copy()
+                part.flags.writeable = False
                 self._entries.put((*prefix, image_id, name), part, part.nbytes)
