@@ -64,11 +64,12 @@ class ActivationCache:
         pixels: np.ndarray,
         outputs: dict[str, np.ndarray],
     ) -> None:
+        """Keeps one image's arrays as they are (they are the request's own) and copies each
+        image's part of a batch, since a slice would keep the whole batch alive. Stored arrays
+        are read-only: every later view of the image reads these very arrays."""
         prefix = self._prefix(model)
         for index, image_id in enumerate(image_ids):
             for name, array in ((_INPUT, pixels), *outputs.items()):
-                # a copy: a slice would keep the whole batch's memory alive; read-only, since
-                # every later view of the image reads this very array
-                part = array[index : index + 1].copy()
+                part = array if len(image_ids) == 1 else array[index : index + 1].copy()
                 part.flags.writeable = False
                 self._entries.put((*prefix, image_id, name), part, part.nbytes)

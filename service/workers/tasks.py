@@ -46,7 +46,9 @@ def decode_batch(model: LoadedModel, uploads: Sequence[bytes], *, max_pixels: in
 
 
 def _split(batch: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
-    return list(batch.split(sizes))
+    """Each request's part; copies when several share the batch, so a part kept (in the
+    activation cache) never holds the other requests' memory."""
+    return [batch] if len(sizes) == 1 else [part.clone() for part in batch.split(sizes)]
 
 
 def capture_work(model: LoadedModel, plan: FeatureMapPlan) -> tuple[Hashable, BatchFn]:
