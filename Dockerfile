@@ -27,9 +27,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN pip install --index-url ${TORCH_INDEX} "torch>=2.6" "torchvision>=0.21" \
     && pip install "fastapi>=0.115" "uvicorn[standard]>=0.30" "pydantic>=2.7" "pydantic-settings>=2.3" \
-       "python-multipart>=0.0.9" "pillow>=10.3" "numpy>=1.26" "scikit-learn>=1.4" "matplotlib>=3.8" \
-       "safetensors>=0.4" "isal>=1.6" "httpx>=0.27" "prometheus-client>=0.20" "python-json-logger>=3.1" \
-       "timm>=1.0" "transformers>=4.45" "huggingface_hub>=0.25" "redis>=5.0" "threadpoolctl>=3.1"
+       "python-multipart>=0.0.9" "pillow>=10.3" "numpy>=1.26" "scikit-learn>=1.4" "scipy>=1.11" \
+       "matplotlib>=3.8" "safetensors>=0.4" "isal>=1.6" "httpx>=0.27" "prometheus-client>=0.20" \
+       "python-json-logger>=3.1" "timm>=1.0" "transformers>=4.45" "huggingface_hub>=0.25" "redis>=5.0" \
+       "threadpoolctl>=3.1"
 COPY api_schemas ./api_schemas
 COPY model_registry ./model_registry
 COPY service ./service
