@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
+import threading
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from service.engine import encode
 from service.engine.encode import png_bytes
 
 
@@ -41,3 +45,44 @@ def test_png_of_a_rendered_panel_round_trips(china_png: bytes) -> None:
 def test_png_refuses_non_byte_pixels() -> None:
     with pytest.raises(ValueError, match="uint8"):
         png_bytes(np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(480, 640, 3), (481, 640, 3), (2, 50_000, 3), (1, 300_000), (700, 400, 4)],
+    ids=["even rows", "odd rows", "two rows", "one row", "rgba"],
+)
+def test_big_pictures_deflated_in_two_bands_round_trip(shape: tuple[int, ...]) -> None:
+    """Pictures of 256 KB or more are deflated in two bands; the stream and its Adler-32
+    must still be exactly one valid zlib stream of the whole picture."""
+    rng = np.random.default_rng(sum(shape))
+    smooth = np.cumsum(rng.integers(0, 3, shape, dtype=np.uint8), axis=0, dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(png_bytes(smooth)))
+    decoded.load()
+    assert np.array_equal(np.asarray(decoded), smooth)
+
+
+def test_a_busy_helper_never_makes_the_encoder_wait() -> None:
+    """With the helper thread blocked, the caller takes the lower band back and encodes the
+    whole picture itself (a wait here would hang until the blocker is released)."""
+    release = threading.Event()
+    blocker = encode._HELPER.submit(release.wait, 60)
+    try:
+        pixels = np.random.default_rng(7).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+        done = concurrent.futures.ThreadPoolExecutor(1).submit(png_bytes, pixels)
+        encoded = done.result(timeout=30)
+        assert not blocker.done()  # the helper was busy the whole time
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(encoded))), pixels)
+    finally:
+        release.set()
+        blocker.result(timeout=30)
+
+
+@pytest.mark.parametrize("lengths", [(0, 5), (5, 0), (1, 1), (65_521, 3), (100_000, 200_001)])
+def test_adler32_combine_matches_the_checksum_of_the_joined_bytes(
+    lengths: tuple[int, int],
+) -> None:
+    rng = np.random.default_rng(sum(lengths))
+    first, second = (rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in lengths)
+    combined = encode._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
+    assert combined == zlib.adler32(first + second)
