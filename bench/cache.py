@@ -5,15 +5,23 @@ another channel selection, reduction or colormap. The first view of each image p
 decoding and the forward pass; repeated views reuse the cached layer. Goal: >= 5x faster.
 Both answer formats are timed: PNG views (the portal's) and npy views (scripts').
 
-Run: .venv/bin/python bench/cache.py [--images 12]
+The views are timed through Python's own `http.client` on one keep-alive connection, the
+lightest client at hand, as the portal's browser is: httpx spends about 0.5-1 ms of its
+own on each call, which is a fifth of a repeated view and tells nothing about the server.
+`--client httpx` times them through httpx instead.
+
+Run: .venv/bin/python bench/cache.py [--images 24] [--client http.client|httpx]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import statistics
 import sys
 import time
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,30 +39,56 @@ VIEWS = [
 ]
 
 
+def poster(base: str, kind: str) -> Callable[[str], bytes]:
+    """POST with no body to a path (query included) on one keep-alive connection; the answer."""
+    if kind == "httpx":
+        client = httpx.Client(base_url=base, timeout=60)
+
+        def post_httpx(path: str) -> bytes:
+            answer = client.post(path)
+            answer.raise_for_status()
+            return answer.content
+
+        return post_httpx
+    address = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+
+    def post(path: str) -> bytes:
+        connection.request("POST", path, body=b"", headers={"Content-Length": "0"})
+        answer = connection.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"{path}: {answer.status} {body[:200]!r}")
+        return body
+
+    return post
+
+
 def time_views(
-    client: httpx.Client, uploads: list[bytes], layer: str, fmt: str
+    client: httpx.Client, post: Callable[[str], bytes], uploads: list[bytes], layer: str, fmt: str
 ) -> tuple[list[float], list[float]]:
     """Per image: upload once, then every view in turn; (first views, repeated views) seconds."""
     first, repeated = [], []
-    url = "/v1/models/resnet18/feature-maps"
     for data in uploads:
         image_id = client.post("/v1/images", files={"image": ("p.png", data, "image/png")}).json()[
             "image_id"
         ]
         for index, view in enumerate(VIEWS):
-            params = {"image_id": image_id, "layers": layer, "format": fmt, **view}
+            query = urllib.parse.urlencode(
+                {"image_id": image_id, "layers": layer, "format": fmt, **view}
+            )
             started = time.perf_counter()
-            answer = client.post(url, params=params)
+            post(f"/v1/models/resnet18/feature-maps?{query}")
             elapsed = time.perf_counter() - started
-            answer.raise_for_status()
             (first if index == 0 else repeated).append(elapsed)
     return first, repeated
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--layer", default="layer2")
+    parser.add_argument("--client", choices=("http.client", "httpx"), default="http.client")
     args = parser.parse_args()
     with (
         running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base,
@@ -62,11 +96,15 @@ def main() -> None:
     ):
         # Distinct images per format, so every first view is a real cache miss.
         uploads = distinct_pictures(2 * args.images)
+        post = poster(base, args.client)
         results = {
-            fmt: time_views(client, uploads[i::2], args.layer, fmt)
+            fmt: time_views(client, post, uploads[i::2], args.layer, fmt)
             for i, fmt in enumerate(("png", "npy"))
         }
-    print(f"resnet18 {args.layer}, {args.images} images x {len(VIEWS)} views per format")
+    print(
+        f"resnet18 {args.layer}, {args.images} images x {len(VIEWS)} views per format, "
+        f"views timed through {args.client}"
+    )
     for fmt, (first, repeated) in results.items():
         cold, warm = statistics.median(first), statistics.median(repeated)
         print(
