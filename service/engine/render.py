@@ -216,6 +216,8 @@ def input_picture(pixels: np.ndarray, *, longer_side: int) -> np.ndarray:
     kept (a few dozen, keyed by the pixels' digest): the resize took about a tenth of a
     repeated PNG view. Callers get their own copy, since some draw on it."""
     pixels = np.ascontiguousarray(pixels)
+    if max(pixels.shape[:2]) == longer_side:  # shown at its own size: nothing to resize or keep
+        return pixels.copy()
     key = (hashlib.blake2b(pixels.data, digest_size=16).digest(), pixels.shape, longer_side)
     with _SHOWN_LOCK:
         shown = _SHOWN.get(key)

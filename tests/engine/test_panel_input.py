@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.datasets import load_sample_images
 
 from service.engine.feature_maps import (
@@ -13,7 +14,7 @@ from service.engine.feature_maps import (
     LayerMaps,
     render_feature_maps,
 )
-from service.engine.render import RenderOptions
+from service.engine.render import RenderOptions, input_picture
 
 MARGIN, TITLE, GAP = 8, 18, 2
 
@@ -55,3 +56,17 @@ def test_input_follows_the_grid_but_is_not_enlarged(side: int, tiles: int, expec
     shown = panel[MARGIN + TITLE : MARGIN + TITLE + expected, MARGIN : MARGIN + expected]
     if expected == side:  # drawn at its own size: the very pixels
         np.testing.assert_array_equal(shown, pixels)
+
+
+@pytest.mark.parametrize("side", [224, 300, 100], ids=["own size", "larger", "smaller"])
+def test_input_picture_is_pillows_resize_and_a_private_copy(side: int) -> None:
+    """At its own size the picture is shown as it is; any other size is Pillow's resize.
+    Either way the caller may draw on what it gets without changing a later call's."""
+    pixels = photo(224)
+    resample = Image.Resampling.NEAREST if side >= 448 else Image.Resampling.BILINEAR
+    expected = np.asarray(Image.fromarray(pixels).resize((side, side), resample))
+    shown = input_picture(pixels, longer_side=side)
+    assert np.array_equal(shown, expected)
+    shown[:] = 0
+    assert np.array_equal(input_picture(pixels, longer_side=side), expected)
+    assert not np.shares_memory(shown, pixels)
