@@ -21,79 +21,44 @@ event loop and the worker threads, and the client. Means, not medians, so the pa
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import re
 import sys
 import time
 import urllib.parse
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import distinct_pictures, running_server  # noqa: E402
+from bench.cache import VIEWS  # noqa: E402
+from bench.common import KeepAliveClient, distinct_pictures, running_server  # noqa: E402
 
-VIEWS = [
-    {"channels": "top:16", "colormap": "magma"},
-    {"channels": "0-31", "scale": "shared"},
-    {"channels": "all", "reduce": "pca"},
-    {"channels": "all", "reduce": "mean", "colormap": "inferno"},
-]
 STAGE = re.compile(r'^layerscope_stage_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$', re.M)
 
 
-class Client:
-    """POSTs on one keep-alive `http.client` connection; uploads as multipart/form-data."""
-
-    def __init__(self, base: str) -> None:
-        address = urllib.parse.urlsplit(base)
-        self.connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-
-    def request(self, method: str, path: str, upload: tuple[str, bytes] | None = None) -> bytes:
-        body, headers = b"", {"Content-Length": "0"}
-        if upload is not None:
-            body, kind = multipart(*upload)
-            headers = {"Content-Type": kind, "Content-Length": str(len(body))}
-        self.connection.request(method, path, body=body, headers=headers)
-        answer = self.connection.getresponse()
-        content = answer.read()
-        if answer.status != 200:
-            raise RuntimeError(f"{path}: {answer.status} {content[:200]!r}")
-        return content
-
-    def stages(self) -> tuple[Counter[str], Counter[str]]:
-        """(seconds, calls) per stage so far."""
-        text = self.request("GET", "/metrics").decode()
-        seconds, calls = Counter[str](), Counter[str]()
-        for kind, stage, value in STAGE.findall(text):
-            (seconds if kind == "sum" else calls)[stage] += float(value)
-        return seconds, calls
+def stages(client: KeepAliveClient) -> Counter[str]:
+    """Seconds the server has spent so far in each stage it times."""
+    text = client.request("GET", "/metrics").decode()
+    seconds: Counter[str] = Counter()
+    for kind, stage, value in STAGE.findall(text):
+        if kind == "sum":
+            seconds[stage] += float(value)
+    return seconds
 
 
-def multipart(media_type: str, data: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="picture"\r\n'
-        f"Content-Type: {media_type}\r\n\r\n"
-    ).encode()
-    return (
-        head + data + f"\r\n--{boundary}--\r\n".encode(),
-        f"multipart/form-data; boundary={boundary}",
-    )
-
-
-def measure(client: Client, calls: list[Callable[[], object]]) -> tuple[float, dict[str, float]]:
+def measure(
+    client: KeepAliveClient, calls: list[Callable[[], object]]
+) -> tuple[float, dict[str, float]]:
     """(mean seconds per call end to end, stage -> mean seconds per call) over `calls`."""
-    seconds_before, _ = client.stages()
+    seconds_before = stages(client)
     total = 0.0
     for call in calls:
         started = time.perf_counter()
         call()
         total += time.perf_counter() - started
-    seconds_after, _ = client.stages()
+    seconds_after = stages(client)
     spent = {s: (seconds_after[s] - seconds_before[s]) / len(calls) for s in seconds_after}
     return total / len(calls), {s: t for s, t in spent.items() if t > 0}
 
@@ -113,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     pictures = distinct_pictures(args.calls + 2)
     with running_server({"LAYERSCOPE_DEVICE": "cpu"}) as base:
-        client = Client(base)
+        client = KeepAliveClient(base)
         model = "/v1/models/resnet18"
         for picture in pictures[:2]:  # warm-up: first calls pay for lazy set-up
             client.request(
@@ -131,7 +96,7 @@ def main() -> None:
 
         stored = client.request("POST", "/v1/images", ("image/png", pictures[0]))
         image_id = json.loads(stored)["image_id"]
-        for view in VIEWS:
+        for view in VIEWS[1:]:  # VIEWS[0] is bench/cache.py's first view
             query = urllib.parse.urlencode(
                 {"image_id": image_id, "layers": "layer2", "format": "png", **view}
             )

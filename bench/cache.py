@@ -16,7 +16,6 @@ Run: .venv/bin/python bench/cache.py [--images 24] [--client http.client|httpx]
 from __future__ import annotations
 
 import argparse
-import http.client
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import distinct_pictures, running_server  # noqa: E402
+from bench.common import KeepAliveClient, distinct_pictures, running_server  # noqa: E402
 
 VIEWS = [
     {"channels": "first:16"},
@@ -50,16 +49,10 @@ def poster(base: str, kind: str) -> Callable[[str], bytes]:
             return answer.content
 
         return post_httpx
-    address = urllib.parse.urlsplit(base)
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    client = KeepAliveClient(base)
 
     def post(path: str) -> bytes:
-        connection.request("POST", path, body=b"", headers={"Content-Length": "0"})
-        answer = connection.getresponse()
-        body = answer.read()
-        if answer.status != 200:
-            raise RuntimeError(f"{path}: {answer.status} {body[:200]!r}")
-        return body
+        return client.request("POST", path)
 
     return post
 
