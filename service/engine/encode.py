@@ -68,7 +68,7 @@ def _idat(rows: np.ndarray) -> list[bytes]:
     """
     if rows.nbytes < _SPLIT_BYTES or rows.shape[0] < 2:
         band, checksum, _ = _deflated_band(rows, None, last=True)
-        return [_ZLIB_HEADER, band, struct.pack(">I", checksum)]
+        return [_ZLIB_HEADER, *band, struct.pack(">I", checksum)]
     middle = rows.shape[0] // 2
     lower = _HELPER.submit(_deflated_band, rows[middle:], rows[middle - 1], last=True)
     upper = _deflated_band(rows[:middle], None, last=False)
@@ -77,14 +77,15 @@ def _idat(rows: np.ndarray) -> list[bytes]:
     else:
         second = lower.result()
     checksum = _adler32_combine(upper[1], second[1], second[2])
-    return [_ZLIB_HEADER, upper[0], second[0], struct.pack(">I", checksum)]
+    return [_ZLIB_HEADER, *upper[0], *second[0], struct.pack(">I", checksum)]
 
 
 def _deflated_band(
     rows: np.ndarray, above: np.ndarray | None, *, last: bool
-) -> tuple[bytes, int, int]:
-    """(raw deflate, Adler-32, length) of a band of rows with PNG's Up filter; `above` is the
-    row before the band (none for the picture's first row, which Up leaves as it is)."""
+) -> tuple[list[bytes], int, int]:
+    """(raw deflate in pieces, Adler-32, length) of a band of rows with PNG's Up filter;
+    `above` is the row before the band (none for the picture's first row, which Up leaves as
+    it is)."""
     filtered = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
     filtered[:, 0] = _UP_FILTER
     if above is None:
@@ -95,7 +96,7 @@ def _deflated_band(
     data = memoryview(filtered).cast("B")
     deflate = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)  # raw: no header, no checksum
     flush = isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH
-    return deflate.compress(data) + deflate.flush(flush), isal_zlib.adler32(data), len(data)
+    return [deflate.compress(data), deflate.flush(flush)], isal_zlib.adler32(data), len(data)
 
 
 def _adler32_combine(first: int, second: int, second_length: int) -> int:
