@@ -11,8 +11,9 @@ from torch import nn
 from model_registry.catalog import LayerCatalog, build_catalog
 from model_registry.errors import ConfigError, unknown_model
 from model_registry.loading import build_model
+from model_registry.packed_convolution import check_whole_model, speed_up_convolutions
 from model_registry.pooling import speed_up_max_pooling
-from model_registry.spec import ModelSpec
+from model_registry.spec import DETECTION, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,34 @@ def resolve_device(requested: str | None) -> torch.device:
 
 
 def load_model(
-    spec: ModelSpec, device: torch.device, *, allow_downloads: bool = False
+    spec: ModelSpec,
+    device: torch.device,
+    *,
+    allow_downloads: bool = False,
+    pack_convolutions: bool = True,
 ) -> LoadedModel:
-    """Build, move to `device` and catalog one model; the catalog pass doubles as warm-up."""
+    """Build, move to `device` and catalog one model; the catalog pass doubles as warm-up.
+
+    `pack_convolutions`: convolutions in passes without a graph run on weights reordered for
+    oneDNN once (`model_registry/packed_convolution.py`), equal to torch's to float rounding.
+    """
     built = build_model(spec, allow_downloads=allow_downloads)
     module = built.module.to(device)
     speed_up_max_pooling(module)
+    # Detection keeps torch's kernels: proposal ranking and non-maximum suppression can turn
+    # a rounding difference into other boxes, and each picture's own size would keep
+    # reordering the weights anyway.
+    packable = pack_convolutions and device.type == "cpu" and spec.task != DETECTION
+    if packable and speed_up_convolutions(module):
+        check_whole_model(module, _example_input(spec, device))
     catalog = build_catalog(spec.name, module, (spec.in_channels, *spec.input_size), device)
     return LoadedModel(spec, module, device, catalog, built.pretrained, built.labels)
+
+
+def _example_input(spec: ModelSpec, device: torch.device) -> torch.Tensor:
+    """A seeded picture-like input for checks at load time (the catalog's pass uses zeros)."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn((1, spec.in_channels, *spec.input_size), generator=generator).to(device)
 
 
 class ModelRegistry:
@@ -75,9 +96,19 @@ class ModelRegistry:
 
     @classmethod
     def load(
-        cls, specs: Iterable[ModelSpec], device: torch.device, *, allow_downloads: bool = False
+        cls,
+        specs: Iterable[ModelSpec],
+        device: torch.device,
+        *,
+        allow_downloads: bool = False,
+        pack_convolutions: bool = True,
     ) -> ModelRegistry:
-        return cls(load_model(s, device, allow_downloads=allow_downloads) for s in specs)
+        return cls(
+            load_model(
+                s, device, allow_downloads=allow_downloads, pack_convolutions=pack_convolutions
+            )
+            for s in specs
+        )
 
     def get(self, name: str) -> LoadedModel:
         try:

@@ -56,7 +56,12 @@ def load_registry(settings: Settings) -> ModelRegistry:
     """
     specs = load_config(settings.models) if settings.models else default_specs()
     device = resolve_device(settings.device)
-    registry = ModelRegistry.load(specs, device, allow_downloads=settings.allow_downloads)
+    registry = ModelRegistry.load(
+        specs,
+        device,
+        allow_downloads=settings.allow_downloads,
+        pack_convolutions=settings.pack_convolutions,
+    )
     for model in registry:
         log.info(
             "model %s (%s) on %s, %s, %d layers",

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="a request still queued then is answered 504"
     )
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
+    pack_convolutions: bool = Field(
+        default=True,
+        description="CPU convolutions without a graph on weights reordered once for oneDNN "
+        "(equal to torch's to float rounding); false: torch's own kernel, bitwise",
+    )
     blas_threads: int = Field(
         default=1,
         ge=1,
