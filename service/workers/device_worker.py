@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from model_registry.errors import DeadlineExceeded, OutOfDeviceMemory
+from model_registry.packed_convolution import packed_weights
 
 log = logging.getLogger("layerscope.workers")
 
@@ -130,7 +131,8 @@ class DeviceWorker:
     def serve_waiting(self) -> None:
         """Run the items queued behind the current one, one by one, on this thread; a job
         calls this between two steps, with no hooks live, so requests are not held up by
-        it. Queued jobs stay queued. Each item runs with the thread's default grad modes."""
+        it. Queued jobs stay queued. Each item runs with the thread's default grad modes
+        and kernels."""
         if threading.current_thread() is not self._thread:
             return
         while True:
@@ -139,7 +141,7 @@ class DeviceWorker:
                 if work is None:
                     return
                 self._queue.remove(work)
-            with torch.inference_mode(False), torch.enable_grad():
+            with torch.inference_mode(False), torch.enable_grad(), packed_weights(False):
                 self._start([work])
 
     def _loop(self) -> None:

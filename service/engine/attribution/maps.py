@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from model_registry.errors import InvalidInput
 from model_registry.layout import to_maps
+from model_registry.packed_convolution import packed_weights
 from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
 from service.engine.attribution.graph import forward_to_layers, gradients_of
@@ -60,6 +61,7 @@ def unit_scale(maps: torch.Tensor) -> torch.Tensor:
     return shifted / (shifted.amax(dim=(-2, -1), keepdim=True) + 1e-7)
 
 
+@packed_weights()  # passes without a graph on reordered weights: equal to rounding
 def cam_maps(
     model: LoadedModel,
     batch: torch.Tensor,
