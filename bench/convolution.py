@@ -4,11 +4,12 @@
 
 For each network (seeded random weights, one 224 x 224 picture, inference mode) two copies
 run in alternating blocks in this process: one as torchvision builds it, one with
-layerscope's packed-weight convolutions (`model_registry/packed_convolution.py`, which the
-registry applies to every model it loads on the CPU). Both copies have layerscope's max
-pooling path, so the ratio is the convolutions' alone. It prints the median forward pass of
-each, their ratio, and how far the logits and the last convolution stage's output are from
-torch's, relative to their largest magnitude.
+layerscope's packed-weight convolutions run inside `packed_weights()`
+(`model_registry/packed_convolution.py`: the registry installs them in every model it loads
+on the CPU, and a CAM's passes use them). Both copies have layerscope's max pooling path,
+so the ratio is the convolutions' alone. It prints the median forward pass of each, their
+ratio, and how far the logits and the last packed layer's output are from torch's,
+relative to their largest magnitude.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Faster convolutions on CPU for attribution passes: each layer's weights laid out once.
 
-On every call, torch's CPU convolution hands the layer's weights to oneDNN, which first
-reorders them into its blocked layout: for a 256 x 256 x 3 x 3 layer that reorder takes
-longer than the convolution itself. A packed layer keeps its weights reordered and calls
-oneDNN's inference convolution with them (`torch.ops.mkldnn._convolution_pointwise`, the
-kernel torch.compile's CPU backend runs for frozen weights). That kernel answers
-channels-last, and the next packed layer takes that as it is; a layer on torch's kernel
-gets its input made contiguous first. `bench/convolution.py` times networks both ways.
+On every call, torch's CPU convolution has oneDNN reorder the layer's weights into its
+blocked layout, and the activations into and out of it. A packed layer keeps its weights
+reordered and calls oneDNN's inference convolution with them
+(`torch.ops.mkldnn._convolution_pointwise`, the kernel torch.compile's CPU backend runs for
+frozen weights). That kernel answers channels-last, and the next packed layer takes that as
+it is; a layer on torch's kernel gets its input made contiguous first. `bench/convolution.py`
+times networks both ways.
 
 The values come from another oneDNN kernel, so they are not bitwise torch's: they agree to
 float rounding (`bench/convolution.py` prints how far). That is why only the passes that
