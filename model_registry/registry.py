@@ -66,8 +66,9 @@ def load_model(
 ) -> LoadedModel:
     """Build, move to `device` and catalog one model; the catalog pass doubles as warm-up.
 
-    `pack_convolutions`: convolutions in passes without a graph run on weights reordered for
-    oneDNN once (`model_registry/packed_convolution.py`), equal to torch's to float rounding.
+    `pack_convolutions`: on the CPU, convolutions inside `packed_weights()` (a CAM's passes)
+    run on weights reordered for oneDNN once, equal to torch's to float rounding
+    (`model_registry/packed_convolution.py`); everywhere else they run torch's own kernel.
     """
     built = build_model(spec, allow_downloads=allow_downloads)
     module = built.module.to(device)

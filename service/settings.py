@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
     pack_convolutions: bool = Field(
         default=True,
-        description="CPU convolutions without a graph on weights reordered once for oneDNN "
-        "(equal to torch's to float rounding); false: torch's own kernel, bitwise",
+        description="a CAM's passes on the CPU run convolutions on weights reordered once for "
+        "oneDNN (equal to torch's to float rounding); false: torch's own kernel everywhere",
     )
     blas_threads: int = Field(
         default=1,

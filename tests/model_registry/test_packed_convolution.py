@@ -74,6 +74,13 @@ def packed(layer: nn.Module) -> nn.Module:
     return fast
 
 
+def seeded(seed: int, *args: object, **kwargs: object) -> tuple[nn.Module, nn.Module]:
+    """A seeded `nn.Conv2d(*args, **kwargs)` in eval mode, and its packed copy."""
+    torch.manual_seed(seed)
+    layer = nn.Conv2d(*args, **kwargs).eval()
+    return layer, packed(layer)
+
+
 def state(layer: nn.Conv2d) -> tuple[int, bool, int]:
     packs = layer._layerscope_packs
     return len(packs.by_shape), packs.off, packs.reorders
@@ -145,9 +152,7 @@ def test_a_channels_last_output_feeds_packed_and_torch_layers_alike() -> None:
 
 
 def test_one_picture_and_batches_keep_one_copy_each() -> None:
-    torch.manual_seed(4)
-    layer = nn.Conv2d(16, 32, 3, padding=1).eval()
-    fast = packed(layer)
+    layer, fast = seeded(4, 16, 32, 3, padding=1)
     with torch.no_grad():  # no graph either way: no_grad takes the packed path too
         for batch in (1, 1, 3, 5, 2, 1, 4):
             x = picture(batch, (batch, 16, 20, 20))
@@ -157,9 +162,7 @@ def test_one_picture_and_batches_keep_one_copy_each() -> None:
 
 
 def test_passes_that_record_a_graph_keep_torch_kernel_and_its_backward() -> None:
-    torch.manual_seed(5)
-    layer = nn.Conv2d(8, 16, 3, padding=1).eval()
-    fast = packed(layer)
+    layer, fast = seeded(5, 8, 16, 3, padding=1)
     x = picture(6, (2, 8, 24, 24))
     leaf, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
     for _ in range(2):
@@ -174,9 +177,7 @@ def test_passes_that_record_a_graph_keep_torch_kernel_and_its_backward() -> None
 
 
 def test_weights_changed_in_place_are_reordered_again() -> None:
-    torch.manual_seed(8)
-    layer = nn.Conv2d(8, 16, 3, padding=1).eval()
-    fast = packed(layer)
+    layer, fast = seeded(8, 8, 16, 3, padding=1)
     x = picture(9, (1, 8, 24, 24))
     with torch.inference_mode():
         fast(x), fast(x)
@@ -190,9 +191,7 @@ def test_weights_changed_in_place_are_reordered_again() -> None:
 
 
 def test_a_layer_fed_ever_new_shapes_goes_back_to_torch_for_good() -> None:
-    torch.manual_seed(10)
-    layer = nn.Conv2d(8, 8, 3, padding=1).eval()
-    fast = packed(layer)
+    layer, fast = seeded(10, 8, 8, 3, padding=1)
     with torch.inference_mode():
         for side in range(16, 16 + MAX_REORDERS):
             x = picture(side, (1, 8, side, side))
@@ -207,9 +206,7 @@ def test_a_layer_fed_ever_new_shapes_goes_back_to_torch_for_good() -> None:
 def test_a_kernel_that_disagrees_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     convolve = packed_convolution._convolve
     monkeypatch.setattr(packed_convolution, "_convolve", lambda *args: convolve(*args) * (1 + 1e-3))
-    torch.manual_seed(11)
-    layer = nn.Conv2d(8, 16, 3, padding=1).eval()
-    fast = packed(layer)
+    layer, fast = seeded(11, 8, 16, 3, padding=1)
     x = picture(12, (1, 8, 24, 24))
     with torch.inference_mode():
         for _ in range(3):
@@ -230,9 +227,7 @@ def test_other_layers_and_inputs_keep_torch_kernel() -> None:
     assert speed_up_convolutions(model) == 0
     assert packed_layers(model) == []
 
-    torch.manual_seed(13)
-    layer = nn.Conv2d(4, 8, 3).eval()
-    fast = packed(layer)
+    layer, fast = seeded(13, 4, 8, 3)
     assert speed_up_convolutions(fast) == 0  # once only
     with torch.inference_mode():
         wide = picture(14, (1, 4, 16, 16)).double()
@@ -245,9 +240,7 @@ def test_other_layers_and_inputs_keep_torch_kernel() -> None:
 
 
 def test_a_copy_starts_without_reordered_weights_and_runs_its_own() -> None:
-    torch.manual_seed(17)
-    layer = nn.Conv2d(8, 8, 3, padding=1).eval()
-    fast = packed(layer)
+    layer, fast = seeded(17, 8, 8, 3, padding=1)
     x = picture(18, (1, 8, 20, 20))
     with torch.inference_mode():
         fast(x)
