@@ -93,8 +93,8 @@ def _pool(settings: Settings, metrics: Metrics) -> InferencePool:
 def _load_on_device(settings: Settings, registry_loader: RegistryLoader) -> ModelRegistry:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    # numpy's BLAS keeps its own spinning thread team: with two teams on the cores, a PCA view
-    # took 250 ms instead of 8 ms on the 2-core machine. Process-wide, kept until exit.
+    # numpy's BLAS keeps its own spinning thread team: with two teams spinning on the same
+    # cores, a PCA view is many times slower. Process-wide, kept until exit.
     threadpool_limits(limits=settings.blas_threads, user_api="blas")
     return registry_loader(settings)
 

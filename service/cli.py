@@ -16,9 +16,9 @@ import traceback
 
 # Read by torch's OpenMP runtime (libgomp) when torch loads, so it is set before any import
 # that loads torch. After a parallel region, libgomp's idle worker spins (default 300,000
-# turns, about 10 ms) before it sleeps. In a plain script the next region comes at once;
+# turns) before it sleeps. In a plain script the next region comes at once;
 # in the server, decoding, encoding and HTTP come next and the spinner takes one of their
-# cores. 30,000 turns keep back-to-back kernels hot and free the core after about 1 ms.
+# cores. 30,000 turns keep back-to-back kernels hot and free the core ten times sooner.
 # An operator's own value wins. See README, "Execution".
 os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 

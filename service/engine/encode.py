@@ -32,10 +32,10 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     """uint8 [H, W] (grey), [H, W, 3] (RGB) or [H, W, 4] (RGBA) -> PNG.
 
     Encoding is most of a cached view's time, and almost all of it is deflate and row
-    filtering. Pillow (zlib level 1, adaptive filters) takes 10-13 ms for a 740 x 430 panel;
-    every row with PNG's "Up" filter (a numpy subtraction) deflated by ISA-L (python-isal) at
-    level 1 takes 1-3 ms for about 8% more bytes. No library writes PNG with ISA-L, so the
-    three chunks are written here; any PNG decoder reads them. Pictures of
+    filtering. Every row with PNG's "Up" filter (a numpy subtraction) deflated by ISA-L
+    (python-isal) at level 1 is several times faster than Pillow (zlib level 1, adaptive
+    filters), for slightly more bytes (`bench/cache.py` times the views). No library writes
+    PNG with ISA-L, so the three chunks are written here; any PNG decoder reads them. Pictures of
     `_SPLIT_BYTES` or more are filtered and deflated in two halves at once (see `_idat`).
     """
     pixels = np.ascontiguousarray(pixels)
@@ -61,8 +61,8 @@ def _idat(rows: np.ndarray) -> list[bytes]:
 
     A big picture is cut into two bands of rows, each filtered and deflated on its own (the
     first ends on a byte-aligned sync flush, so the raw streams simply follow each other, as
-    pigz does), the lower band on a helper thread: that takes a 900 KB panel's deflate from
-    about 1.4 to 0.8 ms on two cores. The helper runs numpy and ISA-L only, never torch. When
+    pigz does), the lower band on a helper thread: on two cores that shortens a big panel's
+    deflate. The helper runs numpy and ISA-L only, never torch. When
     it is busy (another request is encoding), the caller takes its band back (`cancel`
     succeeds on a band not yet started) and deflates it itself, so nothing ever waits in line.
     """
@@ -117,8 +117,8 @@ _HELPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerscope-defla
 
 
 def _chunk(kind: bytes, *data: bytes) -> list[bytes]:
-    """A PNG chunk as pieces: length, type, the data's pieces, CRC-32 (ISA-L's: SIMD, 4x
-    zlib's here) of type and data."""
+    """A PNG chunk as pieces: length, type, the data's pieces, CRC-32 (ISA-L's: SIMD,
+    faster than zlib's) of type and data."""
     checksum = isal_zlib.crc32(kind)
     for piece in data:
         checksum = isal_zlib.crc32(piece, checksum)

@@ -225,7 +225,7 @@ def to_batch(pixels: np.ndarray, spec: ModelSpec, device: torch.device) -> torch
     """uint8 [B, H, W, C] -> normalized float32 batch [B, C, H, W] on `device`, contiguous.
 
     Contiguous, not the channels-last strides the permute leaves: those carry through
-    every convolution, and resnet50 on 2 CPU cores ran 82 ms instead of 66 ms on them.
+    every convolution, and resnet50 on CPU cores runs slower on them.
     """
     array = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
     batch = torch.from_numpy(array).to(device=device, dtype=torch.float32)

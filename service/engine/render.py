@@ -1,7 +1,7 @@
 """Pictures from arrays: colormaps, tiles, grids, overlays and multi-layer panels.
 
 Colormaps come from matplotlib's registry as lookup tables; no figure is ever built, which
-is what makes a grid of 32 channels an order of magnitude faster than `plt.subplots`.
+is what makes a grid of channels cheap next to `plt.subplots` (`bench/feature_maps.py`).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def input_picture(pixels: np.ndarray, *, longer_side: int) -> np.ndarray:
     """The de-normalized input, resized for display (nearest when enlarging small digits).
 
     Every view of an uploaded picture shows it at the same size, so the resized picture is
-    kept (a few dozen, keyed by the pixels' digest): the resize took about a tenth of a
+    kept (a few dozen, keyed by the pixels' digest) rather than resized again for every
     repeated PNG view. Callers get their own copy, since some draw on it."""
     pixels = np.ascontiguousarray(pixels)
     if max(pixels.shape[:2]) == longer_side:  # shown at its own size: nothing to resize or keep

@@ -51,7 +51,7 @@ async def addressed_model(
     """The addressed model; the request is admitted to its queue (503 when full) until it ends.
 
     The app's state is read from the request, not through sub-dependencies: FastAPI's solver
-    costs about 0.1 ms per dependency, which a cached view pays on every call."""
+    pays for every dependency, and a cached view would pay it on every call."""
     loaded = _registry(request).get(model)
     with request.app.state.pool.admission.enter(loaded.name):
         yield loaded

@@ -5,7 +5,7 @@ makes them fast, and a memory bound is what keeps a large model from exhausting 
 The bound is estimated from the layer catalog: with a graph, every leaf module's output
 (each call of it) is kept for the backward pass; without one, only a few outputs live at
 a time. On CPU, batches beyond a handful of images stop paying (resnet50 at 224 x 224
-runs ~15% slower per image at 16 than at 8 on a 2-core machine), so the CPU cap is lower.
+runs slower per image at 16 than at 8 on a 2-core machine), so the CPU cap is lower.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ pooling of all of them, although only the detections' rows have a gradient. Insi
 `rows_with_grad`, the RoI heads run without a graph; then each detection's row is computed
 again from the same features, with one: the same values (the same operations on the same
 inputs) and the same gradients, for a few rows instead of all of them. On
-fasterrcnn_mobilenet_v3_large_320_fpn the heads are 60 ms of a 100 ms forward pass.
+fasterrcnn_mobilenet_v3_large_320_fpn the heads are most of a forward pass
+(`bench/detection.py` measures the gain).
 
 Which proposal a detection came from is found by value: torchvision's post-processing
 (score threshold, small boxes, NMS, top-k) keeps no index, but a detection's score and box
