@@ -19,6 +19,7 @@ from service.metrics import Metrics, hook_count
 from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
+from service.middleware.tenants import load_keys
 from service.routes import (
     attributions,
     datasets,
@@ -104,6 +105,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app; models load in the lifespan (start-up fails on a bad model entry)."""
     settings = settings or Settings()
+    keys = load_keys(settings)  # a bad key setting stops start-up here (ConfigError)
     metrics_ = Metrics()
 
     @asynccontextmanager
@@ -178,8 +180,8 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"],
         )
-    if settings.api_key is not None:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    if keys is not None:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
     if settings.redis_url is not None:
         app.add_middleware(ReplayCapture)  # a job keeps its request for the replica that runs it
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -93,6 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     from model_registry.registry import ModelRegistry, resolve_device
     from service.app import create_app, load_registry
     from service.logging_setup import configure_logging
+    from service.middleware.tenants import load_keys
     from service.settings import Settings
 
     settings = Settings()
@@ -103,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         load_config(settings.models)  # fail before binding the port
         load_datasets(settings.models)  # a missing or empty dataset folder too
     resolve_device(settings.device)  # likewise: the lifespan resolves it before loading
+    load_keys(settings)  # and a bad API key setting, never served without auth
     log = _StartUpLog()
     failures: list[BaseException] = []
 

@@ -71,7 +71,26 @@ class Settings(BaseSettings):
         default=512 * 1024 * 1024, ge=0, description="captured layers kept for repeat views"
     )
     api_key: SecretStr | None = Field(
-        default=None, description="require 'Authorization: Bearer <key>'"
+        default=None, description="require 'Authorization: Bearer <key>'; one tenant, 'default'"
+    )
+    # Tenants (service/middleware/tenants.py parses these; a bad value stops start-up).
+    api_keys: SecretStr | None = Field(
+        default=None, description="tenants as 'name:key,name:key' (a key may be sha256:<hex>)"
+    )
+    api_keys_file: Path | None = Field(default=None, description="a file of 'name:key' lines")
+    admin_tenants: str = Field(default="", description="tenants that see every tenant's work")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="a bearer token that reads GET /metrics and nothing else"
+    )
+    id_secret: SecretStr | None = Field(
+        default=None,
+        description="keys image ids (HMAC); unset: random per process, or shared via Redis",
+    )
+    tenant_max_jobs: int | None = Field(
+        default=None, ge=1, description="queued or running jobs per tenant (429 above)"
+    )
+    tenant_max_image_bytes: int | None = Field(
+        default=None, ge=1024, description="stored upload bytes per tenant; its oldest go first"
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allowed origins; empty: CORS off"

@@ -1,23 +1,36 @@
-"""Optional bearer token: compared in constant time; health, readiness and docs are exempt."""
+"""API keys: `Authorization: Bearer <key>` (the scheme in any case) names the request's
+tenant; health, readiness and docs are exempt, and /metrics also takes the scrape token."""
 
 from __future__ import annotations
-
-import hmac
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.middleware.tenants import KeyRing
+from service.workers.tenancy import SCOPE_KEY
+
 EXEMPT = frozenset(
     {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
 )
+METRICS = "/metrics"
+
+
+def bearer(scope: Scope) -> bytes | None:
+    """The credentials of an `Authorization: Bearer <key>` header (RFC 9110: the scheme is
+    case-insensitive), or None."""
+    given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+    scheme, _, key = given.strip().partition(b" ")
+    if scheme.lower() != b"bearer" or not key.strip():
+        return None
+    return key.strip()
 
 
 class ApiKeyMiddleware:
     def __init__(
-        self, app: ASGIApp, api_key: str, *, exempt_prefixes: tuple[str, ...] = ("/ui",)
+        self, app: ASGIApp, keys: KeyRing, *, exempt_prefixes: tuple[str, ...] = ("/ui",)
     ) -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._keys = keys
         self._exempt_prefixes = exempt_prefixes
 
     def _exempt(self, path: str) -> bool:
@@ -26,7 +39,8 @@ class ApiKeyMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A job replayed by the replica that runs it was authorized when it was submitted.
+        # A job replayed by the replica that runs it was authorized when it was submitted;
+        # the replay carries that request's tenant in its scope.
         replayed = "layerscope.job" in scope
         if (
             scope["type"] != "http"
@@ -36,8 +50,11 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        if not hmac.compare_digest(given, self._expected):
+        key = bearer(scope)
+        tenant = self._keys.tenant(key) if key is not None else None
+        if tenant is not None:
+            scope[SCOPE_KEY] = tenant
+        elif not (key is not None and scope["path"] == METRICS and self._keys.scrapes(key)):
             response = JSONResponse(
                 {
                     "detail": "missing or wrong API key; send 'Authorization: Bearer <key>'",
