@@ -21,6 +21,7 @@ from service.workers.activation_cache import ActivationCache
 from service.workers.image_store import Images, ImageStore
 from service.workers.job_records import Jobs
 from service.workers.pool import InferencePool
+from service.workers.tenancy import OPEN, SCOPE_KEY, Tenant
 
 
 async def get_settings(request: Request) -> Settings:
@@ -68,6 +69,14 @@ async def get_activation_cache(request: Request) -> ActivationCache | None:
 
 
 ActivationCacheDep = Annotated[ActivationCache | None, Depends(get_activation_cache)]
+
+
+async def get_tenant(request: Request) -> Tenant:
+    """The tenant the auth middleware found for the key (one open tenant without keys)."""
+    return request.scope.get(SCOPE_KEY, OPEN)
+
+
+TenantDep = Annotated[Tenant, Depends(get_tenant)]
 
 
 async def get_image_store(request: Request) -> Images:
@@ -122,6 +131,7 @@ async def read_images(
     happens in the pool. Every way of naming a picture resolves here."""
     state = request.app.state
     settings, store, datasets = state.settings, state.images, state.datasets
+    tenant = request.scope.get(SCOPE_KEY, OPEN)
     references = _parts(image_ref)
     ids = _parts(image_id)
     count = len(image or ()) + len(references) + len(ids)
@@ -146,16 +156,18 @@ async def read_images(
     # With Redis the store does network I/O: a thread, not the event loop. The in-process
     # store is a dict lookup, cheaper than the hop to a thread.
     if isinstance(store, ImageStore):
-        stored = [_stored(store, datasets, image_id) for image_id in ids]
+        stored = [_stored(store, datasets, image_id, tenant) for image_id in ids]
     else:
-        stored = [await run_in_threadpool(_stored, store, datasets, image_id) for image_id in ids]
+        stored = [
+            await run_in_threadpool(_stored, store, datasets, image_id, tenant) for image_id in ids
+        ]
     return uploads + named + stored
 
 
-def _stored(store: Images, datasets: DatasetCatalog, image_id: str) -> bytes:
+def _stored(store: Images, datasets: DatasetCatalog, image_id: str, tenant: Tenant) -> bytes:
     if is_reference(image_id):
         return datasets.read(image_id, field="image_id")
-    return store.get(image_id)
+    return store.get(image_id, tenant)
 
 
 ImagesDep = Annotated[list[bytes], Depends(read_images)]

@@ -26,7 +26,14 @@ from service.routes.common import (
     encoded,
     respond,
 )
-from service.routes.deps import ActivationCacheDep, ImagesDep, ModelDep, PoolDep, SettingsDep
+from service.routes.deps import (
+    ActivationCacheDep,
+    ImagesDep,
+    ModelDep,
+    PoolDep,
+    SettingsDep,
+    TenantDep,
+)
 from service.routes.options import FeatureMapOptions
 from service.workers.capture_flow import captured_layers
 from service.workers.tasks import feature_maps_answer
@@ -51,6 +58,7 @@ async def feature_maps(
     pool: PoolDep,
     settings: SettingsDep,
     activations: ActivationCacheDep,
+    tenant: TenantDep,
     options: Annotated[FeatureMapOptions, Query()],
 ) -> Response:
     """Capture layers in one forward pass and return their channels."""
@@ -69,7 +77,13 @@ async def feature_maps(
         canvas=options.canvas.value,
     )
     pixels, outputs = await captured_layers(
-        pool, activations, model, images, plan, max_pixels=settings.max_image_pixels
+        pool,
+        activations,
+        model,
+        images,
+        plan,
+        max_pixels=settings.max_image_pixels,
+        tenant=tenant.name,
     )
     answer = await pool.cpu(
         feature_maps_answer,

@@ -1,4 +1,4 @@
-"""Upload once, explore many: images stored under a content-addressed id."""
+"""Upload once, explore many: images stored under an id only their tenant can use."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from api_schemas.images import StoredImage
 from model_registry.errors import InvalidInput
 from service.engine.images import decode_image
 from service.routes.common import IMAGE_ERRORS, error_responses
-from service.routes.deps import ImageStoreDep, PoolDep, SettingsDep
+from service.routes.deps import ImageStoreDep, PoolDep, SettingsDep, TenantDep
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
@@ -21,6 +21,7 @@ async def store_image(
     store: ImageStoreDep,
     pool: PoolDep,
     settings: SettingsDep,
+    tenant: TenantDep,
     image: Annotated[UploadFile, File(description="one picture")],
 ) -> StoredImage:
     """Store a picture (checked by decoding it) and return its id for later requests."""
@@ -28,7 +29,7 @@ async def store_image(
     if not data:
         raise InvalidInput("image[0] is empty", field="image")
     picture = await pool.cpu(decode_image, data, max_pixels=settings.max_image_pixels)
-    image_id = await run_in_threadpool(store.put, data)  # with Redis, network I/O
+    image_id = await run_in_threadpool(store.put, data, tenant)  # with Redis, network I/O
     return StoredImage(
         image_id=image_id,
         width=picture.width,

@@ -1,7 +1,9 @@
-"""Captured activations kept per (model, preprocessing, image, layer), bounded in bytes.
+"""Captured activations kept per (tenant, model, preprocessing, image, layer), bounded in bytes.
 
 A second view of the same image and layer (another channel selection, reduction or
-colormap) then skips decoding and the forward pass.
+colormap) then skips decoding and the forward pass. Entries are keyed by tenant, so one
+tenant never reads (or times) another's: the same picture sent by two tenants is computed
+once for each.
 """
 
 from __future__ import annotations
@@ -23,19 +25,24 @@ class ActivationCache:
         self.misses = 0
 
     @staticmethod
-    def _prefix(model: LoadedModel) -> tuple:
+    def _prefix(model: LoadedModel, tenant: str) -> tuple:
         spec = model.spec
-        return (spec.name, spec.input_size, spec.mean, spec.std, spec.in_channels)
+        return (tenant, spec.name, spec.input_size, spec.mean, spec.std, spec.in_channels)
 
     def lookup(
-        self, model: LoadedModel, image_ids: Sequence[str], layers: Sequence[str]
+        self,
+        model: LoadedModel,
+        image_ids: Sequence[str],
+        layers: Sequence[str],
+        *,
+        tenant: str,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """The pixels and every layer's outputs, or None unless all are cached.
 
         Arrays are numpy (no torch here): this runs on the event loop, and only the device
         thread calls torch's parallel kernels.
         """
-        prefix = self._prefix(model)
+        prefix = self._prefix(model, tenant)
         inputs: list[np.ndarray] = []
         outputs: dict[str, list[np.ndarray]] = {name: [] for name in layers}
         for image_id in image_ids:
@@ -63,11 +70,13 @@ class ActivationCache:
         image_ids: Sequence[str],
         pixels: np.ndarray,
         outputs: dict[str, np.ndarray],
+        *,
+        tenant: str,
     ) -> None:
         """Keeps one image's arrays as they are (they are the request's own) and copies each
         image's part of a batch, since a slice would keep the whole batch alive. Stored arrays
         are read-only: every later view of the image reads these very arrays."""
-        prefix = self._prefix(model)
+        prefix = self._prefix(model, tenant)
         for index, image_id in enumerate(image_ids):
             for name, array in ((_INPUT, pixels), *outputs.items()):
                 part = array if len(image_ids) == 1 else array[index : index + 1].copy()

@@ -22,14 +22,19 @@ async def captured_layers(
     plan: FeatureMapPlan,
     *,
     max_pixels: int,
+    tenant: str,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(the model's uint8 pixels, layer -> float32 outputs) for the plan's layers."""
+    """(the model's uint8 pixels, layer -> float32 outputs) for the plan's layers; cached
+    layers are `tenant`'s own."""
     ids = [content_id(data) for data in uploads]
-    if cache is not None and (hit := cache.lookup(model, ids, plan.layers)) is not None:
+    if (
+        cache is not None
+        and (hit := cache.lookup(model, ids, plan.layers, tenant=tenant)) is not None
+    ):
         return hit
     pixels = await pool.cpu(decode_batch, model, uploads, max_pixels=max_pixels)
     key, execute = capture_work(model, plan)
     outputs = await pool.forward(model, key, pixels, pixels.shape[0], execute)
     if cache is not None:
-        cache.store(model, ids, pixels, outputs)
+        cache.store(model, ids, pixels, outputs, tenant=tenant)
     return pixels, outputs

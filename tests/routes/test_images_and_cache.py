@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -14,12 +15,15 @@ from tests.helpers import files, load_npy
 FM = "/v1/models/tiny-resnet/feature-maps"
 
 
-def test_upload_returns_the_content_id_and_size(tiny_client: TestClient, china_png: bytes) -> None:
+def test_upload_returns_a_stable_id_and_the_size(tiny_client: TestClient, china_png: bytes) -> None:
     answer = tiny_client.post("/v1/images", files={"image": ("c.png", china_png, "image/png")})
     assert answer.status_code == 200
     body = answer.json()
-    assert body == {
-        "image_id": hashlib.sha256(china_png).hexdigest(),
+    image_id = body["image_id"]  # an HMAC only this tenant's uploads recompute, not SHA-256
+    assert re.fullmatch("[0-9a-f]{64}", image_id) and image_id != hashlib.sha256(china_png).hexdigest()
+    again = tiny_client.post("/v1/images", files={"image": ("c.png", china_png, "image/png")})
+    assert body == again.json() == {
+        "image_id": image_id,
         "width": 640,
         "height": 427,
         "format": "PNG",

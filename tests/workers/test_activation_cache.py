@@ -27,8 +27,8 @@ def arrays(batch: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 def test_one_image_is_kept_as_it_is_and_read_only(model: LoadedModel) -> None:
     cache = ActivationCache(max_bytes=1 << 20)
     pixels, outputs = arrays(1)
-    cache.store(model, ["a"], pixels, outputs)
-    hit_pixels, hit_outputs = cache.lookup(model, ["a"], ["0"])
+    cache.store(model, ["a"], pixels, outputs, tenant="t")
+    hit_pixels, hit_outputs = cache.lookup(model, ["a"], ["0"], tenant="t")
     assert hit_pixels is pixels and hit_outputs["0"] is outputs["0"]  # no copy either way
     with pytest.raises(ValueError, match="read-only"):
         hit_outputs["0"][0, 0, 0, 0] = 1.0  # a later view cannot change what others read
@@ -37,14 +37,23 @@ def test_one_image_is_kept_as_it_is_and_read_only(model: LoadedModel) -> None:
 def test_images_of_a_batch_are_copied_out_of_it(model: LoadedModel) -> None:
     cache = ActivationCache(max_bytes=1 << 20)
     pixels, outputs = arrays(3)
-    cache.store(model, ["a", "b", "c"], pixels, outputs)
-    one_pixels, one = cache.lookup(model, ["b"], ["0"])
+    cache.store(model, ["a", "b", "c"], pixels, outputs, tenant="t")
+    one_pixels, one = cache.lookup(model, ["b"], ["0"], tenant="t")
     assert one["0"].shape == (1, 4, 6, 6) and not np.shares_memory(one["0"], outputs["0"])
     assert not np.shares_memory(one_pixels, pixels)
     np.testing.assert_array_equal(one["0"], outputs["0"][1:2])
-    both_pixels, both = cache.lookup(model, ["c", "a"], ["0"])
+    both_pixels, both = cache.lookup(model, ["c", "a"], ["0"], tenant="t")
     np.testing.assert_array_equal(both["0"], outputs["0"][[2, 0]])
     np.testing.assert_array_equal(both_pixels, pixels[[2, 0]])
+
+
+def test_one_tenants_cached_layers_are_not_anothers(model: LoadedModel) -> None:
+    cache = ActivationCache(max_bytes=1 << 20)
+    pixels, outputs = arrays(1)
+    cache.store(model, ["a"], pixels, outputs, tenant="alice")
+    assert cache.lookup(model, ["a"], ["0"], tenant="bob") is None  # a miss: bob computes
+    assert cache.lookup(model, ["a"], ["0"], tenant="alice")[0] is pixels
+    assert (cache.hits, cache.misses) == (1, 1)
 
 
 def test_requests_batched_together_get_parts_of_their_own() -> None:

@@ -14,6 +14,7 @@ from service.workers.job_records import Encoded, Replay
 from service.workers.redis_images import RedisImageStore
 from service.workers.redis_jobs import RedisJobStore
 from service.workers.redis_link import connect
+from service.workers.tenancy import OPEN
 from tests.redis_support import RedisServer
 
 REPLAY = Replay("POST", "/v1/models/digits/layers/relu2/maximize", b"steps=3", (), b"")
@@ -37,28 +38,28 @@ def jobs(url: str, **options: float) -> RedisJobStore:
 
 
 def test_an_image_stored_by_one_replica_is_served_by_another(url: str) -> None:
-    first, second = images(url), images(url)
-    image_id = first.put(b"picture bytes")
-    assert second.get(image_id) == b"picture bytes"
-    assert image_id == ImageStore(max_images=1, max_bytes=1024).put(b"picture bytes")
+    first, second = images(url), images(url)  # no configured secret: both use Redis's
+    image_id = first.put(b"picture bytes", OPEN)
+    assert second.get(image_id, OPEN) == b"picture bytes"
+    assert second.put(b"picture bytes", OPEN) == image_id
 
 
 def test_eviction_by_count_and_bytes_keeps_the_recently_used(url: str) -> None:
     store = images(url, max_images=2, max_bytes=1000)
-    a, b = store.put(b"a" * 100), store.put(b"b" * 100)
-    store.get(a)  # a is now the most recently used
-    c = store.put(b"c" * 100)
-    assert store.get(a) == b"a" * 100 and store.get(c) == b"c" * 100
+    a, b = store.put(b"a" * 100, OPEN), store.put(b"b" * 100, OPEN)
+    store.get(a, OPEN)  # a is now the most recently used
+    c = store.put(b"c" * 100, OPEN)
+    assert store.get(a, OPEN) == b"a" * 100 and store.get(c, OPEN) == b"c" * 100
     with pytest.raises(NotFound) as evicted:
-        store.get(b)
+        store.get(b, OPEN)
     local = ImageStore(max_images=1, max_bytes=1024)
     with pytest.raises(NotFound) as unknown_locally:
-        local.get(b)
+        local.get(b, OPEN)
     assert str(evicted.value) == str(unknown_locally.value)  # today's message
-    big = store.put(b"d" * 900)  # 1100 bytes with a and c: the least recently used one goes
-    assert store.get(big) == b"d" * 900 and store.get(c) == b"c" * 100
+    big = store.put(b"d" * 900, OPEN)  # 1100 bytes with a and c: the least recently used goes
+    assert store.get(big, OPEN) == b"d" * 900 and store.get(c, OPEN) == b"c" * 100
     with pytest.raises(NotFound):
-        store.get(a)
+        store.get(a, OPEN)
 
 
 def test_a_job_is_seen_claimed_and_finished_from_any_replica(url: str) -> None:
@@ -137,11 +138,11 @@ def test_an_outage_is_a_503_with_retry_after_and_recovers_without_a_restart() ->
     try:
         image_store = images(server.url)
         job_store = RedisJobStore(connect(server.url), retry_after_s=7)
-        image_id = image_store.put(b"before")
+        image_id = image_store.put(b"before", OPEN)
         server.stop()
         for call in (
-            lambda: image_store.get(image_id),
-            lambda: image_store.put(b"during"),
+            lambda: image_store.get(image_id, OPEN),
+            lambda: image_store.put(b"during", OPEN),
             lambda: job_store.get("0" * 32),
             lambda: job_store.submit("x", lambda p: Encoded(b"", ""), total=1, replay=REPLAY),
         ):
@@ -150,7 +151,7 @@ def test_an_outage_is_a_503_with_retry_after_and_recovers_without_a_restart() ->
             assert down.value.status == 503 and down.value.extra["retry_after"] in (5, 7)
             assert "Redis" in down.value.detail and "retry in" in down.value.detail
         server.start()  # same port, empty (no persistence in the tests)
-        assert image_store.get(image_store.put(b"after")) == b"after"
+        assert image_store.get(image_store.put(b"after", OPEN), OPEN) == b"after"
         with pytest.raises(NotFound):
             job_store.get("0" * 32)
     finally:
