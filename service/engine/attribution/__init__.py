@@ -5,6 +5,8 @@ cut at the hooked layers and the gradients of class scores w.r.t. them), `cam` (
 channel-weighting formulas), `perturb` (ScoreCAM and AblationCAM), `gradients` (input
 gradients, integrated gradients, SmoothGrad), `guided` (the thread-scoped ReLU override of
 guided backprop and deconvnet), `chunks` (batch sizes under a memory bound), `faithfulness`
-(deletion/insertion AUC), `sanity` (model randomization), `plan` (validation), `explain`
-(orchestration) and `pictures` (rendering). No web framework, no request schemas.
+(deletion/insertion AUC), `sanity` (model randomization), `layers` (the spatial layers a
+map can use), `plan` (validation), `cam_pass` (one CAM forward pass), `maps` (methods run
+by name), `explain` (orchestration) and `pictures` (rendering). No web framework, no
+request schemas.
 """

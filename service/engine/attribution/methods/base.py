@@ -1,30 +1,24 @@
-"""Attribution methods, each a class registered under its API name.
+"""What an attribution method is: the base classes, their inputs and `@register`.
 
-As timm registers model factories (`timm/models/_registry.py`) and torch-cam keeps one
-class per CAM, every method here is one class in one module of this package: it has a
-name, says whether it needs gradients, validates a model and layer before any compute,
-and computes its map. The API's method enums, `GET /v1/methods` and the portal's method
-lists all read this registry, so adding a method is adding a module (and its test).
+Method modules import this module only; `registry` finds them and looks them up. A method
+gets its own parameters (`GradientMethod.Options`), never the whole request plan, so no
+method depends on the plan or on another method's options.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
 from model_registry.catalog import LayerInfo
-from model_registry.errors import InvalidInput
 from model_registry.layout import MapLayout
 from model_registry.registry import LoadedModel
 
 if TYPE_CHECKING:
-    from service.engine.attribution.plan import GradientPlan
-    from service.engine.attribution.target_objects import Target
+    from service.engine.attribution.target_objects import Target, TargetRequest
 
 CAM_KIND = "cam"
 GRADIENT_KIND = "gradients"
@@ -83,6 +77,8 @@ class GradientInputs:
     """What a gradient method may use.
 
     Attributes:
+        request: what is explained (`target_objects`).
+        options: the method's own parameters, an instance of its `Options`.
         choose: (output of a chunk, the chunk's slice of the batch) -> its Target.
         fixed_targets: the Target when it is given (the sanity check's re-run).
         rows: inputs per forward/backward pass.
@@ -90,21 +86,40 @@ class GradientInputs:
 
     model: LoadedModel
     batch: torch.Tensor
-    plan: GradientPlan
+    request: TargetRequest
+    options: Any
     choose: Choose
     fixed_targets: Target | None
     rows: int
     budget: int
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The parameters of a method that takes none."""
+
+
 class GradientMethod:
     """A map w.r.t. the input: `compute` returns (the model's output (logits [B, classes]
-    for a classifier), the Target, values [B, T, C, H, W])."""
+    for a classifier), the Target, values [B, T, C, H, W]).
+
+    `Options` is a frozen dataclass of the method's own parameters; its field names are
+    the request's option names, so `options(values)` picks them from any request.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     needs_gradients: ClassVar[bool] = True
     listing_order: ClassVar[int] = 1000
+    Options: ClassVar[type] = NoOptions
+
+    @classmethod
+    def options(cls, values: object) -> Any:
+        """This method's parameters, read by name from `values` (a plan or a mapping)."""
+        names = [f.name for f in fields(cls.Options)]
+        if isinstance(values, Mapping):
+            return cls.Options(**{n: values[n] for n in names})
+        return cls.Options(**{n: getattr(values, n) for n in names})
 
     def validate(self, model: LoadedModel, layer: str | None) -> str | None:
         """Check the method's own inputs; returns the layer it uses (None: none)."""
@@ -114,21 +129,20 @@ class GradientMethod:
         raise NotImplementedError
 
 
-_CAMS: dict[str, CamMethod] = {}
-_GRADIENTS: dict[str, GradientMethod] = {}
-_loaded = False
+CAMS: dict[str, CamMethod] = {}
+GRADIENTS: dict[str, GradientMethod] = {}
 
 M = TypeVar("M", type[CamMethod], type[GradientMethod])
 
 
 def register(cls: M) -> M:
     """Class decorator: make the method available under its `name`."""
-    if cls.name in _CAMS or cls.name in _GRADIENTS:
+    if cls.name in CAMS or cls.name in GRADIENTS:
         raise ValueError(f"attribution method {cls.name!r} is registered twice")
     if issubclass(cls, CamMethod):
-        _CAMS[cls.name] = cls()
+        CAMS[cls.name] = cls()
     else:
-        _GRADIENTS[cls.name] = cls()
+        GRADIENTS[cls.name] = cls()
     return cls
 
 
@@ -154,54 +168,9 @@ def register_cam(
     return _registered(CamMethod, name, summary, order, needs_gradients=needs_gradients)
 
 
-def register_gradient(name: str, summary: str, *, order: int) -> Callable[[GradientFn], GradientFn]:
-    """Function decorator: `compute(inputs)` becomes the gradient method `name`."""
-    return _registered(GradientMethod, name, summary, order)
-
-
-def _load() -> None:
-    """Import every module of this package once, so their `@register` lines run."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    package = __name__.rpartition(".")[0]
-    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        importlib.import_module(f"{package}.{info.name}")
-
-
-def _listed(table: dict[str, T]) -> list[T]:
-    _load()
-    return sorted(table.values(), key=lambda m: m.listing_order)
-
-
-def cam_methods() -> list[CamMethod]:
-    """Every CAM method, in listing order."""
-    return _listed(_CAMS)
-
-
-def gradient_methods() -> list[GradientMethod]:
-    """Every gradient method, in listing order."""
-    return _listed(_GRADIENTS)
-
-
-T = TypeVar("T", CamMethod, GradientMethod)
-
-
-def _choice(name: str, methods: list[T]) -> T:
-    names = [m.name for m in methods]
-    if name not in names:
-        raise InvalidInput(
-            f"method: '{name}' is not one of {', '.join(names)}", field="method", choices=names
-        )
-    return methods[names.index(name)]
-
-
-def cam_method(name: str) -> CamMethod:
-    """The CAM method called `name`; 422 naming the choices otherwise."""
-    return _choice(name, cam_methods())
-
-
-def gradient_method(name: str) -> GradientMethod:
-    """The gradient method called `name`; 422 naming the choices otherwise."""
-    return _choice(name, gradient_methods())
+def register_gradient(
+    name: str, summary: str, *, order: int, options: type = NoOptions
+) -> Callable[[GradientFn], GradientFn]:
+    """Function decorator: `compute(inputs)` becomes the gradient method `name`, whose
+    parameters are the fields of the dataclass `options`."""
+    return _registered(GradientMethod, name, summary, order, Options=options)

@@ -10,9 +10,9 @@ from torch import nn
 from model_registry.catalog import LayerInfo
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.attribution.layers import suitable_layers
+from service.engine.attribution.methods.base import CamInputs, CamMethod, register
 from service.engine.attribution.methods.gradient_cams import weighted_sum
-from service.engine.attribution.methods.registry import CamInputs, CamMethod, register
-from service.engine.attribution.plan import suitable_layers
 
 _POOLING = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
 _HINT = "use method=gradcam, which equals CAM where CAM applies"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from service.engine.attribution.methods.registry import CamInputs, register_cam
+from service.engine.attribution.methods.base import CamInputs, register_cam
 
 
 def eigen_cam(activations: torch.Tensor) -> torch.Tensor:

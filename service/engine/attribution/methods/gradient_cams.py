@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from service.engine.attribution.methods.registry import CamInputs, register_cam
+from service.engine.attribution.methods.base import CamInputs, register_cam
 
 Formula = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

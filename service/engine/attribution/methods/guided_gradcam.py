@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.attribution.cam_pass import NEAREST, run_cam, unit_scale
 from service.engine.attribution.gradients import gradients_with_logits
 from service.engine.attribution.guided import GUIDED
-from service.engine.attribution.maps import cam_maps, unit_scale
-from service.engine.attribution.methods.registry import GradientInputs, GradientMethod, register
-from service.engine.attribution.plan import NEAREST, check_spatial_layers
+from service.engine.attribution.layers import check_spatial_layers
+from service.engine.attribution.methods import gradient_cams  # noqa: F401 - registers gradcam
+from service.engine.attribution.methods.base import (
+    CAMS,
+    GradientInputs,
+    GradientMethod,
+    register,
+)
 from service.engine.attribution.target_objects import Target
+
+_GRAD_CAM = CAMS["gradcam"]
+
+
+@dataclass(frozen=True)
+class GuidedGradCamOptions:
+    """layer: the Grad-CAM layer (validate fills it in); upsample: 'nearest' or 'bilinear'."""
+
+    layer: str | None
+    upsample: str
 
 
 @register
@@ -24,6 +41,7 @@ class GuidedGradCam(GradientMethod):
     name = "guided-gradcam"
     summary = "guided backprop times the Grad-CAM of one layer (layer, upsample)"
     listing_order = 40
+    Options = GuidedGradCamOptions
 
     def validate(self, model: LoadedModel, layer: str | None) -> str | None:
         names = [name for name in (layer or "").split(",") if name.strip()]
@@ -32,17 +50,17 @@ class GuidedGradCam(GradientMethod):
         return check_spatial_layers(model, [n.strip() for n in names])[0].name
 
     def compute(self, inputs: GradientInputs) -> tuple[Any, Target, torch.Tensor]:
-        model, batch, plan = inputs.model, inputs.batch, inputs.plan
-        layer = plan.layer or model.catalog.last_spatial_layer().name  # validate sets it
-        cam = cam_maps(
+        model, batch, options = inputs.model, inputs.batch, inputs.options
+        layer = options.layer or model.catalog.last_spatial_layer().name  # validate sets it
+        cam = run_cam(
             model,
             batch,
-            "gradcam",
+            _GRAD_CAM,
             (layer,),
-            plan.targets,
+            inputs.request,
             fixed_targets=inputs.fixed_targets,
             budget=inputs.budget,
-            upsample=plan.upsample,
+            upsample=options.upsample,
         )
         _, _, guided = gradients_with_logits(
             model.module,
@@ -51,5 +69,5 @@ class GuidedGradCam(GradientMethod):
             rows=inputs.rows,
             relu_mode=GUIDED,
         )
-        mask = cam.maps[layer] if plan.upsample == NEAREST else unit_scale(cam.maps[layer])
+        mask = cam.maps[layer] if options.upsample == NEAREST else unit_scale(cam.maps[layer])
         return cam.logits, cam.target, guided * mask[:, :, None]

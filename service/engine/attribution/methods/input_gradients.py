@@ -8,7 +8,7 @@ import torch
 
 from service.engine.attribution.gradients import gradients_with_logits
 from service.engine.attribution.guided import DECONV, GUIDED
-from service.engine.attribution.methods.registry import GradientInputs, register_gradient
+from service.engine.attribution.methods.base import GradientInputs, register_gradient
 from service.engine.attribution.target_objects import Target
 
 Maps = tuple[Any, Target, torch.Tensor]

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from service.engine.attribution.baselines import baseline
 from service.engine.attribution.gradients import integrated_gradients, smoothgrad
-from service.engine.attribution.methods.registry import GradientInputs, register_gradient
+from service.engine.attribution.methods.base import GradientInputs, register_gradient
 from service.engine.attribution.target_objects import Target
 
 Maps = tuple[Any, Target, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PathOptions:
+    """Integrated gradients: `steps` along the path from the `baseline` (`baselines`)."""
+
+    steps: int
+    baseline: str
+
+
+@dataclass(frozen=True)
+class NoiseOptions:
+    """SmoothGrad: `samples` noisy copies, noise std `noise` (of the input range), `seed`."""
+
+    samples: int
+    noise: float
+    seed: int
 
 
 def logits_and_targets(inputs: GradientInputs) -> tuple[Any, Target]:
@@ -20,33 +38,41 @@ def logits_and_targets(inputs: GradientInputs) -> tuple[Any, Target]:
         output = inputs.model.module(inputs.batch)
     if inputs.fixed_targets is not None:
         return output, inputs.fixed_targets
-    return output, inputs.plan.targets.resolve(output, inputs.batch)
+    return output, inputs.request.resolve(output, inputs.batch)
 
 
 @register_gradient(
-    "integrated-gradients", "integrated gradients from a baseline (steps, baseline)", order=60
+    "integrated-gradients",
+    "integrated gradients from a baseline (steps, baseline)",
+    order=60,
+    options=PathOptions,
 )
 def integrated(inputs: GradientInputs) -> Maps:
     logits, targets = logits_and_targets(inputs)
-    plan, batch, module = inputs.plan, inputs.batch, inputs.model.module
-    start = baseline(batch, plan.baseline, inputs.model.spec)
-    values = integrated_gradients(module, batch, targets, start, steps=plan.steps, rows=inputs.rows)
+    options, batch, module = inputs.options, inputs.batch, inputs.model.module
+    start = baseline(batch, options.baseline, inputs.model.spec)
+    values = integrated_gradients(
+        module, batch, targets, start, steps=options.steps, rows=inputs.rows
+    )
     return logits, targets, values
 
 
 @register_gradient(
-    "smoothgrad", "SmoothGrad: the mean gradient over noisy copies (samples, noise, seed)", order=70
+    "smoothgrad",
+    "SmoothGrad: the mean gradient over noisy copies (samples, noise, seed)",
+    order=70,
+    options=NoiseOptions,
 )
 def smooth(inputs: GradientInputs) -> Maps:
     logits, targets = logits_and_targets(inputs)
-    plan, module, batch = inputs.plan, inputs.model.module, inputs.batch
+    options, module, batch = inputs.options, inputs.model.module, inputs.batch
     values = smoothgrad(
         module,
         batch,
         targets,
-        samples=plan.samples,
-        noise=plan.noise,
-        seed=plan.seed,
+        samples=options.samples,
+        noise=options.noise,
+        seed=options.seed,
         rows=inputs.rows,
     )
     return logits, targets, values

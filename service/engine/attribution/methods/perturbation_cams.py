@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from service.engine.attribution.chunks import rows_per_chunk
+from service.engine.attribution.methods.base import CamInputs, register_cam
 from service.engine.attribution.methods.gradient_cams import weighted_sum
-from service.engine.attribution.methods.registry import CamInputs, register_cam
 from service.engine.attribution.perturb import ablation_cam_weights, score_cam_weights
 from service.engine.attribution.target_objects import batch_rows
 
