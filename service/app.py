@@ -15,6 +15,8 @@ from model_registry.config import default_specs, load_config, load_datasets
 from model_registry.datasets import DatasetCatalog
 from model_registry.registry import ModelRegistry, resolve_device
 from service.error_handlers import install_error_handlers
+from service.jobs.replay import ReplayCapture
+from service.jobs.stores import build_jobs, build_queue
 from service.metrics import Metrics, hook_count
 from service.middleware.api_key import ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
@@ -41,8 +43,7 @@ from service.routes import ui as portal
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
 from service.workers.pool import InferencePool
-from service.workers.replay import ReplayCapture
-from service.workers.stores import build_images, build_jobs, build_queue
+from service.workers.stores import build_images
 
 log = logging.getLogger("layerscope")
 

@@ -1,5 +1,6 @@
 """The layout the brief asks for, checked on the source: small modules and one dependency
-direction (routes -> workers -> engine -> model_registry; api_schemas for routes only)."""
+direction (routes -> jobs -> workers -> engine -> model_registry; api_schemas for routes
+only)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,11 @@ RULES = [
     ("model_registry", ("service", "api_schemas", "fastapi")),
     ("service.engine", ("service.workers", "service.routes", "service.app", "fastapi")),
     ("service.engine", ("api_schemas",)),
-    ("service.workers", ("service.routes", "service.app", "fastapi", "api_schemas")),
+    # The device worker and pool know no HTTP; the job system above them replays requests
+    # through the ASGI app, so it may use starlette, but neither routes nor FastAPI.
+    ("service.workers", ("service.jobs", "service.routes", "service.app", "api_schemas")),
+    ("service.workers", ("fastapi", "starlette")),
+    ("service.jobs", ("service.routes", "service.app", "fastapi", "api_schemas")),
     ("api_schemas", ("torch", "service", "model_registry")),
 ]
 

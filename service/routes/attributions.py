@@ -29,6 +29,7 @@ from service.engine.images import Geometry, upload_geometries
 from service.engine.insight.progress import Progress, reporting
 from service.engine.predict import Prediction
 from service.engine.render import check_colormap
+from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.attribution_options import (
     CamMethod,
@@ -38,7 +39,6 @@ from service.routes.attribution_options import (
 )
 from service.routes.deps import ImagesDep, Serving, ServingDep
 from service.workers.attribution_tasks import attribution_task
-from service.workers.job_store import Encoded
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
 

@@ -32,11 +32,11 @@ from model_registry.errors import (
     UnsupportedMedia,
 )
 from service.engine.insight.progress import Progress
+from service.jobs.job_store import SUCCEEDED, Encoded, JobView
+from service.jobs.on_device import on_device
+from service.jobs.replay import EXECUTION, replay_of
 from service.routes.deps import Serving
 from service.workers.answer import Answer
-from service.workers.job_store import SUCCEEDED, Encoded, JobView
-from service.workers.jobs import on_device
-from service.workers.replay import EXECUTION, replay_of
 
 # What every route addressing a model can answer, and what uploads and device work add.
 MODEL_ERRORS: tuple[type[ClientError], ...] = (NotFound, NotReady, Overloaded, InvalidInput)

@@ -25,10 +25,10 @@ from service.engine.dataset.analysis import DatasetAnalysis, analyse
 from service.engine.dataset.plan import AnalysisPlan, plan_analysis
 from service.engine.dataset.tally import LayerSummary
 from service.engine.insight.progress import Progress
+from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import DatasetsDep, ServingDep
 from service.routes.options import DatasetAnalysisOptions
-from service.workers.job_store import Encoded
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
 

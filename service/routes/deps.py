@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from model_registry.datasets import DatasetCatalog, is_reference
 from model_registry.errors import InvalidInput, NotReady, PayloadTooLarge
 from model_registry.registry import LoadedModel, ModelRegistry
+from service.jobs.job_records import Jobs
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
 from service.workers.image_store import Images, ImageStore
-from service.workers.job_records import Jobs
 from service.workers.pool import InferencePool
 from service.workers.tenancy import OPEN, SCOPE_KEY, Tenant
 

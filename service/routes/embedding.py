@@ -15,12 +15,12 @@ from model_registry.errors import BadRequest, InvalidInput, PayloadTooLarge
 from service.engine.insight.cost import embedding_seconds
 from service.engine.insight.embedding import plan_embedding
 from service.engine.insight.progress import Progress
+from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import ServingDep
 from service.routes.options import EmbeddingOptions
 from service.settings import Settings
 from service.workers.insight_tasks import EMBEDDING_CHUNK, embedding_task
-from service.workers.job_store import Encoded
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
 

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.health import Health, Readiness
-from service.workers.stores import redis_state
+from service.jobs.stores import redis_state
 
 router = APIRouter(tags=["health"])
 

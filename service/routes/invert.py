@@ -13,11 +13,11 @@ from model_registry.errors import InvalidInput
 from service.engine.insight.cost import optimization_seconds
 from service.engine.insight.invert import InvertResult, plan_invert
 from service.engine.insight.progress import Progress
+from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import ImagesDep, ServingDep
 from service.routes.options import InvertOptions
 from service.workers.insight_tasks import invert_task
-from service.workers.job_store import Encoded
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
 

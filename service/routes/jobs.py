@@ -10,9 +10,9 @@ from fastapi.responses import Response
 
 from api_schemas.jobs import JobBody
 from model_registry.errors import NotFinished, NotFound
+from service.jobs.job_store import SUCCEEDED
 from service.routes.common import error_responses, job_body
 from service.routes.deps import JobsDep
-from service.workers.job_store import SUCCEEDED
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 # Plain `def` handlers run in the thread pool: with Redis the job store does network I/O.

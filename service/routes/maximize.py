@@ -12,11 +12,11 @@ from api_schemas.insight import MaximizeResponse
 from service.engine.insight.cost import optimization_seconds
 from service.engine.insight.maximize import MaximizePlan, MaximizeResult, plan_maximize
 from service.engine.insight.progress import Progress
+from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import ServingDep
 from service.routes.options import MaximizeOptions
 from service.workers.insight_tasks import maximize_task
-from service.workers.job_store import Encoded
 
 router = APIRouter(prefix="/v1/models", tags=["insight"])
 

@@ -12,9 +12,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.jobs.job_records import Encoded, Replay
+from service.jobs.redis_jobs import RedisJobStore
 from service.settings import Settings
-from service.workers.job_records import Encoded, Replay
-from service.workers.redis_jobs import RedisJobStore
 from service.workers.redis_link import connect
 from tests.helpers import digits_entry
 from tests.redis_support import RedisServer, wait_for

@@ -9,10 +9,10 @@ import pytest
 import redis
 
 from model_registry.errors import NotFinished, NotFound, StoreUnavailable, TooManyJobs
+from service.jobs.job_records import Encoded, Replay
+from service.jobs.redis_jobs import RedisJobStore
 from service.workers.image_store import ImageStore
-from service.workers.job_records import Encoded, Replay
 from service.workers.redis_images import RedisImageStore
-from service.workers.redis_jobs import RedisJobStore
 from service.workers.redis_link import connect
 from service.workers.tenancy import OPEN
 from tests.redis_support import RedisServer

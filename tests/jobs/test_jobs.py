@@ -10,7 +10,7 @@ import pytest
 
 from model_registry.errors import InvalidInput, NotFinished, NotFound, TooManyJobs
 from service.engine.insight.progress import Progress
-from service.workers.job_store import Encoded, JobStore
+from service.jobs.job_store import Encoded, JobStore
 from tests.helpers import device_runner, wait_for
 
 RESULT = Encoded(b"done", "text/plain")

@@ -18,8 +18,8 @@ import redis
 
 from model_registry.errors import TooManyJobs
 from service.engine.insight.progress import Cancelled
-from service.workers import redis_scripts as lua
-from service.workers.job_records import (
+from service.jobs import redis_scripts as lua
+from service.jobs.job_records import (
     CANCELLED,
     SUCCEEDED,
     Encoded,

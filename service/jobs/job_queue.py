@@ -29,10 +29,10 @@ import redis.asyncio
 from redis.exceptions import ResponseError
 from starlette.types import ASGIApp
 
-from service.workers.job_records import CANCELLED, FAILED
-from service.workers.redis_jobs import HEARTBEAT, QUEUE, RedisJobStore
+from service.jobs.job_records import CANCELLED, FAILED
+from service.jobs.redis_jobs import HEARTBEAT, QUEUE, RedisJobStore
+from service.jobs.replay import Execution, call_app
 from service.workers.redis_link import OUTAGE
-from service.workers.replay import Execution, call_app
 
 log = logging.getLogger("layerscope")
 GROUP = "replicas"

@@ -2,7 +2,7 @@
 
 The store keeps the records; it runs no model code itself. A job is a function of one
 argument, a progress callback, handed to a runner: in the service, the model's device
-worker (`workers.jobs.on_device`), so a job gets the same queue, deadline, out-of-memory
+worker (`jobs.on_device.on_device`), so a job gets the same queue, deadline, out-of-memory
 handling (507) and stage metrics as every other piece of model work. The callback records
 step/total and is where cancellation happens: it raises `Cancelled` once the client deleted
 the job or its time ran out, so work stops between two steps and the shared model is never
@@ -19,7 +19,7 @@ from concurrent import futures
 
 from model_registry.errors import ClientError
 from service.engine.insight.progress import Cancelled
-from service.workers.job_records import (
+from service.jobs.job_records import (
     CANCELLED,
     FAILED,
     FINISHED,

@@ -15,8 +15,8 @@ import torch
 from model_registry.config import default_specs
 from model_registry.registry import LoadedModel, load_model
 from service.engine.insight.progress import Progress
-from service.workers.job_store import Encoded, JobStore
-from service.workers.jobs import on_device
+from service.jobs.job_store import Encoded, JobStore
+from service.jobs.on_device import on_device
 from service.workers.pool import InferencePool
 from tests.helpers import wait_for
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from model_registry.registry import LoadedModel
 from service.engine.insight.progress import Progress
-from service.workers.job_store import Encoded, Runner
+from service.jobs.job_store import Encoded, Runner
 from service.workers.pool import InferencePool
 
 Job = Callable[[Progress], Encoded]
