@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model_registry.errors import NotFinished, NotFound, TooManyJobs
-from service.engine.insight.progress import Cancelled, Progress
+from service.engine.progress import Cancelled, Progress
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued",

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent import futures
 
 from model_registry.errors import ClientError
-from service.engine.insight.progress import Cancelled
+from service.engine.progress import Cancelled
 from service.jobs.job_records import (
     CANCELLED,
     FAILED,

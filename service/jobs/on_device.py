@@ -8,7 +8,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from model_registry.registry import LoadedModel
-from service.engine.insight.progress import Progress
+from service.engine.progress import Progress
 from service.jobs.job_store import Encoded, Runner
 from service.workers.pool import InferencePool
 

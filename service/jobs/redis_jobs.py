@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from model_registry.errors import TooManyJobs
-from service.engine.insight.progress import Cancelled
+from service.engine.progress import Cancelled
 from service.jobs import redis_scripts as lua
 from service.jobs.job_records import (
     CANCELLED,

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_registry.errors import ClientError
 from model_registry.registry import LoadedModel
-from service.engine.insight.progress import Cancelled, Progress
+from service.engine.progress import Cancelled, Progress
 from service.jobs.job_records import CANCELLED, FAILED, SUCCEEDED, Encoded, Replay, TimedOut
 from service.jobs.on_device import Job, on_device
 from service.jobs.redis_jobs import LeaseLost, RedisJobStore

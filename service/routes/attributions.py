@@ -26,8 +26,8 @@ from service.engine.encode import NPY_MEDIA_TYPE as NPY
 from service.engine.encode import NPZ_MEDIA_TYPE as NPZ
 from service.engine.encode import PNG_MEDIA_TYPE as PNG
 from service.engine.images import Geometry, upload_geometries
-from service.engine.insight.progress import Progress, reporting
 from service.engine.predict import Prediction
+from service.engine.progress import Progress, reporting
 from service.engine.render import check_colormap
 from service.jobs.job_store import Encoded
 from service.routes import common

@@ -31,7 +31,7 @@ from model_registry.errors import (
     TooSlow,
     UnsupportedMedia,
 )
-from service.engine.insight.progress import Progress
+from service.engine.progress import Progress
 from service.jobs.job_store import SUCCEEDED, Encoded, JobView
 from service.jobs.on_device import on_device
 from service.jobs.replay import EXECUTION, replay_of

@@ -24,7 +24,7 @@ from model_registry.errors import InvalidInput, NotFound, UnsupportedMedia
 from service.engine.dataset.analysis import DatasetAnalysis, analyse
 from service.engine.dataset.plan import AnalysisPlan, plan_analysis
 from service.engine.dataset.tally import LayerSummary
-from service.engine.insight.progress import Progress
+from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import DatasetsDep, ServingDep

@@ -14,7 +14,7 @@ from api_schemas.insight import EmbeddingMethod, EmbeddingResponse
 from model_registry.errors import BadRequest, InvalidInput, PayloadTooLarge
 from service.engine.insight.cost import embedding_seconds
 from service.engine.insight.embedding import plan_embedding
-from service.engine.insight.progress import Progress
+from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import ServingDep

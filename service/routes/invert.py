@@ -12,7 +12,7 @@ from api_schemas.insight import InvertResponse
 from model_registry.errors import InvalidInput
 from service.engine.insight.cost import optimization_seconds
 from service.engine.insight.invert import InvertResult, plan_invert
-from service.engine.insight.progress import Progress
+from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import ImagesDep, ServingDep

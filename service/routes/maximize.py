@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from api_schemas.insight import MaximizeResponse
 from service.engine.insight.cost import optimization_seconds
 from service.engine.insight.maximize import MaximizePlan, MaximizeResult, plan_maximize
-from service.engine.insight.progress import Progress
+from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import ServingDep

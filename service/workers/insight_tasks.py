@@ -19,8 +19,8 @@ from service.engine.insight.embedding import EmbeddingPlan, extract_features, pr
 from service.engine.insight.filters import FilterPlan, get_filters, render_filters
 from service.engine.insight.invert import InvertPlan, invert
 from service.engine.insight.maximize import MaximizePlan, maximize
-from service.engine.insight.progress import Progress, no_progress
 from service.engine.insight.stats import compute_stats, render_stats
+from service.engine.progress import Progress, no_progress
 from service.workers.answer import Answer
 from service.workers.tasks import decode_tensor
 

@@ -17,7 +17,7 @@ from model_registry.registry import LoadedModel, load_model
 from service.engine.dataset.analysis import DatasetAnalysis, analyse
 from service.engine.dataset.plan import MAX_TSNE_POINTS, plan_analysis
 from service.engine.images import decode_image, preprocess
-from service.engine.insight.progress import Cancelled
+from service.engine.progress import Cancelled
 from tests.dataset_support import DEAD_CHANNEL, PER_CLASS, WIDTH, write_models
 from tests.tiny_models import CPU
 

@@ -21,9 +21,9 @@ from service.engine.insight.filters import get_filters, kernel_layers, plan_filt
 from service.engine.insight.forward import layer_tensor
 from service.engine.insight.invert import invert, plan_invert
 from service.engine.insight.maximize import maximize, plan_maximize
-from service.engine.insight.progress import Cancelled
 from service.engine.insight.stats import compute_stats, plan_stats
 from service.engine.insight.transforms import FourierImage, TransformOptions, random_transform
+from service.engine.progress import Cancelled
 from tests.insight_support import (
     assert_same_state,
     model_state,

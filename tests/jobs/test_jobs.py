@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from model_registry.errors import InvalidInput, NotFinished, NotFound, TooManyJobs
-from service.engine.insight.progress import Progress
+from service.engine.progress import Progress
 from service.jobs.job_store import Encoded, JobStore
 from tests.helpers import device_runner, wait_for
 

@@ -14,7 +14,7 @@ import torch
 
 from model_registry.config import default_specs
 from model_registry.registry import LoadedModel, load_model
-from service.engine.insight.progress import Progress
+from service.engine.progress import Progress
 from service.jobs.job_store import Encoded, JobStore
 from service.jobs.on_device import on_device
 from service.workers.pool import InferencePool

@@ -15,7 +15,7 @@ from model_registry.layout import MapLayout
 from service.engine.attribution.target_objects import Target, as_target
 from service.engine.capture import hooked
 from service.engine.dense.outputs import output_rows
-from service.engine.insight.progress import report
+from service.engine.progress import report
 
 
 def score_cam_weights(

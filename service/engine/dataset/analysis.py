@@ -27,8 +27,8 @@ from service.engine.dataset.plan import AnalysisPlan, minimum_images
 from service.engine.dataset.tally import LayerSummary, LayerTally
 from service.engine.images import decode_image, preprocess
 from service.engine.insight.embedding import EmbeddingPlan, project
-from service.engine.insight.progress import Progress, no_progress
 from service.engine.insight.stats import as_channels_first
+from service.engine.progress import Progress, no_progress
 
 log = logging.getLogger("layerscope")
 

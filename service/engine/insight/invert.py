@@ -23,8 +23,8 @@ from model_registry.registry import LoadedModel
 from service.engine.checks import check_cap, check_finite
 from service.engine.insight.forward import pixel_layer
 from service.engine.insight.options import activation_layer
-from service.engine.insight.progress import Progress, no_progress
 from service.engine.insight.transforms import total_variation
+from service.engine.progress import Progress, no_progress
 
 
 @dataclass(frozen=True)

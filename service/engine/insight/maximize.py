@@ -23,13 +23,13 @@ from service.engine.insight.options import (
     parse_direction,
     parse_neuron,
 )
-from service.engine.insight.progress import Progress, no_progress
 from service.engine.insight.transforms import (
     FourierImage,
     TransformOptions,
     random_transform,
     total_variation,
 )
+from service.engine.progress import Progress, no_progress
 
 NOISE_SAMPLES = 8
 MIN_SIZE = 8
