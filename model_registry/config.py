@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from model_registry.datasets import DIGITS, FolderDataset, scan_folder
 from model_registry.errors import ConfigError
 from model_registry.sources import source_for
+from model_registry.sources.options import geometry_option, size_text
 from model_registry.spec import CLASSIFICATION, ModelSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -133,7 +134,14 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
         raise ConfigError(
             f"{where}: field 'architecture': cannot read its defaults: {exc}"
         ) from exc
-    input_size = entry.input_size or found.input_size
+    try:
+        source.check_options(target, entry.options or {})
+        geometry = geometry_option(entry.options)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: field 'options': {exc}") from exc
+    input_size = entry.input_size or (geometry[1] if geometry else None) or found.input_size
+    if geometry is not None and entry.input_size is not None:
+        _agree(tuple(entry.input_size), geometry, where)
     mean = tuple(entry.mean) if entry.mean is not None else found.mean
     std = tuple(entry.std) if entry.std is not None else found.std
     num_classes = entry.num_classes or found.num_classes
@@ -177,6 +185,17 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
         options=dict(entry.options) if entry.options else None,
         task=task,
     )
+
+
+def _agree(input_size: tuple[int, int], geometry: tuple[str, tuple[int, int]], where: str) -> None:
+    """`input_size` and the option that builds the model for an input size must agree."""
+    option, size = geometry
+    if input_size != size:
+        raise ConfigError(
+            f"{where}: field 'input_size': {list(input_size)} disagrees with options.{option} "
+            f"= {size_text(size, square=True)}, for which the model is built; change one of "
+            f"them, or leave input_size out (it follows options.{option})"
+        )
 
 
 def _task(entry: _Entry, known: str | None, where: str) -> str:

@@ -7,6 +7,7 @@ labels those weights come with, so a models file may leave them out.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,15 @@ class ModelSource(Protocol):
         """Preprocessing, class count and labels the model comes with."""
         ...
 
+    def check_options(self, target: str, options: Mapping[str, Any]) -> None:
+        """ValueError naming an option the builder does not take, or of the wrong type
+        (sources that cannot tell before building check while building)."""
+        ...
+
+    def size_option(self, target: str) -> str | None:
+        """The option that fixes the model's input size (e.g. `image_size`), if it has one."""
+        ...
+
     def build(self, spec: ModelSpec) -> nn.Module:
         """The network (random weights are seeded by the caller)."""
         ...
@@ -97,6 +107,12 @@ class FileSource:
     """Shared behaviour: `weights` is a state_dict file or absent."""
 
     prefix = ""
+
+    def check_options(self, target: str, options: Mapping[str, Any]) -> None:
+        return None
+
+    def size_option(self, target: str) -> str | None:
+        return None
 
     def resolve_weights(self, weights: str | None, base: Path) -> str | None:
         return resolve_weights_file(weights, base)
@@ -136,5 +152,12 @@ def unwrap_state(state: object, where: str) -> dict[str, torch.Tensor]:
         raise ConfigError(f"{where}: not a state_dict of tensors")
     prefix = "module."  # saved from DataParallel/DistributedDataParallel
     if state and all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix) :]: v for k, v in state.items()}
+        metadata = getattr(state, "_metadata", None)
+        state = OrderedDict((k[len(prefix) :], v) for k, v in state.items())
+        if metadata is not None:  # the per-module versions, under the same names
+            state._metadata = OrderedDict(  # type: ignore[attr-defined]
+                (k[len(prefix) :] if k.startswith(prefix) else "", v)
+                for k, v in metadata.items()
+                if k == "module" or k.startswith(prefix)
+            )
     return state

@@ -4,6 +4,9 @@ models and their weight enums; the builder's module says the task."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from torch import nn
 
 from model_registry.errors import ConfigError, closest
 from model_registry.sources.base import Defaults, FileSource, Weights, read_state_file, target_of
+from model_registry.sources.options import check_options, parameters, takes_var_keywords
 from model_registry.spec import CLASSIFICATION, DETECTION, SEGMENTATION, ModelSpec
 
 # Detection models normalize inside (GeneralizedRCNNTransform and the like): fed [0, 1] pixels.
@@ -35,6 +39,51 @@ def builders() -> list[str]:
 def task_of(builder: str) -> str:
     """'classification', 'segmentation' or 'detection', from the builder's module."""
     return _tasks().get(builder, CLASSIFICATION)
+
+
+# Builder parameters layerscope sets from other fields of the entry.
+_RESERVED = {
+    "weights": "name the weights in the entry's 'weights' field",
+    "progress": "nothing is downloaded while building",
+    "num_classes": "give the entry's 'num_classes' field",
+    "weights_backbone": "backbone weights are never downloaded; give the whole model's 'weights'",
+}
+# Options that set the input size, by the class that takes them.
+_SIZE_OPTIONS = ("image_size", "input_size")
+
+
+@functools.cache
+def _model_class(name: str) -> type | None:
+    """The class a builder returns, from its return annotation (torchvision annotates all)."""
+    builder = inspect.unwrap(torchvision.models.get_model_builder(name))
+    try:
+        found = typing.get_type_hints(builder).get("return")
+    except Exception:  # noqa: BLE001 - an unresolvable annotation: the builder's own names only
+        return None
+    return found if isinstance(found, type) else None
+
+
+@functools.cache
+def builder_parameters(name: str) -> dict[str, Any]:
+    """What `torchvision.models.get_model(name, ...)` takes -> type hints: the builder's own
+    parameters and, as torchvision's builders pass `**kwargs` on to the model class, its
+    `__init__`'s (detection models pass theirs on to `GeneralizedRCNNTransform`)."""
+    builder = inspect.unwrap(torchvision.models.get_model_builder(name))
+    callables: list[Any] = [builder]
+    cls = _model_class(name)
+    if cls is not None and takes_var_keywords(builder):
+        callables.append(cls.__init__)
+        if task_of(name) == DETECTION and takes_var_keywords(cls.__init__):
+            from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+            callables.append(GeneralizedRCNNTransform.__init__)
+    return parameters(callables)
+
+
+def size_option(name: str) -> str | None:
+    """The option that fixes the input size of `name` (ViT: image_size, MaxViT: input_size)."""
+    accepted = builder_parameters(name)
+    return next((option for option in _SIZE_OPTIONS if option in accepted), None)
 
 
 def _weights_enum(arch: str, weights: str) -> Any:
@@ -64,6 +113,17 @@ class TorchvisionSource(FileSource):
             return weights
         return super().resolve_weights(weights, base)
 
+    def check_options(self, target: str, options: Mapping[str, Any]) -> None:
+        check_options(
+            options,
+            builder_parameters(target),
+            builder=f"torchvision.models.{target}",
+            reserved=_RESERVED,
+        )
+
+    def size_option(self, target: str) -> str | None:
+        return size_option(target)
+
     def defaults(self, target: str, weights: str | None, options: Mapping[str, Any]) -> Defaults:
         """From the weights' own transforms: resize the short side, centre-crop, normalize."""
         task = task_of(target)
@@ -89,24 +149,30 @@ class TorchvisionSource(FileSource):
         )
 
     def build(self, spec: ModelSpec) -> nn.Module:
+        """`get_model(name, weights=None, num_classes=..., **options)`, with the options
+        torchvision's builder would set for the named torchvision weights (`weights` load
+        afterwards, so the builder never sees them)."""
         name = target_of(spec)
-        kwargs: dict[str, Any] = (
-            {"aux_logits": False, "init_weights": True}
-            if name in ("googlenet", "inception_v3")
-            else {}
-        )
+        kwargs: dict[str, Any] = {}
+        if name in ("googlenet", "inception_v3"):
+            kwargs = {"aux_logits": False, "init_weights": True}
         if task_of(name) != CLASSIFICATION:
             # Never a download: the backbone's ImageNet weights stay off; `weights` loads later.
             kwargs = {"weights_backbone": None}
             if task_of(name) == SEGMENTATION and not name.startswith("lraspp"):
                 kwargs["aux_loss"] = _has_aux(spec)
-            kwargs.update(spec.options or {})
+        kwargs.update(_options_of_weights(name, spec.weights))
+        kwargs.update(spec.options or {})
         try:
             return torchvision.models.get_model(
                 name, weights=None, num_classes=spec.num_classes, **kwargs
             )
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"model {spec.name!r}: field 'architecture': {exc}") from exc
+            shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            raise ConfigError(
+                f"model {spec.name!r}: field 'options': torchvision.models.{name}"
+                f"(num_classes={spec.num_classes}{', ' if shown else ''}{shown}) failed: {exc}"
+            ) from exc
 
     def read_weights(self, spec: ModelSpec, *, allow_downloads: bool) -> Weights:
         if spec.weights is None or not spec.weights.startswith("torchvision:"):
@@ -154,6 +220,23 @@ def _dense_defaults(target: str, weights: str | None, task: str) -> Defaults:
         resize="squash",
         task=task,
     )
+
+
+def _options_of_weights(name: str, weights: str | None) -> dict[str, Any]:
+    """What torchvision's builder sets when it is given these weights: googlenet and
+    inception_v3 normalize inside (`transform_input`), ViT and MaxViT take the weights'
+    input size."""
+    if weights is None or not weights.startswith("torchvision:"):
+        return {}
+    entry = _weights_enum(name, weights)
+    found: dict[str, Any] = {}
+    if name in ("googlenet", "inception_v3"):
+        found["transform_input"] = True
+    option = size_option(name)
+    if option is not None and entry.meta.get("min_size"):
+        size = tuple(int(v) for v in entry.meta["min_size"])
+        found[option] = size[0] if option == "image_size" else size
+    return found
 
 
 def _has_aux(spec: ModelSpec) -> bool:
