@@ -31,8 +31,10 @@ from model_registry.sources.hf_heads import (
     task_from_config,
     threshold_of,
 )
+from model_registry.sources.options import check_options
 from model_registry.spec import DETECTION, ModelSpec
 
+_SIMPLE = (bool, int, float, str)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # PIL's filter numbers, which transformers' `resample` keeps (PILImageResampling).
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
@@ -99,9 +101,22 @@ class HFSource(FileSource):
         )
 
     def _config(self, spec: ModelSpec) -> Any:
+        """config.json with `options` as field overrides; an option that is no field of
+        the config, or of another type than the field's, is a ConfigError."""
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(target_of(spec), **config_options(spec.options))
+        options = config_options(spec.options)
+        saved = AutoConfig.from_pretrained(target_of(spec))
+        fields = {
+            name: type(value) if type(value) in _SIMPLE else Any
+            for name, value in saved.to_dict().items()
+            if not name.startswith("_")
+        }
+        try:
+            check_options(options, fields, builder=f"{type(saved).__name__} (config.json)")
+        except ValueError as exc:
+            raise ConfigError(f"model {spec.name!r}: field 'options': {exc}") from exc
+        config = AutoConfig.from_pretrained(target_of(spec), **options)
         config.num_labels = spec.num_classes
         return config
 

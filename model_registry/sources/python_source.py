@@ -20,6 +20,7 @@ from torch import nn
 
 from model_registry.errors import ConfigError
 from model_registry.sources.base import Defaults, FileSource, resolve_path, target_of
+from model_registry.sources.options import parameters
 from model_registry.spec import ModelSpec
 
 
@@ -72,8 +73,12 @@ class PythonSource(FileSource):
             built = factory(**options)
         except Exception as exc:  # noqa: BLE001 - any failure of the operator's code
             field_name = "options" if options else "architecture"
+            takes = ""
+            if isinstance(exc, TypeError) and "argument" in str(exc):
+                takes = f" (it takes: {', '.join(parameters([factory])) or 'no options'})"
             raise ConfigError(
-                f"model {spec.name!r}: field '{field_name}': {name}(**{options}) failed: {exc!r}"
+                f"model {spec.name!r}: field '{field_name}': {name}(**{options}) failed: "
+                f"{exc!r}{takes}"
             ) from exc
         if not isinstance(built, nn.Module):
             raise ConfigError(

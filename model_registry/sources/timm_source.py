@@ -8,6 +8,7 @@ allowed). `options` are keyword arguments of `timm.create_model` (e.g. `img_size
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch import nn
 
 from model_registry.errors import ConfigError
 from model_registry.sources.base import Defaults, FileSource, Weights, read_state_file, target_of
+from model_registry.sources.options import parameters
 from model_registry.spec import ModelSpec
 
 PRETRAINED = "timm:pretrained"
@@ -100,10 +102,17 @@ class TimmSource(FileSource):
                 **options,
             )
         except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            takes = ""
+            if isinstance(exc, TypeError) and "keyword argument" in str(exc):
+                takes = f" (it takes: {', '.join(sorted(_model_parameters(target_of(spec))))})"
             raise ConfigError(
                 f"model {spec.name!r}: field 'options': timm.create_model({target_of(spec)!r}, "
-                f"**{options}) failed: {exc}"
+                f"**{options}) failed: {exc}{takes}"
             ) from exc
+
+    def size_option(self, target: str) -> str | None:
+        """ViTs and the like are built for one input size (`fixed_input_size`): img_size."""
+        return "img_size" if _pretrained_cfg(target).get("fixed_input_size") else None
 
     def build(self, spec: ModelSpec) -> nn.Module:
         return self._create(spec, pretrained=False)
@@ -123,6 +132,19 @@ class TimmSource(FileSource):
             f"{target_of(spec)!r} are not in the local Hugging Face or torch cache and downloads "
             "are off; set LAYERSCOPE_ALLOW_DOWNLOADS=true or give a weights file"
         )
+
+
+def _model_parameters(name: str) -> dict[str, Any]:
+    """The options the model class of timm's `name` takes (from the entry point's return
+    annotation), besides `timm.create_model`'s own."""
+    from timm.models import model_entrypoint
+
+    entrypoint = model_entrypoint(name)
+    try:
+        cls = typing.get_type_hints(entrypoint).get("return")
+    except Exception:  # noqa: BLE001 - an unresolvable annotation: nothing to list
+        return {}
+    return parameters([cls.__init__]) if isinstance(cls, type) else {}
 
 
 def _cached_file(cfg: Mapping[str, Any]) -> Path | None:
