@@ -59,6 +59,8 @@ def describe(exc: BaseException, models: object = None) -> str:
         value = f" (got {first['input']!r})" if "input" in first else ""
         return f"setting LAYERSCOPE_{name.upper()}: {first['msg']}{value}"
     text = " ".join(str(exc).split())
+    if not isinstance(exc, ConfigError):  # not foreseen: its type says what it is
+        text = f"start-up failed: {type(exc).__name__}" + (f": {text}" if text else "")
     if models is not None and text.startswith("model "):
         text = f"models file {models}: {text}"
     return text
@@ -86,7 +88,9 @@ class _StartUpLog:
         self.buffer.buffer.clear()
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, serving: list[bool]) -> int:
+    """Start the server; `serving` gets True once every model is loaded (after that, an
+    exception is a crash, not a start-up failure)."""
     import uvicorn
 
     from model_registry.config import load_config, load_datasets
@@ -114,6 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
         except BaseException as exc:
             failures.append(exc)
             raise
+        serving.append(True)
         log.release(keep=True)
         return registry
 
@@ -146,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_samples(Path(args.folder)):
             print(path)
         return 0
+    serving: list[bool] = []
     try:
-        return _serve(args)
-    except (ConfigError, ValidationError) as exc:
+        return _serve(args, serving)
+    except Exception as exc:
+        if serving:
+            raise
         if args.debug:
             traceback.print_exception(exc)
         models = None
