@@ -10,9 +10,16 @@ from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem
 
 
+def member_name(value: str) -> str:
+    """An identifier for an enum value: `gradcam++` -> `gradcam_plus_plus`, so it cannot
+    collide with `gradcam` (the OpenAPI document gives it as `x-enum-varnames`)."""
+    name = re.sub(r"\W", "_", value.replace("+", "_plus"))
+    return name if name[:1].isalpha() else f"value_{name}"
+
+
 def method_enum(name: str, methods: list[str]) -> type[StrEnum]:
     """An enum of method names, built from the service's method registry."""
-    members = [(re.sub(r"\W", "_", method), method) for method in methods]
+    members = [(member_name(method), method) for method in methods]
     return cast(type[StrEnum], StrEnum(name, members))
 
 

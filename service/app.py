@@ -18,10 +18,11 @@ from service.error_handlers import install_error_handlers
 from service.jobs.replay import ReplayCapture
 from service.jobs.stores import build_jobs, build_queue
 from service.metrics import Metrics, hook_count
-from service.middleware.api_key import ApiKeyMiddleware
+from service.middleware.api_key import EXEMPT, ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
 from service.middleware.tenants import load_keys
+from service.openapi import install_openapi
 from service.routes import (
     attributions,
     datasets,
@@ -173,6 +174,7 @@ def create_app(
     for router in (attributions.router, methods.router, *insight, datasets.router, jobs.router):
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
+    install_openapi(app, protected=None if keys is None else lambda path: path not in EXEMPT)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.
     if settings.cors_origins:
         app.add_middleware(

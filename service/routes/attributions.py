@@ -54,7 +54,11 @@ def _answers(npy: str, body: type[BaseModel]) -> dict[int | str, dict[str, Any]]
     description = (
         f"png: heatmaps beside each input; npy: {npy}; json: metadata and the png as base64"
     )
-    return common.answers(description, PNG, NPY, NPZ, body=body, errors=_ERRORS)
+    return {
+        **common.answers(description, PNG, NPY, NPZ, body=body, errors=_ERRORS),
+        **common.JOB_ACCEPTED,  # async=true
+        **common.error_responses(*common.JOB_ERRORS),
+    }
 
 
 _CAM_NPY = (

@@ -85,7 +85,13 @@ LayerPath = Annotated[
 ]
 JSON_MEDIA_TYPE = "application/json"
 JOB_ACCEPTED: dict[int | str, dict[str, Any]] = {
-    202: {"description": "accepted as a job; poll the Location header (GET /v1/jobs/{id})"}
+    202: {
+        "model": JobBody,
+        "description": "accepted as a job; poll the Location header (GET /v1/jobs/{id})",
+        "headers": {
+            "Location": {"description": "/v1/jobs/{id}", "schema": {"type": "string"}},
+        },
+    }
 }
 IMAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {
