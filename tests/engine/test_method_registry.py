@@ -18,7 +18,16 @@ from service.engine.attribution.methods.registry import (
 from tests.routes.test_attributions import CAM_METHODS as CAMS
 from tests.routes.test_attributions import GRADIENT_METHODS as GRADIENTS
 
-NEED_GRADIENTS = {"gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", *GRADIENTS}
+NEED_GRADIENTS = {
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "layercam",
+    "gradcam-elementwise",
+    "hirescam",
+    "eigengradcam",
+    *GRADIENTS,
+}
 
 
 def test_every_method_is_registered_once_in_listing_order() -> None:

@@ -17,10 +17,12 @@ CAM_METHODS = [
     "gradcam++",
     "xgradcam",
     "layercam",
+    "gradcam-elementwise",
     "hirescam",
     "cam",
     "scorecam",
     "eigencam",
+    "eigengradcam",
     "ablationcam",
 ]
 GRADIENT_METHODS = [

@@ -30,6 +30,17 @@ def eigen_cam(activations: torch.Tensor) -> torch.Tensor:
     return projection.reshape(batch, height, width)
 
 
+def eigen_maps(terms: torch.Tensor) -> torch.Tensor:
+    """`eigen_cam` of every image and target: [B, T, C, h, w] -> [B, T, h, w].
+
+    pytorch-grad-cam's `eigen_smooth` and EigenGradCAM project the per-channel terms of a
+    map (weighted activations, gradients x activations) the way EigenCAM projects the
+    activations; a target's map is its own SVD.
+    """
+    count, per_image = terms.shape[:2]
+    return eigen_cam(terms.flatten(0, 1)).unflatten(0, (count, per_image))
+
+
 @register_cam(
     "eigencam", "EigenCAM: the activations' first principal component (class-agnostic)", order=80
 )

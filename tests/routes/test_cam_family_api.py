@@ -1,0 +1,56 @@
+"""The CAM family of issue 27 over HTTP: listed by /v1/methods, every format, bad options."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from tests.helpers import error_body, files, load_npy
+
+CAM = "/v1/models/digits/cam"
+NEW_METHODS = ["gradcam-elementwise", "eigengradcam"]
+
+
+def test_new_methods_are_listed_with_their_family(app_client) -> None:
+    listed = {m["name"]: m for m in app_client.get("/v1/methods").json()["data"]}
+    for name in NEW_METHODS:
+        assert listed[name]["kind"] == "cam" and listed[name]["needs_gradients"] is True
+    spec = app_client.get("/openapi.json").json()
+    paths = [p for p in spec["paths"] if p.endswith("/cam")]
+    parameters = spec["paths"][paths[0]]["post"]["parameters"]
+    method = next(p for p in parameters if p["name"] == "method")
+    schema = method["schema"]
+    choices = (
+        schema.get("enum")
+        or spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]["enum"]
+    )
+    assert set(NEW_METHODS) <= set(choices)
+
+
+@pytest.mark.parametrize("method", NEW_METHODS)
+def test_gradient_times_activation_cams_answer_every_format(
+    method: str, app_client, digit_pngs: list[bytes]
+) -> None:
+    images = files(*digit_pngs[:2])
+    png = app_client.post(f"{CAM}?method={method}", files=images)
+    assert png.status_code == 200, png.text
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    npy = app_client.post(
+        f"{CAM}?method={method}&format=npy&target=3,7&normalize=true", files=images
+    )
+    assert npy.status_code == 200, npy.text
+    maps = load_npy(npy.content)
+    assert maps.shape == (2, 2, 32, 32) and maps.dtype == np.float32
+    assert maps.min() >= 0 and maps.max() <= 1 and np.isclose(maps.max(), 1)
+    assert not np.allclose(maps[:, 0], maps[:, 1])  # class-specific, unlike EigenCAM
+    body = app_client.post(f"{CAM}?method={method}&format=json", files=images).json()
+    assert body["method"] == method and len(body["maps"]) == 2
+    assert base64.b64decode(body["png_base64"])[:4] == b"\x89PNG"
+
+
+def test_unknown_cam_method_names_the_new_ones(app_client, digit_pngs: list[bytes]) -> None:
+    answer = app_client.post(f"{CAM}?method=eigen-grad-cam", files=files(digit_pngs[0]))
+    body = error_body(answer, 422, None)
+    assert "eigengradcam" in str(body)
