@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_images: int = Field(default=32, ge=1, description="images per request")
+    max_request_pixels: int = Field(
+        default=100_000_000, ge=1, description="pixels of all a request's pictures (413 above)"
+    )
+    max_aspect_ratio: float = Field(
+        default=100.0, ge=1, allow_inf_nan=False, description="a picture's long/short side (422)"
+    )
     max_body_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1024, description="request body limit (413 above)"
     )

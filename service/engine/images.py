@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from model_registry.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 from model_registry.spec import ModelSpec
+from service.engine.geometry import Geometry, crop_plan, fit_geometry
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF")
 
@@ -24,8 +23,9 @@ def decode_image(
     """Decode one upload; the pixel limit is checked from the header before any pixel is decoded.
 
     Raises:
-        InvalidInput: empty or truncated data.
-        UnsupportedMedia: not an image, or a format outside the allow-list.
+        InvalidInput: empty data.
+        UnsupportedMedia: not an image, a format outside the allow-list, or data that does
+            not decode (truncated or corrupt).
         PayloadTooLarge: more pixels than `max_pixels`.
     """
     where = f"{field}[{index}]"
@@ -65,7 +65,13 @@ def decode_image(
         image.seek(0)  # animated formats: the first frame
         image.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidInput(f"{where} could not be decoded: {exc}", field=field) from exc
+        # A header that promises a picture the data does not hold (truncated, corrupt) is
+        # as undecodable as no picture at all: 415, as for any other unreadable upload.
+        raise UnsupportedMedia(
+            f"{where} could not be decoded (truncated or corrupt): {exc}",
+            field=field,
+            formats=list(ALLOWED_FORMATS),
+        ) from exc
     return image
 
 
@@ -86,82 +92,17 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
+# A crop model's whole-picture resize is made while the copy is at most this many pixels
+# (12 MB as RGB): every ordinary picture, pixel for pixel as torchvision. Past it, only the
+# crop's region is resized (see `to_model_image`), so no aspect ratio can blow it up.
+WHOLE_RESIZE_PIXELS = 4_000_000
+
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """How an upload was fitted to the model's input, to draw maps back onto the upload.
-
-    Attributes:
-        resize: 'squash', 'crop' or 'letterbox' (see `ModelSpec.resize`).
-        interpolation: the resampling filter used (see `ModelSpec.interpolation`).
-        source_size: (height, width) of the upload.
-        box: (left, top, right, bottom) in upload pixels of the region that fills the whole
-            model input: the picture itself (squash), a centred part of it (crop), or a
-            larger region whose outside is padding (letterbox).
-    """
-
-    resize: str
-    source_size: tuple[int, int]
-    box: tuple[float, float, float, float]
-    interpolation: str = "bilinear"
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "resize": self.resize,
-            "interpolation": self.interpolation,
-            "source_size": list(self.source_size),
-            "box": [round(v, 3) for v in self.box],
-        }
-
-
-def _crop_plan(spec: ModelSpec, width: int, height: int) -> tuple[int, int, int, int]:
-    """(resized width, height, crop left, top) exactly as torchvision and timm evaluate.
-
-    The short side goes to floor(side / crop_pct) (torchvision: 256 for 224), the long side
-    follows, truncated; a non-square input scales each side (timm); the centre is cut with
-    torchvision's rounding.
-    """
-    out_h, out_w = spec.input_size
-    if out_h == out_w:
-        short = math.floor(out_h / spec.crop_pct + 1e-6)
-        if width <= height:
-            size = (short, int(short * height / width))
-        else:
-            size = (int(short * width / height), short)
-    else:
-        scale = max(out_h / spec.crop_pct / height, out_w / spec.crop_pct / width)
-        size = (max(out_w, int(width * scale)), max(out_h, int(height * scale)))
-    left = int(round((size[0] - out_w) / 2.0))
-    top = int(round((size[1] - out_h) / 2.0))
-    return size[0], size[1], left, top
-
-
-def _box(spec: ModelSpec, width: int, height: int) -> tuple[float, float, float, float]:
-    """The upload region mapped onto the whole model input for `spec.resize`."""
-    out_h, out_w = spec.input_size
-    if spec.resize == "squash":
-        return (0.0, 0.0, float(width), float(height))
-    if spec.resize == "crop":
-        resized_w, resized_h, left, top = _crop_plan(spec, width, height)
-        sx, sy = width / resized_w, height / resized_h
-        return (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
-    scale = min(out_h / height, out_w / width)  # letterbox: the picture fits inside
-    box_w, box_h = out_w / scale, out_h / scale
-    x0, y0 = (width - box_w) / 2, (height - box_h) / 2
-    return (x0, y0, x0 + box_w, y0 + box_h)
-
-
-def fit_geometry(source_size: tuple[int, int], spec: ModelSpec) -> Geometry:
-    """What `to_model_image` does to a picture of `source_size` (height, width)."""
-    box = _box(spec, source_size[1], source_size[0])
-    return Geometry(spec.resize, source_size, box, spec.interpolation)
 
 
 def upload_geometries(uploads: Sequence[bytes], spec: ModelSpec) -> list[Geometry]:
@@ -173,7 +114,9 @@ def upload_geometries(uploads: Sequence[bytes], spec: ModelSpec) -> list[Geometr
     return geometries
 
 
-def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Geometry]:
+def to_model_image(
+    image: Image.Image, spec: ModelSpec, *, whole_resize_pixels: int = WHOLE_RESIZE_PIXELS
+) -> tuple[Image.Image, Geometry]:
     """Colour mode and size the model expects, and what was done to get there.
 
     The one place that does geometry: `spec.resize` decides between squashing the picture to
@@ -181,6 +124,11 @@ def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Ge
     evaluate), or letterboxing it (padding with the mean colour). One antialiased resample
     with the weights' filter (`spec.interpolation`); the image is returned unchanged when it
     is already right.
+
+    Every picture allocated here is bounded: squash and letterbox resize to at most
+    `input_size`; crop resizes the whole picture (pixel for pixel as torchvision) only while
+    that copy has at most `whole_resize_pixels`, and otherwise resizes just the crop's source
+    region (equal to the whole path up to the 8-bit rounding between Pillow's two passes).
     """
     mode = "L" if spec.in_channels == 1 else "RGB"
     image = in_mode(image, mode)
@@ -193,11 +141,14 @@ def to_model_image(image: Image.Image, spec: ModelSpec) -> tuple[Image.Image, Ge
         resample = _RESAMPLE[spec.interpolation]
         return image.resize((width, height), resample, reducing_gap=None), geometry
     if spec.resize == "crop":
-        resized_w, resized_h, left, top = _crop_plan(spec, image.width, image.height)
+        resized_w, resized_h, left, top = crop_plan(spec, image.width, image.height)
+        resample = _RESAMPLE[spec.interpolation]
+        if resized_w * resized_h > whole_resize_pixels:
+            # Only what the crop keeps is resized: the same filter over the same source
+            # coordinates, at the crop's size whatever the aspect ratio.
+            return image.resize((width, height), resample, box=box, reducing_gap=None), geometry
         if (resized_w, resized_h) != image.size:
-            image = image.resize(
-                (resized_w, resized_h), _RESAMPLE[spec.interpolation], reducing_gap=None
-            )
+            image = image.resize((resized_w, resized_h), resample, reducing_gap=None)
         return image.crop((left, top, left + width, top + height)), geometry
     scale = width / (box[2] - box[0])
     inner = (

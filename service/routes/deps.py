@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from model_registry.datasets import DatasetCatalog, is_reference
 from model_registry.errors import InvalidInput, NotReady, PayloadTooLarge
 from model_registry.registry import LoadedModel, ModelRegistry
+from service.engine.pixel_budget import PixelBudget, check_pictures
 from service.jobs.job_records import Jobs
 from service.settings import Settings
 from service.workers.activation_cache import ActivationCache
@@ -161,7 +162,11 @@ async def read_images(
         stored = [
             await run_in_threadpool(_stored, store, datasets, image_id, tenant) for image_id in ids
         ]
-    return uploads + named + stored
+    pictures = uploads + named + stored
+    # Headers only, microseconds each: hostile sizes are refused before the request queues.
+    limits = (settings.max_image_pixels, settings.max_request_pixels, settings.max_aspect_ratio)
+    check_pictures(pictures, PixelBudget(*limits))
+    return pictures
 
 
 def _stored(store: Images, datasets: DatasetCatalog, image_id: str, tenant: Tenant) -> bytes:
