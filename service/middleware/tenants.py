@@ -22,6 +22,7 @@ from service.workers.tenancy import Tenant
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 DEFAULT_TENANT = "default"
+MIN_SECRET = 16
 
 
 def digest(key: str | bytes) -> bytes:
@@ -110,8 +111,12 @@ def load_keys(settings: Settings) -> KeyRing | None:
 
     Raises:
         ConfigError: a malformed entry, a repeated name or key, an unreadable or empty
-            file, two key settings at once, or an admin or token without keys.
+            file, two key settings at once, an admin or token without keys, or a short
+            `LAYERSCOPE_ID_SECRET`.
     """
+    secret = settings.id_secret
+    if secret is not None and len(secret.get_secret_value()) < MIN_SECRET:
+        raise ConfigError(f"setting LAYERSCOPE_ID_SECRET: shorter than {MIN_SECRET} characters")
     entries, setting = _entries(settings)
     admins = frozenset(n.strip() for n in settings.admin_tenants.split(",") if n.strip())
     token = settings.metrics_token

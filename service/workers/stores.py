@@ -25,9 +25,13 @@ def local_or_redis(
 
 
 def build_images(settings: Settings) -> Images:
+    secret = settings.id_secret
     limits = {
         "max_images": settings.image_store_max_images,
         "max_bytes": settings.image_store_max_bytes,
+        "tenant_max_bytes": settings.tenant_max_image_bytes,
+        # unset: random per process, or with Redis the one every replica finds there
+        "secret": secret.get_secret_value().encode() if secret is not None else None,
     }
     return local_or_redis(
         settings, ImageStore, RedisImageStore, limits, ttl_s=settings.redis_image_ttl_s
