@@ -21,11 +21,13 @@ from service.metrics import Metrics, hook_count
 from service.middleware.api_key import EXEMPT, ApiKeyMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
+from service.middleware.security_headers import SecurityHeadersMiddleware
 from service.middleware.tenants import load_keys
 from service.openapi import install_openapi
 from service.routes import (
     attributions,
     datasets,
+    docs,
     embedding,
     feature_maps,
     filters,
@@ -144,6 +146,8 @@ def create_app(
         summary="What a convolutional network sees: feature maps, attributions and model insight "
         "over HTTP.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from routes.docs, with assets served here
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics_
@@ -174,6 +178,7 @@ def create_app(
     for router in (attributions.router, methods.router, *insight, datasets.router, jobs.router):
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
+    app.include_router(docs.router)  # /docs, /redoc and their assets: no CDN, works offline
     install_openapi(app, protected=None if keys is None else lambda path: path not in EXEMPT)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.
     if settings.cors_origins:
@@ -182,11 +187,13 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"],
+            expose_headers=["Location", "Retry-After", "X-Request-ID"],
         )
     if keys is not None:
-        app.add_middleware(ApiKeyMiddleware, keys=keys)
+        app.add_middleware(ApiKeyMiddleware, keys=keys, exempt_prefixes=("/ui", "/docs"))
     if settings.redis_url is not None:
         app.add_middleware(ReplayCapture)  # a job keeps its request for the replica that runs it
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics_)
+    app.add_middleware(SecurityHeadersMiddleware)  # nosniff and Referrer-Policy on every answer
     return app
