@@ -1,47 +1,48 @@
-# layerscope service image. CPU by default; a CUDA base for GPUs:
-#   docker build -t layerscope .
-#   docker build -t layerscope:cuda --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 \
-#                --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
-ARG BASE_IMAGE=python:3.12-slim
+# layerscope service image: torch at the Makefile's TORCH_SPEC and every other runtime
+# dependency at the version requirements.lock names. CPU wheels by default; PyPI's own torch
+# wheels carry CUDA (the NVIDIA container runtime brings the driver), so the GPU image is the
+# same file with another index:
+#   docker build -t layerscope:0.1.0 .
+#   docker build -t layerscope:0.1.0-cuda --build-arg TORCH_INDEX=https://pypi.org/simple .
+ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# The Makefile's TORCH_SPEC (tests/test_deployment.py keeps the two equal).
+ARG TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LAYERSCOPE_HOST=0.0.0.0 \
-    LAYERSCOPE_PORT=8000
-
-# CUDA base images carry no Python; the slim image already has it.
-RUN if ! command -v python3 >/dev/null; then \
-        apt-get update && apt-get install -y --no-install-recommends python3 python3-venv curl \
-        && rm -rf /var/lib/apt/lists/*; \
-    elif ! command -v curl >/dev/null; then \
-        apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*; \
-    fi \
-    && python3 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+    LAYERSCOPE_PORT=8000 \
+    PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
-# Dependencies first, so code changes do not reinstall torch.
-COPY pyproject.toml README.md ./
-RUN pip install --index-url ${TORCH_INDEX} "torch>=2.6" "torchvision>=0.21" \
-    && pip install "fastapi>=0.115" "uvicorn[standard]>=0.30" "pydantic>=2.7" "pydantic-settings>=2.3" \
-       "python-multipart>=0.0.9" "pillow>=10.3" "numpy>=1.26" "scikit-learn>=1.4" "scipy>=1.11" \
-       "matplotlib>=3.8" "safetensors>=0.4" "isal>=1.6" "httpx>=0.27" "prometheus-client>=0.20" \
-       "python-json-logger>=3.1" "timm>=1.0" "transformers>=4.45" "huggingface_hub>=0.25" "redis>=5.0" \
-       "threadpoolctl>=3.1"
+# Dependencies first, so code changes do not reinstall torch. `-c requirements.lock`: each
+# package at the lock's version (a CPU wheel's +cpu label matches it); nothing from the lock
+# is installed unless pyproject's runtime list needs it, so no test or lint tool lands here.
+COPY pyproject.toml requirements.lock README.md ./
+RUN python -m venv /opt/venv \
+    && pip install --index-url "${TORCH_INDEX}" --extra-index-url https://pypi.org/simple \
+       -c requirements.lock ${TORCH_SPEC} \
+    && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+       > /tmp/runtime.txt \
+    && pip install -c requirements.lock -r /tmp/runtime.txt \
+    && rm /tmp/runtime.txt
 COPY api_schemas ./api_schemas
 COPY model_registry ./model_registry
 COPY service ./service
 RUN pip install --no-deps . \
+    && pip check \
     && useradd --create-home --uid 10001 layerscope \
-    && mkdir -p /models && chown layerscope /models
+    && mkdir -p /models && chown 10001 /models
 
-USER layerscope
+USER 10001
 EXPOSE 8000
 VOLUME ["/models"]
+# Python rather than curl: the slim image needs no apt package (urlopen raises on a 503).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:8000/readyz || exit 1
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
 # Exec form: uvicorn gets SIGTERM directly and drains in-flight requests.
 CMD ["layerscope", "serve", "--host", "0.0.0.0", "--port", "8000"]
