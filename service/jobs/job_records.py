@@ -13,6 +13,7 @@ from typing import Any
 
 from model_registry.errors import NotFinished, NotFound, TooManyJobs
 from service.engine.progress import Cancelled, Progress
+from service.workers.tenancy import OPEN, Tenant
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued",
@@ -60,6 +61,7 @@ class JobRecord:
     cancel: threading.Event = field(default_factory=threading.Event)
     worker: str | None = None
     attempts: int = 0
+    owner: str = ""  # the tenant that submitted it
 
 
 @dataclass(frozen=True)
@@ -122,13 +124,15 @@ def view_of(job: JobRecord, now: float) -> JobView:
 
 @dataclass(frozen=True)
 class Replay:
-    """The HTTP request that started a job: any replica can run it again to do the job."""
+    """The HTTP request that started a job: any replica can run it again to do the job, as
+    the tenant that sent it (the key itself is never stored)."""
 
     method: str
     path: str
     query: bytes
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
+    tenant: Tenant = OPEN
 
     def dumps(self) -> bytes:
         head = {
@@ -136,6 +140,8 @@ class Replay:
             "path": self.path,
             "query": self.query.decode("latin-1"),
             "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
+            "tenant": self.tenant.name,
+            "admin": self.tenant.admin,
         }
         return json.dumps(head).encode() + b"\n" + self.body
 
@@ -144,7 +150,9 @@ class Replay:
         head_bytes, _, body = blob.partition(b"\n")
         head = json.loads(head_bytes)
         headers = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in head["headers"])
-        return cls(head["method"], head["path"], head["query"].encode("latin-1"), headers, body)
+        tenant = Tenant(head.get("tenant", ""), admin=bool(head.get("admin", False)))
+        query = head["query"].encode("latin-1")
+        return cls(head["method"], head["path"], query, headers, body, tenant)
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,7 @@ class Jobs(ABC):
 
     max_jobs: int
     ttl_s: float
+    tenant_max_jobs: int | None = None
     _clock: Callable[[], float]
 
     def submit(
@@ -178,10 +187,13 @@ class Jobs(ABC):
         total: int,
         runner: Runner | None = None,
         replay: Replay | None = None,
+        tenant: Tenant = OPEN,
     ) -> JobView:
-        """Record a new job of `total` steps and start it; raises `TooManyJobs` (429) when
-        every slot holds an unfinished job."""
-        job = JobRecord(id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock())
+        """Record a new job of `total` steps for `tenant` and start it; raises `TooManyJobs`
+        (429) when every slot, or every one of the tenant's, holds an unfinished job."""
+        job = JobRecord(
+            id=uuid.uuid4().hex, kind=kind, total=total, created=self._clock(), owner=tenant.name
+        )
         return self._queue(job, JobForms(work, runner, replay))
 
     @abstractmethod
@@ -191,14 +203,16 @@ class Jobs(ABC):
     @abstractmethod
     def start(self) -> None: ...
 
-    @abstractmethod
-    def get(self, job_id: str) -> JobView: ...
+    # A job another tenant submitted answers as an unknown one (404): existence does not leak.
 
     @abstractmethod
-    def result(self, job_id: str) -> tuple[JobView, Encoded]: ...
+    def get(self, job_id: str, tenant: Tenant = OPEN) -> JobView: ...
 
     @abstractmethod
-    def delete(self, job_id: str) -> JobView: ...
+    def result(self, job_id: str, tenant: Tenant = OPEN) -> tuple[JobView, Encoded]: ...
+
+    @abstractmethod
+    def delete(self, job_id: str, tenant: Tenant = OPEN) -> JobView: ...
 
     @abstractmethod
     def shutdown(self, timeout_s: float = 60.0) -> None: ...
@@ -208,6 +222,15 @@ class Jobs(ABC):
         return TooManyJobs(
             f"{self.max_jobs} jobs are queued or running; retry later or DELETE one",
             max_jobs=self.max_jobs,
+            retry_after=5,
+        )
+
+    def tenant_full(self) -> TooManyJobs:
+        """The 429 for a tenant whose `tenant_max_jobs` jobs are all queued or running."""
+        return TooManyJobs(
+            f"this key's {self.tenant_max_jobs} jobs are queued or running "
+            "(LAYERSCOPE_TENANT_MAX_JOBS); retry later or DELETE one",
+            tenant_max_jobs=self.tenant_max_jobs,
             retry_after=5,
         )
 

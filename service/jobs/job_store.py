@@ -36,6 +36,7 @@ from service.jobs.job_records import (
     Work,
     view_of,
 )
+from service.workers.tenancy import OPEN, Tenant
 
 log = logging.getLogger("layerscope")
 
@@ -51,9 +52,11 @@ class JobStore(Jobs):
         max_jobs: int = 32,
         ttl_s: float = 900.0,
         timeout_s: float = 900.0,
+        tenant_max_jobs: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._runner = runner
+        self.tenant_max_jobs = tenant_max_jobs
         self._running: set[futures.Future] = set()
         self._jobs: dict[str, JobRecord] = {}
         self._lock = threading.Lock()
@@ -88,6 +91,12 @@ class JobStore(Jobs):
                 self._evict_oldest_finished_locked()
             if len(self._jobs) >= self.max_jobs:
                 raise self.full()
+            limit = self.tenant_max_jobs
+            if limit is not None and limit <= sum(
+                other.owner == job.owner and other.status not in FINISHED
+                for other in self._jobs.values()
+            ):
+                raise self.tenant_full()
             self._jobs[job.id] = job
             view = self._view_locked(job)
 
@@ -101,26 +110,26 @@ class JobStore(Jobs):
         future.add_done_callback(lambda done: self._settle(job, done))
         return view
 
-    def get(self, job_id: str) -> JobView:
+    def get(self, job_id: str, tenant: Tenant = OPEN) -> JobView:
         with self._lock:
             self._sweep_locked()
-            return self._view_locked(self._find_locked(job_id))
+            return self._view_locked(self._find_locked(job_id, tenant))
 
-    def result(self, job_id: str) -> tuple[JobView, Encoded]:
+    def result(self, job_id: str, tenant: Tenant = OPEN) -> tuple[JobView, Encoded]:
         """The finished job's result; 409 while it runs or when it did not succeed."""
         with self._lock:
             self._sweep_locked()
-            job = self._find_locked(job_id)
+            job = self._find_locked(job_id, tenant)
             view = self._view_locked(job)
             if job.status != SUCCEEDED or job.result is None:
                 raise self.not_finished(job)
             return view, job.result
 
-    def delete(self, job_id: str) -> JobView:
+    def delete(self, job_id: str, tenant: Tenant = OPEN) -> JobView:
         """Cancel an unfinished job (it stops at its next step), or forget a finished one."""
         with self._lock:
             self._sweep_locked()
-            job = self._find_locked(job_id)
+            job = self._find_locked(job_id, tenant)
             if job.status in FINISHED:
                 del self._jobs[job_id]
             elif job.status == QUEUED:
@@ -212,9 +221,9 @@ class JobStore(Jobs):
         job.status = status
         job.finished = self._clock()
 
-    def _find_locked(self, job_id: str) -> JobRecord:
+    def _find_locked(self, job_id: str, tenant: Tenant) -> JobRecord:
         job = self._jobs.get(job_id)
-        if job is None:
+        if job is None or not tenant.sees(job.owner):
             raise self.unknown(job_id)
         return job
 

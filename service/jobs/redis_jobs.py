@@ -31,6 +31,7 @@ from service.jobs.job_records import (
     view_of,
 )
 from service.workers.redis_link import PREFIX, outage_is_503
+from service.workers.tenancy import OPEN, Tenant
 
 RECORD = PREFIX + "job:"
 INDEX = PREFIX + "jobs"
@@ -65,6 +66,7 @@ def record_of(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
         error_status=int(fields[b"error_status"]) if fields.get(b"error_status") else None,
         worker=_text(fields.get(b"worker")) or None,
         attempts=int(fields.get(b"attempts", b"0")),
+        owner=_text(fields.get(b"owner")) or "",
     )
     if fields.get(b"media_type"):
         job.result = Encoded(b"", fields[b"media_type"].decode())
@@ -86,6 +88,7 @@ class RedisJobStore(Jobs):
         timeout_s: float = 900.0,
         attempts: int = 3,
         retry_after_s: int = 5,
+        tenant_max_jobs: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # Any: redis-py types each reply as raw or decoded; this client's are raw bytes.
@@ -93,6 +96,7 @@ class RedisJobStore(Jobs):
         self.max_jobs, self.max_bytes = max_jobs, max_bytes
         self.ttl_s, self.timeout_s, self.attempts = ttl_s, timeout_s, attempts
         self.retry_after_s = retry_after_s
+        self.tenant_max_jobs = tenant_max_jobs
         self._clock = clock
         self._scripts: dict[str, Any] = {
             name: client.register_script(getattr(lua, name))
@@ -112,12 +116,14 @@ class RedisJobStore(Jobs):
         if replay is None:
             raise ValueError("a Redis job needs the request that started it")
         args = [RECORD, job.id, job.kind, job.total, repr(job.created), replay.dumps()]
+        args += [self.max_jobs, self.max_bytes, job.owner]
+        args.append(-1 if self.tenant_max_jobs is None else self.tenant_max_jobs)
         with self._503():
-            admitted = self._scripts["SUBMIT"](
-                keys=[INDEX, QUEUE], args=[*args, self.max_jobs, self.max_bytes]
-            )
+            admitted = self._scripts["SUBMIT"](keys=[INDEX, QUEUE], args=args)
         if admitted == 0:
             raise self.full()
+        if admitted == -2:
+            raise self.tenant_full()
         if admitted == -1:
             raise TooManyJobs(
                 f"the jobs kept hold {self.max_bytes} bytes of requests and results "
@@ -127,19 +133,22 @@ class RedisJobStore(Jobs):
             )
         return view_of(job, job.created)
 
-    def _record(self, job_id: str) -> JobRecord:
+    def _record(self, job_id: str, tenant: Tenant) -> JobRecord:
         with self._503():
             fields = self.redis.hgetall(RECORD + job_id)
         if not fields:
             raise self.unknown(job_id)
-        return record_of(job_id, fields)
+        job = record_of(job_id, fields)
+        if not tenant.sees(job.owner):
+            raise self.unknown(job_id)
+        return job
 
-    def get(self, job_id: str) -> JobView:
-        return view_of(self._record(job_id), self._clock())
+    def get(self, job_id: str, tenant: Tenant = OPEN) -> JobView:
+        return view_of(self._record(job_id, tenant), self._clock())
 
-    def result(self, job_id: str) -> tuple[JobView, Encoded]:
+    def result(self, job_id: str, tenant: Tenant = OPEN) -> tuple[JobView, Encoded]:
         """The finished job's result; 409 while it runs or when it did not succeed."""
-        job = self._record(job_id)
+        job = self._record(job_id, tenant)
         body = None
         if job.status == SUCCEEDED and job.result is not None:
             with self._503():
@@ -148,12 +157,13 @@ class RedisJobStore(Jobs):
             raise self.not_finished(job)
         return view_of(job, self._clock()), Encoded(body, job.result.media_type)
 
-    def delete(self, job_id: str) -> JobView:
+    def delete(self, job_id: str, tenant: Tenant = OPEN) -> JobView:
         """Cancel an unfinished job (it stops at its next step), or forget a finished one."""
         key = RECORD + job_id
         keys = [key, key + ":request", key + ":result", INDEX]
+        args = [job_id, repr(self._clock()), self._ttl, tenant.name, int(tenant.admin)]
         with self._503():
-            flat = self._scripts["DELETE"](keys=keys, args=[job_id, repr(self._clock()), self._ttl])
+            flat = self._scripts["DELETE"](keys=keys, args=args)
         if not flat:
             raise self.unknown(job_id)
         fields = dict(zip(flat[::2], flat[1::2], strict=True))

@@ -11,23 +11,31 @@ FINISHED = """
 local function finished(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 """
 
-# KEYS: index, queue. ARGV: prefix, id, kind, total, now, request, max_jobs, max_bytes.
+# KEYS: index, queue. ARGV: prefix, id, kind, total, now, request, max_jobs, max_bytes,
+# owner, the owner's most unfinished jobs (-1: no limit).
+# Returns 1 (queued), 0 (every slot taken), -1 (bytes), -2 (the owner's slots taken).
 SUBMIT = (
     FINISHED
     + """
 local index, queue, prefix, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local size, max_n, max_b = string.len(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local count, used, done = 0, 0, {}
+local owner, owner_max = ARGV[9], tonumber(ARGV[10])
+local count, used, done, owned = 0, 0, {}, 0
 for _, other in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  local f = redis.call('HMGET', prefix .. other, 'status', 'bytes')
+  local f = redis.call('HMGET', prefix .. other, 'status', 'bytes', 'owner')
   if not f[1] then
     redis.call('ZREM', index, other)
   else
     count = count + 1
     used = used + tonumber(f[2] or '0')
-    if finished(f[1]) then table.insert(done, {other, tonumber(f[2] or '0')}) end
+    if finished(f[1]) then
+      table.insert(done, {other, tonumber(f[2] or '0')})
+    elseif (f[3] or '') == owner then
+      owned = owned + 1
+    end
   end
 end
+if owner_max >= 0 and owned >= owner_max then return -2 end
 local i = 1
 while (count >= max_n or used + size > max_b) and i <= #done do
   local victim = prefix .. done[i][1]
@@ -38,7 +46,7 @@ end
 if count >= max_n then return 0 end
 if used + size > max_b then return -1 end
 redis.call('HSET', prefix .. id, 'id', id, 'kind', ARGV[3], 'total', ARGV[4], 'created', ARGV[5],
-  'status', 'queued', 'step', 0, 'bytes', size, 'attempts', 0)
+  'status', 'queued', 'step', 0, 'bytes', size, 'attempts', 0, 'owner', owner)
 redis.call('SET', prefix .. id .. ':request', ARGV[6])
 redis.call('ZADD', index, ARGV[5], id)
 redis.call('XADD', queue, '*', 'job', id)
@@ -93,13 +101,16 @@ return 1
 """
 )
 
-# KEYS: record, request, result, index. ARGV: id, now, ttl_ms.
-# Returns the record as it was answered (before a finished one is forgotten), {} if unknown.
+# KEYS: record, request, result, index. ARGV: id, now, ttl_ms, tenant, admin ('1' or '0').
+# Returns the record as it was answered (before a finished one is forgotten), {} if unknown
+# or another tenant's.
 DELETE = (
     FINISHED
     + """
-local status = redis.call('HGET', KEYS[1], 'status')
+local f = redis.call('HMGET', KEYS[1], 'status', 'owner')
+local status = f[1]
 if not status then return {} end
+if ARGV[5] ~= '1' and (f[2] or '') ~= ARGV[4] then return {} end
 if finished(status) then
   local record = redis.call('HGETALL', KEYS[1])
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])

@@ -27,6 +27,7 @@ from service.jobs.on_device import Job, on_device
 from service.jobs.redis_jobs import LeaseLost, RedisJobStore
 from service.workers.pool import InferencePool
 from service.workers.redis_link import OUTAGE
+from service.workers.tenancy import OPEN, SCOPE_KEY
 
 log = logging.getLogger("layerscope")
 
@@ -60,13 +61,15 @@ class ReplayCapture:
 
 
 def replay_of(scope: MutableMapping[str, Any]) -> Replay | None:
-    """The request in `scope` as a `Replay` (None when its body was not captured)."""
+    """The request in `scope` as a `Replay` (None when its body was not captured), with the
+    tenant the auth middleware found (the key is not kept)."""
     chunks = scope.get(BODY)
     if chunks is None and scope.get("method") == "POST":
         return None
     headers = tuple((k, v) for k, v in scope.get("headers", ()) if k in _KEPT_HEADERS)
     body = b"".join(chunks or ())
-    return Replay(scope["method"], scope["path"], scope.get("query_string", b""), headers, body)
+    query, tenant = scope.get("query_string", b""), scope.get(SCOPE_KEY, OPEN)
+    return Replay(scope["method"], scope["path"], query, headers, body, tenant)
 
 
 class HandBack(Cancelled):
@@ -150,6 +153,7 @@ async def call_app(app: ASGIApp, replay: Replay, execution: Execution) -> tuple[
         "server": ("job", 0),
         "state": {},
         EXECUTION: execution,
+        SCOPE_KEY: replay.tenant,  # the auth middleware lets a replayed job through as is
     }
     sent, done = False, asyncio.Event()
     status, chunks = 500, []

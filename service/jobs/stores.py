@@ -20,6 +20,7 @@ def build_jobs(settings: Settings) -> Jobs:
         "max_jobs": settings.max_jobs,
         "ttl_s": settings.job_ttl_s,
         "timeout_s": settings.job_timeout_s,
+        "tenant_max_jobs": settings.tenant_max_jobs,
     }
     return local_or_redis(
         settings,

@@ -37,6 +37,7 @@ from service.jobs.on_device import on_device
 from service.jobs.replay import EXECUTION, replay_of
 from service.routes.deps import Serving
 from service.workers.answer import Answer
+from service.workers.tenancy import OPEN, SCOPE_KEY
 
 # What every route addressing a model can answer, and what uploads and device work add.
 MODEL_ERRORS: tuple[type[ClientError], ...] = (NotFound, NotReady, Overloaded, InvalidInput)
@@ -195,7 +196,10 @@ async def answer_or_job(
         return respond(await pool.run_on(model, work, deadline(settings.job_timeout_s)))
     job, runner = on_device(pool, model, work, timeout_s=settings.job_timeout_s)
     replay = replay_of(scope) if scope else None
-    submit = partial(serving.jobs.submit, kind, job, total=total, runner=runner, replay=replay)
+    tenant = scope.get(SCOPE_KEY, OPEN)
+    submit = partial(
+        serving.jobs.submit, kind, job, total=total, runner=runner, replay=replay, tenant=tenant
+    )
     view = await run_in_threadpool(submit)  # with Redis, network I/O
     body = job_body(view).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{view.id}"})

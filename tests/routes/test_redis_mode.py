@@ -16,6 +16,7 @@ from service.jobs.job_records import Encoded, Replay
 from service.jobs.redis_jobs import RedisJobStore
 from service.settings import Settings
 from service.workers.redis_link import connect
+from service.workers.tenancy import Tenant
 from tests.helpers import digits_entry
 from tests.redis_support import RedisServer, wait_for
 
@@ -71,8 +72,10 @@ def test_a_job_whose_image_is_gone_fails_with_the_404_as_its_reason(
     store = RedisJobStore(connect(redis_server.url))
     path, query = INVERT.split("?")
     gone = f"{query}&image_id={'0' * 64}".encode()
-    replay = Replay("POST", path, gone, (), b"")
-    view = store.submit("invert", lambda progress: Encoded(b"", ""), total=4, replay=replay)
+    owner = Tenant("default")  # LAYERSCOPE_API_KEY's tenant
+    replay = Replay("POST", path, gone, (), b"", owner)
+    work = lambda progress: Encoded(b"", "")  # noqa: E731 - not run: the replay is
+    view = store.submit("invert", work, total=4, replay=replay, tenant=owner)
     body = finished(api, view.id)
     assert body["status"] == "failed" and body["error_status"] == 404
     assert "unknown or was evicted" in body["error"]["detail"]
