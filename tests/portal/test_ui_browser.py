@@ -147,6 +147,14 @@ def screenshot(page: Any, name: str) -> None:
 # --- tests ----------------------------------------------------------------------------------
 
 
+def stored_id(server: LiveServer, picture: Path) -> str:
+    """The id POST /v1/images gives `picture` (an HMAC the server keys, not its SHA-256)."""
+    upload = {"image": ("p.png", picture.read_bytes(), "image/png")}
+    image_id = httpx.post(f"{server.url}/v1/images", files=upload).json()["image_id"]
+    assert image_id != hashlib.sha256(picture.read_bytes()).hexdigest()
+    return image_id
+
+
 def test_a_photo_from_the_file_picker_shows_feature_maps_at_once(
     page: Any, server: LiveServer, china_png: Path
 ) -> None:
@@ -157,7 +165,7 @@ def test_a_photo_from_the_file_picker_shows_feature_maps_at_once(
     shown = settled(page, "maps-result")
     assert shown["error"] is None and shown["width"] > 0
     state = current_state(page)
-    assert state["image"] == hashlib.sha256(china_png.read_bytes()).hexdigest()
+    assert state["image"] == stored_id(server, china_png)
     assert state["model"] == "resnet18" and shown["caption"].startswith(state["layer"])
     assert len(shown["tiles"]) == 16 and shown["tiles"][:3] == ["0", "1", "2"]
     assert "china.png" in page.inner_text("#image-info")
@@ -180,7 +188,7 @@ def test_a_dropped_picture_is_uploaded_like_a_chosen_one(
     page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
     shown = settled(page, "maps-result")
     assert shown["width"] > 0 and "dropped.png" in page.inner_text("#image-info")
-    assert current_state(page)["image"] == hashlib.sha256(china_png.read_bytes()).hexdigest()
+    assert current_state(page)["image"] == stored_id(server, china_png)
 
 
 def test_layer_and_channel_choices_redraw_the_maps(page: Any, server: LiveServer) -> None:
