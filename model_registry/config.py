@@ -129,16 +129,16 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
     except ValueError as exc:
         raise ConfigError(f"{where}: field 'weights': {exc}") from exc
     try:
+        source.check_options(target, entry.options or {})
+        geometry = geometry_option(entry.options)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: field 'options': {exc}") from exc
+    try:
         found = source.defaults(target, weights, entry.options or {})
     except (ValueError, OSError, KeyError) as exc:
         raise ConfigError(
             f"{where}: field 'architecture': cannot read its defaults: {exc}"
         ) from exc
-    try:
-        source.check_options(target, entry.options or {})
-        geometry = geometry_option(entry.options)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: field 'options': {exc}") from exc
     input_size = entry.input_size or (geometry[1] if geometry else None) or found.input_size
     if geometry is not None and entry.input_size is not None:
         _agree(tuple(entry.input_size), geometry, where)

@@ -75,7 +75,8 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], spec: ModelSpe
     `_load_from_state_dict` reads its version (MNASNet, BatchNorm, torchvision's ViT
     MLPBlock) read the current one instead of None.
     """
-    where = f"model {spec.name!r}: field 'weights'"
+    shown = f" ({_shown(spec.weights)})" if spec.weights is not None else ""
+    where = f"model {spec.name!r}: field 'weights'{shown}"
     own = module.state_dict()
     if getattr(state, "_metadata", None) is None:
         state = OrderedDict(state)

@@ -33,6 +33,7 @@ from service.routes import (
     filters,
     health,
     images,
+    input_attributions,
     invert,
     jobs,
     maximize,
@@ -175,7 +176,8 @@ def create_app(
     ):
         app.include_router(router)
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
-    for router in (attributions.router, methods.router, *insight, datasets.router, jobs.router):
+    attribution = (attributions.router, input_attributions.router, methods.router)
+    for router in (*attribution, *insight, datasets.router, jobs.router):
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     app.include_router(docs.router)  # /docs, /redoc and their assets: no CDN, works offline
