@@ -4,23 +4,40 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api_schemas.attributions import MethodInfo, MethodList
-from service.engine.attribution.methods.registry import (
-    CAM_KIND,
-    GRADIENT_KIND,
-    cam_methods,
-    gradient_methods,
-)
+from api_schemas.input_attributions import MethodDetails, MethodDetailsList
+from service.engine.attribution.input_attributions import method_entries
+from service.engine.attribution.methods.input_base import GRADIENT_FAMILY, INPUT_KIND
+from service.engine.attribution.methods.registry import CAM_KIND, GRADIENT_KIND, cam_methods
 
 router = APIRouter(prefix="/v1/methods", tags=["attributions"])
 
 
-@router.get("", response_model=MethodList)
-async def list_methods() -> MethodList:
-    """Every CAM and gradient method, with whether it needs a backward pass."""
+@router.get("", response_model=MethodDetailsList)
+async def list_methods() -> MethodDetailsList:
+    """Every method: its family, the endpoints that serve it, its parameters and defaults."""
     data = [
-        MethodInfo(name=m.name, kind=kind, needs_gradients=m.needs_gradients, summary=m.summary)
-        for kind, methods in ((CAM_KIND, cam_methods()), (GRADIENT_KIND, gradient_methods()))
-        for m in methods
+        MethodDetails(
+            name=m.name,
+            kind=CAM_KIND,
+            family=CAM_KIND,
+            endpoints=[CAM_KIND],
+            needs_gradients=m.needs_gradients,
+            summary=m.summary,
+            parameters={},
+        )
+        for m in cam_methods()
     ]
-    return MethodList(data=data, count=len(data))
+    for entry in method_entries():
+        gradient = entry.family == GRADIENT_FAMILY
+        data.append(
+            MethodDetails(
+                name=entry.name,
+                kind=GRADIENT_KIND if gradient else INPUT_KIND,
+                family=entry.family,
+                endpoints=[GRADIENT_KIND, INPUT_KIND] if gradient else [INPUT_KIND],
+                needs_gradients=entry.needs_gradients,
+                summary=entry.summary,
+                parameters=entry.parameters,
+            )
+        )
+    return MethodDetailsList(data=data, count=len(data))

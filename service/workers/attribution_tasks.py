@@ -14,6 +14,7 @@ from service.engine.attribution.explain import (
     compute_cam,
     compute_gradients,
 )
+from service.engine.attribution.input_attributions import InputPlan, compute_input_attributions
 from service.engine.attribution.pictures import Look, cam_panel, gradient_panel
 from service.engine.attribution.plan import CamPlan, GradientPlan
 from service.engine.images import display_pixels, model_pixels, to_batch
@@ -30,7 +31,7 @@ def _per_request_shape(values: np.ndarray, several_targets: bool) -> np.ndarray:
 def attribution_task(
     model: LoadedModel,
     uploads: Sequence[bytes],
-    plan: CamPlan | GradientPlan,
+    plan: CamPlan | GradientPlan | InputPlan,
     *,
     fmt: str,
     look: Look,
@@ -53,7 +54,8 @@ def attribution_task(
         arrays = {layer.name: layer.maps for layer in cams.layers}
         draw = lambda: cam_panel(cams, views, look, model.label)  # noqa: E731
     else:
-        result = maps = compute_gradients(model, batch, plan, inputs=inputs)
+        compute = compute_input_attributions if isinstance(plan, InputPlan) else compute_gradients
+        result = maps = compute(model, batch, plan, inputs=inputs)  # type: ignore[arg-type]
         arrays = {"values": maps.values}
         draw = lambda: gradient_panel(maps, views, look, model.label)  # noqa: E731
     if fmt != "npy":

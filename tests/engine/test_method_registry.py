@@ -17,6 +17,7 @@ from service.engine.attribution.methods.registry import (
 )
 from tests.routes.test_attributions import CAM_METHODS as CAMS
 from tests.routes.test_attributions import GRADIENT_METHODS as GRADIENTS
+from tests.routes.test_input_attributions_api import INPUT_ONLY_METHODS
 
 NEED_GRADIENTS = {
     "gradcam",
@@ -62,7 +63,7 @@ def test_a_name_cannot_be_registered_twice() -> None:
 
 def test_api_lists_the_registry(default_client) -> None:
     body = default_client.get("/v1/methods").json()
-    assert body["count"] == len(CAMS) + len(GRADIENTS)
+    assert body["count"] == len(CAMS) + len(GRADIENTS) + len(INPUT_ONLY_METHODS)
     assert [m["name"] for m in body["data"] if m["kind"] == "cam"] == CAMS
     assert [m["name"] for m in body["data"] if m["kind"] == "gradients"] == GRADIENTS
     assert {m["name"] for m in body["data"] if m["needs_gradients"]} == NEED_GRADIENTS

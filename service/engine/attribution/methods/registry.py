@@ -27,6 +27,7 @@ from service.engine.attribution.methods.base import (
     GradientMethod,
     register,
 )
+from service.engine.attribution.methods.input_base import INPUTS, InputMethod
 
 __all__ = [
     "CAM_KIND",
@@ -39,6 +40,8 @@ __all__ = [
     "cam_methods",
     "gradient_method",
     "gradient_methods",
+    "input_method",
+    "input_methods",
     "register",
 ]
 
@@ -71,7 +74,12 @@ def gradient_methods() -> list[GradientMethod]:
     return _listed(GRADIENTS)
 
 
-T = TypeVar("T", CamMethod, GradientMethod)
+def input_methods() -> list[GradientMethod | InputMethod]:
+    """Every method that attributes to input pixels: the gradient methods, then the rest."""
+    return [*gradient_methods(), *_listed(INPUTS)]
+
+
+T = TypeVar("T", CamMethod, GradientMethod, InputMethod, GradientMethod | InputMethod)
 
 
 def _choice(name: str, methods: list[T]) -> T:
@@ -91,3 +99,8 @@ def cam_method(name: str) -> CamMethod:
 def gradient_method(name: str) -> GradientMethod:
     """The gradient method called `name`; 422 naming the choices otherwise."""
     return _choice(name, gradient_methods())
+
+
+def input_method(name: str) -> GradientMethod | InputMethod:
+    """The input-space method called `name`; 422 naming the choices otherwise."""
+    return _choice(name, input_methods())

@@ -1,0 +1,39 @@
+"""`POST /v1/models/{model}/attributions`: its parameter types and its JSON answer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from api_schemas.attributions import GradientResponse, MethodInfo
+
+PerturbationBaseline = StrEnum("PerturbationBaseline", "zero black blur mean")
+
+
+class InputAttributionResponse(GradientResponse):
+    method: str = Field(description="an input-space method from GET /v1/methods")
+    parameters: dict[str, Any] = Field(
+        description="every parameter of the method as used, defaults filled in"
+    )
+    mask: list[list[list[int]]] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="mask-based methods: per image, the feature id of every pixel [H][W]",
+    )
+
+
+class MethodDetails(MethodInfo):
+    family: str = Field(description="cam, gradient or perturbation")
+    endpoints: list[str] = Field(
+        description="the endpoints that serve it (cam, gradients, attributions)"
+    )
+    parameters: dict[str, Any] = Field(
+        description="the method's own parameters with their defaults (attributions endpoint)"
+    )
+
+
+class MethodDetailsList(BaseModel):
+    data: list[MethodDetails]
+    count: int

@@ -1,0 +1,172 @@
+"""Attributions to the input pixels (`/attributions`): plan a request, then compute it.
+
+One endpoint serves the gradient methods (validated by `plan_gradients` and computed by
+their registered classes, exactly as `/gradients` does) and the methods of `input_base`
+(perturbation methods), each with only its own parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from model_registry.errors import InvalidInput
+from model_registry.registry import LoadedModel
+from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
+from service.engine.attribution.explain import GradientResult, _drawn, _numpy, _predictions
+from service.engine.attribution.methods.base import GradientInputs, GradientMethod
+from service.engine.attribution.methods.input_base import (
+    GRADIENT_FAMILY,
+    InputMaps,
+    InputMethod,
+)
+from service.engine.attribution.methods.registry import input_method, input_methods
+from service.engine.attribution.plan import (
+    DEFAULT_TOP_K,
+    GradientPlan,
+    _check_top_k,
+    plan_gradients,
+)
+from service.engine.attribution.target_objects import ClassRequest, TargetRequest
+from service.engine.attribution.target_requests import parse_request
+from service.engine.insight.cost import FORWARD_AND_BACKWARD, forward_flops
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """A validated `/attributions` request: the method, its own options, the targets."""
+
+    method: str
+    options: Any
+    targets: TargetRequest = ClassRequest()
+    top_k: int = DEFAULT_TOP_K
+    randomize: int = 0
+
+    @property
+    def several_targets(self) -> bool:
+        return self.targets.count > 1
+
+
+@dataclass(frozen=True)
+class InputResult(GradientResult):
+    """GradientResult plus the feature mask int64 [B, H, W] of mask-based methods."""
+
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One input-space method as `GET /v1/methods` lists it."""
+
+    name: str
+    family: str
+    needs_gradients: bool
+    summary: str
+    parameters: dict[str, Any]
+
+
+def family(method: GradientMethod | InputMethod) -> str:
+    return method.family if isinstance(method, InputMethod) else GRADIENT_FAMILY
+
+
+def parameters(method: GradientMethod | InputMethod) -> dict[str, Any]:
+    """The method's parameters with their defaults (a gradient method's are /gradients')."""
+    if isinstance(method, InputMethod):
+        return method.defaults()
+    defaults = {item.name: item.default for item in fields(GradientPlan)}
+    return {item.name: defaults[item.name] for item in fields(method.Options)}
+
+
+def method_entries() -> list[MethodEntry]:
+    """Every input-space method with its family and parameters, from the registry."""
+    return [
+        MethodEntry(m.name, family(m), m.needs_gradients, m.summary, parameters(m))
+        for m in input_methods()
+    ]
+
+
+def plan_input_attributions(
+    model: LoadedModel,
+    *,
+    method: str,
+    given: Mapping[str, Any],
+    targets: str | None = None,
+    region: str | None = None,
+    box: str | None = None,
+    detection: str | None = None,
+    top_k: int | None = None,
+) -> InputPlan:
+    """Check a request: `given` holds the method parameters the client sent (and only them)."""
+    chosen = input_method(method)
+    allowed = parameters(chosen)
+    for name in given:
+        if name not in allowed:
+            takes = ", ".join(allowed) or "no parameters"
+            raise InvalidInput(
+                f"{name}: not a parameter of method '{method}' (it takes {takes})",
+                field=name,
+                method=method,
+            )
+    where = {"region": region, "box": box, "detection": detection}
+    if not isinstance(chosen, InputMethod):
+        plan = plan_gradients(model, method=method, targets=targets, top_k=top_k, **where, **given)
+        return InputPlan(method, chosen.options(plan), plan.targets, plan.top_k)
+    request = parse_request(model, targets, **where)
+    options = chosen.Options(**{**allowed, **given})
+    chosen.validate(model, options)
+    return InputPlan(method, options, request, _check_top_k(model, top_k))
+
+
+def estimate_seconds(
+    model: LoadedModel, plan: InputPlan, *, images: int, flops_per_second: float
+) -> float:
+    """Rough run time: the method's forward passes (backward passes count 2 each)."""
+    chosen = input_method(plan.method)
+    if not isinstance(chosen, InputMethod):
+        return 0.0  # as /gradients: bounded by steps, samples <= 1024
+    passes = chosen.forward_passes(model, plan.options)
+    per_pass = FORWARD_AND_BACKWARD if chosen.needs_gradients else 1.0
+    return images * passes * per_pass * forward_flops(model) / flops_per_second
+
+
+def compute_input_attributions(
+    model: LoadedModel,
+    batch: torch.Tensor,
+    plan: InputPlan,
+    *,
+    inputs: np.ndarray,
+    budget: int = DEFAULT_MEMORY_BUDGET,
+) -> InputResult:
+    """The maps [B, T, C, H, W] of every image and target on the model input."""
+    chosen = input_method(plan.method)
+
+    def choose(output: Any, part: slice) -> Any:
+        return plan.targets.resolve(output, batch[part])
+
+    graph = chosen.needs_gradients
+    work = GradientInputs(
+        model=model,
+        batch=batch,
+        request=plan.targets,
+        options=plan.options,
+        choose=choose,
+        fixed_targets=None,
+        rows=rows_per_chunk(model, graph=graph, budget=budget),
+        budget=budget,
+    )
+    answer = chosen.compute(work)
+    maps = answer if isinstance(answer, InputMaps) else InputMaps(*answer)
+    return InputResult(
+        method=plan.method,
+        values=_numpy(maps.values),
+        targets=maps.target.classes.cpu().numpy().astype(np.int64),
+        several_targets=plan.several_targets,
+        predictions=_predictions(model, maps.output, plan.top_k, batch.shape[0]),
+        inputs=inputs,
+        mask=None if maps.mask is None else maps.mask.cpu().numpy().astype(np.int64),
+        **_drawn(maps.target),
+    )

@@ -1,0 +1,97 @@
+"""The options of `/attributions`, whose method choices come from the method registry.
+
+Method parameters default to None here: the plan gets only those the client sent, so a
+parameter of another method answers 422 naming it, and the method's own defaults fill in
+the rest (listed by `GET /v1/methods`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from api_schemas.attributions import CamUpsample, Canvas, GradientView, method_enum
+from api_schemas.feature_maps import OutputFormat
+from api_schemas.input_attributions import PerturbationBaseline
+from service.engine.attribution.methods.registry import input_methods
+from service.routes.attribution_options import (
+    CANVAS_FIELD,
+    Alpha,
+    Box,
+    Detection,
+    Region,
+    Target,
+    TopK,
+)
+from service.routes.options import Options, RunAsync, colormap_field
+
+InputMethod = method_enum("InputMethod", [m.name for m in input_methods()])
+
+# What the plan receives only when sent; every other field shapes the answer or the target.
+METHOD_PARAMETERS = (
+    "layer",
+    "upsample",
+    "steps",
+    "baseline",
+    "samples",
+    "noise",
+    "seed",
+    "window",
+    "stride",
+    "batch",
+)
+Pixels = Annotated[int | None, Field(ge=1, le=4096)]
+
+
+class InputAttributionOptions(Options):
+    answer_fields = frozenset({"fmt", "view", "colormap", "alpha", "canvas", "run_async"})
+    plan_names = {"target": "targets"}
+    method: InputMethod = Field(  # type: ignore[valid-type]
+        description="a method of GET /v1/methods whose endpoints include attributions"
+    )
+    target: Target = None
+    region: Region = None
+    box: Box = None
+    detection: Detection = None
+    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
+    view: GradientView = Field(
+        GradientView.heatmap,
+        description="png: |map| heatmap over the input, the map as an image, positive or "
+        "negative part",
+    )
+    colormap: str = colormap_field("inferno")
+    alpha: Alpha = 0.6
+    canvas: Canvas = CANVAS_FIELD
+    top_k: TopK = None
+    run_async: RunAsync = None
+    layer: str | None = Field(
+        None, description="guided-gradcam: the Grad-CAM layer", max_length=1024
+    )
+    upsample: CamUpsample | None = Field(None, description="guided-gradcam: nearest or bilinear")
+    steps: int | None = Field(None, ge=1, le=1024, description="integrated-gradients: points")
+    baseline: PerturbationBaseline | None = Field(
+        None,
+        description="integrated-gradients (zero, black, blur) and perturbation methods (also "
+        "mean): what replaces the input",
+    )
+    samples: int | None = Field(None, ge=1, le=1024, description="smoothgrad: noisy copies")
+    noise: float | None = Field(
+        None, gt=0, le=10, allow_inf_nan=False, description="smoothgrad: noise std / input range"
+    )
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="seed of random methods")
+    window: Pixels = Field(None, description="occlusion: the square's side in input pixels")
+    stride: Pixels = Field(None, description="occlusion: the window's step in input pixels")
+    batch: int | None = Field(
+        None, ge=1, le=256, description="perturbation methods: perturbed inputs per forward pass"
+    )
+
+    def method_parameters(self) -> dict[str, Any]:
+        """The method parameters the client sent (enums as their values)."""
+        values = {name: getattr(self, name) for name in METHOD_PARAMETERS}
+        return {k: getattr(v, "value", v) for k, v in values.items() if v is not None}
+
+    def target_args(self) -> dict[str, Any]:
+        """The plan's target and listing arguments."""
+        args = self.plan_args()
+        return {k: v for k, v in args.items() if k not in METHOD_PARAMETERS and k != "method"}

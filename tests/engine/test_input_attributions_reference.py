@@ -1,0 +1,106 @@
+"""Input-space perturbation methods against Captum, on tiny seeded models."""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import Occlusion
+
+from model_registry.registry import LoadedModel
+from service.engine.attribution.input_attributions import (
+    compute_input_attributions,
+    plan_input_attributions,
+)
+from service.engine.attribution.perturbation.references import reference
+from service.samples import digit_samples
+from tests.numerics import assert_float32_close
+from tests.tiny_models import model_batch
+
+
+class OcclusionCase(NamedTuple):
+    window: int
+    stride: int
+    baseline: str
+    batch: int
+
+
+OCCLUSION_CASES = [
+    OcclusionCase(8, 8, "zero", 16),
+    OcclusionCase(10, 7, "black", 7),  # the last window is cut at the edge, as Captum's
+    OcclusionCase(12, 5, "blur", 2),
+    OcclusionCase(32, 1, "mean", 3),  # one window: the whole input
+]
+
+
+@pytest.fixture(scope="module")
+def digit_batch(digits: LoadedModel) -> torch.Tensor:
+    return model_batch(digits, list(digit_samples(2).values()))
+
+
+def _second_classes(model: LoadedModel, batch: torch.Tensor) -> list[int]:
+    with torch.no_grad():
+        return model.module(batch).topk(2, dim=1).indices[:, 1].tolist()
+
+
+def _ours(model: LoadedModel, images: torch.Tensor, method: str, target: str, **given) -> object:
+    plan = plan_input_attributions(model, method=method, given=given, targets=target)
+    blank = np.zeros((images.shape[0], *model.spec.input_size, 3), np.uint8)
+    return compute_input_attributions(model, images, plan, inputs=blank)
+
+
+@pytest.mark.parametrize(
+    "case", OCCLUSION_CASES, ids=lambda c: f"{c.window}-{c.stride}-{c.baseline}"
+)
+def test_occlusion_equals_captum(
+    case: OcclusionCase, digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    reference_module = copy.deepcopy(digits.module)
+    channels = digit_batch.shape[1]
+    for image, target in enumerate(_second_classes(digits, digit_batch)):
+        x = digit_batch[image : image + 1]
+        ours = _ours(digits, x, "occlusion", str(target), **case._asdict())
+        expected = Occlusion(reference_module).attribute(
+            x,
+            sliding_window_shapes=(channels, case.window, case.window),
+            strides=case.stride,
+            baselines=reference(x, case.baseline, digits.spec),
+            target=target,
+            perturbations_per_eval=4,
+        )
+        assert ours.values.shape == (1, 1, channels, 32, 32) and ours.values.dtype == np.float32
+        assert_float32_close(ours.values[:, 0], expected)
+
+
+def test_occlusion_of_several_images_and_targets_of_a_colour_net(
+    relu_nets: dict[str, LoadedModel],
+) -> None:
+    """Three channels, two images, two targets: each equals Captum's for that pair."""
+    model = relu_nets["module"]
+    batch = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    ours = _ours(model, batch, "occlusion", "1,3", window=9, stride=5, batch=4)
+    assert ours.values.shape == (2, 2, 3, 24, 24)
+    occlusion = Occlusion(copy.deepcopy(model.module))
+    for slot, target in enumerate((1, 3)):
+        expected = occlusion.attribute(
+            batch,
+            sliding_window_shapes=(3, 9, 9),
+            strides=5,
+            target=target,
+            perturbations_per_eval=5,
+        )
+        assert_float32_close(ours.values[:, slot], expected)
+
+
+def test_occlusion_leaves_the_model_as_found(
+    digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    state = {k: v.clone() for k, v in digits.module.state_dict().items()}
+    _ours(digits, digit_batch, "occlusion", "1", window=16, stride=16)
+    assert not digits.module._forward_hooks and digits.module.training is False
+    assert all(p.grad is None for p in digits.module.parameters())
+    for key, value in digits.module.state_dict().items():
+        assert torch.equal(value, state[key])

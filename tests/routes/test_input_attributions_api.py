@@ -1,0 +1,122 @@
+"""/attributions over HTTP: every input-space method in every format, the gradient methods
+answering as /gradients does, /v1/methods, parameters that do not belong, jobs."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.helpers import error_body, files, load_npy
+from tests.routes.test_attributions import GRADIENT_METHODS
+
+URL = "/v1/models/digits/attributions"
+INPUT_ONLY_METHODS = ["occlusion"]
+FAST = {
+    "integrated-gradients": {"steps": 4},
+    "smoothgrad": {"samples": 3},
+    "occlusion": {"window": 8, "stride": 8},
+}
+
+
+@pytest.mark.parametrize("method", [*GRADIENT_METHODS, *INPUT_ONLY_METHODS])
+def test_every_input_method_answers_every_format(
+    method: str, app_client: TestClient, digit_pngs: list[bytes]
+) -> None:
+    params = {"method": method, **FAST.get(method, {})}
+    images = files(*digit_pngs[:2])
+    png = app_client.post(URL, params=params, files=images)
+    assert png.status_code == 200, png.text
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    npy = app_client.post(URL, params={**params, "format": "npy"}, files=images)
+    values = load_npy(npy.content)
+    assert values.shape == (2, 1, 32, 32) and values.dtype == np.float32
+    assert np.isfinite(values).all() and np.abs(values).max() > 0
+    body = app_client.post(URL, params={**params, "format": "json"}, files=images).json()
+    assert body["method"] == method and body["shape"] == [2, 1, 32, 32]
+    assert set(body["parameters"]) >= {k for k in FAST.get(method, {})}
+    assert base64.b64decode(body["png_base64"])[:4] == b"\x89PNG"
+    assert [m["image"] for m in body["maps"]] == [0, 1]
+    assert body["maps"][0]["max"] == pytest.approx(float(values[0].max()))
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_gradient_methods_answer_as_gradients_does(
+    method: str, app_client: TestClient, digit_pngs: list[bytes]
+) -> None:
+    """One code path: the same request at /gradients and /attributions, the same bytes."""
+    params = {"method": method, "target": "2,7", "format": "npy", **FAST.get(method, {})}
+    images = files(*digit_pngs[:2])
+    old = app_client.post("/v1/models/digits/gradients", params=params, files=images)
+    new = app_client.post(URL, params=params, files=images)
+    assert old.status_code == new.status_code == 200, new.text
+    assert load_npy(new.content).shape == (2, 2, 1, 32, 32)
+    assert np.array_equal(load_npy(new.content), load_npy(old.content))
+
+
+def test_methods_lists_family_endpoints_and_parameters(app_client: TestClient) -> None:
+    listed = {m["name"]: m for m in app_client.get("/v1/methods").json()["data"]}
+    occlusion = listed["occlusion"]
+    assert occlusion["family"] == "perturbation" and occlusion["endpoints"] == ["attributions"]
+    assert occlusion["parameters"] == {"window": 16, "stride": 8, "baseline": "zero", "batch": 16}
+    smooth = listed["smoothgrad"]
+    assert smooth["family"] == "gradient" and smooth["endpoints"] == ["gradients", "attributions"]
+    assert smooth["parameters"] == {"samples": 32, "noise": 0.15, "seed": 0}
+    assert listed["gradcam"]["family"] == "cam" and listed["gradcam"]["endpoints"] == ["cam"]
+    spec = app_client.get("/openapi.json").json()
+    choices = spec["components"]["schemas"]["InputMethod"]["enum"]
+    assert choices == [*GRADIENT_METHODS, *INPUT_ONLY_METHODS]
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"method": "vanilla", "window": 4}, "window", "vanilla"),
+        ({"method": "occlusion", "steps": 4}, "steps", "occlusion"),
+        ({"method": "smoothgrad", "batch": 4}, "batch", "smoothgrad"),
+        ({"method": "occlusion", "window": 33}, "window", "32x32"),
+        ({"method": "occlusion", "window": 4, "stride": 5}, "stride", "window"),
+        ({"method": "occlusion", "baseline": "grey"}, "baseline", None),
+        ({"method": "integrated-gradients", "baseline": "mean"}, "baseline", "mean"),
+        ({"method": "smoothgrad", "samples": 1025}, "samples", None),
+        ({"method": "occlusion", "batch": 0}, "batch", None),
+        ({"method": "nope"}, "method", None),
+        ({}, "method", None),
+    ],
+)
+def test_bad_parameters_answer_422_naming_them(
+    params: dict, field: str, words: str | None, app_client: TestClient, digit_pngs: list[bytes]
+) -> None:
+    answer = app_client.post(URL, params=params, files=files(digit_pngs[0]))
+    body = error_body(answer, 422, None)
+    assert field in answer.text
+    if words is not None:
+        assert words in body["detail"]
+
+
+def _finished(client: TestClient, location: str) -> dict:
+    for _ in range(1200):
+        body = client.get(location).json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"{location} did not finish")
+
+
+def test_occlusion_as_a_job_reports_its_passes_and_answers_as_the_call_does(
+    app_client: TestClient, digit_pngs: list[bytes]
+) -> None:
+    params = {"method": "occlusion", "window": 8, "stride": 4, "batch": 10, "format": "npy"}
+    direct = app_client.post(URL, params=params, files=files(digit_pngs[0]))
+    assert direct.status_code == 200, direct.text
+    started = app_client.post(URL, params={**params, "async": "true"}, files=files(digit_pngs[0]))
+    assert started.status_code == 202, started.text
+    body = _finished(app_client, started.headers["location"])
+    assert body["status"] == "succeeded", body
+    # (32 - 8) / 4 + 1 = 7 windows a side: 49 perturbed passes, reported batch by batch.
+    assert body["progress"]["step"] == body["progress"]["total"] == 49
+    result = app_client.get(f"{started.headers['location']}/result")
+    assert np.array_equal(load_npy(result.content), load_npy(direct.content))
