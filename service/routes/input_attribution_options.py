@@ -39,6 +39,7 @@ METHOD_PARAMETERS = (
     "seed",
     "window",
     "stride",
+    "mask",
     "batch",
 )
 Pixels = Annotated[int | None, Field(ge=1, le=4096)]
@@ -82,6 +83,12 @@ class InputAttributionOptions(Options):
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="seed of random methods")
     window: Pixels = Field(None, description="occlusion: the square's side in input pixels")
     stride: Pixels = Field(None, description="occlusion: the window's step in input pixels")
+    mask: str | None = Field(
+        None,
+        max_length=32,
+        description="mask methods: grid:N (N x N blocks of the input) or slic:N (scikit-image "
+        "SLIC superpixels, n_segments=N)",
+    )
     batch: int | None = Field(
         None, ge=1, le=256, description="perturbation methods: perturbed inputs per forward pass"
     )

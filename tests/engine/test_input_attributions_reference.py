@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from captum.attr import Occlusion
+from captum.attr import FeatureAblation, Occlusion
 
 from model_registry.registry import LoadedModel
 from service.engine.attribution.input_attributions import (
@@ -93,6 +93,63 @@ def test_occlusion_of_several_images_and_targets_of_a_colour_net(
             perturbations_per_eval=5,
         )
         assert_float32_close(ours.values[:, slot], expected)
+
+
+@pytest.mark.parametrize(
+    ("mask", "baseline", "batch"),
+    [("grid:4", "zero", 16), ("grid:3", "mean", 5), ("slic:6", "blur", 7), ("grid:1", "black", 1)],
+)
+def test_feature_ablation_equals_captum_with_the_same_mask(
+    mask: str, baseline: str, batch: int, digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    targets = _second_classes(digits, digit_batch)
+    ours = _ours(
+        digits,
+        digit_batch,
+        "feature-ablation",
+        ",".join(map(str, targets)),
+        mask=mask,
+        baseline=baseline,
+        batch=batch,
+    )
+    assert ours.values.shape == (2, 2, 1, 32, 32) and ours.mask.shape == (2, 32, 32)
+    ablation = FeatureAblation(copy.deepcopy(digits.module))
+    for image, target in enumerate(targets):
+        x = digit_batch[image : image + 1]
+        expected = ablation.attribute(
+            x,
+            baselines=reference(x, baseline, digits.spec),
+            target=target,
+            feature_mask=torch.from_numpy(ours.mask[image])[None, None],
+            perturbations_per_eval=3,
+        )
+        assert_float32_close(ours.values[image, targets.index(target)], expected[0])
+
+
+def test_grid_mask_follows_the_block_formula(
+    digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    ours = _ours(digits, digit_batch[:1], "feature-ablation", "0", mask="grid:5", batch=25)
+    height, width = digits.spec.input_size
+    for y in range(height):
+        for x in range(width):
+            assert ours.mask[0, y, x] == (y * 5 // height) * 5 + (x * 5 // width)
+
+
+def test_slic_mask_is_scikit_image_slic_of_the_denormalized_input(
+    digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    from skimage.segmentation import slic
+
+    ours = _ours(digits, digit_batch, "feature-ablation", "0", mask="slic:10", batch=16)
+    mean, std = digits.spec.mean[0], digits.spec.std[0]
+    for image in range(2):
+        pixels = (digit_batch[image, 0] * std + mean).clamp(0, 1).double().numpy()
+        expected = slic(
+            pixels, n_segments=10, compactness=10, sigma=1, start_label=0, channel_axis=None
+        )
+        assert np.array_equal(ours.mask[image], expected)
+        assert 2 <= len(np.unique(expected)) <= 20
 
 
 def test_occlusion_leaves_the_model_as_found(

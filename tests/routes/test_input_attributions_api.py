@@ -14,11 +14,12 @@ from tests.helpers import error_body, files, load_npy
 from tests.routes.test_attributions import GRADIENT_METHODS
 
 URL = "/v1/models/digits/attributions"
-INPUT_ONLY_METHODS = ["occlusion"]
+INPUT_ONLY_METHODS = ["occlusion", "feature-ablation"]
 FAST = {
     "integrated-gradients": {"steps": 4},
     "smoothgrad": {"samples": 3},
     "occlusion": {"window": 8, "stride": 8},
+    "feature-ablation": {"mask": "grid:2"},
 }
 
 
@@ -62,6 +63,8 @@ def test_methods_lists_family_endpoints_and_parameters(app_client: TestClient) -
     occlusion = listed["occlusion"]
     assert occlusion["family"] == "perturbation" and occlusion["endpoints"] == ["attributions"]
     assert occlusion["parameters"] == {"window": 16, "stride": 8, "baseline": "zero", "batch": 16}
+    ablation = listed["feature-ablation"]["parameters"]
+    assert ablation == {"mask": "grid:4", "baseline": "zero", "batch": 16}
     smooth = listed["smoothgrad"]
     assert smooth["family"] == "gradient" and smooth["endpoints"] == ["gradients", "attributions"]
     assert smooth["parameters"] == {"samples": 32, "noise": 0.15, "seed": 0}
@@ -83,6 +86,12 @@ def test_methods_lists_family_endpoints_and_parameters(app_client: TestClient) -
         ({"method": "integrated-gradients", "baseline": "mean"}, "baseline", "mean"),
         ({"method": "smoothgrad", "samples": 1025}, "samples", None),
         ({"method": "occlusion", "batch": 0}, "batch", None),
+        ({"method": "occlusion", "mask": "grid:2"}, "mask", "occlusion"),
+        ({"method": "feature-ablation", "window": 4}, "window", "feature-ablation"),
+        ({"method": "feature-ablation", "mask": "grid:33"}, "mask", "1024 pixels"),
+        ({"method": "feature-ablation", "mask": "slic:2000"}, "mask", "1024 pixels"),
+        ({"method": "feature-ablation", "mask": "squares:3"}, "mask", "grid:N"),
+        ({"method": "feature-ablation", "mask": "grid:0"}, "mask", None),
         ({"method": "nope"}, "method", None),
         ({}, "method", None),
     ],
@@ -95,6 +104,25 @@ def test_bad_parameters_answer_422_naming_them(
     assert field in answer.text
     if words is not None:
         assert words in body["detail"]
+
+
+@pytest.mark.parametrize("mask", ["grid:3", "slic:8"])
+def test_feature_ablation_json_includes_the_mask(
+    mask: str, app_client: TestClient, digit_pngs: list[bytes]
+) -> None:
+    params = {"method": "feature-ablation", "mask": mask, "batch": 9}
+    body = app_client.post(URL, params={**params, "format": "json"}, files=files(*digit_pngs[:2]))
+    assert body.status_code == 200, body.text
+    masks = np.array(body.json()["mask"])
+    assert masks.shape == (2, 32, 32) and body.json()["parameters"]["mask"] == mask
+    if mask == "grid:3":
+        rows, cols = np.arange(32)[:, None] * 3 // 32, np.arange(32)[None, :] * 3 // 32
+        assert np.array_equal(masks[0], rows * 3 + cols)
+    npy = app_client.post(URL, params={**params, "format": "npy"}, files=files(*digit_pngs[:2]))
+    values = load_npy(npy.content)[:, 0]
+    for image in range(2):  # one value per feature: the feature's score drop
+        for feature in np.unique(masks[image]):
+            assert np.ptp(values[image][masks[image] == feature]) == 0
 
 
 def _finished(client: TestClient, location: str) -> dict:
