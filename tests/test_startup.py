@@ -58,7 +58,8 @@ CASES = [
             architecture="torchvision:resnet18", weights=f'weights = "{digits.WEIGHTS_PATH}"\n'
         ),
         {},
-        "model 'resnet18': field 'weights': does not fit torchvision:resnet18: missing keys",
+        "model 'resnet18': field 'weights' (digits.safetensors): does not fit "
+        "torchvision:resnet18: missing keys",
     ),
     Case("malformed TOML", "[[models]\nname =", {}, ""),
 ]
@@ -97,3 +98,92 @@ def test_debug_adds_the_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"layerscope: models file {path}: model")
+
+
+def _mnasnet_weights(folder: Path) -> None:
+    """mnasnet0_5 weights for 5 classes, as safetensors, where the entry says 10."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    state = torchvision.models.mnasnet0_5(num_classes=5).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "m.safetensors"))
+
+
+def _broken_module(folder: Path) -> None:
+    (folder / "broken.py").write_text("raise RuntimeError('boom at import')\n")
+
+
+class Failure(NamedTuple):
+    name: str
+    fields: dict[str, object]  # the entry's fields besides name, mean, std and num_classes
+    # (input_size [64, 64] unless given; None leaves it out)
+    expected: str  # a regular expression for the line after "layerscope: models file <path>: "
+    prepare: object = None  # writes what the entry names into the folder
+
+
+# Options the builder does not take fail while the models file is read, as the cases
+# above do (tests/model_registry/test_builder_options.py has them); these fail later, while
+# a model is built, loaded or first run.
+FAILURES = [
+    Failure(
+        "a builder that raises",
+        {
+            "architecture": "torchvision:vit_b_16",
+            "input_size": None,
+            "options": {"image_size": 100},
+        },
+        r"model 'm' \(torchvision:vit_b_16\): building it: AssertionError: Input shape "
+        r"indivisible by patch size!",
+    ),
+    Failure(
+        "weights of other shapes",
+        {"architecture": "torchvision:mnasnet0_5", "weights": "m.safetensors"},
+        r"model 'm': field 'weights' \(m\.safetensors\): does not fit torchvision:mnasnet0_5: "
+        r"shape mismatch "
+        r"\['classifier\.1\.weight: file \(5, 1280\) vs model \(10, 1280\)'",
+        _mnasnet_weights,
+    ),
+    Failure(
+        "first forward pass",
+        {"architecture": "torchvision:vit_b_16", "input_size": [96, 96]},
+        r"model 'm' \(torchvision:vit_b_16\): first forward pass at input_size \[96, 96\]: "
+        r"AssertionError: .*; .*add options = \{ image_size = 96 \} or change input_size",
+    ),
+    Failure(
+        "timm input_size without img_size",
+        {"architecture": "timm:vit_tiny_patch16_224", "input_size": [96, 96]},
+        r"model 'm' \(timm:vit_tiny_patch16_224\): first forward pass at input_size \[96, 96\]"
+        r": AssertionError: .*add options = \{ img_size = \[96, 96\] \}",
+    ),
+    Failure(
+        "python import",
+        {"architecture": "python:broken.py:make", "input_size": [32, 32]},
+        r"model 'm': field 'architecture' .*importing .*broken\.py' failed: "
+        r"RuntimeError\('boom at import'\)",
+        _broken_module,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FAILURES, ids=[c.name for c in FAILURES])
+def test_a_model_that_cannot_be_built_ends_start_up_with_one_line(
+    tmp_path: Path, case: Failure
+) -> None:
+    import re
+
+    from tests.helpers import toml_table
+
+    if callable(case.prepare):
+        case.prepare(tmp_path)
+    fields = {"input_size": [64, 64], **case.fields}
+    text = toml_table(
+        "models", name="m", mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2], num_classes=10, **fields
+    )
+    path = models_file(tmp_path, text)
+    result = serve({"LAYERSCOPE_MODELS": str(path), "LAYERSCOPE_DEVICE": "cpu"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.rstrip("\n")], result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    line = result.stderr.strip()
+    prefix = f"layerscope: models file {path}: "
+    assert line.startswith(prefix) and re.fullmatch(case.expected + ".*", line[len(prefix) :]), line
