@@ -5,10 +5,10 @@
 For each network (seeded random weights, one 224 x 224 picture, inference mode) two copies
 run in alternating blocks in this process: one as torchvision builds it, one with
 layerscope's packed-weight convolutions run inside `packed_weights()`
-(`model_registry/packed_convolution.py`: the registry installs them in every model it loads
-on the CPU, and a CAM's passes use them). Both copies have layerscope's max pooling path,
-so the ratio is the convolutions' alone. It prints the median forward pass of each, their
-ratio, and how far the logits and the last packed layer's output are from torch's,
+(`model_registry/fast_paths/packed_convolution.py`: the registry installs them in every
+model it loads on the CPU, and a CAM's passes use them). Both copies have layerscope's max
+pooling path, so the ratio is the convolutions' alone. It prints the median forward pass of
+each, their ratio, and how far the logits and the last packed layer's output are from torch's,
 relative to their largest magnitude.
 """
 
@@ -25,12 +25,12 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import interleaved_medians  # noqa: E402
-from model_registry.packed_convolution import (  # noqa: E402
+from model_registry.fast_paths.packed_convolution import (  # noqa: E402
     packed_layers,
     packed_weights,
     speed_up_convolutions,
 )
-from model_registry.pooling import speed_up_max_pooling  # noqa: E402
+from model_registry.fast_paths.pooling import speed_up_max_pooling  # noqa: E402
 
 MODELS = "resnet18,resnet50,mobilenet_v3_large,densenet121,efficientnet_b0,convnext_tiny"
 

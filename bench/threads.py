@@ -13,8 +13,8 @@ weights, one 224 x 224 image):
   issue's ten lines): once a second thread has called torch, both are slower.
 
 Then, in one process, resnet18's stem max pool (64 channels at 112 x 112) with torch's
-channels-first kernel and with layerscope's channels-last path (`model_registry/pooling.py`),
-and the same forward pass with each.
+channels-first kernel and with layerscope's channels-last path
+(`model_registry/fast_paths/pooling.py`), and the same forward pass with each.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def pooling(repeat: int, threads: int) -> dict[str, float]:
     import torch.nn.functional as F
     import torchvision
 
-    from model_registry.pooling import speed_up_max_pooling
+    from model_registry.fast_paths.pooling import speed_up_max_pooling
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -10,9 +10,9 @@ from torch import nn
 
 from model_registry.catalog import LayerCatalog, build_catalog
 from model_registry.errors import ConfigError, unknown_model
+from model_registry.fast_paths.packed_convolution import check_whole_model, speed_up_convolutions
+from model_registry.fast_paths.pooling import speed_up_max_pooling
 from model_registry.loading import build_model, first_forward_step
-from model_registry.packed_convolution import check_whole_model, speed_up_convolutions
-from model_registry.pooling import speed_up_max_pooling
 from model_registry.spec import DETECTION, ModelSpec
 
 
@@ -63,16 +63,21 @@ def load_model(
     *,
     allow_downloads: bool = False,
     pack_convolutions: bool = True,
+    channels_last_pooling: bool = True,
 ) -> LoadedModel:
     """Build, move to `device` and catalog one model; the catalog pass doubles as warm-up.
 
     `pack_convolutions`: on the CPU, convolutions inside `packed_weights()` (a CAM's passes)
     run on weights reordered for oneDNN once, equal to torch's to float rounding
-    (`model_registry/packed_convolution.py`); everywhere else they run torch's own kernel.
+    (`model_registry/fast_paths/packed_convolution.py`); everywhere else they run torch's
+    own kernel.
+    `channels_last_pooling`: max pooling without a gradient runs on a channels-last copy
+    (`model_registry/fast_paths/pooling.py`).
     """
     built = build_model(spec, allow_downloads=allow_downloads)
     module = built.module.to(device)
-    speed_up_max_pooling(module)
+    if channels_last_pooling:
+        speed_up_max_pooling(module)
     # Detection keeps torch's kernels: proposal ranking and non-maximum suppression can turn
     # a rounding difference into other boxes, and each picture's own size would keep
     # reordering the weights anyway.
@@ -104,10 +109,15 @@ class ModelRegistry:
         *,
         allow_downloads: bool = False,
         pack_convolutions: bool = True,
+        channels_last_pooling: bool = True,
     ) -> ModelRegistry:
         return cls(
             load_model(
-                s, device, allow_downloads=allow_downloads, pack_convolutions=pack_convolutions
+                s,
+                device,
+                allow_downloads=allow_downloads,
+                pack_convolutions=pack_convolutions,
+                channels_last_pooling=channels_last_pooling,
             )
             for s in specs
         )

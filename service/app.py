@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from model_registry.config import default_specs, load_config, load_datasets
 from model_registry.datasets import DatasetCatalog
 from model_registry.registry import ModelRegistry, resolve_device
+from service.engine import encode
 from service.error_handlers import install_error_handlers
 from service.jobs.replay import ReplayCapture
 from service.jobs.stores import build_jobs, build_queue
@@ -67,7 +68,9 @@ def load_registry(settings: Settings) -> ModelRegistry:
         device,
         allow_downloads=settings.allow_downloads,
         pack_convolutions=settings.pack_convolutions,
+        channels_last_pooling=settings.channels_last_pooling,
     )
+    encode.use_fast_png(settings.fast_png)
     for model in registry:
         log.info(
             "model %s (%s) on %s, %s, %d layers",

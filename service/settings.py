@@ -44,6 +44,15 @@ class Settings(BaseSettings):
         description="a CAM's passes on the CPU run convolutions on weights reordered once for "
         "oneDNN (equal to torch's to float rounding); false: torch's own kernel everywhere",
     )
+    channels_last_pooling: bool = Field(
+        default=True,
+        description="max pooling without a gradient on the CPU runs on a channels-last copy "
+        "(bitwise the same values); false: torch's own kernel",
+    )
+    fast_png: bool = Field(
+        default=True,
+        description="PNG answers written with ISA-L deflate (same pixels); false: Pillow's encoder",
+    )
     blas_threads: int = Field(
         default=1,
         ge=1,

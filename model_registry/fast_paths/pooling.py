@@ -10,6 +10,7 @@ strides, padding, dilation and ceil mode, with NaNs).
 Only passes that record no gradient take this path: with a graph, the channels-last backward
 pass is slower, and gradient methods keep torch's own kernel. Small maps and maps with few
 channels keep it too, where the copies cost more than they save.
+`LAYERSCOPE_CHANNELS_LAST_POOLING=false` keeps torch's kernel everywhere.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from model_registry.errors import DeadlineExceeded, OutOfDeviceMemory
-from model_registry.packed_convolution import packed_weights
+from model_registry.fast_paths.packed_convolution import packed_weights
 
 log = logging.getLogger("layerscope.workers")
 

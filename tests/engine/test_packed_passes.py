@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from model_registry.config import default_specs
-from model_registry.packed_convolution import packed_layers
+from model_registry.fast_paths.packed_convolution import packed_layers
 from model_registry.registry import LoadedModel, load_model
 from service.engine.attribution.maps import cam_maps
 from service.engine.capture import capture

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from model_registry import packed_convolution
 from model_registry.config import default_specs
-from model_registry.packed_convolution import (
+from model_registry.fast_paths import packed_convolution
+from model_registry.fast_paths.packed_convolution import (
     MAX_REORDERS,
     check_whole_model,
     packed_layers,

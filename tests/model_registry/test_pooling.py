@@ -13,7 +13,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from model_registry.config import default_specs
-from model_registry.pooling import MIN_CHANNELS, MIN_VALUES, speed_up_max_pooling
+from model_registry.fast_paths.pooling import MIN_CHANNELS, MIN_VALUES, speed_up_max_pooling
 from model_registry.registry import load_model
 
 CPU = torch.device("cpu")
@@ -145,3 +145,13 @@ def test_loaded_resnet_maps_equal_a_plain_torchvision_forward() -> None:
     for ours, theirs in zip(seen["served"], seen["plain"], strict=True):
         assert torch.equal(ours, theirs)
     assert torch.equal(logits, expected)
+
+
+def test_switched_off_the_registry_keeps_torch_kernel() -> None:
+    """`channels_last_pooling=False` (LAYERSCOPE_CHANNELS_LAST_POOLING=false): the plain path."""
+    model = load_model(default_specs()[1], CPU, channels_last_pooling=False)
+    assert "forward" not in vars(model.module.maxpool)
+    x = torch.randn((1, 3, 224, 224), generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode(), PoolLayouts() as layouts:
+        model.module(x)
+    assert layouts.channels_last == [False]

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from model_registry.errors import InvalidInput
+from model_registry.fast_paths.packed_convolution import packed_weights
 from model_registry.layout import to_maps
-from model_registry.packed_convolution import packed_weights
 from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET
 from service.engine.attribution.graph import forward_to_layers, gradients_of
