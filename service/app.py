@@ -184,7 +184,8 @@ def create_app(
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     app.include_router(docs.router)  # /docs, /redoc and their assets: no CDN, works offline
-    install_openapi(app, protected=None if keys is None else lambda path: path not in EXEMPT)
+    protected = None if keys is None else lambda path: path not in EXEMPT
+    install_openapi(app, protected=protected, max_images=settings.max_images)
     # Added last = outermost: request ids and metrics see every answer, auth ones included.
     if settings.cors_origins:
         app.add_middleware(

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from model_registry.errors import ClientError
 
@@ -58,6 +59,31 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (404 for no route, 405, 400 for an unreadable body) as an
+    error body. A 405's `Allow` names every method of the path: the router fills it from
+    the first route whose path matched, which knows only its own method (GET, not DELETE)."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        methods = _methods_of(request)
+        if methods:
+            headers["Allow"] = ", ".join(methods)
+    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
+
+def _methods_of(request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for the request's path (HEAD with GET)."""
+    found: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            found.update(method.upper() for method in item if method != "parameters")
+    if "GET" in found:
+        found.add("HEAD")
+    return sorted(found)
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     log.exception(
@@ -77,4 +103,5 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientError, _client_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

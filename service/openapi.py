@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from api_schemas.attributions import member_name
 from model_registry.errors import BadRequest
+from service.engine.images import ALLOWED_FORMATS
 
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
@@ -31,9 +32,12 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 Document = dict[str, Any]
 
 
-def install_openapi(app: FastAPI, *, protected: Callable[[str], bool] | None = None) -> None:
+def install_openapi(
+    app: FastAPI, *, protected: Callable[[str], bool] | None = None, max_images: int | None = None
+) -> None:
     """Serve the refined document at /openapi.json. `protected(path)` says which paths need
-    an API key (None: the service runs without keys, so no operation declares security)."""
+    an API key (None: the service runs without keys, so no operation declares security);
+    `max_images` bounds a request's uploads."""
     build = app.openapi  # FastAPI's own; it rebuilds when the routes change
     cache: dict[str, Document] = {}
 
@@ -41,16 +45,24 @@ def install_openapi(app: FastAPI, *, protected: Callable[[str], bool] | None = N
         raw = build()
         if cache.get("raw") is not raw:
             cache["raw"] = raw
-            cache["refined"] = refine(copy.deepcopy(raw), protected=protected)
+            cache["refined"] = refine(
+                copy.deepcopy(raw), protected=protected, max_images=max_images
+            )
         return cache["refined"]
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def refine(document: Document, *, protected: Callable[[str], bool] | None = None) -> Document:
+def refine(
+    document: Document,
+    *,
+    protected: Callable[[str], bool] | None = None,
+    max_images: int | None = None,
+) -> Document:
     """Every refinement, in order; `document` is changed in place and returned."""
     _operation_ids(document)
     _binary_files(document)
+    _upload_types(document, max_images)
     _enum_names(document)
     _binary_answers_first(document)
     _error_bodies(document)
@@ -139,6 +151,30 @@ def _binary_files(document: Document) -> None:
             node.update(files[0])
 
 
+def _upload_types(document: Document, max_images: int | None) -> None:
+    """The media types an upload may have (`encoding.contentType`): the picture formats
+    the decoder accepts; anything else is answered 415. A batch holds up to `max_images`
+    (uploads, `image` and `image_id` together: 413 above)."""
+    types = ", ".join(f"image/{fmt.lower()}" for fmt in ALLOWED_FORMATS if fmt != "MPO")
+    for _path, _method, operation in _operations(document):
+        form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+        if form is None:
+            continue
+        schema = form.get("schema", {})
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            schema = document["components"]["schemas"][ref.rpartition("/")[2]]
+        for name, prop in schema.get("properties", {}).items():
+            if _is_file(prop):
+                form.setdefault("encoding", {})[name] = {"contentType": types}
+            if ref and _is_file(prop) and prop.get("type") == "array" and max_images:
+                # not maxItems: the limit counts `image` and `image_id` names as well
+                prop["description"] = (
+                    f"{prop.get('description', '')} (at most {max_images} pictures a request, "
+                    "uploads and names together: 413 above)"
+                ).strip()
+
+
 def _enum_names(document: Document) -> None:
     """`x-enum-varnames` for string enums whose values are not identifiers, so generators
     give `gradcam++` a member of its own (GRADCAM_PLUS_PLUS) instead of GRADCAM's."""
@@ -190,9 +226,7 @@ def _error_bodies(document: Document) -> None:
             responses["422"]["description"] = (
                 "A parameter out of range or not among the choices; `field` names it."
             )
-        body = operation.get("requestBody", {}).get("content", {})
-        if "multipart/form-data" in body and "400" not in responses:
-            responses["400"] = _error_answer((BadRequest.__doc__ or "").strip())
+        responses["400"] = _bad_request(operation, responses.get("400"))
         operation["responses"] = dict(sorted(responses.items()))
     schemas = document.get("components", {}).get("schemas", {})
     unused = [n for n in ("HTTPValidationError", "ValidationError") if n in schemas]
@@ -202,6 +236,22 @@ def _error_bodies(document: Document) -> None:
             continue
         schemas.pop(name)
         unused.extend(n for n in schemas if n.startswith("ValidationError") and n not in unused)
+
+
+def _bad_request(operation: Document, declared: Document | None) -> Document:
+    """The 400s: an unreadable multipart body (the error body), and a request the HTTP
+    server refuses before the application sees it, such as a request line or headers over
+    its size limit (uvicorn answers those in plain text). Plain text comes first, so a
+    generated client reads either answer as text instead of failing to parse JSON."""
+    answer = _error_answer(
+        "A request the HTTP server could not parse (e.g. a query over its size limit), in "
+        "plain text."
+    )
+    answer["content"] = {"text/plain": {"schema": {"type": "string"}}, **answer["content"]}
+    body = operation.get("requestBody", {}).get("content", {})
+    if declared is not None or "multipart/form-data" in body:
+        answer["description"] += " " + (BadRequest.__doc__ or "").strip()
+    return answer
 
 
 def _error_answer(description: str) -> Document:

@@ -63,6 +63,12 @@ async def dataset_image(
 ) -> Response:
     """One picture of a dataset, as `image=dataset:NAME/INDEX` names it in other endpoints."""
     found = datasets.get(dataset, field="dataset")
+    if index >= len(found):  # a picture that does not exist: its URL names no resource
+        raise NotFound(
+            f"index: dataset '{found.name}' has {len(found)} pictures (0..{len(found) - 1})",
+            field="index",
+            valid_range=[0, len(found) - 1],
+        )
     data = datasets.read(f"dataset:{found.name}/{index}", field="index")
     media_type = picture_media_type(data)
     if media_type is None:

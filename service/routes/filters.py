@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from service.engine.insight.filters import plan_filters
+from model_registry.errors import NotFound
+from model_registry.registry import LoadedModel
+from service.engine.insight.filters import kernel_layers, plan_filters
 from service.engine.render import check_colormap
 from service.routes.common import (
     DEVICE_ERRORS,
@@ -42,8 +44,22 @@ async def filters(
     options: Annotated[FilterOptions, Query()],
 ) -> Response:
     """The layer's weights: the kernel tensor (npy) or a grid of kernels (png)."""
+    _has_filters(model, layer)
     plan = plan_filters(model, layer=layer, **options.plan_args())
     check_colormap(options.colormap)
     render = options.answer_args()
     answer = await pool.run(filters_task, model, plan, fmt=options.fmt.value, render=render)
     return respond(answer)
+
+
+def _has_filters(model: LoadedModel, layer: str) -> None:
+    """A layer without convolution kernels has no filters resource: 404, naming those that do."""
+    info = model.catalog.get(layer, field="layer")  # an unknown layer: 404 as well
+    having = kernel_layers(model)
+    if info.name not in having:
+        raise NotFound(
+            f"layer: '{info.name}' ({info.type}) has no convolution kernels; layers with kernels: "
+            f"{', '.join(having[:20])}{' ...' if len(having) > 20 else ''}",
+            field="layer",
+            layers_with_weights=having,
+        )

@@ -205,7 +205,7 @@ def test_a_dataset_picture_is_served_as_stored(api: TestClient) -> None:
     assert pet.content == api.app.state.datasets.get("pets").read(PER_CLASS + 1)
     for url, status, field in (
         ("/v1/datasets/nope/images/0", 404, "dataset"),
-        ("/v1/datasets/pets/images/13", 422, "index"),
+        ("/v1/datasets/pets/images/13", 404, "index"),
         (f"/v1/datasets/pets/images/{PER_CLASS}", 415, "index"),  # the broken file
     ):
         answer = api.get(url)

@@ -70,7 +70,7 @@ def test_filters_png(api: TestClient, query: str) -> None:
 @pytest.mark.parametrize(
     ("query", "status", "field"),
     [
-        ("/v1/models/digits/layers/relu1/filters", 422, "layer"),
+        ("/v1/models/digits/layers/relu1/filters", 404, "layer"),
         ("/v1/models/digits/layers/convv1/filters", 404, "layer"),
         ("/v1/models/nope/layers/conv1/filters", 404, "model"),
         ("/v1/models/digits/layers/conv1/filters?channels=32", 422, "channels"),
