@@ -1,11 +1,15 @@
 """Checks of plain option values shared by every plan: choices, finite floats, caps.
 
-Each raises `InvalidInput` (422) naming the argument, before any computation.
+Each raises `InvalidInput` (422) naming the argument, before any computation. A request
+option's fixed range is a `Bound`, written once next to its plan: the plan checks values
+with it, and the route's pydantic field reads it, so OpenAPI and the engine agree.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from model_registry.errors import InvalidInput
 
@@ -41,6 +45,33 @@ def check_finite(
             f"{field}: must be <= {high}, got {value}", field=field, valid_range=[low, high]
         )
     return value
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The valid range of one option: [low, high], or (low, high] with `strict_low`."""
+
+    low: float
+    high: float
+    strict_low: bool = False
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """The pydantic `Field` keywords for this range (`gt` or `ge`, and `le`)."""
+        return {"gt" if self.strict_low else "ge": self.low, "le": self.high}
+
+    def check(self, field: str, value: float) -> float:
+        """A float option: finite and within the range."""
+        return check_finite(field, value, low=self.low, high=self.high, strict_low=self.strict_low)
+
+    def check_int(self, field: str, value: int) -> int:
+        """An integer option within [low, high]."""
+        if not self.low <= value <= self.high:
+            low, high = int(self.low), int(self.high)
+            raise InvalidInput(
+                f"{field} must be between {low} and {high}", field=field, valid_range=[low, high]
+            )
+        return value
 
 
 def check_cap(field: str, value: int, cap: int, *, low: int = 1, setting: str | None = None) -> int:

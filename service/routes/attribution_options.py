@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field
 from api_schemas.attributions import Baseline, CamUpsample, Canvas, GradientView, method_enum
 from api_schemas.feature_maps import OutputFormat
 from service.engine.attribution.methods.registry import cam_methods, gradient_methods
+from service.engine.attribution.plan import METRIC_STEPS, NOISE, SAMPLES, STEPS
 from service.routes.options import Options, colormap_field, seed_field
 
 CamMethod = method_enum("CamMethod", [m.name for m in cam_methods()])
@@ -103,7 +104,9 @@ class CamOptions(Options):
     metrics: str | None = Field(
         None, description="deletion, insertion or both: their AUC in json", max_length=64
     )
-    metric_steps: int = Field(32, ge=2, le=256, description="points per deletion/insertion curve")
+    metric_steps: int = Field(
+        32, **METRIC_STEPS.limits, description="points per deletion/insertion curve"
+    )
     randomize: Randomize = 0
     run_async: bool | None = Field(
         None,
@@ -143,13 +146,14 @@ class GradientOptions(Options):
         description="guided-gradcam: the Grad-CAM at input size, nearest and ReLU'd as "
         "Captum's GuidedGradCam, or bilinear and scaled to [0, 1] as the paper's figures",
     )
-    steps: int = Field(32, ge=1, le=1024, description="integrated-gradients: Gauss-Legendre points")
+    steps: int = Field(
+        32, **STEPS.limits, description="integrated-gradients: Gauss-Legendre points"
+    )
     baseline: Baseline = Field(Baseline.zero, description="integrated-gradients: starting point")
-    samples: int = Field(32, ge=1, le=1024, description="smoothgrad: noisy copies per image")
+    samples: int = Field(32, **SAMPLES.limits, description="smoothgrad: noisy copies per image")
     noise: float = Field(
         0.15,
-        gt=0,
-        le=10,
+        **NOISE.limits,
         allow_inf_nan=False,
         description="smoothgrad: noise std / (max - min) of the input",
     )

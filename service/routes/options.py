@@ -25,7 +25,10 @@ from api_schemas.insight import (
 )
 from api_schemas.predictions import PredictFormat
 from service.engine.channels import GRAMMAR
+from service.engine.insight.embedding import PERPLEXITY
+from service.engine.insight.invert import ALPHA, BETA, NORM
 from service.engine.insight.maximize import DEFAULT_TV
+from service.engine.insight.options import LR, TV
 from service.routes.common import split_names
 
 
@@ -166,12 +169,14 @@ class MaximizeOptions(Options):
         max_length=200_000,
     )
     steps: int = Field(256, ge=1, description="Adam steps (capped by the server)")
-    lr: float = Field(0.05, gt=0, le=10, allow_inf_nan=False, description="Adam step size")
+    lr: float = Field(0.05, **LR.limits, allow_inf_nan=False, description="Adam step size")
     size: int | None = Field(
         None, ge=8, description="image side in pixels; default: model input size"
     )
     seed: int = seed_field("same seed, same image (on CPU)")
-    tv: float = Field(DEFAULT_TV, ge=0, allow_inf_nan=False, description="total-variation weight")
+    tv: float = Field(
+        DEFAULT_TV, **TV.limits, allow_inf_nan=False, description="total-variation weight"
+    )
     transforms: bool = Field(True, description="random jitter, scale and rotation each step")
     decorrelate: bool = Field(
         True, description="optimize in a decorrelated colour space (RGB models)"
@@ -184,15 +189,17 @@ class InvertOptions(Options):
     answer_fields = frozenset({"fmt", "run_async"})
     steps: int = Field(200, ge=1, description="Adam steps (capped by the server)")
     lr: float = Field(
-        0.1, gt=0, le=10, allow_inf_nan=False, description="Adam step size, pixel units"
+        0.1, **LR.limits, allow_inf_nan=False, description="Adam step size, pixel units"
     )
     seed: int = seed_field("seed of the noise the search starts from")
-    tv: float = Field(0.5, ge=0, allow_inf_nan=False, description="total-variation weight")
+    tv: float = Field(0.5, **TV.limits, allow_inf_nan=False, description="total-variation weight")
     beta: float = Field(
-        2.0, ge=1, le=8, allow_inf_nan=False, description="total-variation exponent"
+        2.0, **BETA.limits, allow_inf_nan=False, description="total-variation exponent"
     )
-    norm: float = Field(0.01, ge=0, allow_inf_nan=False, description="alpha-norm weight")
-    alpha: float = Field(6.0, ge=1, le=16, allow_inf_nan=False, description="alpha-norm exponent")
+    norm: float = Field(0.01, **NORM.limits, allow_inf_nan=False, description="alpha-norm weight")
+    alpha: float = Field(
+        6.0, **ALPHA.limits, allow_inf_nan=False, description="alpha-norm exponent"
+    )
     fmt: ImageFormat = Field(ImageFormat.png, alias="format")
     run_async: RunAsync = None
 
@@ -208,7 +215,7 @@ class EmbeddingOptions(Options):
     seed: int = seed_field("random state of the projection")
     perplexity: float | None = Field(
         None,
-        gt=0,
+        **PERPLEXITY.limits,
         allow_inf_nan=False,
         description="t-SNE perplexity; default min(30, (n - 1) / 3)",
     )

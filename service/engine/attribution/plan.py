@@ -17,9 +17,14 @@ from service.engine.attribution.methods.registry import cam_method, gradient_met
 from service.engine.attribution.sanity import parametrized_layers
 from service.engine.attribution.target_objects import ClassRequest, TargetRequest
 from service.engine.attribution.target_requests import parse_request
-from service.engine.checks import check_choice, check_finite
+from service.engine.checks import Bound, check_choice
 
 DEFAULT_TOP_K = 5
+# The fixed ranges of the options (the route models read them for OpenAPI).
+METRIC_STEPS = Bound(2, 256)
+STEPS = Bound(1, 1024)
+SAMPLES = Bound(1, 1024)
+NOISE = Bound(0.0, 10.0, strict_low=True)
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,7 @@ def plan_cam(
             f"'{model.name}' is a {model.spec.task} model",
             field="metrics",
         )
-    if not 2 <= metric_steps <= 256:
-        raise InvalidInput(
-            "metric_steps must be between 2 and 256", field="metric_steps", valid_range=[2, 256]
-        )
+    METRIC_STEPS.check_int("metric_steps", metric_steps)
     return CamPlan(
         method=method,
         layers=tuple(info.name for info in infos),
@@ -178,13 +180,9 @@ def plan_gradients(
     request = parse_request(model, targets, region=region, box=box, detection=detection)
     check_choice(baseline, BASELINES, field="baseline")
     check_choice(upsample, UPSAMPLES, field="upsample")
-    if not 1 <= steps <= 1024:
-        raise InvalidInput("steps must be between 1 and 1024", field="steps", valid_range=[1, 1024])
-    if not 1 <= samples <= 1024:
-        raise InvalidInput(
-            "samples must be between 1 and 1024", field="samples", valid_range=[1, 1024]
-        )
-    check_finite("noise", noise, low=0.0, high=10.0)
+    STEPS.check_int("steps", steps)
+    SAMPLES.check_int("samples", samples)
+    NOISE.check("noise", noise)
     cam_layer = chosen.validate(model, layer)
     return GradientPlan(
         method=method,

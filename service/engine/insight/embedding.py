@@ -15,11 +15,12 @@ import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
-from service.engine.checks import check_finite
+from service.engine.checks import Bound
 from service.engine.insight.forward import layer_tensor
 from service.engine.insight.stats import as_channels_first
 
 METHODS = ("pca", "tsne")
+PERPLEXITY = Bound(0.0, 1000.0, strict_low=True)  # the route model reads it
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def plan_embedding(
     if perplexity is None:
         perplexity = min(30.0, (count - 1) / 3)
     else:
-        perplexity = check_finite("perplexity", perplexity, low=0.0, high=1000.0, strict_low=True)
+        perplexity = PERPLEXITY.check("perplexity", perplexity)
         if method == "tsne" and perplexity >= count:
             raise InvalidInput(
                 f"perplexity: must be less than the number of images ({count}), got {perplexity}",

@@ -20,11 +20,16 @@ import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
-from service.engine.checks import check_cap, check_finite
+from service.engine.checks import Bound, check_cap
 from service.engine.insight.forward import pixel_layer
-from service.engine.insight.options import activation_layer
+from service.engine.insight.options import LR, TV, activation_layer
 from service.engine.insight.transforms import total_variation
 from service.engine.progress import Progress, no_progress
+
+# The fixed ranges of the priors' weights and exponents (the route model reads them).
+BETA = Bound(1.0, 8.0)
+NORM = Bound(0.0, 1e6)
+ALPHA = Bound(1.0, 16.0)
 
 
 @dataclass(frozen=True)
@@ -93,12 +98,12 @@ def plan_invert(
         layer=info.name,
         calls=info.calls,
         steps=steps,
-        lr=check_finite("lr", lr, low=0.0, high=10.0, strict_low=True),
+        lr=LR.check("lr", lr),
         seed=seed,
-        tv=check_finite("tv", tv, low=0.0, high=1e6),
-        beta=check_finite("beta", beta, low=1.0, high=8.0),
-        norm=check_finite("norm", norm, low=0.0, high=1e6),
-        alpha=check_finite("alpha", alpha, low=1.0, high=16.0),
+        tv=TV.check("tv", tv),
+        beta=BETA.check("beta", beta),
+        norm=NORM.check("norm", norm),
+        alpha=ALPHA.check("alpha", alpha),
     )
 
 

@@ -15,9 +15,11 @@ import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
-from service.engine.checks import check_cap, check_finite
+from service.engine.checks import check_cap
 from service.engine.insight.forward import layer_tensor, pixel_layer
 from service.engine.insight.options import (
+    LR,
+    TV,
     activation_layer,
     check_channel,
     parse_direction,
@@ -131,8 +133,8 @@ def plan_maximize(
     shape = info.output_shape
     assert shape is not None
     check_cap("steps", steps, max_steps, setting="max_insight_steps")
-    lr = check_finite("lr", lr, low=0.0, high=10.0, strict_low=True)
-    tv = check_finite("tv", tv, low=0.0, high=1e6)
+    lr = LR.check("lr", lr)
+    tv = TV.check("tv", tv)
     hw = (
         model.spec.input_size
         if size is None

@@ -1,5 +1,5 @@
-"""Validation shared by the insight computations: usable layers, channels, neurons and
-directions.
+"""Validation shared by the insight computations: usable layers, channels, neurons,
+directions and the optimizers' ranges.
 
 Everything here raises `InvalidInput` (422) naming the argument, before any computation.
 """
@@ -13,7 +13,11 @@ from model_registry.errors import InvalidInput
 from model_registry.layout import CHANNELS_FIRST, VECTOR
 from model_registry.registry import LoadedModel
 from service.engine.channels import out_of_range
-from service.engine.checks import check_finite
+from service.engine.checks import Bound, check_finite
+
+# The optimizers' fixed ranges, shared by maximize and invert (the route models read them).
+LR = Bound(0.0, 10.0, strict_low=True)
+TV = Bound(0.0, 1e6)
 
 
 def activation_layer(model: LoadedModel, layer: str, *, field: str = "layer") -> LayerInfo:
