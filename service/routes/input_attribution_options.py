@@ -76,7 +76,13 @@ class InputAttributionOptions(Options):
         description="integrated-gradients (zero, black, blur) and perturbation methods (also "
         "mean): what replaces the input",
     )
-    samples: int | None = Field(None, ge=1, le=1024, description="smoothgrad: noisy copies")
+    samples: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="smoothgrad: noisy copies; shapley-sampling: feature orders; kernelshap, "
+        "lime: coalitions (at most 1024)",
+    )
     noise: float | None = Field(
         None, gt=0, le=10, allow_inf_nan=False, description="smoothgrad: noise std / input range"
     )
@@ -86,8 +92,8 @@ class InputAttributionOptions(Options):
     mask: str | None = Field(
         None,
         max_length=32,
-        description="mask methods: grid:N (N x N blocks of the input) or slic:N (scikit-image "
-        "SLIC superpixels, n_segments=N)",
+        description="feature-ablation, shapley-sampling, kernelshap, lime: grid:N (N x N "
+        "blocks of the input) or slic:N (scikit-image SLIC superpixels, n_segments=N)",
     )
     batch: int | None = Field(
         None, ge=1, le=256, description="perturbation methods: perturbed inputs per forward pass"

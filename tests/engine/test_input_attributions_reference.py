@@ -8,17 +8,19 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from captum.attr import FeatureAblation, Occlusion
+from captum.attr import FeatureAblation, Occlusion, ShapleyValues
+from torch import nn
 
 from model_registry.registry import LoadedModel
 from service.engine.attribution.input_attributions import (
     compute_input_attributions,
     plan_input_attributions,
 )
+from service.engine.attribution.perturbation.features import grid_mask
 from service.engine.attribution.perturbation.references import reference
 from service.samples import digit_samples
 from tests.numerics import assert_float32_close
-from tests.tiny_models import model_batch
+from tests.tiny_models import loaded, model_batch, pearson, seeded
 
 
 class OcclusionCase(NamedTuple):
@@ -150,6 +152,56 @@ def test_slic_mask_is_scikit_image_slic_of_the_denormalized_input(
         )
         assert np.array_equal(ours.mask[image], expected)
         assert 2 <= len(np.unique(expected)) <= 20
+
+
+@pytest.mark.parametrize(("method", "samples"), [("shapley-sampling", 30), ("kernelshap", 64)])
+def test_shapley_estimates_converge_to_captum_exact_shapley_values_and_are_complete(
+    method: str, samples: int, digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    """On a 2 x 2 grid (4 features, 16 coalitions) Captum's ShapleyValues is exact."""
+    targets = _second_classes(digits, digit_batch)
+    exact = ShapleyValues(copy.deepcopy(digits.module))
+    corners = (slice(None), slice(None), slice(None, None, 16), slice(None, None, 16))
+    for image, target in enumerate(targets[:1]):
+        x = digit_batch[image : image + 1]
+        ours = _ours(digits, x, method, str(target), mask="grid:2", samples=samples, seed=1)
+        expected = exact.attribute(
+            x,
+            target=target,
+            feature_mask=grid_mask(32, 32, 2)[None, None],
+            perturbations_per_eval=4,
+        )
+        per_feature = ours.values[0, 0][corners[1:]].ravel()  # one pixel of each block
+        assert pearson(per_feature, expected[corners].ravel()) >= 0.95
+        with torch.no_grad():
+            scores = digits.module(torch.cat([x, torch.zeros_like(x)]))[:, target]
+        assert per_feature.sum() == pytest.approx(float(scores[0] - scores[1]), rel=1e-4, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def linear() -> LoadedModel:
+    """A linear model: each feature's Shapley value, and the LIME coefficient, is exactly
+    the sum over its pixels of weight x (input - baseline)."""
+    module = seeded(lambda: nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 3)), seed=2)
+    return loaded("linear", module, (32, 32), 3, gray=True)
+
+
+@pytest.mark.parametrize("method", ["shapley-sampling", "kernelshap", "lime"])
+def test_sampling_methods_answer_a_linear_model_exactly(
+    method: str, linear: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    ours = _ours(
+        linear, digit_batch, method, "2", mask="grid:3", samples=40, seed=3, baseline="mean"
+    )
+    start = reference(digit_batch, "mean", linear.spec)
+    contribution = (linear.module[1].weight[2].view(32, 32) * (digit_batch - start)[:, 0]).numpy()
+    blocks = grid_mask(32, 32, 3).numpy()
+    expected = np.zeros((2, 32, 32), np.float64)
+    for feature in range(9):
+        inside = blocks == feature
+        expected[:, inside] = contribution[:, inside].sum(axis=1, keepdims=True)
+    assert_float32_close(ours.values[:, 0, 0], expected)
+    assert np.array_equal(ours.mask[0], blocks)
 
 
 def test_occlusion_leaves_the_model_as_found(

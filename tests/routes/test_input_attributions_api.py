@@ -14,12 +14,15 @@ from tests.helpers import error_body, files, load_npy
 from tests.routes.test_attributions import GRADIENT_METHODS
 
 URL = "/v1/models/digits/attributions"
-INPUT_ONLY_METHODS = ["occlusion", "feature-ablation"]
+INPUT_ONLY_METHODS = ["occlusion", "feature-ablation", "shapley-sampling", "kernelshap", "lime"]
 FAST = {
     "integrated-gradients": {"steps": 4},
     "smoothgrad": {"samples": 3},
     "occlusion": {"window": 8, "stride": 8},
     "feature-ablation": {"mask": "grid:2"},
+    "shapley-sampling": {"mask": "grid:2", "samples": 3},
+    "kernelshap": {"mask": "grid:2", "samples": 8},
+    "lime": {"mask": "grid:2", "samples": 8},
 }
 
 
@@ -92,6 +95,10 @@ def test_methods_lists_family_endpoints_and_parameters(app_client: TestClient) -
         ({"method": "feature-ablation", "mask": "slic:2000"}, "mask", "1024 pixels"),
         ({"method": "feature-ablation", "mask": "squares:3"}, "mask", "grid:N"),
         ({"method": "feature-ablation", "mask": "grid:0"}, "mask", None),
+        ({"method": "kernelshap", "samples": 1025}, "samples", None),
+        ({"method": "lime", "window": 3}, "window", "lime"),
+        ({"method": "shapley-sampling", "mask": "slic:1025"}, "mask", "1024 pixels"),
+        ({"method": "feature-ablation", "seed": 1}, "seed", "feature-ablation"),
         ({"method": "nope"}, "method", None),
         ({}, "method", None),
     ],
@@ -123,6 +130,22 @@ def test_feature_ablation_json_includes_the_mask(
     for image in range(2):  # one value per feature: the feature's score drop
         for feature in np.unique(masks[image]):
             assert np.ptp(values[image][masks[image] == feature]) == 0
+
+
+@pytest.mark.parametrize("method", ["shapley-sampling", "kernelshap", "lime"])
+def test_sampling_methods_same_seed_same_answer(
+    method: str, app_client: TestClient, digit_pngs: list[bytes]
+) -> None:
+    params = {"method": method, "mask": "grid:3", "samples": 6, "format": "npy"}
+    runs = [
+        load_npy(
+            app_client.post(
+                URL, params={**params, "seed": seed}, files=files(digit_pngs[0])
+            ).content
+        )
+        for seed in (4, 4, 5)
+    ]
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
 
 
 def _finished(client: TestClient, location: str) -> dict:
