@@ -141,7 +141,7 @@ def _to_spec(entry: _Entry, where: str, base: Path, *, weights_required: bool = 
         ) from exc
     input_size = entry.input_size or (geometry[1] if geometry else None) or found.input_size
     if geometry is not None and entry.input_size is not None:
-        _agree(tuple(entry.input_size), geometry, where)
+        _agree((entry.input_size[0], entry.input_size[1]), geometry, where)
     mean = tuple(entry.mean) if entry.mean is not None else found.mean
     std = tuple(entry.std) if entry.std is not None else found.std
     num_classes = entry.num_classes or found.num_classes

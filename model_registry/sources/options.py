@@ -38,6 +38,11 @@ def parameters(callables: Iterable[Callable[..., Any]]) -> dict[str, Any]:
     return found
 
 
+def init_of(cls: type) -> Callable[..., Any]:
+    """The `__init__` a class runs (its own or the nearest base's)."""
+    return next(vars(k)["__init__"] for k in cls.__mro__ if "__init__" in vars(k))
+
+
 def takes_var_keywords(function: Callable[..., Any]) -> bool:
     """Whether `function` takes `**kwargs`."""
     try:

@@ -18,7 +18,7 @@ from torch import nn
 
 from model_registry.errors import ConfigError
 from model_registry.sources.base import Defaults, FileSource, Weights, read_state_file, target_of
-from model_registry.sources.options import parameters
+from model_registry.sources.options import init_of, parameters
 from model_registry.spec import ModelSpec
 
 PRETRAINED = "timm:pretrained"
@@ -144,7 +144,7 @@ def _model_parameters(name: str) -> dict[str, Any]:
         cls = typing.get_type_hints(entrypoint).get("return")
     except Exception:  # noqa: BLE001 - an unresolvable annotation: nothing to list
         return {}
-    return parameters([cls.__init__]) if isinstance(cls, type) else {}
+    return parameters([init_of(cls)]) if isinstance(cls, type) else {}
 
 
 def _cached_file(cfg: Mapping[str, Any]) -> Path | None:

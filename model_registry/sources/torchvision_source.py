@@ -17,7 +17,12 @@ from torch import nn
 
 from model_registry.errors import ConfigError, closest
 from model_registry.sources.base import Defaults, FileSource, Weights, read_state_file, target_of
-from model_registry.sources.options import check_options, parameters, takes_var_keywords
+from model_registry.sources.options import (
+    check_options,
+    init_of,
+    parameters,
+    takes_var_keywords,
+)
 from model_registry.spec import CLASSIFICATION, DETECTION, SEGMENTATION, ModelSpec
 
 # Detection models normalize inside (GeneralizedRCNNTransform and the like): fed [0, 1] pixels.
@@ -72,11 +77,11 @@ def builder_parameters(name: str) -> dict[str, Any]:
     callables: list[Any] = [builder]
     cls = _model_class(name)
     if cls is not None and takes_var_keywords(builder):
-        callables.append(cls.__init__)
-        if task_of(name) == DETECTION and takes_var_keywords(cls.__init__):
+        callables.append(init_of(cls))
+        if task_of(name) == DETECTION and takes_var_keywords(init_of(cls)):
             from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-            callables.append(GeneralizedRCNNTransform.__init__)
+            callables.append(init_of(GeneralizedRCNNTransform))
     return parameters(callables)
 
 
