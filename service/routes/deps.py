@@ -164,9 +164,14 @@ async def read_images(
         ]
     pictures = uploads + named + stored
     # Headers only, microseconds each: hostile sizes are refused before the request queues.
-    limits = (settings.max_image_pixels, settings.max_request_pixels, settings.max_aspect_ratio)
-    check_pictures(pictures, PixelBudget(*limits))
+    check_pictures(pictures, pixel_budget(settings))
     return pictures
+
+
+def pixel_budget(settings: Settings) -> PixelBudget:
+    """The picture limits of `settings`, for `check_pictures`."""
+    limits = (settings.max_image_pixels, settings.max_request_pixels, settings.max_aspect_ratio)
+    return PixelBudget(*limits)
 
 
 def _stored(store: Images, datasets: DatasetCatalog, image_id: str, tenant: Tenant) -> bytes:

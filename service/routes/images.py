@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from api_schemas.images import StoredImage
 from model_registry.errors import InvalidInput
 from service.engine.images import decode_image
+from service.engine.pixel_budget import check_pictures
 from service.routes.common import IMAGE_ERRORS, error_responses
-from service.routes.deps import ImageStoreDep, PoolDep, SettingsDep, TenantDep
+from service.routes.deps import ImageStoreDep, PoolDep, SettingsDep, TenantDep, pixel_budget
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
@@ -28,6 +29,7 @@ async def store_image(
     data = await image.read()
     if not data:
         raise InvalidInput("image[0] is empty", field="image")
+    check_pictures([data], pixel_budget(settings))  # refused now, not at every later use
     picture = await pool.cpu(decode_image, data, max_pixels=settings.max_image_pixels)
     image_id = await run_in_threadpool(store.put, data, tenant)  # with Redis, network I/O
     return StoredImage(

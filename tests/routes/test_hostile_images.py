@@ -175,3 +175,11 @@ def test_hostile_pictures_leave_a_real_servers_peak_memory_flat(crop_models: Pat
         assert http.post(url, files=files(strip(300, 200))).status_code == 200
         growth = _peak_rss(live.process.pid) - before
         assert growth < PEAK_GROWTH, f"peak RSS grew {growth / 2**20:.0f} MiB"
+
+
+def test_a_hostile_picture_is_refused_when_stored(client: TestClient) -> None:
+    upload = {"image": ("strip.png", strip(1, 20_002), "image/png")}
+    body = error_body(client.post("/v1/images", files=upload), 422, "image")
+    assert body["max_aspect_ratio"] == 50
+    bomb = {"image": ("bomb.png", declared_png(100_000, 100_000), "image/png")}
+    assert error_body(client.post("/v1/images", files=bomb), 413, "image")["max_pixels"]
