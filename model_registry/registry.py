@@ -10,7 +10,8 @@ from torch import nn
 
 from model_registry.catalog import LayerCatalog, build_catalog
 from model_registry.errors import ConfigError, unknown_model
-from model_registry.fast_paths.packed_convolution import check_whole_model, speed_up_convolutions
+from model_registry.fast_paths.packed_check import check_whole_model
+from model_registry.fast_paths.packed_convolution import speed_up_convolutions
 from model_registry.fast_paths.pooling import speed_up_max_pooling
 from model_registry.loading import build_model, first_forward_step
 from model_registry.spec import DETECTION, ModelSpec
@@ -82,8 +83,8 @@ def load_model(
     # a rounding difference into other boxes, and each picture's own size would keep
     # reordering the weights anyway.
     packable = pack_convolutions and device.type == "cpu" and spec.task != DETECTION
-    if packable and speed_up_convolutions(module):
-        check_whole_model(module, _example_input(spec, device))
+    if packable and speed_up_convolutions(module, model=spec.name):
+        check_whole_model(module, _example_input(spec, device), model=spec.name)
     with first_forward_step(spec):  # a failure is one start-up line naming the model
         catalog = build_catalog(spec.name, module, (spec.in_channels, *spec.input_size), device)
     return LoadedModel(spec, module, device, catalog, built.pretrained, built.labels)

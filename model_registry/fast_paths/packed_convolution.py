@@ -22,6 +22,8 @@ backward. oneDNN lays weights out differently for one picture and for a batch, s
 keeps one reordered copy per input shape and batch kind, each as large as its weights.
 Weights changed in place (a sanity check's randomization) are reordered again; a layer that
 has reordered `MAX_REORDERS` times goes back to torch's kernel and frees its copies.
+Whenever a layer or a whole model goes back to torch's kernel, one warning on the
+`layerscope.models` logger names the model, the layer and why.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import contextlib
 import logging
 import threading
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -57,39 +59,45 @@ def packed_weights(enabled: bool = True) -> Iterator[None]:
 
 
 class _Packs:
-    """One layer's reordered weights by input shape; a copied model starts without any."""
+    """One layer's reordered weights by input shape; a copied model starts without any.
 
-    __slots__ = ("by_shape", "off", "reorders", "weight")
+    `model` and `layer` name the layer in warnings."""
 
-    def __init__(self) -> None:
+    __slots__ = ("by_shape", "layer", "model", "off", "reorders", "weight")
+
+    def __init__(self, model: str, layer: str) -> None:
+        self.model, self.layer = model, layer
         self.by_shape: dict[tuple[int, ...], torch.Tensor] = {}
         self.weight: tuple[int, int] | None = None  # (data pointer, version) they came from
         self.reorders = 0
         self.off = False
 
     def __deepcopy__(self, memo: dict[int, object]) -> _Packs:
-        return _Packs()
+        return _Packs(self.model, self.layer)
 
 
-def speed_up_convolutions(module: nn.Module) -> int:
+def speed_up_convolutions(module: nn.Module, *, model: str = "model") -> int:
     """Give every plain zero-padded `nn.Conv2d` in `module` the packed-weight inference path.
 
     Subclasses (timm's `Conv2dSame`, weight-standardized convolutions) and layers with
     `padding="same"` or non-zero padding modes keep their forward. Like the max pooling
     path, the override is an attribute of each instance: module types, names, parameters
-    and hooks are unchanged. Returns the number of layers changed.
+    and hooks are unchanged. `model` names the model in warnings. Returns the number of
+    layers changed.
     """
     if not torch.backends.mkldnn.is_available():
         return 0
     changed = 0
-    for sub in module.modules():
+    for name, sub in module.named_modules():
         if (
             type(sub) is nn.Conv2d
             and "forward" not in vars(sub)
             and sub.padding_mode == "zeros"
             and not isinstance(sub.padding, str)
         ):
-            vars(sub)[_PACKS] = _Packs()  # plain attributes of the instance, as `setattr` would
+            vars(sub)[_PACKS] = _Packs(
+                model, name
+            )  # plain attributes of the instance, as `setattr` would
             vars(sub)["forward"] = types.MethodType(_packed_forward, sub)
             changed += 1
     return changed
@@ -104,44 +112,6 @@ def remove_packing(module: nn.Module) -> None:
     """Every layer of `module` back to torch's own convolution."""
     for layer in packed_layers(module):
         del vars(layer)["forward"], vars(layer)[_PACKS]
-
-
-def check_whole_model(module: nn.Module, example: torch.Tensor) -> bool:
-    """Run `example` through `module` with torch's kernels and with packed weights; where the
-    forward pass fails or the outputs differ (a model that calls `.view` on a convolution's
-    channels-last output, say), remove the packing. Returns whether it stayed; the layers
-    keep the weights reordered for `example`'s shape."""
-    layers = packed_layers(module)
-    if not layers:
-        return False
-    try:
-        with torch.inference_mode():
-            expected = list(_tensors(module(example)))
-            with packed_weights():
-                got = list(_tensors(module(example)))
-        same = len(got) == len(expected) and all(
-            _agrees(a, b, rtol=1e-3) for a, b in zip(got, expected, strict=True)
-        )
-    except Exception as exc:  # noqa: BLE001 - any failure means: keep torch's kernels
-        log.warning("packed convolutions off for this model: the forward pass failed (%s)", exc)
-        same = False
-    else:
-        if not same:
-            log.warning("packed convolutions off for this model: its outputs differ")
-    if not same:
-        remove_packing(module)
-    return same
-
-
-def _tensors(output: object) -> Iterator[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        yield output
-    elif isinstance(output, Mapping):
-        for value in output.values():
-            yield from _tensors(value)
-    elif isinstance(output, (list, tuple)):
-        for value in output:
-            yield from _tensors(value)
 
 
 def _packed_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +146,7 @@ def _packed_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         return _convolve(self, x, packed)
     expected = nn.Conv2d.forward(self, _channels_first(x, weight))
     if packs.reorders >= MAX_REORDERS:
-        _give_up(packs)
+        _give_up(packs, f"its weights or input shapes changed more than {MAX_REORDERS} times")
         return expected
     packs.reorders += 1
     try:
@@ -190,11 +160,11 @@ def _packed_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
             list(x.shape),
         )
         fast = _convolve(self, x, packed)
-    except RuntimeError:  # a configuration this oneDNN build does not take
-        _give_up(packs)
+    except RuntimeError as exc:  # a configuration this oneDNN build does not take
+        _give_up(packs, f"oneDNN refused the layer ({exc})")
         return expected
-    if not _agrees(fast, expected):
-        _give_up(packs)
+    if not agrees(fast, expected):
+        _give_up(packs, f"its output differs from torch's kernel's by more than {RTOL:g}")
         return expected
     packs.by_shape[shape] = packed
     return fast  # the packed kernel's answer from the first call on: equal calls, equal answers
@@ -230,7 +200,7 @@ def _convolve(layer: nn.Conv2d, x: torch.Tensor, packed: torch.Tensor) -> torch.
     )
 
 
-def _agrees(fast: torch.Tensor, expected: torch.Tensor, *, rtol: float = RTOL) -> bool:
+def agrees(fast: torch.Tensor, expected: torch.Tensor, *, rtol: float = RTOL) -> bool:
     """Equal up to `rtol` of the largest finite magnitude of `expected`."""
     if fast.shape != expected.shape or fast.dtype != expected.dtype:
         return False
@@ -241,6 +211,9 @@ def _agrees(fast: torch.Tensor, expected: torch.Tensor, *, rtol: float = RTOL) -
     return torch.allclose(fast, expected, rtol=0.0, atol=rtol * scale, equal_nan=True)
 
 
-def _give_up(packs: _Packs) -> None:
+def _give_up(packs: _Packs, why: str) -> None:
+    log.warning(
+        "packed convolutions off for model '%s', layer '%s': %s", packs.model, packs.layer, why
+    )
     packs.off = True
     packs.by_shape.clear()

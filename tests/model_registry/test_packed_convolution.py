@@ -19,9 +19,9 @@ from torch import nn
 
 from model_registry.config import default_specs
 from model_registry.fast_paths import packed_convolution
+from model_registry.fast_paths.packed_check import check_whole_model
 from model_registry.fast_paths.packed_convolution import (
     MAX_REORDERS,
-    check_whole_model,
     packed_layers,
     packed_weights,
     speed_up_convolutions,
@@ -203,15 +203,23 @@ def test_a_layer_fed_ever_new_shapes_goes_back_to_torch_for_good() -> None:
         assert torch.equal(fast(x), layer(x))  # and so it stays
 
 
-def test_a_kernel_that_disagrees_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_kernel_that_disagrees_is_refused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     convolve = packed_convolution._convolve
     monkeypatch.setattr(packed_convolution, "_convolve", lambda *args: convolve(*args) * (1 + 1e-3))
     layer, fast = seeded(11, 8, 16, 3, padding=1)
     x = picture(12, (1, 8, 24, 24))
-    with torch.inference_mode():
+    net = nn.Sequential(nn.Identity(), copy.deepcopy(layer))
+    assert speed_up_convolutions(net, model="tiny-net") == 1
+    with torch.inference_mode(), caplog.at_level(logging.WARNING, logger="layerscope.models"):
         for _ in range(3):
             assert torch.equal(fast(x), layer(x))
+            assert torch.equal(net(x), layer(x))
     assert state(fast) == (0, True, 1)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2  # once per layer, not per call
+    assert "model 'tiny-net', layer '1': its output differs from torch's kernel's" in warnings[1]
 
 
 def test_other_layers_and_inputs_keep_torch_kernel() -> None:
@@ -278,8 +286,9 @@ def test_whole_model_check_keeps_packing_only_where_the_model_takes_it(
         expected = old_style(example)
     speed_up_convolutions(old_style)
     with caplog.at_level(logging.WARNING, logger="layerscope.models"):
-        assert check_whole_model(old_style, example) is False
-    assert "forward pass failed" in caplog.text
+        assert check_whole_model(old_style, example, model="old-style") is False
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "model 'old-style', layer 'conv': the forward pass failed" in warning
     assert packed_layers(old_style) == [] and "forward" not in vars(old_style.conv)
     with torch.inference_mode():
         for _ in range(2):
@@ -289,6 +298,33 @@ def test_whole_model_check_keeps_packing_only_where_the_model_takes_it(
     speed_up_convolutions(resnet)
     assert check_whole_model(resnet, picture(21, (1, 3, 64, 64))) is True
     assert all(state(layer) == (1, False, 1) for layer in packed_layers(resnet))
+
+
+class ReadsMemory(nn.Module):
+    """Reads the second convolution's output as channels-first memory: wrong values, no error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Flatten()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(self.act(self.stem(x)))
+        return self.head(y.as_strided(y.shape, (y[0].numel(), y[0, 0].numel(), y.shape[3], 1)))
+
+
+def test_a_model_whose_outputs_differ_names_the_layer(caplog: pytest.LogCaptureFixture) -> None:
+    torch.manual_seed(23)
+    model = ReadsMemory().eval()
+    speed_up_convolutions(model, model="reads-memory")
+    with caplog.at_level(logging.WARNING, logger="layerscope.models"):
+        assert check_whole_model(model, picture(24, (1, 3, 10, 10)), model="reads-memory") is False
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("packed convolutions off for model 'reads-memory', layer 'body'")
+    assert "its outputs differ" in warning and "departs at 'head'" in warning
+    assert packed_layers(model) == []
 
 
 def test_loaded_resnet_matches_torchvision_to_float_rounding() -> None:
