@@ -20,7 +20,7 @@ from torch import nn
 
 from model_registry.errors import ConfigError
 from model_registry.sources.base import Defaults, FileSource, resolve_path, target_of
-from model_registry.sources.options import parameters
+from model_registry.sources.options import check_options, parameters, takes_var_keywords
 from model_registry.spec import ModelSpec
 
 
@@ -69,6 +69,11 @@ class PythonSource(FileSource):
                 f"{', '.join(public[:10]) or 'none'})"
             )
         options = dict(spec.options or {})
+        if not takes_var_keywords(factory):  # names and annotated types checked first
+            try:
+                check_options(options, parameters([factory]), builder=f"{name}()")
+            except ValueError as exc:
+                raise ConfigError(f"model {spec.name!r}: field 'options': {exc}") from exc
         try:
             built = factory(**options)
         except Exception as exc:  # noqa: BLE001 - any failure of the operator's code

@@ -18,7 +18,7 @@ from torch import nn
 
 from model_registry.errors import ConfigError
 from model_registry.sources.base import Defaults, FileSource, Weights, read_state_file, target_of
-from model_registry.sources.options import init_of, parameters
+from model_registry.sources.options import check_options, init_of, parameters
 from model_registry.spec import ModelSpec
 
 PRETRAINED = "timm:pretrained"
@@ -93,6 +93,16 @@ class TimmSource(FileSource):
         import timm
 
         options = dict(spec.options or {})
+        # Types of the model class's own parameters; other names may be create_model's.
+        accepted = _model_parameters(target_of(spec))
+        try:
+            check_options(
+                {k: v for k, v in options.items() if k in accepted},
+                accepted,
+                builder=f"timm:{target_of(spec)}",
+            )
+        except ValueError as exc:
+            raise ConfigError(f"model {spec.name!r}: field 'options': {exc}") from exc
         try:
             return timm.create_model(
                 target_of(spec),

@@ -135,3 +135,30 @@ def test_warnings_while_loading_name_the_model(
     assert [r.getMessage() for r in caplog.records] == [
         f"model 'm' ({spec.architecture}): building it: UserWarning: this layer is deprecated"
     ]
+
+
+def test_timm_and_python_options_of_the_wrong_type_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "factory.py").write_text(
+        "import torch\n\n"
+        "def make(width: int = 4):\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.Flatten())\n"
+    )
+    cases = (
+        (
+            entry(architecture="python:factory.py:make", input_size=[8, 8], options={"width": "4"}),
+            r"model 'm': field 'options': option 'width' of make\(\) must be int, not '4'$",
+        ),
+        (
+            entry(architecture="python:factory.py:make", input_size=[8, 8], options={"depth": 2}),
+            r"model 'm': field 'options': make\(\) takes no option 'depth' \(it takes: width\)$",
+        ),
+        (
+            entry(architecture="timm:vit_tiny_patch16_224", options={"img_size": 32, "depth": "2"}),
+            r"model 'm': field 'options': option 'depth' of timm:vit_tiny_patch16_224 must be "
+            r"int, not '2'$",
+        ),
+    )
+    for text, expected in cases:
+        (spec,) = specs(tmp_path, text)
+        with pytest.raises(ConfigError, match=expected):
+            build_model(spec)
