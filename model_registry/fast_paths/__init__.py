@@ -4,8 +4,9 @@ plain path.
 
 - `packed_convolution`: a CAM's CPU convolutions on weights reordered once for oneDNN
   (`torch._C._nn.mkldnn_reorder_conv2d_weight`, `torch.ops.mkldnn._convolution_pointwise`,
-  private torch APIs). Switch: `LAYERSCOPE_PACK_CONVOLUTIONS`. Test:
-  `tests/model_registry/test_packed_convolution.py`. Bench: `bench/convolution.py`.
+  private torch APIs); `packed_check` checks a whole model once at load time. Switch:
+  `LAYERSCOPE_PACK_CONVOLUTIONS`. Test: `tests/model_registry/test_packed_convolution.py`.
+  Bench: `bench/convolution.py`.
 - `pooling`: max pooling on a channels-last copy (public API, private knowledge of which
   kernel is fast). Switch: `LAYERSCOPE_CHANNELS_LAST_POOLING`. Test:
   `tests/model_registry/test_pooling.py`. Bench: `bench/threads.py`.
