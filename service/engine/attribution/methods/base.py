@@ -7,7 +7,7 @@ method depends on the plan or on another method's options.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -104,7 +104,7 @@ class GradientMethod:
     for a classifier), the Target, values [B, T, C, H, W]).
 
     `Options` is a frozen dataclass of the method's own parameters; its field names are
-    the request's option names, so `options(values)` picks them from any request.
+    the request's option names, so `options(plan)` picks them from the plan.
     """
 
     name: ClassVar[str]
@@ -114,12 +114,9 @@ class GradientMethod:
     Options: ClassVar[type] = NoOptions
 
     @classmethod
-    def options(cls, values: object) -> Any:
-        """This method's parameters, read by name from `values` (a plan or a mapping)."""
-        names = [f.name for f in fields(cls.Options)]
-        if isinstance(values, Mapping):
-            return cls.Options(**{n: values[n] for n in names})
-        return cls.Options(**{n: getattr(values, n) for n in names})
+    def options(cls, plan: object) -> Any:
+        """This method's parameters, read by name from `plan` (any object with them)."""
+        return cls.Options(**{f.name: getattr(plan, f.name) for f in fields(cls.Options)})
 
     def validate(self, model: LoadedModel, layer: str | None) -> str | None:
         """Check the method's own inputs; returns the layer it uses (None: none)."""
