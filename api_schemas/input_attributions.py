@@ -25,7 +25,7 @@ class InputAttributionResponse(GradientResponse):
 
 
 class MethodDetails(MethodInfo):
-    family: str = Field(description="cam, gradient or perturbation")
+    family: str = Field(description="cam, gradient, perturbation or propagation")
     endpoints: list[str] = Field(
         description="the endpoints that serve it (cam, gradients, attributions)"
     )

@@ -73,18 +73,22 @@ class InputAttributionOptions(Options):
     steps: int | None = Field(None, ge=1, le=1024, description="integrated-gradients: points")
     baseline: PerturbationBaseline | None = Field(
         None,
-        description="integrated-gradients (zero, black, blur) and perturbation methods (also "
-        "mean): what replaces the input",
+        description="integrated-gradients, deeplift, deeplift-shap, gradient-shap (zero, black, "
+        "blur) and perturbation methods (also mean): the reference input",
     )
     samples: int | None = Field(
         None,
         ge=1,
         le=1024,
         description="smoothgrad: noisy copies; shapley-sampling: feature orders; kernelshap, "
-        "lime: coalitions (at most 1024)",
+        "lime: coalitions; deeplift-shap: baselines; gradient-shap: draws (at most 1024)",
     )
     noise: float | None = Field(
-        None, gt=0, le=10, allow_inf_nan=False, description="smoothgrad: noise std / input range"
+        None,
+        ge=0,
+        le=10,
+        allow_inf_nan=False,
+        description="smoothgrad, gradient-shap: noise std / (max - min) of the input",
     )
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="seed of random methods")
     window: Pixels = Field(None, description="occlusion: the square's side in input pixels")

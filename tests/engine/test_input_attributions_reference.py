@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from captum.attr import FeatureAblation, Occlusion, ShapleyValues
+from captum.attr import DeepLift, DeepLiftShap, FeatureAblation, Occlusion, ShapleyValues
 from torch import nn
 
 from model_registry.registry import LoadedModel
@@ -213,3 +213,71 @@ def test_occlusion_leaves_the_model_as_found(
     assert all(p.grad is None for p in digits.module.parameters())
     for key, value in digits.module.state_dict().items():
         assert torch.equal(value, state[key])
+
+
+def _score_gap(model: LoadedModel, x: torch.Tensor, starts: torch.Tensor, target: int) -> float:
+    """f(x) - mean f(baseline) of one image."""
+    with torch.no_grad():
+        return float(model.module(x)[0, target] - model.module(starts)[:, target].mean())
+
+
+def test_deeplift_equals_captum_on_a_net_with_separate_relu_modules(
+    relu_nets: dict[str, LoadedModel],
+) -> None:
+    model = relu_nets["module"]
+    batch = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+    ours = _ours(model, batch, "deeplift", "1,4", baseline="blur")
+    start = reference(batch, "blur", model.spec)
+    captum = DeepLift(copy.deepcopy(model.module))
+    for slot, target in enumerate((1, 4)):
+        expected = captum.attribute(batch, baselines=start, target=target).detach()
+        assert pearson(ours.values[:, slot], expected) >= 0.99
+        assert_float32_close(ours.values[:, slot], expected)
+
+
+@pytest.mark.parametrize("baseline", ["zero", "blur"])
+def test_deeplift_is_complete_on_resnet18_whose_blocks_reuse_one_relu(
+    baseline: str, resnet: LoadedModel, photo_images
+) -> None:
+    """BasicBlock calls its `relu` twice and resnet18 max-pools: the attributions still sum
+    to f(x) - f(baseline), per image and target (Captum's module hooks do not)."""
+    batch = model_batch(resnet, list(photo_images.values())[:1])
+    ours = _ours(resnet, batch, "deeplift", "3,700", baseline=baseline)
+    start = reference(batch, baseline, resnet.spec)
+    for slot, target in enumerate((3, 700)):
+        gap = _score_gap(resnet, batch, start, target)
+        assert float(ours.values[0, slot].sum()) == pytest.approx(gap, rel=1e-3, abs=1e-5)
+
+
+def test_deeplift_shap_equals_captum_over_the_same_baselines_and_is_complete(
+    relu_nets: dict[str, LoadedModel],
+) -> None:
+    from service.engine.attribution.methods.propagation import _noised
+
+    model = relu_nets["module"]
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(5))
+    ours = _ours(model, x, "deeplift-shap", "2", samples=5, seed=9)
+    starts = torch.cat(_noised(x, torch.zeros_like(x), 5, 9))
+    expected = (
+        DeepLiftShap(copy.deepcopy(model.module)).attribute(x, baselines=starts, target=2).detach()
+    )
+    assert_float32_close(ours.values[:, 0], expected)
+    gap = _score_gap(model, x, starts, 2)
+    assert float(ours.values.sum()) == pytest.approx(gap, rel=1e-4, abs=1e-6)
+    again = _ours(model, x, "deeplift-shap", "2", samples=5, seed=9)
+    assert np.array_equal(again.values, ours.values)
+
+
+def test_gradient_shap_on_a_linear_model_is_weight_times_difference(
+    linear: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    ours = _ours(linear, digit_batch, "gradient-shap", "1", samples=4, baseline="black")
+    start = reference(digit_batch, "black", linear.spec)
+    expected = linear.module[1].weight[1].view(1, 1, 32, 32) * (digit_batch - start)
+    assert_float32_close(ours.values[:, 0], expected)
+    noisy = [
+        _ours(linear, digit_batch, "gradient-shap", "1", samples=3, noise=0.2, seed=s)
+        for s in (1, 1, 2)
+    ]
+    assert np.array_equal(noisy[0].values, noisy[1].values)
+    assert not np.array_equal(noisy[0].values, noisy[2].values)

@@ -14,7 +14,17 @@ from tests.helpers import error_body, files, load_npy
 from tests.routes.test_attributions import GRADIENT_METHODS
 
 URL = "/v1/models/digits/attributions"
-INPUT_ONLY_METHODS = ["occlusion", "feature-ablation", "shapley-sampling", "kernelshap", "lime"]
+INPUT_ONLY_METHODS = [
+    "occlusion",
+    "feature-ablation",
+    "shapley-sampling",
+    "kernelshap",
+    "lime",
+    "deeplift",
+    "deeplift-shap",
+    "gradient-shap",
+]
+INPUT_METHODS_WITH_GRADIENTS = {"deeplift", "deeplift-shap", "gradient-shap"}
 FAST = {
     "integrated-gradients": {"steps": 4},
     "smoothgrad": {"samples": 3},
@@ -23,6 +33,9 @@ FAST = {
     "shapley-sampling": {"mask": "grid:2", "samples": 3},
     "kernelshap": {"mask": "grid:2", "samples": 8},
     "lime": {"mask": "grid:2", "samples": 8},
+    "deeplift": {"baseline": "black"},
+    "deeplift-shap": {"samples": 3},
+    "gradient-shap": {"samples": 3, "noise": 0.1},
 }
 
 
@@ -99,6 +112,10 @@ def test_methods_lists_family_endpoints_and_parameters(app_client: TestClient) -
         ({"method": "lime", "window": 3}, "window", "lime"),
         ({"method": "shapley-sampling", "mask": "slic:1025"}, "mask", "1024 pixels"),
         ({"method": "feature-ablation", "seed": 1}, "seed", "feature-ablation"),
+        ({"method": "deeplift", "baseline": "mean"}, "baseline", None),
+        ({"method": "deeplift", "samples": 3}, "samples", "deeplift"),
+        ({"method": "gradient-shap", "mask": "grid:2"}, "mask", "gradient-shap"),
+        ({"method": "deeplift-shap", "samples": 2000}, "samples", None),
         ({"method": "nope"}, "method", None),
         ({}, "method", None),
     ],
