@@ -100,6 +100,16 @@ class CamOptions(Options):
     normalize: bool = Field(
         False, description="min-max scale each npy map to [0, 1], as pytorch-grad-cam returns it"
     )
+    eigen_smooth: bool = Field(
+        False,
+        description="each map is the first principal component of the method's weighted "
+        "activations instead of their sum, as pytorch-grad-cam's eigen_smooth",
+    )
+    aug_smooth: bool = Field(
+        False,
+        description="the mean of the min-max scaled maps of the input flipped or not, times "
+        "0.9, 1 and 1.1, as pytorch-grad-cam's aug_smooth (6 runs; classifiers only)",
+    )
     top_k: TopK = None
     metrics: str | None = Field(
         None, description="deletion, insertion or both: their AUC in json", max_length=64

@@ -4,18 +4,32 @@ resnet18 at 64 px and a real photo, for classes that are not the top-1 (issue 27
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pytorch_grad_cam import EigenGradCAM, GradCAMElementWise
+from pytorch_grad_cam import (
+    AblationCAM,
+    EigenCAM,
+    EigenGradCAM,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.explain import compute_cam
 from service.engine.attribution.plan import plan_cam
+from service.samples import digit_samples
 from tests.tiny_models import model_batch, pearson, second_class
 
 
@@ -55,11 +69,23 @@ def two_photos(resnet: LoadedModel, photo: Image.Image) -> torch.Tensor:
     return torch.cat([batch, batch.flip(3) * 0.8])
 
 
+@pytest.fixture(scope="module")
+def digit(digits: LoadedModel) -> torch.Tensor:
+    """One real digit for the trained digits model (64 channels at relu2: cheap to perturb)."""
+    return model_batch(digits, list(digit_samples(1, start=3).values()))
+
+
 def ours(
-    model: LoadedModel, batch: torch.Tensor, method: str, layers: list[str], targets: list[int]
+    model: LoadedModel,
+    batch: torch.Tensor,
+    method: str,
+    layers: list[str],
+    targets: list[int],
+    **options: object,
 ) -> np.ndarray:
     """layerscope's maps [B, H, W] for one target per image (the same class for all)."""
-    plan = plan_cam(model, method=method, layers=layers, targets=str(targets[0]), normalize=True)
+    options = {"normalize": True, **options}
+    plan = plan_cam(model, method=method, layers=layers, targets=str(targets[0]), **options)
     blank = np.zeros((len(batch), *model.spec.input_size, 3), np.uint8)
     result = compute_cam(model, batch, plan, inputs=blank)
     return result.layers[0].maps[:, 0]
@@ -93,3 +119,89 @@ def test_gradient_times_activation_cams_match_pytorch_grad_cam(
         assert maps[image].max() > 0
         assert pearson(maps[image], expected[image]) >= 0.99
         np.testing.assert_allclose(maps[image], expected[image], atol=2e-3)
+
+
+class Smoothed(NamedTuple):
+    method: str
+    cls: type
+    model: str
+    layer: str
+
+
+SMOOTHED = [
+    Smoothed("gradcam", GradCAM, "resnet", "layer3"),
+    Smoothed("gradcam++", GradCAMPlusPlus, "resnet", "layer3"),
+    Smoothed("xgradcam", XGradCAM, "resnet", "layer4"),
+    Smoothed("layercam", LayerCAM, "resnet", "layer3"),
+    Smoothed("hirescam", HiResCAM, "resnet", "layer4"),
+    Smoothed("gradcam-elementwise", GradCAMElementWise, "resnet", "layer3"),
+    Smoothed("cam", GradCAM, "resnet", "layer4"),  # Grad-CAM's weights equal CAM's there
+    Smoothed("eigencam", EigenCAM, "resnet", "layer3"),  # already a projection: unchanged
+    Smoothed("scorecam", ScoreCAM, "digits", "relu2"),
+    Smoothed("ablationcam", AblationCAM, "digits", "relu2"),
+]
+
+
+@pytest.mark.parametrize("ref", SMOOTHED, ids=[r.method for r in SMOOTHED])
+def test_eigen_smooth_matches_pytorch_grad_cam(
+    ref: Smoothed, request: pytest.FixtureRequest, two_photos: torch.Tensor, digit: torch.Tensor
+) -> None:
+    model: LoadedModel = request.getfixturevalue(ref.model)
+    batch = two_photos[:1] if ref.model == "resnet" else digit
+    target = second_class(model, batch)
+    maps = ours(model, batch, ref.method, [ref.layer], [target], eigen_smooth=True)
+    module = trainable_copy(model)
+    expected = reference_cam(ref.cls, module, [ref.layer], batch, [target], eigen_smooth=True)
+    assert maps[0].max() > 0
+    assert pearson(maps[0], expected[0]) >= 0.99
+    plain = reference_cam(ref.cls, module, [ref.layer], batch, [target])
+    if ref.method != "eigencam":  # the projection is not the sum: the option did something
+        assert pearson(maps[0], plain[0]) < 0.999
+
+
+class Augmented(NamedTuple):
+    method: str
+    cls: type
+    layer: str
+    eigen: bool
+
+
+AUGMENTED = [
+    Augmented("gradcam", GradCAM, "relu3", False),
+    Augmented("layercam", LayerCAM, "relu3", True),
+    Augmented("eigengradcam", EigenGradCAM, "relu3", False),
+]
+
+
+@pytest.mark.parametrize("ref", AUGMENTED, ids=[r.method for r in AUGMENTED])
+def test_aug_smooth_matches_pytorch_grad_cam(
+    ref: Augmented, digits: LoadedModel, digit: torch.Tensor
+) -> None:
+    """Six augmentations (flip x 0.9, 1, 1.1); the mean of their [0, 1] maps, not rescaled."""
+    batch = digit
+    target = second_class(digits, batch)
+    options = {"aug_smooth": True, "eigen_smooth": ref.eigen, "normalize": False}
+    maps = ours(digits, batch, ref.method, [ref.layer], [target], **options)
+    expected = reference_cam(
+        ref.cls,
+        trainable_copy(digits),
+        [ref.layer],
+        batch,
+        [target],
+        aug_smooth=True,
+        eigen_smooth=ref.eigen,
+    )
+    assert maps.max() <= 1 + 1e-6
+    assert pearson(maps[0], expected[0]) >= 0.99
+    np.testing.assert_allclose(maps[0], expected[0], atol=5e-3)
+    single = ours(digits, batch, ref.method, [ref.layer], [target], eigen_smooth=ref.eigen)
+    assert pearson(maps[0], single[0]) < 0.9999  # the augmentations changed the map
+
+
+def test_aug_smooth_is_refused_where_targets_do_not_flip(digits: LoadedModel) -> None:
+    """Regions and boxes are fixed in input pixels: a flipped input would explain others."""
+    segmenter = replace(digits, spec=replace(digits.spec, task="segmentation"))
+    with pytest.raises(InvalidInput) as caught:
+        plan_cam(segmenter, method="gradcam", layers=[], aug_smooth=True)
+    assert caught.value.field == "aug_smooth" and "segmentation" in str(caught.value)
+    assert plan_cam(digits, method="gradcam", layers=[], aug_smooth=True).aug_smooth

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
 
 import numpy as np
 import pytest
+from PIL import Image
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from service.engine.images import preprocess
+from tests.engine.test_cam_family_reference import trainable_copy
 from tests.helpers import error_body, files, load_npy
 
 CAM = "/v1/models/digits/cam"
@@ -54,3 +60,30 @@ def test_unknown_cam_method_names_the_new_ones(app_client, digit_pngs: list[byte
     answer = app_client.post(f"{CAM}?method=eigen-grad-cam", files=files(digit_pngs[0]))
     body = error_body(answer, 422, None)
     assert "eigengradcam" in str(body)
+
+
+def test_eigen_and_aug_smooth_over_http_equal_pytorch_grad_cam(
+    app_client, digits, digit_pngs: list[bytes]
+) -> None:
+    """The served digits model is the `digits` fixture: the answer equals pytorch-grad-cam's
+    GradCAM with both smoothings on it, for the same class."""
+    query = "method=gradcam&layer=relu3&target=4&format=npy"
+    plain = load_npy(app_client.post(f"{CAM}?{query}", files=files(digit_pngs[3])).content)
+    answer = app_client.post(
+        f"{CAM}?{query}&eigen_smooth=true&aug_smooth=true", files=files(digit_pngs[3])
+    )
+    assert answer.status_code == 200, answer.text
+    smoothed = load_npy(answer.content)
+    assert smoothed.shape == plain.shape == (1, 32, 32)
+    assert smoothed.min() >= 0 and smoothed.max() <= 1
+    module = trainable_copy(digits)
+    batch = preprocess([Image.open(io.BytesIO(digit_pngs[3]))], digits.spec, digits.device)
+    with GradCAM(model=module, target_layers=[module.relu3]) as cam:
+        expected = cam(
+            input_tensor=batch,
+            targets=[ClassifierOutputTarget(4)],
+            eigen_smooth=True,
+            aug_smooth=True,
+        )
+    assert np.corrcoef(smoothed.ravel(), expected.ravel())[0, 1] >= 0.99
+    assert not np.allclose(smoothed, plain / max(plain.max(), 1e-7), atol=1e-3)

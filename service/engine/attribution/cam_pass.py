@@ -72,6 +72,7 @@ def run_cam(
     fixed_targets: Target | torch.Tensor | None = None,
     budget: int = DEFAULT_MEMORY_BUDGET,
     upsample: str = BILINEAR,
+    eigen_smooth: bool = False,
 ) -> RawCams:
     """One forward pass for every layer and target, then each method's own work.
 
@@ -83,6 +84,8 @@ def run_cam(
             (() = top-1 per image).
         fixed_targets: a Target (or classes [B, T]) overriding `requested` (the sanity check
             reuses the original's).
+        eigen_smooth: each map is the first principal component of the method's weighted
+            activations (pytorch-grad-cam's `eigen_smooth`).
     """
     infos = {name: model.catalog.get(name) for name in layers}
     size = (batch.shape[-2], batch.shape[-1])
@@ -127,6 +130,7 @@ def run_cam(
             targets=targets,
             budget=budget,
             target=target,
+            eigen_smooth=eigen_smooth,
         )
         maps[name] = _to_input_size(chosen.compute(inputs), size, upsample)
     return RawCams(logits, targets, maps, target)

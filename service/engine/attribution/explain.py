@@ -92,14 +92,21 @@ def compute_cam(
     model: LoadedModel, batch: torch.Tensor, plan: CamPlan, *, inputs: np.ndarray
 ) -> CamResult:
     """CAMs of every requested layer and target, with metrics and sanity check if asked."""
-    raw = cam_maps(model, batch, plan.method, plan.layers, plan.targets)
+    smoothing = {"eigen_smooth": plan.eigen_smooth, "aug_smooth": plan.aug_smooth}
+    raw = cam_maps(model, batch, plan.method, plan.layers, plan.targets, **smoothing)
     randomized: tuple[str, ...] = ()
     correlations: dict[str, np.ndarray] = {}
     if plan.randomize:
         copy, names = randomized_copy(model, plan.randomize)
         randomized = tuple(names)
         again = cam_maps(
-            copy, batch, plan.method, plan.layers, plan.targets, fixed_targets=raw.target
+            copy,
+            batch,
+            plan.method,
+            plan.layers,
+            plan.targets,
+            fixed_targets=raw.target,
+            **smoothing,
         )
         for name in plan.layers:
             correlations[name] = rank_correlation(_numpy(raw.maps[name]), _numpy(again.maps[name]))

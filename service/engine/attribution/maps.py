@@ -12,6 +12,7 @@ import torch
 
 from model_registry.registry import LoadedModel
 from service.engine.attribution.cam_pass import BILINEAR, RawCams, run_cam, unit_scale
+from service.engine.attribution.cam_smoothing import augmented
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
 from service.engine.attribution.methods.base import GradientInputs
 from service.engine.attribution.methods.registry import cam_method, gradient_method
@@ -33,18 +34,30 @@ def cam_maps(
     fixed_targets: Target | torch.Tensor | None = None,
     budget: int = DEFAULT_MEMORY_BUDGET,
     upsample: str = BILINEAR,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
 ) -> RawCams:
-    """`cam_pass.run_cam` for the CAM method registered as `method`."""
-    return run_cam(
-        model,
-        batch,
-        cam_method(method),
-        layers,
-        requested,
-        fixed_targets=fixed_targets,
-        budget=budget,
-        upsample=upsample,
-    )
+    """`cam_pass.run_cam` for the CAM method registered as `method`; with `aug_smooth`, the
+    mean of its min-max scaled maps over flips and brightness factors (`cam_smoothing`)."""
+    chosen = cam_method(method)
+
+    def cams(images: torch.Tensor, fixed: Target | torch.Tensor | None) -> RawCams:
+        return run_cam(
+            model,
+            images,
+            chosen,
+            layers,
+            requested,
+            fixed_targets=fixed,
+            budget=budget,
+            upsample=upsample,
+            eigen_smooth=eigen_smooth,
+        )
+
+    raw = cams(batch, fixed_targets)
+    if not aug_smooth:
+        return raw
+    return augmented(batch, raw, lambda changed: cams(changed, raw.target))
 
 
 def gradient_maps(

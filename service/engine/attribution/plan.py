@@ -41,6 +41,10 @@ class CamPlan:
         randomize: top layers to re-initialize for the sanity check (0: none).
         top_k: predictions reported per image.
         normalize: min-max scale each map to [0, 1] (pytorch-grad-cam's output).
+        eigen_smooth: each map is the first principal component of the method's weighted
+            activations (pytorch-grad-cam's `eigen_smooth`).
+        aug_smooth: the mean of the min-max scaled maps over flips and brightness factors
+            (pytorch-grad-cam's `aug_smooth`; classifiers only).
     """
 
     method: str
@@ -51,6 +55,8 @@ class CamPlan:
     randomize: int = 0
     top_k: int = DEFAULT_TOP_K
     normalize: bool = False
+    eigen_smooth: bool = False
+    aug_smooth: bool = False
 
     @property
     def several_targets(self) -> bool:
@@ -125,12 +131,21 @@ def plan_cam(
     randomize: int = 0,
     top_k: int | None = None,
     normalize: bool = False,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
     region: str | None = None,
     box: str | None = None,
     detection: str | None = None,
 ) -> CamPlan:
     """Check a /cam request; layers default to the last spatial layer."""
     chosen = cam_method(method)
+    if aug_smooth and model.spec.task != "classification":
+        raise InvalidInput(
+            f"aug_smooth: flips the input and explains the same classes in every flip; the "
+            f"regions and boxes of model '{model.name}' (a {model.spec.task} model) do not "
+            "flip with it",
+            field="aug_smooth",
+        )
     request = parse_request(model, targets, region=region, box=box, detection=detection)
     infos = check_spatial_layers(model, layers)
     for info in infos:
@@ -154,6 +169,8 @@ def plan_cam(
         randomize=_check_randomize(model, randomize),
         top_k=_check_top_k(model, top_k),
         normalize=normalize,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
     )
 
 

@@ -38,6 +38,8 @@ class CamInputs:
         target: what is explained (`target_objects`): `target.scores(output, images)` scores
             any forward pass a method runs.
         budget: device memory (bytes) a chunk of perturbed inputs may take.
+        eigen_smooth: pytorch-grad-cam's `eigen_smooth`: the map is the first principal
+            component of the method's weighted activations instead of their sum.
     """
 
     model: LoadedModel
@@ -52,6 +54,7 @@ class CamInputs:
     targets: torch.Tensor
     budget: int
     target: Target
+    eigen_smooth: bool = False
 
 
 class CamMethod:

@@ -12,7 +12,7 @@ from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.layers import suitable_layers
 from service.engine.attribution.methods.base import CamInputs, CamMethod, register
-from service.engine.attribution.methods.gradient_cams import weighted_sum
+from service.engine.attribution.methods.gradient_cams import channel_map
 
 _POOLING = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
 _HINT = "use method=gradcam, which equals CAM where CAM applies"
@@ -92,4 +92,6 @@ class ClassActivationMap(CamMethod):
                 "global average pooling only; it does not here. Use method=gradcam",
                 field="layer",
             )
-        return weighted_sum(linear.weight[inputs.targets].to(acts.dtype), acts)
+        return channel_map(
+            linear.weight[inputs.targets].to(acts.dtype), acts, eigen=inputs.eigen_smooth
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from service.engine.attribution.methods.eigencam import eigen_maps
 from service.engine.attribution.methods.gradient_cams import gradient_cam
 
 
@@ -16,15 +15,16 @@ from service.engine.attribution.methods.gradient_cams import gradient_cam
 )
 def grad_cam_elementwise(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """sum_c ReLU(g * A): LayerCAM with the ReLU after the product, not on the gradient."""
-    return (grads * acts[:, None]).clamp(min=0).sum(dim=2)
+    return (grads * acts[:, None]).clamp(min=0)
 
 
 @gradient_cam(
     "eigengradcam",
     "EigenGradCAM: the first principal component of gradients x activations",
     order=85,
+    projected=True,
 )
 def eigen_grad_cam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """EigenCAM (https://arxiv.org/abs/2008.00299) of g * A instead of A, so class-specific;
     the principal component's sign is LAPACK's, as in pytorch-grad-cam (see `eigen_cam`)."""
-    return eigen_maps(grads * acts[:, None])
+    return grads * acts[:, None]

@@ -6,7 +6,7 @@ import torch
 
 from service.engine.attribution.chunks import rows_per_chunk
 from service.engine.attribution.methods.base import CamInputs, register_cam
-from service.engine.attribution.methods.gradient_cams import weighted_sum
+from service.engine.attribution.methods.gradient_cams import channel_map
 from service.engine.attribution.perturb import ablation_cam_weights, score_cam_weights
 from service.engine.attribution.target_objects import batch_rows
 
@@ -19,7 +19,7 @@ def _rows(inputs: CamInputs) -> int:
 def score_cam(inputs: CamInputs) -> torch.Tensor:
     module, acts = inputs.model.module, inputs.activations
     weights = score_cam_weights(module, inputs.batch, acts, inputs.target, rows=_rows(inputs))
-    return weighted_sum(weights, acts)
+    return channel_map(weights, acts, eigen=inputs.eigen_smooth)
 
 
 @register_cam("ablationcam", "Ablation-CAM: score drops when each channel is ablated", order=90)
@@ -35,4 +35,4 @@ def ablation_cam(inputs: CamInputs) -> torch.Tensor:
         base_scores=inputs.target.scores(inputs.logits, batch_rows(inputs.target)),
         rows=_rows(inputs),
     )
-    return weighted_sum(weights, inputs.activations)
+    return channel_map(weights, inputs.activations, eigen=inputs.eigen_smooth)
