@@ -36,6 +36,7 @@ METHOD_PARAMETERS = (
     "baseline",
     "samples",
     "noise",
+    "noise_level",
     "seed",
     "window",
     "stride",
@@ -83,12 +84,19 @@ class InputAttributionOptions(Options):
         description="smoothgrad: noisy copies; shapley-sampling: feature orders; kernelshap, "
         "lime: coalitions; deeplift-shap: baselines; gradient-shap: draws (at most 1024)",
     )
-    noise: float | None = Field(
+    noise: str | None = Field(
+        None,
+        max_length=32,
+        description="smoothgrad, gradient-shap: noise std / (max - min) of the input (a "
+        "number); any other gradient method: a noise tunnel, smoothgrad, smoothgrad_sq or "
+        "vargrad, with samples, noise_level and seed",
+    )
+    noise_level: float | None = Field(
         None,
         ge=0,
         le=10,
         allow_inf_nan=False,
-        description="smoothgrad, gradient-shap: noise std / (max - min) of the input",
+        description="noise tunnel: noise std / (max - min) of the input (default 0.15)",
     )
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="seed of random methods")
     window: Pixels = Field(None, description="occlusion: the square's side in input pixels")

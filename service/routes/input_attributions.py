@@ -129,7 +129,7 @@ def _body(
     return InputAttributionResponse(
         model=model.name,
         method=plan.method,
-        parameters=dict(vars(plan.options)),
+        parameters=plan.parameters(),
         batch=values.shape[0],
         input_size=list(model.spec.input_size),
         fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],

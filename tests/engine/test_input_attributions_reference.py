@@ -8,7 +8,15 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from captum.attr import DeepLift, DeepLiftShap, FeatureAblation, Occlusion, ShapleyValues
+from captum.attr import (
+    DeepLift,
+    DeepLiftShap,
+    FeatureAblation,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+    ShapleyValues,
+)
 from torch import nn
 
 from model_registry.registry import LoadedModel
@@ -281,3 +289,31 @@ def test_gradient_shap_on_a_linear_model_is_weight_times_difference(
     ]
     assert np.array_equal(noisy[0].values, noisy[1].values)
     assert not np.array_equal(noisy[0].values, noisy[2].values)
+
+
+@pytest.mark.parametrize("kind", ["smoothgrad_sq", "vargrad", "smoothgrad"])
+def test_noise_tunnel_equals_captum_noise_tunnel_under_the_same_seed(
+    kind: str, digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    x = digit_batch[:1]
+    target = _second_classes(digits, x)[0]
+    ours = _ours(digits, x, "vanilla", str(target), noise=kind, samples=12, noise_level=0.2, seed=7)
+    torch.manual_seed(7)
+    expected = NoiseTunnel(Saliency(copy.deepcopy(digits.module))).attribute(
+        x.clone().requires_grad_(True),
+        nt_type=kind,
+        nt_samples=12,
+        stdevs=float(0.2 * (x.max() - x.min())),
+        target=target,
+        abs=False,
+    )
+    assert_float32_close(ours.values[0, 0], expected.detach()[0])  # the same draws
+
+
+def test_noise_tunnel_smoothgrad_around_vanilla_is_the_smoothgrad_method(
+    digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    """The same draws, image after image: the tunnel and /gradients' smoothgrad agree."""
+    tunnel = _ours(digits, digit_batch, "vanilla", "1,5", noise="smoothgrad", samples=6, seed=3)
+    smooth = _ours(digits, digit_batch, "smoothgrad", "1,5", samples=6, noise=0.15, seed=3)
+    assert_float32_close(tunnel.values, smooth.values)

@@ -116,6 +116,11 @@ def test_methods_lists_family_endpoints_and_parameters(app_client: TestClient) -
         ({"method": "deeplift", "samples": 3}, "samples", "deeplift"),
         ({"method": "gradient-shap", "mask": "grid:2"}, "mask", "gradient-shap"),
         ({"method": "deeplift-shap", "samples": 2000}, "samples", None),
+        ({"method": "vanilla", "noise": "loud"}, "noise", "smoothgrad_sq"),
+        ({"method": "vanilla", "noise_level": 0.2}, "noise_level", "vanilla"),
+        ({"method": "smoothgrad", "noise": "vargrad"}, "noise", "number"),
+        ({"method": "deeplift", "noise": "vargrad"}, "noise", "deeplift"),
+        ({"method": "guided-backprop", "noise": "vargrad", "noise_level": 11}, "noise_level", None),
         ({"method": "nope"}, "method", None),
         ({}, "method", None),
     ],
@@ -163,6 +168,29 @@ def test_sampling_methods_same_seed_same_answer(
         for seed in (4, 4, 5)
     ]
     assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("kind", ["smoothgrad", "smoothgrad_sq", "vargrad"])
+def test_noise_tunnel_around_gradient_methods(
+    kind: str, app_client: TestClient, digit_pngs: list[bytes]
+) -> None:
+    params = {"method": "integrated-gradients", "steps": 3, "noise": kind, "samples": 4}
+    body = app_client.post(URL, params={**params, "format": "json"}, files=files(digit_pngs[0]))
+    assert body.status_code == 200, body.text
+    used = body.json()["parameters"]
+    assert used == {
+        "steps": 3,
+        "baseline": "zero",
+        "noise": kind,
+        "samples": 4,
+        "seed": 0,
+        "noise_level": 0.15,
+    }
+    npy = app_client.post(URL, params={**params, "format": "npy"}, files=files(digit_pngs[0]))
+    values = load_npy(npy.content)
+    assert values.shape == (1, 1, 32, 32) and np.abs(values).max() > 0
+    if kind != "smoothgrad":
+        assert values.min() >= -1e-6 * np.abs(values).max()  # mean of squares, variance
 
 
 def _finished(client: TestClient, location: str) -> dict:

@@ -25,6 +25,8 @@ from service.engine.attribution.methods.input_base import (
     InputMethod,
 )
 from service.engine.attribution.methods.registry import input_method, input_methods
+from service.engine.attribution.methods.sampling_methods import check_samples
+from service.engine.attribution.noise_tunnel import TUNNELS, Tunnel, tunnel
 from service.engine.attribution.plan import (
     DEFAULT_TOP_K,
     GradientPlan,
@@ -33,6 +35,7 @@ from service.engine.attribution.plan import (
 )
 from service.engine.attribution.target_objects import ClassRequest, TargetRequest
 from service.engine.attribution.target_requests import parse_request
+from service.engine.checks import check_choice, check_finite
 from service.engine.insight.cost import FORWARD_AND_BACKWARD, forward_flops
 
 
@@ -45,10 +48,20 @@ class InputPlan:
     targets: TargetRequest = ClassRequest()
     top_k: int = DEFAULT_TOP_K
     randomize: int = 0
+    tunnel: Tunnel | None = None
 
     @property
     def several_targets(self) -> bool:
         return self.targets.count > 1
+
+    def parameters(self) -> dict[str, Any]:
+        """The method's parameters as used (and the noise tunnel's)."""
+        used = dict(vars(self.options))
+        if self.tunnel is not None:
+            noise = self.tunnel
+            used.update(noise=noise.kind, samples=noise.samples, seed=noise.seed)
+            used["noise_level"] = noise.noise_level
+        return used
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,7 @@ def plan_input_attributions(
     """Check a request: `given` holds the method parameters the client sent (and only them)."""
     chosen = input_method(method)
     allowed = parameters(chosen)
+    given, noise = _tunnel(chosen, given, allowed)
     for name in given:
         if name not in allowed:
             takes = ", ".join(allowed) or "no parameters"
@@ -114,11 +128,39 @@ def plan_input_attributions(
     where = {"region": region, "box": box, "detection": detection}
     if not isinstance(chosen, InputMethod):
         plan = plan_gradients(model, method=method, targets=targets, top_k=top_k, **where, **given)
-        return InputPlan(method, chosen.options(plan), plan.targets, plan.top_k)
+        return InputPlan(method, chosen.options(plan), plan.targets, plan.top_k, tunnel=noise)
     request = parse_request(model, targets, **where)
     options = chosen.Options(**{**allowed, **given})
     chosen.validate(model, options)
     return InputPlan(method, options, request, _check_top_k(model, top_k))
+
+
+def _tunnel(
+    chosen: GradientMethod | InputMethod, given: Mapping[str, Any], allowed: Mapping[str, Any]
+) -> tuple[dict[str, Any], Tunnel | None]:
+    """`noise` is a number for methods that take one (smoothgrad, gradient-shap); for the
+    other gradient methods it puts them in a noise tunnel with samples, noise_level, seed."""
+    rest = dict(given)
+    if "noise" not in rest:
+        return rest, None
+    if "noise" in allowed:
+        try:
+            rest["noise"] = float(rest["noise"])
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"noise: {chosen.name} takes a number, got '{rest['noise']}'", field="noise"
+            ) from exc
+        return rest, None
+    if isinstance(chosen, InputMethod):
+        return rest, None  # answered as a parameter the method does not take
+    kind = rest.pop("noise")
+    check_choice(kind, TUNNELS, field="noise")
+    settings = Tunnel(
+        kind, **{k: rest.pop(k) for k in ("samples", "seed", "noise_level") if k in rest}
+    )
+    check_samples(settings.samples)
+    check_finite("noise_level", settings.noise_level, low=0.0, high=10.0)
+    return rest, settings
 
 
 def estimate_seconds(
@@ -126,8 +168,9 @@ def estimate_seconds(
 ) -> float:
     """Rough run time: the method's forward passes (backward passes count 2 each)."""
     chosen = input_method(plan.method)
-    if not isinstance(chosen, InputMethod):
-        return 0.0  # as /gradients: bounded by steps, samples <= 1024
+    if not isinstance(chosen, InputMethod):  # as /gradients, bounded by steps, samples <= 1024
+        copies = plan.tunnel.samples if plan.tunnel is not None else 0
+        return images * copies * FORWARD_AND_BACKWARD * forward_flops(model) / flops_per_second
     passes = chosen.forward_passes(model, plan.options)
     per_pass = FORWARD_AND_BACKWARD if chosen.needs_gradients else 1.0
     return images * passes * per_pass * forward_flops(model) / flops_per_second
@@ -158,7 +201,10 @@ def compute_input_attributions(
         rows=rows_per_chunk(model, graph=graph, budget=budget),
         budget=budget,
     )
-    answer = chosen.compute(work)
+    if plan.tunnel is not None and isinstance(chosen, GradientMethod):
+        answer = tunnel(chosen, work, plan.tunnel)
+    else:
+        answer = chosen.compute(work)
     maps = answer if isinstance(answer, InputMaps) else InputMaps(*answer)
     return InputResult(
         method=plan.method,
