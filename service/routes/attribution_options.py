@@ -110,6 +110,11 @@ class CamOptions(Options):
         description="the mean of the min-max scaled maps of the input flipped or not, times "
         "0.9, 1 and 1.1, as pytorch-grad-cam's aug_smooth (6 runs; classifiers only)",
     )
+    aggregate_layers: bool = Field(
+        False,
+        description="one map 'a+b' for the layers in `layer`: the mean of their min-max "
+        "scaled maps, scaled again, as pytorch-grad-cam with several target layers",
+    )
     top_k: TopK = None
     metrics: str | None = Field(
         None, description="deletion, insertion or both: their AUC in json", max_length=64

@@ -205,3 +205,50 @@ def test_aug_smooth_is_refused_where_targets_do_not_flip(digits: LoadedModel) ->
         plan_cam(segmenter, method="gradcam", layers=[], aug_smooth=True)
     assert caught.value.field == "aug_smooth" and "segmentation" in str(caught.value)
     assert plan_cam(digits, method="gradcam", layers=[], aug_smooth=True).aug_smooth
+
+
+class Aggregated(NamedTuple):
+    method: str
+    cls: type
+    model: str
+    layers: list[str]
+    aug: bool
+
+
+AGGREGATED = [
+    Aggregated("gradcam", GradCAM, "resnet", ["layer2", "layer3", "layer4"], False),
+    Aggregated("layercam", LayerCAM, "resnet", ["layer3", "layer4"], False),
+    Aggregated("gradcam", GradCAM, "digits", ["relu2", "relu3"], True),
+]
+
+
+@pytest.mark.parametrize("ref", AGGREGATED, ids=["gradcam", "layercam", "gradcam-aug"])
+def test_several_layers_aggregate_as_pytorch_grad_cam(
+    ref: Aggregated, request: pytest.FixtureRequest, two_photos: torch.Tensor, digit: torch.Tensor
+) -> None:
+    model: LoadedModel = request.getfixturevalue(ref.model)
+    batch = two_photos[:1] if ref.model == "resnet" else digit
+    target = second_class(model, batch)
+    plan = plan_cam(
+        model,
+        method=ref.method,
+        layers=ref.layers,
+        targets=str(target),
+        aggregate_layers=True,
+        aug_smooth=ref.aug,
+    )
+    blank = np.zeros((1, *model.spec.input_size, 3), np.uint8)
+    result = compute_cam(model, batch, plan, inputs=blank)
+    assert [layer.name for layer in result.layers] == ["+".join(ref.layers)]
+    maps = result.layers[0].maps[:, 0]
+    expected = reference_cam(
+        ref.cls, trainable_copy(model), ref.layers, batch, [target], aug_smooth=ref.aug
+    )
+    assert pearson(maps[0], expected[0]) >= 0.99
+    np.testing.assert_allclose(maps[0], expected[0], atol=5e-3)
+
+
+def test_aggregate_layers_needs_several(digits: LoadedModel) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        plan_cam(digits, method="gradcam", layers=["relu3"], aggregate_layers=True)
+    assert caught.value.field == "aggregate_layers"

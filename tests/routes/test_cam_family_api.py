@@ -87,3 +87,22 @@ def test_eigen_and_aug_smooth_over_http_equal_pytorch_grad_cam(
         )
     assert np.corrcoef(smoothed.ravel(), expected.ravel())[0, 1] >= 0.99
     assert not np.allclose(smoothed, plain / max(plain.max(), 1e-7), atol=1e-3)
+
+
+def test_aggregate_layers_answers_one_map_for_all(app_client, digit_pngs: list[bytes]) -> None:
+    images = files(*digit_pngs[:2])
+    query = "method=gradcam&layer=relu2,relu3&aggregate_layers=true"
+    npy = app_client.post(f"{CAM}?{query}&format=npy", files=images)
+    assert npy.status_code == 200, npy.text
+    maps = load_npy(npy.content)
+    assert maps.shape == (2, 32, 32) and maps.min() >= 0
+    assert np.allclose(maps.reshape(2, -1).max(axis=1), 1, atol=1e-5)
+    body = app_client.post(f"{CAM}?{query}&format=json", files=images).json()
+    assert body["layers"] == [
+        {"name": "relu2+relu3", "map_shape": [128, 8, 8], "shape": [2, 32, 32]}
+    ]
+    assert {item["layer"] for item in body["maps"]} == {"relu2+relu3"}
+    png = app_client.post(f"{CAM}?{query}", files=images)
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    one = app_client.post(f"{CAM}?method=gradcam&layer=relu3&aggregate_layers=true", files=images)
+    assert "two or more" in error_body(one, 422, "aggregate_layers")["detail"]

@@ -46,12 +46,18 @@ class RawCams:
     target: Target
 
 
-def _to_input_size(raw: torch.Tensor, size: tuple[int, int], mode: str = BILINEAR) -> torch.Tensor:
+def _to_input_size(
+    raw: torch.Tensor, size: tuple[int, int], mode: str = BILINEAR, *, scaled: bool = False
+) -> torch.Tensor:
     """ReLU, then upsampling: bilinear with half-pixel centres (as cv2.resize in
-    pytorch-grad-cam), or nearest (as Captum's LayerAttribution.interpolate)."""
+    pytorch-grad-cam), or nearest (as Captum's LayerAttribution.interpolate). `scaled`:
+    min-max scaled before upsampling, as pytorch-grad-cam scales each of several layers."""
+    positive = raw.clamp(min=0)
+    if scaled:
+        positive = unit_scale(positive)
     if mode == NEAREST:
-        return F.interpolate(raw.clamp(min=0), size=size, mode="nearest")
-    return F.interpolate(raw.clamp(min=0), size=size, mode="bilinear", align_corners=False)
+        return F.interpolate(positive, size=size, mode="nearest")
+    return F.interpolate(positive, size=size, mode="bilinear", align_corners=False)
 
 
 def unit_scale(maps: torch.Tensor) -> torch.Tensor:
@@ -73,6 +79,7 @@ def run_cam(
     budget: int = DEFAULT_MEMORY_BUDGET,
     upsample: str = BILINEAR,
     eigen_smooth: bool = False,
+    scaled: bool = False,
 ) -> RawCams:
     """One forward pass for every layer and target, then each method's own work.
 
@@ -86,6 +93,7 @@ def run_cam(
             reuses the original's).
         eigen_smooth: each map is the first principal component of the method's weighted
             activations (pytorch-grad-cam's `eigen_smooth`).
+        scaled: each map min-max scaled at the layer's resolution, before upsampling.
     """
     infos = {name: model.catalog.get(name) for name in layers}
     size = (batch.shape[-2], batch.shape[-1])
@@ -132,5 +140,5 @@ def run_cam(
             target=target,
             eigen_smooth=eigen_smooth,
         )
-        maps[name] = _to_input_size(chosen.compute(inputs), size, upsample)
+        maps[name] = _to_input_size(chosen.compute(inputs), size, upsample, scaled=scaled)
     return RawCams(logits, targets, maps, target)

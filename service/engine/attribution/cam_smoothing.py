@@ -1,4 +1,5 @@
-"""pytorch-grad-cam's `aug_smooth`: the mean CAM over test-time augmentations.
+"""pytorch-grad-cam's smoothings: the mean CAM over test-time augmentations (`aug_smooth`)
+and over several layers (its `aggregate_multi_layers`).
 
 Its `BaseCAM` runs the CAM on the input flipped left-right or not, times each of 0.9, 1 and
 1.1 (ttach's `HorizontalFlip` and `Multiply`, on the normalized tensor), min-max scales
@@ -41,3 +42,13 @@ def augmented(
     count = len(FLIPS) * len(FACTORS)
     maps = {name: total / count for name, total in sums.items()}
     return RawCams(original.logits, original.targets, maps, original.target)
+
+
+def layer_mean(raw: RawCams) -> RawCams:
+    """One map for all layers, named 'a+b': the mean of the layers' maps, min-max scaled,
+    as pytorch-grad-cam's `aggregate_multi_layers`. The maps must come scaled at their own
+    resolution (`run_cam(..., scaled=True)`), as pytorch-grad-cam scales them before resizing.
+    """
+    stacked = torch.stack(list(raw.maps.values()))
+    name = "+".join(raw.maps)
+    return RawCams(raw.logits, raw.targets, {name: unit_scale(stacked.mean(dim=0))}, raw.target)

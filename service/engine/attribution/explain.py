@@ -26,8 +26,8 @@ class CamLayer:
     """One layer's maps.
 
     Attributes:
-        name: the layer.
-        map_shape: its output read as [C, h, w].
+        name: the layer ('a+b' for the mean of several, see `CamPlan.aggregate_layers`).
+        map_shape: its output read as [C, h, w] (the deepest one's for 'a+b').
         maps: float32 [B, T, H, W] at the model's input size, after ReLU (min-max scaled
             per map when the plan says `normalize`).
         deletion, insertion: AUCs [B, T], when asked for.
@@ -92,7 +92,11 @@ def compute_cam(
     model: LoadedModel, batch: torch.Tensor, plan: CamPlan, *, inputs: np.ndarray
 ) -> CamResult:
     """CAMs of every requested layer and target, with metrics and sanity check if asked."""
-    smoothing = {"eigen_smooth": plan.eigen_smooth, "aug_smooth": plan.aug_smooth}
+    smoothing = {
+        "eigen_smooth": plan.eigen_smooth,
+        "aug_smooth": plan.aug_smooth,
+        "aggregate_layers": plan.aggregate_layers,
+    }
     raw = cam_maps(model, batch, plan.method, plan.layers, plan.targets, **smoothing)
     randomized: tuple[str, ...] = ()
     correlations: dict[str, np.ndarray] = {}
@@ -108,12 +112,14 @@ def compute_cam(
             fixed_targets=raw.target,
             **smoothing,
         )
-        for name in plan.layers:
+        for name in raw.maps:
             correlations[name] = rank_correlation(_numpy(raw.maps[name]), _numpy(again.maps[name]))
     layers = []
-    for name in plan.layers:
-        maps = raw.maps[name]
-        map_shape = model.catalog.get(name).spatial_shape
+    for name, maps in raw.maps.items():
+        # 'a+b' (aggregate_layers) reports the deepest layer's shape
+        map_shape = model.catalog.get(
+            name if name in plan.layers else plan.layers[-1]
+        ).spatial_shape
         if map_shape is None:  # check_spatial_layers refuses such layers
             raise InvalidInput(f"layer: '{name}' has no spatial output", field="layer")
         curves = None

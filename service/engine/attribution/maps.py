@@ -12,7 +12,7 @@ import torch
 
 from model_registry.registry import LoadedModel
 from service.engine.attribution.cam_pass import BILINEAR, RawCams, run_cam, unit_scale
-from service.engine.attribution.cam_smoothing import augmented
+from service.engine.attribution.cam_smoothing import augmented, layer_mean
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
 from service.engine.attribution.methods.base import GradientInputs
 from service.engine.attribution.methods.registry import cam_method, gradient_method
@@ -36,13 +36,15 @@ def cam_maps(
     upsample: str = BILINEAR,
     eigen_smooth: bool = False,
     aug_smooth: bool = False,
+    aggregate_layers: bool = False,
 ) -> RawCams:
-    """`cam_pass.run_cam` for the CAM method registered as `method`; with `aug_smooth`, the
-    mean of its min-max scaled maps over flips and brightness factors (`cam_smoothing`)."""
+    """`cam_pass.run_cam` for the CAM method registered as `method` (see `cam_smoothing`):
+    with `aggregate_layers`, one map 'a+b' for all layers; with `aug_smooth`, the mean of
+    the min-max scaled maps over flips and brightness factors."""
     chosen = cam_method(method)
 
     def cams(images: torch.Tensor, fixed: Target | torch.Tensor | None) -> RawCams:
-        return run_cam(
+        raw = run_cam(
             model,
             images,
             chosen,
@@ -52,7 +54,9 @@ def cam_maps(
             budget=budget,
             upsample=upsample,
             eigen_smooth=eigen_smooth,
+            scaled=aggregate_layers,
         )
+        return layer_mean(raw) if aggregate_layers else raw
 
     raw = cams(batch, fixed_targets)
     if not aug_smooth:

@@ -45,6 +45,8 @@ class CamPlan:
             activations (pytorch-grad-cam's `eigen_smooth`).
         aug_smooth: the mean of the min-max scaled maps over flips and brightness factors
             (pytorch-grad-cam's `aug_smooth`; classifiers only).
+        aggregate_layers: one map 'a+b' for all layers: the mean of their min-max scaled
+            maps, scaled again (pytorch-grad-cam's multi-layer CAM).
     """
 
     method: str
@@ -57,6 +59,7 @@ class CamPlan:
     normalize: bool = False
     eigen_smooth: bool = False
     aug_smooth: bool = False
+    aggregate_layers: bool = False
 
     @property
     def several_targets(self) -> bool:
@@ -133,6 +136,7 @@ def plan_cam(
     normalize: bool = False,
     eigen_smooth: bool = False,
     aug_smooth: bool = False,
+    aggregate_layers: bool = False,
     region: str | None = None,
     box: str | None = None,
     detection: str | None = None,
@@ -150,6 +154,12 @@ def plan_cam(
     infos = check_spatial_layers(model, layers)
     for info in infos:
         chosen.validate(model, info)
+    if aggregate_layers and len(infos) < 2:
+        raise InvalidInput(
+            "aggregate_layers: averages the maps of several layers; name two or more in "
+            "`layer` (comma-separated)",
+            field="aggregate_layers",
+        )
     picked = tuple(dict.fromkeys(metrics or ()))
     for metric in picked:
         check_choice(metric, METRICS, field="metrics")
@@ -171,6 +181,7 @@ def plan_cam(
         normalize=normalize,
         eigen_smooth=eigen_smooth,
         aug_smooth=aug_smooth,
+        aggregate_layers=aggregate_layers,
     )
 
 
