@@ -30,6 +30,12 @@ from service.samples import digit_samples
 from tests.numerics import assert_float32_close
 from tests.tiny_models import loaded, model_batch, pearson, seeded
 
+# Captum's DeepLift says it hooks the ReLUs and sets requires_grad on its input: expected.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Setting forward, backward hooks:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require:UserWarning"),
+]
+
 
 class OcclusionCase(NamedTuple):
     window: int

@@ -216,3 +216,31 @@ def test_occlusion_as_a_job_reports_its_passes_and_answers_as_the_call_does(
     assert body["progress"]["step"] == body["progress"]["total"] == 49
     result = app_client.get(f"{started.headers['location']}/result")
     assert np.array_equal(load_npy(result.content), load_npy(direct.content))
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "status", "field"),
+    [
+        ("seg", {"method": "occlusion", "window": 32, "stride": 32}, 200, None),
+        ("det", {"method": "feature-ablation", "mask": "grid:2"}, 200, None),
+        ("seg", {"method": "deeplift"}, 200, None),
+        ("det", {"method": "deeplift"}, 422, "method"),
+        ("seg", {"method": "vanilla", "noise": "vargrad"}, 422, "noise"),
+    ],
+)
+def test_dense_models_take_the_methods_that_apply_to_them(
+    model: str,
+    params: dict,
+    status: int,
+    field: str | None,
+    dense_client: TestClient,
+    tiny_inputs: list[bytes],
+) -> None:
+    url = f"/v1/models/{model}/attributions"
+    answer = dense_client.post(url, params={**params, "format": "npy"}, files=files(tiny_inputs[0]))
+    if status == 422:
+        error_body(answer, 422, field)
+        return
+    assert answer.status_code == 200, answer.text
+    values = load_npy(answer.content)
+    assert values.shape[0] == 1 and values.shape[1] == 3 and np.isfinite(values).all()

@@ -126,6 +126,12 @@ def plan_input_attributions(
                 method=method,
             )
     where = {"region": region, "box": box, "detection": detection}
+    if noise is not None and model.spec.task != "classification":
+        raise InvalidInput(
+            f"noise: the noise tunnel explains classes; '{model.name}' is a "
+            f"{model.spec.task} model",
+            field="noise",
+        )
     if not isinstance(chosen, InputMethod):
         plan = plan_gradients(model, method=method, targets=targets, top_k=top_k, **where, **given)
         return InputPlan(method, chosen.options(plan), plan.targets, plan.top_k, tunnel=noise)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.baselines import BASELINES, baseline
 from service.engine.attribution.deeplift import deeplift
@@ -88,6 +89,16 @@ def _check_baseline(value: str) -> None:
     check_choice(value, BASELINES, field="baseline")
 
 
+def _check_task(model: LoadedModel, method: str) -> None:
+    """A detector picks and suppresses boxes: no Rescale multipliers exist for that step."""
+    if model.spec.task == "detection":
+        raise InvalidInput(
+            f"method: {method} has no rule for a detector's box selection (non-maximum "
+            f"suppression); '{model.name}' is a detection model",
+            field="method",
+        )
+
+
 @register_input
 class DeepLift(InputMethod):
     """DeepLIFT's Rescale rule (Shrikumar et al. 2017) per call of every ReLU and max pool,
@@ -101,6 +112,7 @@ class DeepLift(InputMethod):
     Options = DeepLiftOptions
 
     def validate(self, model: LoadedModel, options: DeepLiftOptions) -> None:
+        _check_task(model, self.name)
         _check_baseline(options.baseline)
 
     def forward_passes(self, model: LoadedModel, options: DeepLiftOptions) -> int:
@@ -138,6 +150,7 @@ class DeepLiftShap(InputMethod):
     Options = DeepLiftShapOptions
 
     def validate(self, model: LoadedModel, options: DeepLiftShapOptions) -> None:
+        _check_task(model, self.name)
         _check_baseline(options.baseline)
         check_samples(options.samples)
 
