@@ -13,6 +13,7 @@ from model_registry.config import load_config
 from model_registry.errors import ConfigError
 from model_registry.loading import build_model
 from model_registry.registry import load_model
+from tests.numerics import assert_float32_close
 from tests.pt2_models import CLASSES, SIZE, export_to, pt2_entry, residual_net
 from tests.test_startup import serve
 
@@ -49,8 +50,10 @@ def test_program_serves_with_the_original_names_calls_and_outputs(
     assert loaded.catalog.get("layer1.0.relu").calls == 2
     x = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        torch.testing.assert_close(loaded.module(x), original(x), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(loaded.module(x[:1]), original(x[:1]), rtol=1e-5, atol=1e-5)
+        # The exported program may decompose ops into other kernels: float32 rounding of
+        # another summation order (tests/numerics.py).
+        assert_float32_close(loaded.module(x), original(x))
+        assert_float32_close(loaded.module(x[:1]), original(x[:1]))
     assert all(not p.requires_grad for p in loaded.module.parameters())
 
 
@@ -61,7 +64,7 @@ def test_a_weights_file_replaces_the_programs_weights(program_file: Path, tmp_pa
     module = build_model(spec).module
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        torch.testing.assert_close(module(x), other(x), rtol=1e-5, atol=1e-5)
+        assert_float32_close(module(x), other(x))  # another kernel path: tests/numerics.py
         assert not torch.allclose(module(x), residual_net()(x), atol=1e-3)
 
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from tests.helpers import LiveServer, files, load_npy, seeded_resnet, serving
+from tests.numerics import assert_float32_close
 from tests.routes.test_api_feature_maps import reference_batch
 
 KEY = "generated-client-key"
@@ -127,7 +128,9 @@ def test_an_upload_then_feature_maps_as_npy_equal_a_hook(client, tiny_inputs) ->
     finally:
         handle.remove()
     assert values.shape == tuple(captured[0].shape)
-    np.testing.assert_allclose(values, captured[0].numpy(), rtol=1e-5, atol=1e-5)
+    # The server runs another batch composition (or kernel) than this reference: float32
+    # rounding of another summation order, see tests/numerics.py.
+    assert_float32_close(values, captured[0])
 
 
 def test_grad_cam_as_json_and_png(client, server: LiveServer, tiny_inputs) -> None:

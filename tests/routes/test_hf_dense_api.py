@@ -26,6 +26,7 @@ from service.engine.attribution.methods.registry import cam_methods, gradient_me
 from service.engine.images import preprocess
 from tests.helpers import files, load_npy, png
 from tests.hf_dense_models import DETECTION_THRESHOLD
+from tests.numerics import assert_float32_close
 from tests.tiny_models import pearson
 
 SEG_LAYER = "decode_head.linear_fuse"
@@ -242,7 +243,9 @@ def test_feature_maps_equal_forward_hooks(
             format="npy",
         ).content
     )
-    np.testing.assert_allclose(maps, seen[0].numpy(), rtol=1e-4, atol=1e-5)
+    # The server runs another batch composition (or kernel) than this reference: float32
+    # rounding of another summation order, see tests/numerics.py.
+    assert_float32_close(maps, seen[0])
 
 
 @pytest.mark.parametrize(

@@ -20,15 +20,21 @@ def test_upload_returns_a_stable_id_and_the_size(tiny_client: TestClient, china_
     assert answer.status_code == 200
     body = answer.json()
     image_id = body["image_id"]  # an HMAC only this tenant's uploads recompute, not SHA-256
-    assert re.fullmatch("[0-9a-f]{64}", image_id) and image_id != hashlib.sha256(china_png).hexdigest()
+    assert (
+        re.fullmatch("[0-9a-f]{64}", image_id) and image_id != hashlib.sha256(china_png).hexdigest()
+    )
     again = tiny_client.post("/v1/images", files={"image": ("c.png", china_png, "image/png")})
-    assert body == again.json() == {
-        "image_id": image_id,
-        "width": 640,
-        "height": 427,
-        "format": "PNG",
-        "bytes": len(china_png),
-    }
+    assert (
+        body
+        == again.json()
+        == {
+            "image_id": image_id,
+            "width": 640,
+            "height": 427,
+            "format": "PNG",
+            "bytes": len(china_png),
+        }
+    )
     assert (
         tiny_client.post("/v1/images", files={"image": ("x", b"nope", "image/png")}).status_code
         == 415
