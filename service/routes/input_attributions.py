@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -58,7 +58,7 @@ async def attributions(
     model, settings = serving.model, serving.settings
     plan = plan_input_attributions(
         model,
-        method=options.method.value,
+        method=str(options.method),
         given=options.method_parameters(),
         **options.target_args(),
     )
@@ -71,7 +71,7 @@ async def attributions(
         with reporting(progress):
             answer = attribution_task(model, images, plan, fmt=fmt, look=look, max_pixels=pixels)
         fits = upload_geometries(images, model.spec) if fmt == "json" else []
-        body = partial(_body, model, plan, answer.result, fits)
+        body = partial(_body, model, plan, cast(InputResult, answer.result), fits)
         return common.encoded(fmt, answer, body)
 
     speed = settings.flops_per_second(model.device.type)

@@ -125,7 +125,6 @@ def plan_input_attributions(
                 field=name,
                 method=method,
             )
-    where = {"region": region, "box": box, "detection": detection}
     if noise is not None and model.spec.task != "classification":
         raise InvalidInput(
             f"noise: the noise tunnel explains classes; '{model.name}' is a "
@@ -133,9 +132,18 @@ def plan_input_attributions(
             field="noise",
         )
     if not isinstance(chosen, InputMethod):
-        plan = plan_gradients(model, method=method, targets=targets, top_k=top_k, **where, **given)
+        plan = plan_gradients(
+            model,
+            method=method,
+            targets=targets,
+            top_k=top_k,
+            region=region,
+            box=box,
+            detection=detection,
+            **given,
+        )
         return InputPlan(method, chosen.options(plan), plan.targets, plan.top_k, tunnel=noise)
-    request = parse_request(model, targets, **where)
+    request = parse_request(model, targets, region=region, box=box, detection=detection)
     options = chosen.Options(**{**allowed, **given})
     chosen.validate(model, options)
     return InputPlan(method, options, request, _check_top_k(model, top_k))
@@ -207,11 +215,13 @@ def compute_input_attributions(
         rows=rows_per_chunk(model, graph=graph, budget=budget),
         budget=budget,
     )
+    answer: Any
     if plan.tunnel is not None and isinstance(chosen, GradientMethod):
         answer = tunnel(chosen, work, plan.tunnel)
     else:
         answer = chosen.compute(work)
     maps = answer if isinstance(answer, InputMaps) else InputMaps(*answer)
+    drawn = _drawn(maps.target)
     return InputResult(
         method=plan.method,
         values=_numpy(maps.values),
@@ -220,5 +230,6 @@ def compute_input_attributions(
         predictions=_predictions(model, maps.output, plan.top_k, batch.shape[0]),
         inputs=inputs,
         mask=None if maps.mask is None else maps.mask.cpu().numpy().astype(np.int64),
-        **_drawn(maps.target),
+        boxes=drawn["boxes"],
+        regions=drawn["regions"],
     )

@@ -10,6 +10,7 @@ squared and averaged (smoothgrad_sq), or their variance taken (vargrad).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -43,6 +44,13 @@ def _repeated(target: Target, image: int, count: int) -> Target:
     return ClassTarget(target.classes[image : image + 1].expand(count, -1))
 
 
+def _fixed(target: Target) -> Callable[[object, slice], Target]:
+    def choose(_output: object, part: slice) -> Target:
+        return target.select(part)
+
+    return choose
+
+
 def tunnel(
     method: GradientMethod, inputs: GradientInputs, settings: Tunnel
 ) -> tuple[object, Target, torch.Tensor]:
@@ -58,12 +66,7 @@ def tunnel(
         noise = torch.randn((settings.samples, *batch.shape[1:]), generator=generator) * sigma
         noisy = batch[image][None] + noise.to(batch.device)
         fixed = _repeated(target, image, settings.samples)
-        copies = replace(
-            inputs,
-            batch=noisy,
-            choose=lambda _output, part, fixed=fixed: fixed.select(part),
-            fixed_targets=fixed,
-        )
+        copies = replace(inputs, batch=noisy, choose=_fixed(fixed), fixed_targets=fixed)
         _, _, maps = method.compute(copies)  # [samples, T, C, H, W]
         mean = maps.mean(dim=0)
         if settings.kind == SMOOTHGRAD:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -42,7 +43,7 @@ class SamplingMethod(InputMethod):
 
     estimator: Estimator
 
-    def validate(self, model: LoadedModel, options) -> None:  # type: ignore[no-untyped-def]
+    def validate(self, model: LoadedModel, options: Any) -> None:
         parse_mask(options.mask, *model.spec.input_size)
         check_choice(options.baseline, PERTURBATION_BASELINES, field="baseline")
         check_batch(options.batch)
@@ -52,7 +53,7 @@ class SamplingMethod(InputMethod):
         """Forward passes for one image."""
         return samples + 2
 
-    def forward_passes(self, model: LoadedModel, options) -> int:  # type: ignore[no-untyped-def]
+    def forward_passes(self, model: LoadedModel, options: Any) -> int:
         kind, number = parse_mask(options.mask, *model.spec.input_size)
         return 1 + self.rows(number * number if kind == GRID else number, options.samples)
 
