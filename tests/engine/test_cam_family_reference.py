@@ -12,15 +12,18 @@ import pytest
 import torch
 from PIL import Image
 from pytorch_grad_cam import (
+    KPCA_CAM,
     AblationCAM,
     EigenCAM,
     EigenGradCAM,
+    FinerCAM,
     GradCAM,
     GradCAMElementWise,
     GradCAMPlusPlus,
     HiResCAM,
     LayerCAM,
     ScoreCAM,
+    ShapleyCAM,
     XGradCAM,
 )
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -30,7 +33,7 @@ from model_registry.registry import LoadedModel
 from service.engine.attribution.explain import compute_cam
 from service.engine.attribution.plan import plan_cam
 from service.samples import digit_samples
-from tests.tiny_models import model_batch, pearson, second_class
+from tests.tiny_models import loaded, model_batch, pearson, second_class, seeded
 
 
 class Reference(NamedTuple):
@@ -252,3 +255,104 @@ def test_aggregate_layers_needs_several(digits: LoadedModel) -> None:
     with pytest.raises(InvalidInput) as caught:
         plan_cam(digits, method="gradcam", layers=["relu3"], aggregate_layers=True)
     assert caught.value.field == "aggregate_layers"
+
+
+@pytest.mark.parametrize("layer", ["layer3", "layer4"])
+def test_kpcacam_matches_pytorch_grad_cam(
+    layer: str, resnet: LoadedModel, two_photos: torch.Tensor
+) -> None:
+    maps = ours(resnet, two_photos, "kpcacam", [layer], [0])
+    expected = reference_cam(KPCA_CAM, trainable_copy(resnet), [layer], two_photos, [0, 0])
+    for image in range(2):
+        assert maps[image].max() > 0
+        assert pearson(maps[image], expected[image]) >= 0.99
+
+
+@pytest.mark.parametrize("layer", ["layer3", "layer4"])
+def test_finercam_matches_pytorch_grad_cam(
+    layer: str, resnet: LoadedModel, two_photos: torch.Tensor
+) -> None:
+    """For a class that is not the top-1, against the three classes nearest it in logits."""
+    batch = two_photos[:1]
+    target = second_class(resnet, batch)
+    maps = ours(resnet, batch, "finercam", [layer], [target])
+    module = trainable_copy(resnet)
+    with FinerCAM(model=module, target_layers=[dict(module.named_modules())[layer]]) as cam:
+        expected = cam(input_tensor=batch.clone(), target_idx=target)
+    assert maps[0].max() > 0
+    assert pearson(maps[0], expected[0]) >= 0.99
+    np.testing.assert_allclose(maps[0], expected[0], atol=2e-3)
+    gradcam = ours(resnet, batch, "gradcam", [layer], [target])
+    assert pearson(maps[0], gradcam[0]) < 0.999  # the comparison changed the map
+
+
+@pytest.fixture(scope="module")
+def silu_net() -> LoadedModel:
+    """A seeded CNN with SiLUs: a logit that is not piecewise linear in the activations.
+    (pytorch-grad-cam's ShapleyCAM cannot take a reshape_transform, so no transformer.)"""
+
+    def build() -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.Conv2d(16, 16, 3, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(16, 10),
+        )
+
+    return loaded("silu-net", seeded(build, seed=5), (32, 32), 10)
+
+
+class ShapleyCase(NamedTuple):
+    model: str
+    layer: str
+
+
+SHAPLEY = [
+    ShapleyCase("resnet", "layer3"),  # piecewise linear: the second-order term is zero
+    ShapleyCase("silu_net", "2"),  # SiLU after the layer: it is not
+]
+
+
+@pytest.mark.parametrize("case", SHAPLEY, ids=["resnet", "silu"])
+def test_shapleycam_matches_pytorch_grad_cam(
+    case: ShapleyCase, request: pytest.FixtureRequest, photo: Image.Image
+) -> None:
+    model: LoadedModel = request.getfixturevalue(case.model)
+    batch = model_batch(model, [photo])
+    target = second_class(model, batch)
+    maps = ours(model, batch, "shapleycam", [case.layer], [target])
+    module = trainable_copy(model)
+    layer = dict(module.named_modules())[case.layer]
+    with ShapleyCAM(model=module, target_layers=[layer]) as cam:
+        expected = cam(input_tensor=batch.clone(), targets=[ClassifierOutputTarget(target)])
+    assert maps[0].max() > 0
+    assert pearson(maps[0], expected[0]) >= 0.99
+    np.testing.assert_allclose(maps[0], expected[0], atol=1e-2)  # small weights: cancellation
+    gradcam = ours(model, batch, "gradcam", [case.layer], [target])
+    if case.model == "silu_net":
+        assert not np.allclose(maps[0], gradcam[0], atol=1e-3)
+    else:
+        np.testing.assert_allclose(maps[0], gradcam[0], atol=1e-5)
+
+
+def test_shapleycam_refuses_a_model_without_second_derivatives(
+    tiny_vit: LoadedModel, photo: Image.Image
+) -> None:
+    """torch's CPU flash attention has no double backward: a 422 naming the method."""
+    batch = model_batch(tiny_vit, [photo])
+    plan = plan_cam(tiny_vit, method="shapleycam", layers=["encoder.layers.encoder_layer_0.ln_1"])
+    with pytest.raises(InvalidInput) as caught:
+        compute_cam(tiny_vit, batch, plan, inputs=np.zeros((1, 32, 32, 3), np.uint8))
+    assert caught.value.field == "method" and "second derivatives" in str(caught.value)
+
+
+def test_finercam_refuses_a_model_without_classes_to_compare(digits: LoadedModel) -> None:
+    segmenter = replace(digits, spec=replace(digits.spec, task="segmentation"))
+    with pytest.raises(InvalidInput) as caught:
+        plan_cam(segmenter, method="finercam", layers=["relu3"])
+    assert caught.value.field == "method" and "finercam" in str(caught.value)

@@ -24,6 +24,8 @@ from tests.routes.test_input_attributions_api import (
 
 NEED_GRADIENTS = {
     "gradcam",
+    "finercam",
+    "shapleycam",
     "gradcam++",
     "xgradcam",
     "layercam",

@@ -14,6 +14,8 @@ from tests.helpers import error_body
 
 CAM_METHODS = [
     "gradcam",
+    "finercam",
+    "shapleycam",
     "gradcam++",
     "xgradcam",
     "layercam",
@@ -22,6 +24,7 @@ CAM_METHODS = [
     "cam",
     "scorecam",
     "eigencam",
+    "kpcacam",
     "eigengradcam",
     "ablationcam",
 ]

@@ -16,13 +16,14 @@ from tests.engine.test_cam_family_reference import trainable_copy
 from tests.helpers import error_body, files, load_npy
 
 CAM = "/v1/models/digits/cam"
-NEW_METHODS = ["gradcam-elementwise", "eigengradcam"]
+NEW_METHODS = ["gradcam-elementwise", "eigengradcam", "finercam", "shapleycam", "kpcacam"]
 
 
 def test_new_methods_are_listed_with_their_family(app_client) -> None:
     listed = {m["name"]: m for m in app_client.get("/v1/methods").json()["data"]}
     for name in NEW_METHODS:
-        assert listed[name]["kind"] == "cam" and listed[name]["needs_gradients"] is True
+        assert listed[name]["kind"] == "cam"
+        assert listed[name]["needs_gradients"] is (name != "kpcacam")
     spec = app_client.get("/openapi.json").json()
     paths = [p for p in spec["paths"] if p.endswith("/cam")]
     parameters = spec["paths"][paths[0]]["post"]["parameters"]
@@ -35,7 +36,7 @@ def test_new_methods_are_listed_with_their_family(app_client) -> None:
     assert set(NEW_METHODS) <= set(choices)
 
 
-@pytest.mark.parametrize("method", NEW_METHODS)
+@pytest.mark.parametrize("method", ["gradcam-elementwise", "eigengradcam"])
 def test_gradient_times_activation_cams_answer_every_format(
     method: str, app_client, digit_pngs: list[bytes]
 ) -> None:
@@ -106,3 +107,21 @@ def test_aggregate_layers_answers_one_map_for_all(app_client, digit_pngs: list[b
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
     one = app_client.post(f"{CAM}?method=gradcam&layer=relu3&aggregate_layers=true", files=images)
     assert "two or more" in error_body(one, 422, "aggregate_layers")["detail"]
+
+
+@pytest.mark.parametrize("method", ["finercam", "shapleycam", "kpcacam"])
+def test_second_order_comparative_and_kernel_cams_answer(
+    method: str, app_client, digit_pngs: list[bytes]
+) -> None:
+    images = files(*digit_pngs[:2])
+    npy = app_client.post(f"{CAM}?method={method}&format=npy&target=3,7", files=images)
+    assert npy.status_code == 200, npy.text
+    maps = load_npy(npy.content)
+    assert maps.shape == (2, 2, 32, 32) and maps.dtype == np.float32 and maps.min() >= 0
+    assert maps.max() > 0
+    if method == "kpcacam":  # class-agnostic
+        np.testing.assert_array_equal(maps[:, 0], maps[:, 1])
+    else:
+        assert not np.allclose(maps[:, 0], maps[:, 1])
+    body = app_client.post(f"{CAM}?method={method}&format=json", files=images).json()
+    assert body["method"] == method and len(body["maps"]) == 2
