@@ -356,3 +356,25 @@ def test_finercam_refuses_a_model_without_classes_to_compare(digits: LoadedModel
     with pytest.raises(InvalidInput) as caught:
         plan_cam(segmenter, method="finercam", layers=["relu3"])
     assert caught.value.field == "method" and "finercam" in str(caught.value)
+
+
+@pytest.mark.parametrize("method", ["finercam", "shapleycam"])
+def test_a_failure_in_a_methods_own_pass_leaves_no_trace(
+    method: str, resnet: LoadedModel, two_photos: torch.Tensor
+) -> None:
+    """Finer-CAM and ShapleyCAM run a second pass with a graph: a failure there leaves no
+    hook, no gradient and no changed flag on the shared model."""
+    from tests.engine.test_shared_model import Boom, _fails_cleanly
+
+    batch = two_photos[:1]
+    plan = plan_cam(resnet, method=method, layers=["layer3"], targets="1", eigen_smooth=True)
+    calls = {"n": 0}
+
+    def explode(_module, _inputs, _output):
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the method's own pass, after the shared one
+            raise Boom("fc failed")
+
+    blank = np.zeros((1, 64, 64, 3), np.uint8)
+    _fails_cleanly(resnet, "fc", explode, lambda: compute_cam(resnet, batch, plan, inputs=blank))
+    assert calls["n"] == 2
