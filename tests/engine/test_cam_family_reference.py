@@ -17,6 +17,7 @@ from pytorch_grad_cam import (
     EigenCAM,
     EigenGradCAM,
     FinerCAM,
+    FullGrad,
     GradCAM,
     GradCAMElementWise,
     GradCAMPlusPlus,
@@ -378,3 +379,67 @@ def test_a_failure_in_a_methods_own_pass_leaves_no_trace(
     blank = np.zeros((1, 64, 64, 3), np.uint8)
     _fails_cleanly(resnet, "fc", explode, lambda: compute_cam(resnet, batch, plan, inputs=blank))
     assert calls["n"] == 2
+
+
+class FullGradCase(NamedTuple):
+    model: str
+    eigen: bool
+
+
+FULLGRAD = [
+    FullGradCase("resnet", False),  # batch norms' folded biases
+    FullGradCase("digits", False),  # convolutions' own biases
+    FullGradCase("resnet", True),
+]
+
+
+@pytest.mark.parametrize("case", FULLGRAD, ids=["resnet", "digits", "resnet-eigen"])
+def test_fullgrad_matches_pytorch_grad_cam(
+    case: FullGradCase,
+    request: pytest.FixtureRequest,
+    two_photos: torch.Tensor,
+    digit: torch.Tensor,
+) -> None:
+    model: LoadedModel = request.getfixturevalue(case.model)
+    batch = two_photos[:1] if case.model == "resnet" else digit
+    target = second_class(model, batch)
+    plan = plan_cam(
+        model,
+        method="fullgrad",
+        layers=[],
+        targets=str(target),
+        normalize=True,
+        eigen_smooth=case.eigen,
+    )
+    blank = np.zeros((1, *model.spec.input_size, 3), np.uint8)
+    maps = compute_cam(model, batch, plan, inputs=blank).layers[0].maps[:, 0]
+    module = trainable_copy(model)
+    with FullGrad(model=module, target_layers=[]) as cam:
+        expected = cam(
+            input_tensor=batch.clone(),
+            targets=[ClassifierOutputTarget(target)],
+            eigen_smooth=case.eigen,
+        )
+    assert maps[0].max() > 0
+    assert pearson(maps[0], expected[0]) >= 0.99
+    np.testing.assert_allclose(maps[0], expected[0], atol=5e-3)
+
+
+def test_fullgrad_refuses_a_layer_and_a_model_without_biases(digits: LoadedModel) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        plan_cam(digits, method="fullgrad", layers=["relu3"])
+    assert caught.value.field == "layer" and "fullgrad" in str(caught.value)
+
+    def build() -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(8, 4),
+        )
+
+    unbiased = loaded("unbiased", seeded(build), (16, 16), 4)
+    with pytest.raises(InvalidInput) as caught:
+        plan_cam(unbiased, method="fullgrad", layers=[])
+    assert caught.value.field == "method" and "has none" in str(caught.value)

@@ -32,6 +32,7 @@ NEED_GRADIENTS = {
     "gradcam-elementwise",
     "hirescam",
     "eigengradcam",
+    "fullgrad",
     *GRADIENTS,
 }
 

@@ -27,6 +27,7 @@ CAM_METHODS = [
     "kpcacam",
     "eigengradcam",
     "ablationcam",
+    "fullgrad",
 ]
 GRADIENT_METHODS = [
     "vanilla",

@@ -16,7 +16,14 @@ from tests.engine.test_cam_family_reference import trainable_copy
 from tests.helpers import error_body, files, load_npy
 
 CAM = "/v1/models/digits/cam"
-NEW_METHODS = ["gradcam-elementwise", "eigengradcam", "finercam", "shapleycam", "kpcacam"]
+NEW_METHODS = [
+    "gradcam-elementwise",
+    "eigengradcam",
+    "finercam",
+    "shapleycam",
+    "kpcacam",
+    "fullgrad",
+]
 
 
 def test_new_methods_are_listed_with_their_family(app_client) -> None:
@@ -125,3 +132,15 @@ def test_second_order_comparative_and_kernel_cams_answer(
         assert not np.allclose(maps[:, 0], maps[:, 1])
     body = app_client.post(f"{CAM}?method={method}&format=json", files=images).json()
     assert body["method"] == method and len(body["maps"]) == 2
+
+
+def test_fullgrad_reads_every_bias_and_takes_no_layer(app_client, digit_pngs: list[bytes]) -> None:
+    images = files(*digit_pngs[:2])
+    npy = app_client.post(f"{CAM}?method=fullgrad&format=npy&target=3,7", files=images)
+    assert npy.status_code == 200, npy.text
+    maps = load_npy(npy.content)
+    assert maps.shape == (2, 2, 32, 32) and maps.min() >= 0 and maps.max() > 0
+    assert not np.allclose(maps[:, 0], maps[:, 1])
+    answer = app_client.post(f"{CAM}?method=fullgrad&layer=relu3", files=images)
+    detail = error_body(answer, 422, "layer")["detail"]
+    assert "fullgrad" in detail and "no layer" in detail

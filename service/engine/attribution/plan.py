@@ -143,6 +143,11 @@ def plan_cam(
 ) -> CamPlan:
     """Check a /cam request; layers default to the last spatial layer."""
     chosen = cam_method(method)
+    if layers and not chosen.uses_layer:
+        raise InvalidInput(
+            f"layer: method={method} takes no layer, it reads the whole model; leave layer out",
+            field="layer",
+        )
     if aug_smooth and model.spec.task != "classification":
         raise InvalidInput(
             f"aug_smooth: flips the input and explains the same classes in every flip; the "

@@ -64,6 +64,7 @@ class CamMethod:
     summary: ClassVar[str]
     needs_gradients: ClassVar[bool] = False
     listing_order: ClassVar[int] = 1000  # where the method appears in listings
+    uses_layer: ClassVar[bool] = True  # False: it reads the whole model (`layer` refused)
 
     def validate(self, model: LoadedModel, layer: LayerInfo) -> None:  # noqa: B027 - optional
         """Raise `InvalidInput` naming the field when `layer` of `model` does not suit."""
