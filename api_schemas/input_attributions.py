@@ -7,13 +7,23 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from api_schemas.attributions import GradientResponse, MethodInfo
+from api_schemas.attributions import GradientMapItem, GradientResponse, MethodInfo
 
 PerturbationBaseline = StrEnum("PerturbationBaseline", "zero black blur mean")
 
 
+class InputMapItem(GradientMapItem):
+    deletion: float | None = Field(
+        default=None, description="deletion AUC of the channel-summed |map| (metrics=)"
+    )
+    insertion: float | None = Field(
+        default=None, description="insertion AUC of the channel-summed |map| (metrics=)"
+    )
+
+
 class InputAttributionResponse(GradientResponse):
     method: str = Field(description="an input-space method from GET /v1/methods")
+    maps: list[InputMapItem]  # type: ignore[assignment]
     parameters: dict[str, Any] = Field(
         description="every parameter of the method as used, defaults filled in"
     )

@@ -15,11 +15,13 @@ from api_schemas.attributions import CamUpsample, Canvas, GradientView, method_e
 from api_schemas.feature_maps import OutputFormat
 from api_schemas.input_attributions import PerturbationBaseline
 from service.engine.attribution.methods.registry import input_methods
+from service.engine.attribution.plan import METRIC_STEPS
 from service.routes.attribution_options import (
     CANVAS_FIELD,
     Alpha,
     Box,
     Detection,
+    Randomize,
     Region,
     Target,
     TopK,
@@ -48,6 +50,7 @@ Pixels = Annotated[int | None, Field(ge=1, le=4096)]
 
 class InputAttributionOptions(Options):
     answer_fields = frozenset({"fmt", "view", "colormap", "alpha", "canvas", "run_async"})
+    name_lists = frozenset({"metrics"})
     plan_names = {"target": "targets"}
     method: InputMethod = Field(  # type: ignore[valid-type]
         description="a method of GET /v1/methods whose endpoints include attributions"
@@ -67,6 +70,13 @@ class InputAttributionOptions(Options):
     canvas: Canvas = CANVAS_FIELD
     top_k: TopK = None
     run_async: RunAsync = None
+    metrics: str | None = Field(
+        None, description="deletion, insertion or both: their AUC in json", max_length=64
+    )
+    metric_steps: int | None = Field(
+        None, **METRIC_STEPS.limits, description="points per deletion/insertion curve (32)"
+    )
+    randomize: Randomize = 0
     layer: str | None = Field(
         None, description="guided-gradcam: the Grad-CAM layer", max_length=1024
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Annotated, Any, cast
 
@@ -9,10 +10,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from api_schemas.attributions import GradientMapItem, TargetItem
-from api_schemas.input_attributions import InputAttributionResponse
+from api_schemas.attributions import TargetItem
+from api_schemas.input_attributions import InputAttributionResponse, InputMapItem
 from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem
+from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.input_attributions import (
     InputPlan,
@@ -65,6 +67,9 @@ async def attributions(
     check_colormap(options.colormap)
     check_finite("alpha", options.alpha, low=0.0, high=1.0)
     look = Look(**options.answer_args(exclude={"fmt", "run_async"}))
+    for name, value in (("metrics", plan.trust.metrics), ("randomize", plan.trust.randomize)):
+        if value and options.fmt.value != "json":
+            raise InvalidInput(f"{name}: reported in format=json only", field=name)
     fmt, pixels = options.fmt.value, settings.max_image_pixels
 
     def work(progress: Progress) -> Encoded:
@@ -114,12 +119,13 @@ def _body(
     png_base64: str,
 ) -> BaseModel:
     maps = [
-        GradientMapItem(
+        InputMapItem(
             image=image,
             target=int(class_index),
             label=model.label(int(class_index)),
             min=float(result.values[image, slot].min()),
             max=float(result.values[image, slot].max()),
+            **_trust(result, image, slot),
         )
         for image, row in enumerate(result.targets)
         for slot, class_index in enumerate(row)
@@ -139,4 +145,16 @@ def _body(
         maps=maps,
         png_base64=png_base64,
         mask=None if result.mask is None else result.mask.tolist(),
+        randomized_layers=list(result.randomized),
     )
+
+
+def _trust(result: InputResult, image: int, slot: int) -> dict[str, float | None]:
+    """The map's AUCs and rank correlation where asked (None where not, or not finite)."""
+    out = {}
+    for name in ("deletion", "insertion", "rank_correlation"):
+        values = getattr(result, name)
+        if values is not None:
+            value = float(values[image, slot])
+            out[name] = value if math.isfinite(value) else None
+    return out

@@ -8,7 +8,7 @@ their registered classes, exactly as `/gradients` does) and the methods of `inpu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
 from service.engine.attribution.explain import GradientResult, _drawn, _numpy, _predictions
+from service.engine.attribution.input_trust import TrustRequest, check_trust, trust_checks
 from service.engine.attribution.methods.base import GradientInputs, GradientMethod
 from service.engine.attribution.methods.input_base import (
     GRADIENT_FAMILY,
@@ -33,7 +34,7 @@ from service.engine.attribution.plan import (
     _check_top_k,
     plan_gradients,
 )
-from service.engine.attribution.target_objects import ClassRequest, TargetRequest
+from service.engine.attribution.target_objects import ClassRequest, Target, TargetRequest
 from service.engine.attribution.target_requests import parse_request
 from service.engine.checks import check_choice, check_finite
 from service.engine.insight.cost import FORWARD_AND_BACKWARD, forward_flops
@@ -47,8 +48,8 @@ class InputPlan:
     options: Any
     targets: TargetRequest = ClassRequest()
     top_k: int = DEFAULT_TOP_K
-    randomize: int = 0
     tunnel: Tunnel | None = None
+    trust: TrustRequest = TrustRequest()
 
     @property
     def several_targets(self) -> bool:
@@ -66,9 +67,12 @@ class InputPlan:
 
 @dataclass(frozen=True)
 class InputResult(GradientResult):
-    """GradientResult plus the feature mask int64 [B, H, W] of mask-based methods."""
+    """GradientResult plus the feature mask int64 [B, H, W] of mask-based methods and the
+    deletion/insertion AUCs [B, T] when asked."""
 
     mask: np.ndarray | None = None
+    deletion: np.ndarray | None = None
+    insertion: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,12 @@ def plan_input_attributions(
     box: str | None = None,
     detection: str | None = None,
     top_k: int | None = None,
+    metrics: list[str] | None = None,
+    metric_steps: int | None = None,
+    randomize: int = 0,
 ) -> InputPlan:
-    """Check a request: `given` holds the method parameters the client sent (and only them)."""
+    """Check a request: `given` holds the method parameters the client sent (and only them);
+    metrics, metric_steps and randomize are the trust checks (`input_trust`)."""
     chosen = input_method(method)
     allowed = parameters(chosen)
     given, noise = _tunnel(chosen, given, allowed)
@@ -125,6 +133,7 @@ def plan_input_attributions(
                 field=name,
                 method=method,
             )
+    trust = check_trust(model, metrics=metrics, randomize=randomize, **_steps(metric_steps))
     if noise is not None and model.spec.task != "classification":
         raise InvalidInput(
             f"noise: the noise tunnel explains classes; '{model.name}' is a "
@@ -142,11 +151,17 @@ def plan_input_attributions(
             detection=detection,
             **given,
         )
-        return InputPlan(method, chosen.options(plan), plan.targets, plan.top_k, tunnel=noise)
+        return InputPlan(
+            method, chosen.options(plan), plan.targets, plan.top_k, tunnel=noise, trust=trust
+        )
     request = parse_request(model, targets, region=region, box=box, detection=detection)
     options = chosen.Options(**{**allowed, **given})
     chosen.validate(model, options)
-    return InputPlan(method, options, request, _check_top_k(model, top_k))
+    return InputPlan(method, options, request, _check_top_k(model, top_k), trust=trust)
+
+
+def _steps(metric_steps: int | None) -> dict[str, int]:
+    return {} if metric_steps is None else {"metric_steps": metric_steps}
 
 
 def _tunnel(
@@ -215,12 +230,23 @@ def compute_input_attributions(
         rows=rows_per_chunk(model, graph=graph, budget=budget),
         budget=budget,
     )
-    answer: Any
-    if plan.tunnel is not None and isinstance(chosen, GradientMethod):
-        answer = tunnel(chosen, work, plan.tunnel)
-    else:
-        answer = chosen.compute(work)
-    maps = answer if isinstance(answer, InputMaps) else InputMaps(*answer)
+
+    def run(work: GradientInputs) -> InputMaps:
+        answer: Any
+        if plan.tunnel is not None and isinstance(chosen, GradientMethod):
+            answer = tunnel(chosen, work, plan.tunnel)
+        else:
+            answer = chosen.compute(work)
+        return answer if isinstance(answer, InputMaps) else InputMaps(*answer)
+
+    def rerun(copy: LoadedModel, fixed: Target) -> torch.Tensor:
+        def same(_output: Any, part: slice) -> Target:
+            return fixed.select(part)
+
+        return run(replace(work, model=copy, choose=same, fixed_targets=fixed)).values
+
+    maps = run(work)
+    trust = trust_checks(model, batch, maps.values, maps.target, plan.trust, rerun)
     drawn = _drawn(maps.target)
     return InputResult(
         method=plan.method,
@@ -230,6 +256,10 @@ def compute_input_attributions(
         predictions=_predictions(model, maps.output, plan.top_k, batch.shape[0]),
         inputs=inputs,
         mask=None if maps.mask is None else maps.mask.cpu().numpy().astype(np.int64),
+        randomized=trust.randomized,
+        rank_correlation=trust.rank_correlation,
+        deletion=trust.deletion,
+        insertion=trust.insertion,
         boxes=drawn["boxes"],
         regions=drawn["regions"],
     )
