@@ -14,6 +14,7 @@ from pydantic import Field
 from api_schemas.attributions import CamUpsample, Canvas, GradientView, method_enum
 from api_schemas.feature_maps import OutputFormat
 from api_schemas.input_attributions import PerturbationBaseline
+from service.engine.attribution.lrp import RULES
 from service.engine.attribution.methods.registry import input_methods
 from service.engine.attribution.plan import METRIC_STEPS
 from service.routes.attribution_options import (
@@ -44,7 +45,9 @@ METHOD_PARAMETERS = (
     "stride",
     "mask",
     "batch",
+    "rule",
 )
+LrpRule = method_enum("LrpRule", list(RULES))
 Pixels = Annotated[int | None, Field(ge=1, le=4096)]
 
 
@@ -119,6 +122,9 @@ class InputAttributionOptions(Options):
     )
     batch: int | None = Field(
         None, ge=1, le=256, description="perturbation methods: perturbed inputs per forward pass"
+    )
+    rule: LrpRule | None = Field(  # type: ignore[valid-type]
+        None, description="lrp: zennit's composite (default epsilon-plus-flat)"
     )
 
     def method_parameters(self) -> dict[str, Any]:

@@ -23,8 +23,9 @@ INPUT_ONLY_METHODS = [
     "deeplift",
     "deeplift-shap",
     "gradient-shap",
+    "lrp",
 ]
-INPUT_METHODS_WITH_GRADIENTS = {"deeplift", "deeplift-shap", "gradient-shap"}
+INPUT_METHODS_WITH_GRADIENTS = {"deeplift", "deeplift-shap", "gradient-shap", "lrp"}
 FAST = {
     "integrated-gradients": {"steps": 4},
     "smoothgrad": {"samples": 3},
@@ -36,6 +37,7 @@ FAST = {
     "deeplift": {"baseline": "black"},
     "deeplift-shap": {"samples": 3},
     "gradient-shap": {"samples": 3, "noise": 0.1},
+    "lrp": {"rule": "epsilon-gamma-box"},
 }
 
 
@@ -121,6 +123,8 @@ def test_methods_lists_family_endpoints_and_parameters(app_client: TestClient) -
         ({"method": "smoothgrad", "noise": "vargrad"}, "noise", "number"),
         ({"method": "deeplift", "noise": "vargrad"}, "noise", "deeplift"),
         ({"method": "guided-backprop", "noise": "vargrad", "noise_level": 11}, "noise_level", None),
+        ({"method": "lrp", "rule": "z-plus"}, "rule", None),
+        ({"method": "lrp", "baseline": "zero"}, "baseline", "lrp"),
         ({"method": "nope"}, "method", None),
         ({}, "method", None),
     ],

@@ -1,0 +1,106 @@
+"""Layer-wise relevance propagation through zennit, on a copy of the shared model.
+
+zennit's canonizers merge BatchNorm into the layer before it and give torchvision's ResNet
+blocks a `Sum` module for their skip connection (so the sum gets its own rule, which is
+where Captum's LRP goes wrong: captum issues 546, 712, 1035); its composites then register
+a rule hook on every layer. Both change modules, so they run on a per-request deep copy and
+the shared model is never touched. https://github.com/chr5tphr/zennit
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat
+from zennit.core import Composite
+from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+# The request's rule -> zennit's composite of that name.
+RULES = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus")
+
+# Layers a composite has a rule for (or passes through unchanged, as zennit does for pooling
+# by maximum and for shape-only layers); any other layer holding parameters has no rule.
+_RULED = (
+    nn.modules.conv._ConvNd,
+    nn.Linear,
+    nn.modules.batchnorm._BatchNorm,
+)
+
+
+def canonizers(module: nn.Module) -> list[object]:
+    """zennit's ResNetCanonizer for torchvision ResNets, else its VGGCanonizer (BatchNorm
+    merged into the convolution or linear layer right before it)."""
+    if any(isinstance(child, BasicBlock | Bottleneck) for child in module.modules()):
+        return [ResNetCanonizer()]
+    return [VGGCanonizer()]
+
+
+def composite(
+    rule: str, canonized: Sequence[object], low: torch.Tensor, high: torch.Tensor
+) -> Composite:
+    """zennit's composite for `rule`; `low`/`high` bound the model input (epsilon-gamma-box)."""
+    rules: dict[str, Callable[[], Composite]] = {
+        "epsilon-plus-flat": lambda: EpsilonPlusFlat(canonizers=list(canonized)),
+        "epsilon-gamma-box": lambda: EpsilonGammaBox(
+            low=low, high=high, canonizers=list(canonized)
+        ),
+        "epsilon-alpha2-beta1": lambda: EpsilonAlpha2Beta1(canonizers=list(canonized)),
+        "epsilon-plus": lambda: EpsilonPlus(canonizers=list(canonized)),
+    }
+    return rules[rule]()
+
+
+def unruled_layer(module: nn.Module) -> tuple[str, str] | None:
+    """(name, type) of the first layer with parameters that no LRP rule covers, or None.
+
+    Attention, layer norms, embeddings and parameters held outside a layer (a ViT's class
+    token) have no rule in zennit's composites: the relevance through them would be a plain
+    gradient, not LRP.
+    """
+    named = list(module.named_modules())
+    leaves_first = sorted(named, key=lambda item: next(item[1].children(), None) is not None)
+    for name, child in leaves_first:
+        if child._parameters and not isinstance(child, _RULED):
+            return name or "(the model itself)", type(child).__name__
+    return None
+
+
+def input_bounds(
+    mean: Sequence[float], std: Sequence[float], channels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lowest and highest normalized input, per channel: pixels 0 and 1 through mean/std."""
+    means = torch.tensor(list(mean) * (channels // len(mean)), dtype=torch.float32)
+    stds = torch.tensor(list(std) * (channels // len(std)), dtype=torch.float32)
+    return ((0 - means) / stds).view(1, -1, 1, 1), ((1 - means) / stds).view(1, -1, 1, 1)
+
+
+def lrp(
+    module: nn.Module,
+    inputs: torch.Tensor,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    rule: str,
+    bounds: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """The relevance of every input pixel for `score(output)` (one value per row of `inputs`).
+
+    As zennit's `Gradient` attributor: the gradient of the scores with the composite's hooks
+    registered, which is the relevance the rules propagate. Runs on a deep copy of `module`
+    whose hooks and canonizers are removed in `finally`.
+    """
+    local = copy.deepcopy(module)
+    low, high = (bound.to(inputs.device) for bound in bounds)
+    chosen = composite(rule, canonizers(local), low, high)
+    chosen.register(local)
+    try:
+        with torch.enable_grad():
+            x = inputs.detach().requires_grad_(True)
+            scores = score(local(x))
+            (relevance,) = torch.autograd.grad(scores.sum(), x)
+    finally:
+        chosen.remove()
+    return relevance.detach()
