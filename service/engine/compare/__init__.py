@@ -1,0 +1,1 @@
+"""Two models compared: layer similarity (CKA), predictions and activation drift."""
