@@ -40,7 +40,8 @@ class MethodDetails(MethodInfo):
         description="the endpoints that serve it (cam, gradients, attributions)"
     )
     parameters: dict[str, Any] = Field(
-        description="the method's own parameters with their defaults (attributions endpoint)"
+        description="the method's own parameters with their defaults (null: chosen per "
+        "request, as a CAM's layer)"
     )
 
 

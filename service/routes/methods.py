@@ -23,7 +23,8 @@ async def list_methods() -> MethodDetailsList:
             endpoints=[CAM_KIND],
             needs_gradients=m.needs_gradients,
             summary=m.summary,
-            parameters={},
+            # `layer` (default: the last spatial layer) where the method reads one
+            parameters={"layer": None} if m.uses_layer else {},
         )
         for m in cam_methods()
     ]

@@ -73,3 +73,19 @@ def test_bad_trust_options_answer_422_naming_them(
         URL, params={"method": "occlusion", **query}, files=files(digit_pngs[0])
     )
     error_body(answer, 422, field)
+
+
+def test_methods_say_which_cams_read_a_layer(
+    app_client: TestClient, digit_pngs: list[bytes]
+) -> None:
+    """The portal asks for a CAM's layer only where /v1/methods lists `layer` (FullGrad reads
+    every bias of the model and refuses one)."""
+    listed = {m["name"]: m for m in app_client.get("/v1/methods").json()["data"]}
+    assert listed["gradcam"]["parameters"] == {"layer": None}
+    assert listed["fullgrad"]["parameters"] == {}
+    layered = app_client.post(
+        "/v1/models/digits/cam",
+        params={"method": "fullgrad", "layer": "relu3"},
+        files=files(digit_pngs[0]),
+    )
+    error_body(layered, 422, "layer")

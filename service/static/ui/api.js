@@ -95,12 +95,15 @@ export async function uploadImage(blob, filename) {
 
 /** What the server offers, read from /openapi.json: paths and enum choices of parameters. */
 export class Capabilities {
-  constructor(schema) {
+  constructor(schema, methods = []) {
     this.schema = schema;
+    this.methods = methods; // GET /v1/methods: every method, its family, endpoints and parameters
   }
 
   static async load() {
-    return new Capabilities(await getJSON("/openapi.json"));
+    const schema = await getJSON("/openapi.json");
+    const methods = schema.paths?.["/v1/methods"]?.get ? (await getJSON("/v1/methods")).data : [];
+    return new Capabilities(schema, methods);
   }
 
   has(path, method = "post") {

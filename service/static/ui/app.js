@@ -179,7 +179,7 @@ class Portal {
     const patch = { model: name };
     if (!keep || !this.layer(this.state.layer)) patch.layer = defaultLayer(this.layers);
     if (!keep || !this.comparedLayers().length) patch.compare = defaultComparison(this.layers).join(",");
-    if (!keep) Object.assign(patch, { target: "", camlayer: "", glayer: "", tlayer: "" });
+    if (!keep) Object.assign(patch, { target: "", camlayer: "", gparams: "", cparams: "", tlayer: "" });
     Object.assign(this.state, patch);
     writeState(this.state);
   }

@@ -1,15 +1,16 @@
 // The class view: top-k predictions; pick a class and a method to see where the network looks
-// (CAM overlay) and what the input gradient says. Methods and their options come from the
-// server's OpenAPI schema; the maps are drawn here from their npy values, at the column's
-// width, with a colorbar, an opacity slider and the value under the cursor.
+// (CAM overlay) and what an input attribution says (gradients, perturbations, propagation).
+// Methods and their parameters come from the server's GET /v1/methods (`methods.js`); the
+// maps are drawn here from their npy values, at the column's width, with a colorbar, an
+// opacity slider and the value under the cursor.
 
-import { followJob, getJSON, request } from "./api.js";
+import { followJob, request } from "./api.js";
 import { availableWidth, colorbar, compose, crop, fetchNpy, loadColormap, loadImage, mapCanvas, range } from "./colors.js";
 import { $, h, JobBox, number, pngData, ResultPane, View } from "./dom.js";
+import { ATTRIBUTIONS, CAM, GRADIENTS, isPerturbation, methodsAt, ParameterFields, paramsFor, readParams, takesLayer, writeParams } from "./methods.js";
 
+export { CAM, GRADIENTS };
 export const PREDICT = "/v1/models/{model}/predict";
-export const CAM = "/v1/models/{model}/cam";
-export const GRADIENTS = "/v1/models/{model}/gradients";
 
 // Mirrors _MARGIN, _TITLE_HEIGHT (render.py) and MAX/MIN_DISPLAY (engine/upload_view.py):
 // where the server's panel puts the input picture.
@@ -21,17 +22,6 @@ export function inputBox([height, width]) {
   const factor = side / Math.max(height, width);
   return { x: PANEL.MARGIN, y: PANEL.MARGIN + PANEL.TITLE_HEIGHT, w: Math.round(width * factor), h: Math.round(height * factor) };
 }
-
-/** The gradient options that only one method reads, with the reason the others disable them. */
-const GRADIENT_OPTIONS = {
-  "grad-steps": ["integrated-gradients", "steps: the integrated-gradients path's points"],
-  "grad-baseline": ["integrated-gradients", "baseline: where integrated gradients start"],
-  "grad-samples": ["smoothgrad", "samples: SmoothGrad's noisy copies"],
-  "grad-noise": ["smoothgrad", "noise: SmoothGrad's noise level"],
-  "grad-seed": ["smoothgrad", "seed: SmoothGrad's noise seed"],
-  "grad-layer": ["guided-gradcam", "layer: the Grad-CAM layer of guided Grad-CAM"],
-  "grad-upsample": ["guided-gradcam", "upsample: how guided Grad-CAM enlarges its Grad-CAM"],
-};
 
 /** A warning shown wherever a model without trained weights predicts or explains. */
 export function randomWeightsWarning(model) {
@@ -46,9 +36,7 @@ export class ClassesView extends View {
   constructor(app) {
     const inputs = {
       cam: "cam-method", camlayer: "cam-layer", ccmap: "cam-colormap", norm: "cam-normalize",
-      grad: "grad-method", gview: "grad-view", gcmap: "grad-colormap", gsteps: "grad-steps",
-      gbase: "grad-baseline", gsamples: "grad-samples", gnoise: "grad-noise", gseed: "grad-seed",
-      glayer: "grad-layer", gup: "grad-upsample", topk: "top-k",
+      grad: "grad-method", gview: "grad-view", gcmap: "grad-colormap", topk: "top-k",
     };
     super(app, { id: "classes", needs: [PREDICT], inputs, pane: false });
     this.list = $("predictions");
@@ -70,47 +58,35 @@ export class ClassesView extends View {
     $("cam-job-cancel").addEventListener("click", () => this.#cancelJob());
   }
 
-  /** Fill the method lists and options from the schema, once it is known. */
+  /** Fill the method pickers and parameter inputs from GET /v1/methods, once it is known. */
   configure(caps) {
     this.caps = caps;
     this.hasCam = caps.has(CAM);
-    this.hasGradients = caps.has(GRADIENTS);
+    // Every input-space method at /attributions; a server without it: /gradients' methods.
+    this.inputPath = caps.has(ATTRIBUTIONS) ? ATTRIBUTIONS : GRADIENTS;
+    this.hasGradients = caps.has(this.inputPath);
     this.camAsync = caps.parameter(CAM, "async") !== null;
-    if (caps.has("/v1/methods", "get")) this.#methodTitles();
-    fill(this.inputs.cam, caps.choices(CAM, "method"));
-    fill(this.inputs.grad, caps.choices(GRADIENTS, "method"));
-    fill(this.inputs.gview, caps.choices(GRADIENTS, "view"));
-    fill(this.inputs.gbase, caps.choices(GRADIENTS, "baseline"));
-    fill(this.inputs.gup, caps.choices(GRADIENTS, "upsample"));
-    for (const [input, name, path] of [
-      [this.inputs.gsteps, "steps", GRADIENTS], [this.inputs.gsamples, "samples", GRADIENTS],
-      [this.inputs.gnoise, "noise", GRADIENTS], [this.inputs.gseed, "seed", GRADIENTS],
-    ]) {
-      const schema = caps.parameter(path, name)?.schema ?? {};
-      if (schema.minimum !== undefined || schema.exclusiveMinimum !== undefined) input.min = String(schema.minimum ?? 0);
-      if (schema.maximum !== undefined) input.max = String(schema.maximum);
-      if (schema.default !== undefined) input.placeholder = String(schema.default);
-      const description = caps.parameter(path, name)?.description;
-      if (description) input.title = description;
-    }
+    this.camMethods = listed(caps, "cam", CAM);
+    this.inputMethods = listed(caps, this.inputPath === ATTRIBUTIONS ? "attributions" : "gradients", this.inputPath);
+    fill(this.inputs.cam, this.camMethods);
+    fill(this.inputs.grad, this.inputMethods);
+    fill(this.inputs.gview, caps.choices(this.inputPath, "view").map((name) => ({ name })));
+    const fields = (box, path, prefix, key) => new ParameterFields($(box), {
+      caps, path, prefix, layers: () => this.spatialLayers ?? [], skip: path === CAM ? ["layer"] : [],
+      onChange: (values) => this.app.update({ [key]: writeParams(values) }),
+    });
+    this.camParams = fields("cam-params", CAM, "cam-param", "cparams");
+    this.gradParams = fields("grad-params", this.inputPath, "grad-param", "gparams");
     $("cam-column").hidden = !this.hasCam;
     $("grad-column").hidden = !this.hasGradients;
-    const missing = [!this.hasCam && "POST /v1/models/{model}/cam", !this.hasGradients && "POST /v1/models/{model}/gradients"].filter(Boolean);
+    const missing = [!this.hasCam && "POST /v1/models/{model}/cam", !this.hasGradients && "POST /v1/models/{model}/attributions"].filter(Boolean);
     this.note.hidden = !missing.length;
-    this.note.textContent = `Class activation maps and gradient maps appear here once the server offers ${missing.join(" and ")}.`;
+    this.note.textContent = `Class activation maps and input attributions appear here once the server offers ${missing.join(" and ")}.`;
   }
 
-  /** Each method's one-line summary as its tooltip, where the server lists them. */
-  async #methodTitles() {
-    try {
-      const { data } = await getJSON("/v1/methods");
-      const summaries = new Map(data.map((m) => [m.name, m.summary]));
-      for (const option of [...this.inputs.cam.options, ...this.inputs.grad.options]) {
-        if (summaries.get(option.value)) option.title = summaries.get(option.value);
-      }
-    } catch {
-      // tooltips only: the lists themselves came from the schema
-    }
+  /** The chosen method's entry of /v1/methods (name only where the server lists none). */
+  #method(methods, name) {
+    return methods.find((m) => m.name === name) ?? { name, parameters: null };
   }
 
   /** The CAM layer choices follow the model: its layers with a spatial map, forward order. */
@@ -122,11 +98,10 @@ export class ClassesView extends View {
     const backbone = task === "classification" ? [] : spatial.filter((l) => l.name.startsWith("backbone."));
     const pool = backbone.length ? backbone : spatial;
     const last = pool[pool.length - 1]?.name ?? "";
-    for (const select of [this.inputs.camlayer, this.inputs.glayer]) {
-      const options = [h("option", { value: "" }, `default: ${last}`)];
-      for (const layer of spatial) options.push(h("option", { value: layer.name, title: layer.name }, layer.name));
-      select.replaceChildren(...options);
-    }
+    const options = [h("option", { value: "" }, `default: ${last}`)];
+    for (const layer of spatial) options.push(h("option", { value: layer.name, title: layer.name }, layer.name));
+    this.inputs.camlayer.replaceChildren(...options);
+    this.spatialLayers = spatial.map((l) => l.name);
     this.defaultLayer = last;
   }
 
@@ -134,18 +109,17 @@ export class ClassesView extends View {
     const { state } = this.app;
     const values = {
       cam: state.cam, camlayer: state.camlayer, ccmap: state.ccmap, grad: state.grad, gview: state.gview,
-      gcmap: state.gcmap, gsteps: state.gsteps, gbase: state.gbase, gsamples: state.gsamples,
-      gnoise: state.gnoise, gseed: state.gseed, glayer: state.glayer, gup: state.gup, topk: state.topk,
+      gcmap: state.gcmap, topk: state.topk,
     };
     for (const [key, value] of Object.entries(values)) this.inputs[key].value = value;
     this.inputs.norm.checked = state.norm === "1";
     this.alpha.value = state.alpha;
-    for (const [id, [method, what]] of Object.entries(GRADIENT_OPTIONS)) {
-      const input = $(id);
-      const off = state.grad !== method;
-      input.disabled = off;
-      input.closest("label").title = off ? `${what}; only ${method} reads it` : what;
-    }
+    // Only the chosen method's own parameters are shown: another method's would be a 422.
+    const cam = this.#method(this.camMethods, state.cam);
+    this.camParams.show(cam, readParams(state.cparams));
+    this.inputs.camlayer.disabled = !takesLayer(cam);
+    this.inputs.camlayer.closest("label").title = takesLayer(cam) ? "" : `${cam.name} reads the whole model: no layer`;
+    this.gradParams.show(this.#method(this.inputMethods, state.grad), readParams(state.gparams));
     const colourless = state.gview === "gradient";
     this.inputs.gcmap.disabled = colourless;
     this.inputs.gcmap.closest("label").title = colourless ? "the gradient view is an RGB image: no colormap applies" : "";
@@ -176,13 +150,15 @@ export class ClassesView extends View {
     // The page lays its own maps over the model input (inputBox), so the server's panel is
     // asked for that canvas rather than the upload's geometry.
     const params = {
-      image_id: state.image, method: state.cam, layer: state.camlayer || this.defaultLayer, ...target,
+      image_id: state.image, method: state.cam, ...target,
+      layer: takesLayer(this.#method(this.camMethods, state.cam)) ? state.camlayer || this.defaultLayer : undefined,
       colormap: state.ccmap, normalize: state.norm === "1" ? "true" : undefined, canvas: "input",
+      ...paramsFor(this.#method(this.camMethods, state.cam), state.cparams),
     };
     const key = `${state.model}|${JSON.stringify(params)}`;
     if (this.cam.figure.dataset.key !== key) {
       // While it runs, the pill says what is coming; the old picture is dimmed under it.
-      this.cam.figure.dataset.pending = `computing ${state.cam} on ${params.layer} for ${targetText}…`;
+      this.cam.figure.dataset.pending = `computing ${state.cam} on ${params.layer ?? "the whole model"} for ${targetText}…`;
     }
     this.cam.run(key, async (signal) => {
       const sync = this.camAsync ? { async: "false" } : {};
@@ -255,26 +231,40 @@ export class ClassesView extends View {
 
   #gradientView(target, targetText) {
     const { state } = this.app;
-    const only = (method, value) => (state.grad === method && value !== "" ? value : undefined);
+    const method = this.#method(this.inputMethods, state.grad);
     const params = {
       image_id: state.image, method: state.grad, ...target, view: state.gview, colormap: state.gcmap,
-      steps: only("integrated-gradients", state.gsteps), baseline: only("integrated-gradients", state.gbase),
-      samples: only("smoothgrad", state.gsamples), noise: only("smoothgrad", state.gnoise),
-      seed: only("smoothgrad", state.gseed), layer: only("guided-gradcam", state.glayer),
-      upsample: only("guided-gradcam", state.gup), canvas: "input",
+      canvas: "input", ...paramsFor(method, state.gparams),
     };
-    this.gradients.run(`${state.model}|${JSON.stringify(params)}`, async (signal) => {
-      const values = fetchNpy(this.app, GRADIENTS, params, signal);
-      values.catch(() => {});
-      const answer = await this.app.post(GRADIENTS, { ...params, format: "json" }, signal);
+    this.gradients.run(`${state.model}|${this.inputPath}|${JSON.stringify(params)}`, async (signal) => {
+      // A perturbation method re-runs the model per part: asked once (no second npy call),
+      // and followed as a job when the server makes it one.
+      const values = isPerturbation(method) ? null : fetchNpy(this.app, this.inputPath, params, signal);
+      values?.catch(() => {});
+      const answer = await this.#inputAnswer(params, signal);
       const map = answer.maps[0];
-      const what = { heatmap: "largest |gradient| over colour channels", positive: "largest positive gradient", negative: "largest negative gradient (as a magnitude)" }[state.gview];
-      const caption = `${answer.method} for ${targetText} '${map.label}' · ${what ?? "the gradient as an image: grey is zero"}`;
-      await this.#draw(this.gradients, answer, await values, {
-        colormap: state.gcmap, caption, label: "gradient", view: state.gview,
+      const what = { heatmap: "largest |attribution| over colour channels", positive: "largest positive attribution", negative: "largest negative attribution (as a magnitude)" }[state.gview];
+      const caption = `${answer.method} for ${targetText} '${map.label}' · ${what ?? "the attribution as an image: grey is zero"}`;
+      await this.#draw(this.gradients, answer, values && (await values), {
+        // the server's picture (no values asked) colours |values|, or one sign's magnitude
+        colormap: state.gcmap, caption, label: "attribution", view: state.gview, low: 0,
+        high: { positive: Math.max(map.max, 0), negative: Math.max(-map.min, 0) }[state.gview] ?? Math.max(-map.min, map.max),
       });
       return null;
     });
+  }
+
+  async #inputAnswer(params, signal) {
+    const response = await this.app.withImage(() =>
+      request(this.app.path(this.inputPath), { method: "POST", params: { ...params, format: "json" }, signal }));
+    if (response.status !== 202) return response.json();
+    const job = await followJob(response.headers.get("Location"), {
+      signal,
+      onProgress: (job) => {
+        this.gradients.figure.dataset.pending = `${params.method}: ${job.status}, step ${job.progress.step} of ${job.progress.total}`;
+      },
+    });
+    return job.result;
   }
 
   /**
@@ -420,6 +410,12 @@ export function reducePlane(data, channels, size, view) {
   return plane;
 }
 
-function fill(select, values) {
-  select.replaceChildren(...values.map((value) => h("option", { value }, value)));
+/** The methods /v1/methods lists at `endpoint`; names from the OpenAPI enum where it lists none. */
+function listed(caps, endpoint, path) {
+  const methods = methodsAt(caps.methods ?? [], endpoint);
+  return methods.length ? methods : caps.choices(path, "method").map((name) => ({ name, parameters: null }));
+}
+
+function fill(select, methods) {
+  select.replaceChildren(...methods.map((m) => h("option", { value: m.name, title: m.summary ?? "" }, m.name)));
 }

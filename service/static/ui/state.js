@@ -23,13 +23,8 @@ export const DEFAULTS = Object.freeze({
   grad: "vanilla",
   gview: "heatmap",
   gcmap: "inferno",
-  gsteps: "", // integrated-gradients steps; empty: the server's default
-  gbase: "zero",
-  gsamples: "", // smoothgrad
-  gnoise: "",
-  gseed: "",
-  glayer: "", // guided-gradcam
-  gup: "nearest",
+  gparams: "", // the input method's parameters as a query string ("steps=8"); empty: defaults
+  cparams: "", // the CAM method's parameters, the same way
   tlayer: "", // trust view: layer, curve points, randomized top layers
   tsteps: "16",
   trand: "2",

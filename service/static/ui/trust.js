@@ -1,15 +1,19 @@
-// The trust view: every CAM method the server offers, for one image, class and layer, side by
-// side with its deletion and insertion AUCs and the randomization sanity check, ranked by
-// faithfulness; gradient methods with their sanity check, guided ones flagged (Adebayo et al.
-// 2018, "Sanity Checks for Saliency Maps", arXiv:1810.03292).
+// The trust view: every method the server lists in GET /v1/methods, for one image, class
+// and layer, side by side: CAMs (/cam, on the layer) and input attributions (/attributions:
+// gradients, perturbations, propagation), each with its deletion and insertion AUCs and the
+// model-randomization sanity check, ranked by faithfulness; guided methods flagged (Adebayo
+// et al. 2018, "Sanity Checks for Saliency Maps", arXiv:1810.03292).
 
 import { followJob, request } from "./api.js";
-import { CAM, GRADIENTS, inputBox, randomWeightsWarning } from "./classes.js";
+import { inputBox, randomWeightsWarning } from "./classes.js";
 import { compose, crop, loadImage } from "./colors.js";
 import { $, h, number, pngData, View } from "./dom.js";
+import { ATTRIBUTIONS, CAM, GRADIENTS, isPerturbation, methodsAt, takesLayer } from "./methods.js";
 
 const SANITY_FAIL = 0.5; // a map this rank-correlated with its randomized twin ignores the weights
 const CARD_WIDTH = 180;
+const GUIDED_NOTE = "guided methods fail the model-randomization sanity check (Adebayo et al. 2018): " +
+  "their maps stay nearly the same when the model's weights are randomized";
 
 /** Insertion minus deletion: high when the map's top pixels carry the class score. */
 export const faithfulness = (row) =>
@@ -17,7 +21,7 @@ export const faithfulness = (row) =>
 
 export class TrustView extends View {
   constructor(app) {
-    super(app, { id: "trust", needs: [CAM], inputs: { tlayer: "trust-layer", tsteps: "trust-steps", trand: "trust-randomize" } });
+    super(app, { id: "trust", needs: [CAM, ATTRIBUTIONS], inputs: { tlayer: "trust-layer", tsteps: "trust-steps", trand: "trust-randomize" } });
     this.warning = $("trust-warning");
     $("trust-run").addEventListener("click", () => {
       delete this.pane.figure.dataset.key;
@@ -25,10 +29,20 @@ export class TrustView extends View {
     });
   }
 
+  /** Every method of /v1/methods: CAMs at /cam, the others at /attributions (or /gradients). */
   configure(caps) {
-    this.methods = caps.choices(CAM, "method");
-    this.gradientMethods = caps.has(GRADIENTS) ? caps.choices(GRADIENTS, "method") : [];
-    this.camAsync = caps.parameter(CAM, "async") !== null;
+    const listed = (endpoint, path) => {
+      const methods = methodsAt(caps.methods ?? [], endpoint);
+      return methods.length ? methods : caps.choices(path, "method").map((name) => ({ name, parameters: null }));
+    };
+    const cams = caps.has(CAM) ? listed("cam", CAM) : [];
+    const inputPath = caps.has(ATTRIBUTIONS) ? ATTRIBUTIONS : caps.has(GRADIENTS) ? GRADIENTS : null;
+    const inputs = inputPath ? listed(inputPath === ATTRIBUTIONS ? "attributions" : "gradients", inputPath) : [];
+    this.methods = [
+      ...cams.map((m) => ({ ...m, path: CAM })),
+      ...inputs.map((m) => ({ ...m, path: inputPath })),
+    ];
+    this.async = new Map([CAM, ATTRIBUTIONS].map((path) => [path, caps.parameter(path, "async") !== null]));
   }
 
   render() {
@@ -44,33 +58,32 @@ export class TrustView extends View {
     if (!state.image) return this.pane.empty("Choose an image on the left to compare every explanation of its class.");
     const layer = state.tlayer || last;
     const base = {
-      image_id: state.image, layer, target: state.target || undefined, format: "json",
+      image_id: state.image, target: state.target || undefined, format: "json", canvas: "input",
       metrics: "deletion,insertion", metric_steps: state.tsteps, randomize: state.trand,
     };
-    const key = `${state.model}|${JSON.stringify(base)}`;
-    return this.pane.run(key, (signal) => this.#compare(base, signal));
+    const key = `${state.model}|${layer}|${JSON.stringify(base)}`;
+    return this.pane.run(key, (signal) => this.#compare(base, layer, signal));
   }
 
-  async #compare(base, signal) {
+  async #compare(base, layer, signal) {
     const rows = [];
     const cards = h("div", { class: "trust-cards" });
     const table = h("table", { class: "stats trust" });
-    const gradients = h("div", { class: "trust-gradients" });
     this.pane.frame.hidden = true;
     this.pane.message.hidden = true;
-    this.pane.extra.replaceChildren(table, cards, gradients);
+    this.pane.extra.replaceChildren(table, cards);
     const targetText = this.app.state.target ? `class ${this.app.state.target}` : "the top class";
     for (const method of this.methods) {
-      const row = { method, deletion: null, insertion: null, correlation: null, error: null, picture: null };
+      const row = { method: method.name, path: method.path, guided: /^guided/.test(method.name), deletion: null, insertion: null, correlation: null, error: null, picture: null };
       rows.push(row);
       this.#table(table, rows);
       try {
-        const answer = await this.#cam({ ...base, method }, signal, (text) => {
+        const answer = await this.#ask(method, this.#params(method, base, layer), signal, (text) => {
           row.progress = text;
           this.#table(table, rows);
         });
         const map = answer.maps[0];
-        Object.assign(row, { deletion: map.deletion, insertion: map.insertion, correlation: map.rank_correlation, label: map.label, layer: map.layer });
+        Object.assign(row, { deletion: map.deletion ?? null, insertion: map.insertion ?? null, correlation: map.rank_correlation ?? null, label: map.label });
         row.picture = await heatmapOnly(answer);
       } catch (error) {
         if (signal.aborted) throw error;
@@ -82,22 +95,27 @@ export class TrustView extends View {
       const done = rows.find((r) => r.label);
       if (done) {
         this.pane.caption.textContent =
-          `${rows.length} of ${this.methods.length} CAM methods on ${done.layer} for ${targetText} '${done.label}', ` +
+          `${rows.length} of ${this.methods.length} methods (CAMs on ${layer}, the others on the input pixels) for ${targetText} '${done.label}', ` +
           `ranked by faithfulness (insertion AUC minus deletion AUC); sanity check: top ${base.randomize} layer${Number(base.randomize) === 1 ? "" : "s"} re-initialized`;
       }
     }
-    if (this.gradientMethods.length) await this.#gradients(gradients, base, signal);
     this.pane.figure.dataset.methods = String(rows.filter((r) => r.deletion !== null && r.insertion !== null).length);
     return null;
   }
 
-  async #cam(params, signal, onProgress) {
-    const slow = this.camAsync && /score|ablation/.test(params.method);
+  /** A method's request: CAMs on the layer; /gradients (no metrics there) the sanity check only. */
+  #params(method, base, layer) {
+    if (method.path === CAM) return { ...base, method: method.name, layer: takesLayer(method) ? layer : undefined };
+    if (method.path === GRADIENTS) return { image_id: base.image_id, target: base.target, method: method.name, randomize: base.randomize, format: "json", canvas: "input" };
+    return { ...base, method: method.name };
+  }
+
+  /** Slow methods (a forward pass per channel batch or per perturbation) run as jobs. */
+  async #ask(method, params, signal, onProgress) {
+    const slow = method.path === CAM ? /score|ablation/.test(method.name) : isPerturbation(method);
+    const sync = this.async.get(method.path) ? { async: slow ? "true" : "false" } : {};
     const response = await this.app.withImage(() =>
-      request(this.app.path(CAM), {
-        method: "POST", signal,
-        params: this.camAsync ? { ...params, async: slow ? "true" : "false" } : params,
-      }));
+      request(this.app.path(method.path), { method: "POST", signal, params: { ...params, ...sync } }));
     if (response.status !== 202) return response.json();
     const job = await followJob(response.headers.get("Location"), {
       signal,
@@ -116,15 +134,17 @@ export class TrustView extends View {
       h("th", { title: "Spearman rank correlation with the map of the randomized model: near 1 means the map ignores the weights" }, "sanity ρ"),
     );
     const body = ranked.map((row, index) => {
-      const sane = row.correlation === null ? "" : Math.abs(row.correlation) < SANITY_FAIL ? "passes" : "fails";
-      return h("tr", { dataset: { method: row.method } },
+      const measured = row.correlation === null ? "" : Math.abs(row.correlation) < SANITY_FAIL ? "passes" : "fails";
+      const sane = row.guided ? "fails" : measured;
+      const verdict = row.guided ? "fails (guided: Adebayo et al. 2018)" : measured;
+      return h("tr", { dataset: { method: row.method, endpoint: row.path === CAM ? "cam" : "attributions" } },
         h("td", { class: "num" }, row.deletion === null ? "" : String(index + 1)),
         h("td", { class: "name" }, row.method),
-        h("td", { class: "num auc-deletion" }, row.error ? "" : row.progress ?? (row.deletion === null ? "…" : number(row.deletion))),
+        h("td", { class: "num auc-deletion" }, row.error ? "" : row.progress ?? (row.deletion === null && !row.label ? "…" : number(row.deletion))),
         h("td", { class: "num auc-insertion" }, row.insertion === null ? "" : number(row.insertion)),
         h("td", { class: "num" }, row.deletion === null ? "" : number(faithfulness(row))),
-        h("td", { class: `num sanity ${sane}`, title: sane === "fails" ? "barely changes when the model's weights are randomized" : "" },
-          row.error ? row.error : row.correlation === null ? "" : `${number(row.correlation)} ${sane}`),
+        h("td", { class: `num sanity ${sane}`, title: row.guided ? GUIDED_NOTE : sane === "fails" ? "barely changes when the model's weights are randomized" : "" },
+          row.error ? row.error : row.correlation === null ? (row.guided ? verdict : "") : `${number(row.correlation)} ${verdict}`),
       );
     });
     table.replaceChildren(h("thead", {}, head), h("tbody", {}, ...body));
@@ -136,39 +156,6 @@ export class TrustView extends View {
       h("figure", { class: "trust-card", dataset: { method: row.method } },
         h("img", { src: row.picture, alt: `${row.method} map`, width: CARD_WIDTH }),
         h("figcaption", { class: "small" }, `${index + 1}. ${row.method} · del ${number(row.deletion)} · ins ${number(row.insertion)}`))));
-  }
-
-  /** Gradient methods: the same sanity check; guided ones flagged whatever this image says. */
-  async #gradients(box, base, signal) {
-    const rows = [];
-    const draw = () => box.replaceChildren(
-      h("h3", {}, "Gradient methods and the model-randomization sanity check"),
-      h("p", { class: "muted small" },
-        "Guided backpropagation and guided Grad-CAM fail the model-randomization sanity check " +
-        "(Adebayo et al. 2018): their maps stay nearly the same when the model's weights are " +
-        "randomized, so they show edges of the picture more than what the model learned."),
-      h("table", { class: "stats trust-gradients" },
-        h("thead", {}, h("tr", {}, h("th", {}, "method"), h("th", {}, "sanity ρ (this image)"), h("th", {}, "verdict"))),
-        h("tbody", {}, ...rows.map((row) => h("tr", { dataset: { method: row.method } },
-          h("td", { class: "name" }, row.method),
-          h("td", { class: "num" }, row.error ?? (row.correlation === undefined ? "…" : number(row.correlation))),
-          h("td", { class: row.guided ? "sanity fails" : "" }, row.guided
-            ? "fails the model-randomization sanity check (Adebayo et al. 2018)"
-            : row.correlation === undefined || row.correlation === null ? "" : Math.abs(row.correlation) < SANITY_FAIL ? "passes here" : "fails here"))))));
-    for (const method of this.gradientMethods) {
-      const row = { method, guided: /^guided/.test(method) };
-      rows.push(row);
-      draw();
-      const params = { image_id: base.image_id, target: base.target, method, randomize: base.randomize, format: "json" };
-      try {
-        const answer = await this.app.post(GRADIENTS, params, signal);
-        row.correlation = answer.maps[0].rank_correlation;
-      } catch (error) {
-        if (signal.aborted) throw error;
-        row.error = error.message;
-      }
-      draw();
-    }
   }
 }
 
