@@ -15,14 +15,16 @@ from service.engine.attribution.methods.registry import (
     gradient_methods,
     register,
 )
-from tests.routes.test_attributions import CAM_METHODS as CAMS
+from tests.routes.test_attributions import CAM_METHODS, TRANSFORMER_CAMS
 from tests.routes.test_attributions import GRADIENT_METHODS as GRADIENTS
 from tests.routes.test_input_attributions_api import (
     INPUT_METHODS_WITH_GRADIENTS,
     INPUT_ONLY_METHODS,
 )
 
+CAMS = [*CAM_METHODS, *TRANSFORMER_CAMS]
 NEED_GRADIENTS = {
+    "legrad",
     "gradcam",
     "finercam",
     "shapleycam",

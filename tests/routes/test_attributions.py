@@ -29,6 +29,8 @@ CAM_METHODS = [
     "ablationcam",
     "fullgrad",
 ]
+# CAMs read from a ViT's attention (tests/engine/test_transformer_methods.py); a CNN: 422
+TRANSFORMER_CAMS = ["rollout", "legrad"]
 GRADIENT_METHODS = [
     "vanilla",
     "guided-backprop",
@@ -217,7 +219,7 @@ def test_errors_name_the_field(
 
 def test_method_choices_are_listed(app_client, digit_pngs: list[bytes]) -> None:
     body = post(app_client, "/v1/models/digits/cam?method=grad-cam", digit_pngs[:1]).json()
-    assert body["choices"] == CAM_METHODS
+    assert body["choices"] == [*CAM_METHODS, *TRANSFORMER_CAMS]
     body = post(
         app_client,
         "/v1/models/digits/gradients?method=integrated-gradients&baseline=x",

@@ -265,6 +265,9 @@ def test_every_method_explains_hf_dense_models(
         if method.name == "cam":
             assert answer.status_code == 422 and answer.json()["field"] == "layer"
             continue
+        if method.name in ("rollout", "legrad"):  # they take no layer and need a ViT
+            assert answer.status_code == 422
+            continue
         assert answer.status_code == 200, (method.name, answer.text)
         maps = load_npy(answer.content)
         assert np.isfinite(maps).all() and float(maps.max()) > 0, method.name
