@@ -20,8 +20,7 @@ def _parts(model: LoadedModel, method: str) -> VitParts:
     if parts is None:
         raise InvalidInput(
             f"method: {method} reads the attention of a vision transformer's blocks "
-            f"(torchvision or timm VisionTransformer); '{model.name}' is not one, it has no "
-            "attention over patch tokens",
+            f"(torchvision's or timm's VisionTransformer); '{model.name}' is neither",
             field="method",
         )
     return parts
