@@ -28,6 +28,7 @@ from service.openapi import install_openapi
 from service.routes import (
     attributions,
     compare,
+    compare_picture,
     datasets,
     docs,
     embedding,
@@ -181,7 +182,8 @@ def create_app(
         app.include_router(router)
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
     attribution = (attributions.router, input_attributions.router, methods.router)
-    for router in (*attribution, *insight, datasets.router, compare.router, jobs.router):
+    comparison = (compare.router, compare_picture.router)
+    for router in (*attribution, *insight, datasets.router, *comparison, jobs.router):
         app.include_router(router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     app.include_router(docs.router)  # /docs, /redoc and their assets: no CDN, works offline

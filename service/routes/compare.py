@@ -13,10 +13,9 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from api_schemas import compare as schemas
-from model_registry.errors import InvalidInput, NotFound
-from model_registry.registry import LoadedModel, ModelRegistry
+from model_registry.errors import NotFound
 from service.engine.compare.outcome import Comparison
-from service.engine.compare.plan import ComparePlan, plan_compare
+from service.engine.compare.plan import ComparePlan, pick_models, plan_compare
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
 from service.routes import common
@@ -71,23 +70,6 @@ class CompareDatasetOptions(Options):
     seed: int = seed_field("random state of the sample")
 
 
-def pair(registry: ModelRegistry, value: str) -> tuple[LoadedModel, LoadedModel]:
-    """The two models named in `models`, or a 404 / 422 naming the field."""
-    names = common.split_names(value)
-    if len(names) != 2:
-        raise InvalidInput(
-            f"models: name exactly two models, comma-separated (a,b); got {len(names)}",
-            field="models",
-        )
-    found = []
-    for name in names:
-        try:
-            found.append(registry.get(name))
-        except NotFound as exc:
-            raise NotFound(exc.detail, field="models", **exc.extra) from None
-    return found[0], found[1]
-
-
 def _layers(value: str | None) -> list[str] | None:
     return None if value is None else common.split_names(value)
 
@@ -113,7 +95,7 @@ async def compare_datasets(
 ) -> Response:
     """Compare two models over a dataset as a job: CKA between their layers, accuracy,
     agreement, per-class accuracy, flipped pictures and drift (result at /v1/jobs/{id}/result)."""
-    model_a, model_b = pair(registry, options.models)
+    model_a, model_b = pick_models(registry, common.split_names(options.models))
     found = datasets.get(dataset, field="dataset")
     plan = plan_compare(
         model_a,

@@ -3,12 +3,24 @@ on the same pictures."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
 from model_registry.datasets import Dataset
 from model_registry.registry import LoadedModel
+from service.engine import encode
+from service.engine.attribution.explain import CamResult
+from service.engine.attribution.pictures import Look
+from service.engine.attribution.plan import CamPlan
 from service.engine.compare.outcome import Comparison
 from service.engine.compare.plan import ComparePlan
 from service.engine.compare.run import compare
 from service.engine.progress import Progress, no_progress
+from service.workers.answer import Answer
+from service.workers.attribution_tasks import attribution_task
 
 
 def compare_dataset_task(
@@ -28,3 +40,34 @@ def compare_dataset_task(
     if model_a.device != model_b.device:
         raise RuntimeError(f"models {model_a.name!r} and {model_b.name!r} are on different devices")
     return compare(model_a, model_b, dataset, plan, max_pixels=max_pixels, progress=progress)
+
+
+GAP = 8  # white pixels between the two pictures
+
+
+def compare_pictures_task(
+    models: tuple[LoadedModel, LoadedModel],
+    uploads: Sequence[bytes],
+    plans: tuple[CamPlan, CamPlan],
+    *,
+    fmt: str,
+    look: Look,
+    max_pixels: int,
+) -> Answer[tuple[CamResult, CamResult]]:
+    """Each model's own /cam answer for the uploads, joined: the two png pictures side by
+    side (json embeds that png), or the two npy maps stacked as [2, B, H, W]."""
+    picture = "npy" if fmt == "npy" else "png"
+    answers = [
+        attribution_task(model, uploads, plan, fmt=picture, look=look, max_pixels=max_pixels)
+        for model, plan in zip(models, plans, strict=True)
+    ]
+    results = (answers[0].result, answers[1].result)
+    if picture == "npy":
+        stacked = np.stack([np.load(io.BytesIO(a.body), allow_pickle=False) for a in answers])
+        return Answer(results, encode.npy_bytes(stacked), encode.NPY_MEDIA_TYPE)  # type: ignore[arg-type]
+    left, right = (np.asarray(Image.open(io.BytesIO(a.body)).convert("RGB")) for a in answers)
+    height = max(left.shape[0], right.shape[0])
+    joined = np.full((height, left.shape[1] + GAP + right.shape[1], 3), 255, dtype=np.uint8)
+    joined[: left.shape[0], : left.shape[1]] = left
+    joined[: right.shape[0], left.shape[1] + GAP :] = right
+    return Answer(results, encode.png_bytes(joined), encode.PNG_MEDIA_TYPE)  # type: ignore[arg-type]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image
 from safetensors.torch import save_file
 
 from model_registry.builtin import digits
@@ -18,7 +21,15 @@ from service.app import create_app
 from service.engine.compare.plan import MEMORY_CAP_BYTES, plan_compare
 from service.engine.compare.run import compare
 from service.settings import Settings
-from tests.helpers import digits_entry, error_body, resnet18_entry, toml_table
+from tests.helpers import (
+    digits_entry,
+    error_body,
+    files,
+    load_npy,
+    resnet18_entry,
+    toml_table,
+)
+from tests.numerics import assert_float32_close
 
 URL = "/v1/compare/datasets/digits"
 LAYERS = "relu1,relu2,relu3"
@@ -55,7 +66,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
             std=[0.5],
             num_classes=10,
         )
-        + resnet18_entry("petres", 3, size=32, labels=["cat", "dog", "fish"])
+        + resnet18_entry("petres", 3, size=48, labels=["cat", "dog", "fish"])
     )
     settings = Settings(models=config, device="cpu", torch_threads=2)
     with TestClient(create_app(settings)) as client:
@@ -183,3 +194,63 @@ def test_bad_input_names_the_field(api: TestClient, query: str, status: int, fie
 
 def test_an_unknown_dataset_is_404(api: TestClient) -> None:
     error_body(api.post("/v1/compare/datasets/nope?models=digits,digits-b"), 404, "dataset")
+
+
+PICTURE = "/v1/compare?models=digits,digits-b&layer_a=relu3&layer_b=relu2&method=gradcam++"
+
+
+def own_cam(api: TestClient, model: str, layer: str, fmt: str, image: str) -> bytes:
+    answer = api.post(
+        f"/v1/models/{model}/cam?layer={layer}&method=gradcam%2B%2B&format={fmt}&image={image}"
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.content
+
+
+def test_a_picture_compared_equals_each_models_own_cam(api: TestClient) -> None:
+    image = "dataset:digits/5"
+    stacked = api.post(f"{PICTURE}&format=npy&image={image}")
+    assert stacked.status_code == 200, stacked.text
+    maps = load_npy(stacked.content)
+    assert maps.shape == (2, 1, 32, 32)
+    assert_float32_close(maps[0], load_npy(own_cam(api, "digits", "relu3", "npy", image)))
+    assert_float32_close(maps[1], load_npy(own_cam(api, "digits-b", "relu2", "npy", image)))
+    picture = api.post(f"{PICTURE}&image_id={image}")
+    assert picture.headers["content-type"] == "image/png"
+    joined = np.asarray(Image.open(io.BytesIO(picture.content)).convert("RGB"))
+    left, right = (
+        np.asarray(Image.open(io.BytesIO(own_cam(api, m, lay, "png", image))).convert("RGB"))
+        for m, lay in (("digits", "relu3"), ("digits-b", "relu2"))
+    )
+    np.testing.assert_array_equal(joined[: left.shape[0], : left.shape[1]], left)
+    np.testing.assert_array_equal(joined[: right.shape[0], -right.shape[1] :], right)
+    assert joined.shape[1] == left.shape[1] + right.shape[1] + 8
+
+
+def test_an_upload_compared_gives_both_predictions(api: TestClient) -> None:
+    data = api.get("/v1/datasets/digits/images/7").content
+    answer = api.post(f"{PICTURE}&format=json", files=files(data))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["models"] == ["digits", "digits-b"] and body["layers"] == ["relu3", "relu2"]
+    for name, rows in zip(body["models"], body["predictions"], strict=True):
+        own = api.post(f"/v1/models/{name}/predict", files=files(data)).json()["predictions"]
+        assert [p["label"] for p in rows[0]] == [p["label"] for p in own[0]][: len(rows[0])]
+        assert rows[0][0]["probability"] == pytest.approx(own[0][0]["probability"], abs=1e-5)
+    assert base64.b64decode(body["png_base64"]).startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "field"),
+    [
+        ("models=digits,petres&format=npy", 422, "format"),
+        ("models=digits,digits-b&layer_a=relu9", 404, "layer_a"),
+        ("models=digits,digits-b&layer_b=relu1,relu2", 422, "layer_b"),
+        ("models=nope,digits", 404, "models"),
+        ("models=digits&method=gradcam", 422, "models"),
+    ],
+)
+def test_bad_picture_comparisons_name_the_field(
+    api: TestClient, query: str, status: int, field: str
+) -> None:
+    error_body(api.post(f"/v1/compare?{query}&image=dataset:digits/1"), status, field)

@@ -8,8 +8,8 @@ import numpy as np
 
 from model_registry.catalog import LayerInfo
 from model_registry.datasets import Dataset, match_classes
-from model_registry.errors import InvalidInput
-from model_registry.registry import LoadedModel
+from model_registry.errors import InvalidInput, NotFound
+from model_registry.registry import LoadedModel, ModelRegistry
 from service.engine.compare.cka import StreamingCka
 from service.engine.dataset.plan import BATCH_VALUES, MAX_BATCH
 
@@ -53,6 +53,22 @@ class ComparePlan:
     def streaming(self) -> bool:
         """Linear CKA on pooled features needs no per-picture features kept."""
         return self.pool == "mean" and not self.debiased
+
+
+def pick_models(registry: ModelRegistry, names: list[str]) -> tuple[LoadedModel, LoadedModel]:
+    """The two models of a comparison, or a 404 / 422 naming the field `models`."""
+    if len(names) != 2:
+        raise InvalidInput(
+            f"models: name exactly two models, comma-separated (a,b); got {len(names)}",
+            field="models",
+        )
+    found = []
+    for name in names:
+        try:
+            found.append(registry.get(name))
+        except NotFound as exc:
+            raise NotFound(exc.detail, field="models", **exc.extra) from None
+    return found[0], found[1]
 
 
 def default_layers(model: LoadedModel) -> list[str]:
