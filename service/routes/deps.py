@@ -5,12 +5,14 @@ The getters are `async def` because they only read the app's state: FastAPI runs
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, File, Query, Request, UploadFile
 from fastapi import Path as PathParam
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from model_registry.datasets import DatasetCatalog, is_reference
@@ -101,6 +103,24 @@ async def get_datasets(request: Request) -> DatasetCatalog:
 DatasetsDep = Annotated[DatasetCatalog, Depends(get_datasets)]
 
 
+_REF = "dataset:[^/,]{1,64}/[0-9]{1,12}"
+# What `image` takes, as the OpenAPI document states it: dataset references, comma-separated.
+# A name or index the catalog lacks is still refused (404, 422), which no pattern can know.
+REFERENCES_PATTERN = rf"^ *{_REF} *(?:, *{_REF} *)*$"
+_REFERENCES = re.compile(REFERENCES_PATTERN)
+DatasetReferences = Annotated[str, Field(json_schema_extra={"pattern": REFERENCES_PATTERN})]
+
+
+def _check_references(values: list[str] | None) -> None:
+    for value in values or ():
+        if not _REFERENCES.fullmatch(value):
+            raise InvalidInput(
+                f"image: '{value[:80]}' is not a dataset reference; write dataset:NAME/INDEX "
+                "(e.g. dataset:digits/17), comma-separated for several",
+                field="image",
+            )
+
+
 def _parts(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
 
@@ -112,7 +132,7 @@ async def read_images(
         File(description="the image(s); repeat the multipart field `image` for a batch"),
     ] = None,
     image_ref: Annotated[
-        list[str] | None,
+        list[DatasetReferences] | None,
         Query(
             alias="image",
             description="pictures of a dataset instead of an upload: dataset:NAME/INDEX "
@@ -133,6 +153,7 @@ async def read_images(
     state = request.app.state
     settings, store, datasets = state.settings, state.images, state.datasets
     tenant = request.scope.get(SCOPE_KEY, OPEN)
+    _check_references(image_ref)
     references = _parts(image_ref)
     ids = _parts(image_id)
     count = len(image or ()) + len(references) + len(ids)

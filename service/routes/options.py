@@ -9,9 +9,10 @@ several endpoints (format, colormap, seed, async) are declared once, below. The 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo
 
 from api_schemas.attributions import Canvas
 from api_schemas.feature_maps import OutputFormat, Reduce, Scale
@@ -24,21 +25,57 @@ from api_schemas.insight import (
     StatsFormat,
 )
 from api_schemas.predictions import PredictFormat
-from service.engine.channels import GRAMMAR
+from model_registry.errors import InvalidInput
+from service.engine.channels import GRAMMAR, parse_channels
 from service.engine.insight.embedding import PERPLEXITY
 from service.engine.insight.invert import ALPHA, BETA, NORM
 from service.engine.insight.maximize import DEFAULT_TV
 from service.engine.insight.options import LR, TV
+from service.engine.render import colormap_names
 from service.routes.common import split_names
 
 
 def colormap_field(default: str, description: str = "a matplotlib colormap name") -> Any:
-    return Field(default, description=description, max_length=64)
+    """A colormap: the document lists matplotlib's names (the renderer checks the same set,
+    and answers 422 with the choices for any other)."""
+    names: list[JsonValue] = [*colormap_names()]
+    return Field(default, description=description, max_length=64, json_schema_extra={"enum": names})
 
 
 def seed_field(description: str, *, high: int = 2**31 - 1) -> Any:
     return Field(0, ge=0, le=high, description=description)
 
+
+_INDEX = "[0-9]{1,7}"
+_ITEM = f"{_INDEX}(?:-{_INDEX})?"
+# The channel grammar as a regex the OpenAPI document carries, in a dialect JSON Schema,
+# Python and Rust read alike (ASCII classes only): lower-case keywords, counts from 1 without
+# leading zeros, spaces around list items. The parser reads a little more (upper case, any
+# whitespace, Unicode digits); the validator below refuses that surplus, so a value is
+# accepted exactly when it matches and its ranges run forwards within 65,536 channels.
+CHANNELS_PATTERN = rf"^ *(?:all|(?:first|last|top):[1-9][0-9]{{0,6}}|{_ITEM}(?: *, *{_ITEM})*) *$"
+_CHANNELS = re.compile(CHANNELS_PATTERN)
+
+
+def _channel_grammar(value: str, info: ValidationInfo) -> str:
+    """The parser's 422 (it names the problem and the grammar) for what it refuses, and the
+    same for what it reads but the pattern does not admit."""
+    field = info.field_name or "channels"
+    parse_channels(value, field=field)
+    if not _CHANNELS.fullmatch(value):
+        raise InvalidInput(
+            f"{field}: cannot read '{value[:80]}'; expected {GRAMMAR} (lower case, digits 0-9)",
+            field=field,
+            grammar=GRAMMAR,
+        )
+    return value
+
+
+Channels = Annotated[
+    str,
+    AfterValidator(_channel_grammar),
+    Field(max_length=4096, json_schema_extra={"pattern": CHANNELS_PATTERN}),
+]
 
 RunAsync = Annotated[
     bool | None,
@@ -106,7 +143,7 @@ class FeatureMapOptions(Options):
         "output); default: the deepest spatial layer",
         max_length=4096,
     )
-    channels: str = Field("first:16", description=GRAMMAR, max_length=4096)
+    channels: Channels = Field("first:16", description=GRAMMAR)
     reduce: Reduce = Field(Reduce.none, description="how selected channels are combined")
     fmt: OutputFormat = Field(OutputFormat.png, alias="format")
     colormap: str = colormap_field("viridis")
@@ -134,20 +171,17 @@ class StatsOptions(Options):
 class FilterOptions(Options):
     answer_fields = frozenset({"colormap", "scale", "upsample", "columns", "labels"})
     fmt: FilterFormat = Field(FilterFormat.png, alias="format")
-    channels: str | None = Field(
+    channels: Channels | None = Field(
         None,
         description=f"output channels: {GRAMMAR}; top:N ranks by kernel norm. "
         "Default: all for npy, first:64 for png",
-        max_length=4096,
     )
     view: FilterView = Field(
         FilterView.auto,
         description="rgb: colour patches (3 inputs); mean: mean over inputs; inputs: one "
         "tile per input; auto: rgb for 3 inputs, else mean",
     )
-    inputs: str = Field(
-        "first:16", description=f"input channels for view=inputs: {GRAMMAR}", max_length=4096
-    )
+    inputs: Channels = Field("first:16", description=f"input channels for view=inputs: {GRAMMAR}")
     colormap: str = colormap_field("RdBu_r", "diverging matplotlib colormap for mean/inputs")
     scale: Scale = Field(Scale.channel, description="largest |weight| per tile or across the grid")
     upsample: int | None = Field(None, ge=4, le=512, description="tile size in pixels")
