@@ -522,6 +522,9 @@ def _stub_landing_endpoints(page: Any, server: LiveServer) -> dict[str, list[str
     """Serve the landing endpoints from the browser; returns the URLs each one was asked."""
     schema = httpx.get(f"{server.url}/openapi.json").json()
     schema["paths"].update(LANDING)
+    # and without /v1/methods or /attributions: the pickers fall back to the schema's enums
+    for path in ("/v1/methods", "/v1/models/{model}/attributions"):
+        schema["paths"].pop(path, None)
     digit = httpx.get(f"{server.url}/ui/samples/digit-3-label3.png").content
     encoded = base64.b64encode(digit).decode()
     asked: dict[str, list[str]] = {}
