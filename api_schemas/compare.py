@@ -4,6 +4,11 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+# `models`: two names, each with a character other than a comma or a space.
+TWO_NAMES = r"^[^,]*[^,\s][^,]*,[^,]*[^,\s][^,]*$"
+# One layer name: no comma.
+ONE_NAME = r"^[^,]+$"
+
 
 class Pool(StrEnum):
     mean = "mean"

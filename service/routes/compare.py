@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from api_schemas import compare as schemas
+from api_schemas.compare import TWO_NAMES
 from model_registry.errors import NotFound
 from service.engine.compare.outcome import Comparison
 from service.engine.compare.plan import ComparePlan, pick_models, plan_compare
@@ -41,6 +42,7 @@ class CompareDatasetOptions(Options):
     models: str = Field(
         description="the two models to compare, comma-separated: a,b (GET /v1/models)",
         max_length=300,
+        pattern=TWO_NAMES,
     )
     layers_a: str | None = Field(
         None,
