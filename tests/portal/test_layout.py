@@ -25,7 +25,11 @@ CLIPPED_PANES = """[...document.querySelectorAll("main .result")]
 
 
 def test_no_tab_scrolls_sideways_at_900_px(open_tab: Any, portal_server: LiveServer) -> None:
-    page = open_tab(900, 800).page
+    tab = open_tab(900, 800)
+    # the trust view asks every listed method; those that do not apply to the digits CNN
+    # (ViT-only ones) answer 422, shown in their row and logged by the browser
+    tab.allowed.append("status of 422")
+    page = tab.page
     open_portal(page, portal_server, "#tsteps=4&trand=1")
     choose_sample(page, "digit-6-label6.png")
     settled(page, "maps-result")
@@ -41,7 +45,7 @@ def test_no_tab_scrolls_sideways_at_900_px(open_tab: Any, portal_server: LiveSer
         if view == "embedding":
             wait_for(page, "document.querySelectorAll('#embedding-result svg .point').length")
         if view == "trust":
-            wait_for(page, "document.getElementById('trust-result').dataset.methods", 240)
+            wait_for(page, "document.getElementById('trust-result').dataset.methods", 600)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{view} scrolls sideways: {width} px"
         assert page.evaluate(CLIPPED_PANES) == [], view
