@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field
 from api_schemas.attributions import Baseline, CamUpsample, Canvas, GradientView, method_enum
 from api_schemas.feature_maps import OutputFormat
 from service.engine.attribution.methods.registry import cam_methods, gradient_methods
-from service.engine.attribution.plan import METRIC_STEPS, NOISE, SAMPLES, STEPS
+from service.engine.attribution.plan import CAM_SAMPLES, METRIC_STEPS, NOISE, SAMPLES, STEPS
 from service.routes.options import Options, colormap_field, seed_field
 
 CamMethod = method_enum("CamMethod", [m.name for m in cam_methods()])
@@ -114,6 +114,21 @@ class CamOptions(Options):
         False,
         description="one map 'a+b' for the layers in `layer`: the mean of their min-max "
         "scaled maps, scaled again, as pytorch-grad-cam with several target layers",
+    )
+    samples: int | None = Field(
+        None,
+        **CAM_SAMPLES.limits,
+        description="sscam, iscam, smoothgradcam++: noisy or scaled passes (torchcam's "
+        "num_samples; default 35, 10 and 4)",
+    )
+    noise: float | None = Field(
+        None,
+        **NOISE.limits,
+        description="sscam: noise std on the unit-scaled masks (default 2.0); smoothgradcam++: "
+        "noise std on the model input (default 0.3), as torchcam's std",
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="sscam, smoothgradcam++: noise seed (default 0)"
     )
     top_k: TopK = None
     metrics: str | None = Field(

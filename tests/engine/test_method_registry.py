@@ -29,6 +29,7 @@ NEED_GRADIENTS = {
     "finercam",
     "shapleycam",
     "gradcam++",
+    "smoothgradcam++",
     "xgradcam",
     "layercam",
     "gradcam-elementwise",

@@ -66,7 +66,7 @@ def test_api_requests_leave_the_served_model_untouched(app_client, digit_pngs: l
     for method in CAM_METHODS:
         response = post(
             app_client,
-            f"/v1/models/digits/cam?method={method}&format=json&target=1,2",
+            f"/v1/models/digits/cam?method={method}&format=json&target=1,2{FAST.get(method, '')}",
             digit_pngs[:2],
         )
         assert response.status_code == 200

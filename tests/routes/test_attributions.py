@@ -17,12 +17,15 @@ CAM_METHODS = [
     "finercam",
     "shapleycam",
     "gradcam++",
+    "smoothgradcam++",
     "xgradcam",
     "layercam",
     "gradcam-elementwise",
     "hirescam",
     "cam",
     "scorecam",
+    "sscam",
+    "iscam",
     "eigencam",
     "kpcacam",
     "eigengradcam",
@@ -40,7 +43,13 @@ GRADIENT_METHODS = [
     "integrated-gradients",
     "smoothgrad",
 ]
-FAST = {"integrated-gradients": "&steps=4", "smoothgrad": "&samples=3"}
+# sscam and iscam pass samples x channels masked inputs: one sample keeps them quick
+FAST = {
+    "integrated-gradients": "&steps=4",
+    "smoothgrad": "&samples=3",
+    "sscam": "&samples=1",
+    "iscam": "&samples=1",
+}
 
 
 def post(client, url: str, images: list[bytes]):
@@ -56,17 +65,18 @@ def is_png(body: bytes) -> bool:
 @pytest.mark.parametrize("method", CAM_METHODS)
 def test_cam_every_method_every_format(method: str, app_client, digit_pngs: list[bytes]) -> None:
     images = digit_pngs[:2]
-    png = post(app_client, f"/v1/models/digits/cam?method={method}", images)
+    fast = FAST.get(method, "")
+    png = post(app_client, f"/v1/models/digits/cam?method={method}{fast}", images)
     assert png.status_code == 200, png.text
     assert png.headers["content-type"] == "image/png" and is_png(png.content)
 
-    npy = post(app_client, f"/v1/models/digits/cam?method={method}&format=npy", images)
+    npy = post(app_client, f"/v1/models/digits/cam?method={method}&format=npy{fast}", images)
     assert npy.status_code == 200 and npy.headers["content-type"] == "application/x-npy"
     maps = np.load(io.BytesIO(npy.content))
     assert maps.shape == (2, 32, 32) and maps.dtype == np.float32 and maps.min() >= 0
 
     body = post(
-        app_client, f"/v1/models/digits/cam?method={method}&format=json&top_k=3", images
+        app_client, f"/v1/models/digits/cam?method={method}&format=json&top_k=3{fast}", images
     ).json()
     assert body["method"] == method and body["batch"] == 2 and body["input_size"] == [32, 32]
     assert body["layers"] == [{"name": "relu3", "map_shape": [128, 8, 8], "shape": [2, 32, 32]}]

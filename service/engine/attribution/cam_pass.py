@@ -19,7 +19,7 @@ from model_registry.layout import to_maps
 from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET
 from service.engine.attribution.graph import forward_to_layers, gradients_of
-from service.engine.attribution.methods.base import CamInputs, CamMethod
+from service.engine.attribution.methods.base import CamInputs, CamMethod, CamSampling
 from service.engine.attribution.target_objects import (
     ClassRequest,
     Target,
@@ -80,6 +80,7 @@ def run_cam(
     upsample: str = BILINEAR,
     eigen_smooth: bool = False,
     scaled: bool = False,
+    sampling: CamSampling = CamSampling(),
 ) -> RawCams:
     """One forward pass for every layer and target, then each method's own work.
 
@@ -94,6 +95,7 @@ def run_cam(
         eigen_smooth: each map is the first principal component of the method's weighted
             activations (pytorch-grad-cam's `eigen_smooth`).
         scaled: each map min-max scaled at the layer's resolution, before upsampling.
+        sampling: `samples`, `noise` and `seed` of the sampled CAMs.
     """
     infos = {name: model.catalog.get(name) for name in layers}
     size = (batch.shape[-2], batch.shape[-1])
@@ -139,6 +141,7 @@ def run_cam(
             budget=budget,
             target=target,
             eigen_smooth=eigen_smooth,
+            sampling=sampling,
         )
         maps[name] = _to_input_size(chosen.compute(inputs), size, upsample, scaled=scaled)
     return RawCams(logits, targets, maps, target)

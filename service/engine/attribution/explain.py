@@ -96,6 +96,7 @@ def compute_cam(
         "eigen_smooth": plan.eigen_smooth,
         "aug_smooth": plan.aug_smooth,
         "aggregate_layers": plan.aggregate_layers,
+        "sampling": plan.sampling,
     }
     raw = cam_maps(model, batch, plan.method, plan.layers, plan.targets, **smoothing)
     randomized: tuple[str, ...] = ()

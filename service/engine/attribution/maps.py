@@ -14,7 +14,7 @@ from model_registry.registry import LoadedModel
 from service.engine.attribution.cam_pass import BILINEAR, RawCams, run_cam, unit_scale
 from service.engine.attribution.cam_smoothing import augmented, layer_mean
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
-from service.engine.attribution.methods.base import GradientInputs
+from service.engine.attribution.methods.base import CamSampling, GradientInputs
 from service.engine.attribution.methods.registry import cam_method, gradient_method
 from service.engine.attribution.target_objects import Target, TargetRequest, as_target
 
@@ -37,6 +37,7 @@ def cam_maps(
     eigen_smooth: bool = False,
     aug_smooth: bool = False,
     aggregate_layers: bool = False,
+    sampling: CamSampling = CamSampling(),
 ) -> RawCams:
     """`cam_pass.run_cam` for the CAM method registered as `method` (see `cam_smoothing`):
     with `aggregate_layers`, one map 'a+b' for all layers; with `aug_smooth`, the mean of
@@ -55,6 +56,7 @@ def cam_maps(
             upsample=upsample,
             eigen_smooth=eigen_smooth,
             scaled=aggregate_layers,
+            sampling=sampling,
         )
         return layer_mean(raw) if aggregate_layers else raw
 

@@ -13,6 +13,7 @@ from service.engine.attribution.baselines import BASELINES, ZERO
 from service.engine.attribution.cam_pass import NEAREST, UPSAMPLES
 from service.engine.attribution.faithfulness import DEFAULT_STEPS, METRICS
 from service.engine.attribution.layers import check_spatial_layers
+from service.engine.attribution.methods.base import CamSampling
 from service.engine.attribution.methods.registry import cam_method, gradient_method
 from service.engine.attribution.sanity import parametrized_layers
 from service.engine.attribution.target_objects import ClassRequest, TargetRequest
@@ -25,6 +26,8 @@ METRIC_STEPS = Bound(2, 256)
 STEPS = Bound(1, 1024)
 SAMPLES = Bound(1, 1024)
 NOISE = Bound(0.0, 10.0, strict_low=True)
+# sscam passes samples x channels masked inputs; 64 keeps a 512-channel layer under 33k
+CAM_SAMPLES = Bound(1, 64)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class CamPlan:
             (pytorch-grad-cam's `aug_smooth`; classifiers only).
         aggregate_layers: one map 'a+b' for all layers: the mean of their min-max scaled
             maps, scaled again (pytorch-grad-cam's multi-layer CAM).
+        sampling: `samples`, `noise` and `seed` of sscam, iscam and smoothgradcam++.
     """
 
     method: str
@@ -60,6 +64,7 @@ class CamPlan:
     eigen_smooth: bool = False
     aug_smooth: bool = False
     aggregate_layers: bool = False
+    sampling: CamSampling = CamSampling()
 
     @property
     def several_targets(self) -> bool:
@@ -140,9 +145,13 @@ def plan_cam(
     region: str | None = None,
     box: str | None = None,
     detection: str | None = None,
+    samples: int | None = None,
+    noise: float | None = None,
+    seed: int | None = None,
 ) -> CamPlan:
     """Check a /cam request; layers default to the last spatial layer."""
     chosen = cam_method(method)
+    sampling = _check_sampling(method, chosen.parameters, samples, noise, seed)
     if layers and not chosen.uses_layer:
         raise InvalidInput(
             f"layer: method={method} takes no layer, it reads the whole model; leave layer out",
@@ -187,7 +196,32 @@ def plan_cam(
         eigen_smooth=eigen_smooth,
         aug_smooth=aug_smooth,
         aggregate_layers=aggregate_layers,
+        sampling=sampling,
     )
+
+
+def _check_sampling(
+    method: str,
+    accepted: frozenset[str],
+    samples: int | None,
+    noise: float | None,
+    seed: int | None,
+) -> CamSampling:
+    """The sampled CAMs' parameters; 422 for one the method does not take."""
+    for field, value in (("samples", samples), ("noise", noise), ("seed", seed)):
+        if value is not None and field not in accepted:
+            takers = "sscam, iscam and smoothgradcam++" if field == "samples" else (
+                "sscam and smoothgradcam++"
+            )
+            raise InvalidInput(
+                f"{field}: method={method} takes no {field} (only {takers} do); leave it out",
+                field=field,
+            )
+    if samples is not None:
+        CAM_SAMPLES.check_int("samples", samples)
+    if noise is not None:
+        NOISE.check("noise", noise)
+    return CamSampling(samples=samples, noise=noise, seed=seed or 0)
 
 
 def plan_gradients(

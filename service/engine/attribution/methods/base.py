@@ -25,6 +25,16 @@ GRADIENT_KIND = "gradients"
 
 
 @dataclass(frozen=True)
+class CamSampling:
+    """The sampled CAMs' parameters (sscam, iscam, smoothgradcam++): None takes the
+    method's torchcam default; `seed` seeds the CPU generator the noise is drawn from."""
+
+    samples: int | None = None
+    noise: float | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class CamInputs:
     """What a CAM method may use for one layer of one request.
 
@@ -40,6 +50,7 @@ class CamInputs:
         budget: device memory (bytes) a chunk of perturbed inputs may take.
         eigen_smooth: pytorch-grad-cam's `eigen_smooth`: the map is the first principal
             component of the method's weighted activations instead of their sum.
+        sampling: the sampled CAMs' `samples`, `noise` and `seed`.
     """
 
     model: LoadedModel
@@ -55,6 +66,7 @@ class CamInputs:
     budget: int
     target: Target
     eigen_smooth: bool = False
+    sampling: CamSampling = CamSampling()
 
 
 class CamMethod:
@@ -65,6 +77,7 @@ class CamMethod:
     needs_gradients: ClassVar[bool] = False
     listing_order: ClassVar[int] = 1000  # where the method appears in listings
     uses_layer: ClassVar[bool] = True  # False: it reads the whole model (`layer` refused)
+    parameters: ClassVar[frozenset[str]] = frozenset()  # of `CamSampling` it reads
 
     def validate(self, model: LoadedModel, layer: LayerInfo) -> None:  # noqa: B027 - optional
         """Raise `InvalidInput` naming the field when `layer` of `model` does not suit."""
