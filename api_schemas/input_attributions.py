@@ -43,6 +43,10 @@ class MethodDetails(MethodInfo):
         description="the method's own parameters with their defaults (null: chosen per "
         "request, as a CAM's layer)"
     )
+    uses_layer: bool = Field(
+        description="whether it reads a layer (`layer`); false: it reads the input or the "
+        "whole model (fullgrad: every bias) and refuses `layer`"
+    )
 
 
 class MethodDetailsList(BaseModel):

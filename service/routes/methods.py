@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from api_schemas.input_attributions import MethodDetails, MethodDetailsList
 from service.engine.attribution.input_attributions import method_entries
 from service.engine.attribution.methods.input_base import GRADIENT_FAMILY, INPUT_KIND
-from service.engine.attribution.methods.registry import CAM_KIND, GRADIENT_KIND, cam_methods
+from service.engine.attribution.methods.registry import (
+    CAM_KIND,
+    GRADIENT_KIND,
+    CamMethod,
+    cam_methods,
+)
 
 router = APIRouter(prefix="/v1/methods", tags=["attributions"])
+
+
+def _cam_parameters(method: CamMethod) -> dict[str, Any]:
+    """`layer` (null: the last spatial layer by default) where the method reads one, and
+    the sampled CAMs' `samples`, `noise` and `seed` with their torchcam defaults."""
+    defaults = {
+        "samples": getattr(method, "default_samples", None),
+        "noise": getattr(method, "default_noise", None),
+        "seed": 0,
+    }
+    listed: dict[str, Any] = {"layer": None} if method.uses_layer else {}
+    return listed | {name: value for name, value in defaults.items() if name in method.parameters}
 
 
 @router.get("", response_model=MethodDetailsList)
@@ -23,8 +42,8 @@ async def list_methods() -> MethodDetailsList:
             endpoints=[CAM_KIND],
             needs_gradients=m.needs_gradients,
             summary=m.summary,
-            # `layer` (default: the last spatial layer) where the method reads one
-            parameters={"layer": None} if m.uses_layer else {},
+            parameters=_cam_parameters(m),
+            uses_layer=m.uses_layer,
         )
         for m in cam_methods()
     ]
@@ -39,6 +58,7 @@ async def list_methods() -> MethodDetailsList:
                 needs_gradients=entry.needs_gradients,
                 summary=entry.summary,
                 parameters=entry.parameters,
+                uses_layer="layer" in entry.parameters,
             )
         )
     return MethodDetailsList(data=data, count=len(data))
