@@ -6,6 +6,7 @@ Results are frozen dataclasses of numpy arrays; routes map them onto schemas.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -92,27 +93,20 @@ def compute_cam(
     model: LoadedModel, batch: torch.Tensor, plan: CamPlan, *, inputs: np.ndarray
 ) -> CamResult:
     """CAMs of every requested layer and target, with metrics and sanity check if asked."""
-    smoothing = {
-        "eigen_smooth": plan.eigen_smooth,
-        "aug_smooth": plan.aug_smooth,
-        "aggregate_layers": plan.aggregate_layers,
-        "sampling": plan.sampling,
-    }
-    raw = cam_maps(model, batch, plan.method, plan.layers, plan.targets, **smoothing)
+    cams = partial(
+        cam_maps,
+        eigen_smooth=plan.eigen_smooth,
+        aug_smooth=plan.aug_smooth,
+        aggregate_layers=plan.aggregate_layers,
+        sampling=plan.sampling,
+    )
+    raw = cams(model, batch, plan.method, plan.layers, plan.targets)
     randomized: tuple[str, ...] = ()
     correlations: dict[str, np.ndarray] = {}
     if plan.randomize:
         copy, names = randomized_copy(model, plan.randomize)
         randomized = tuple(names)
-        again = cam_maps(
-            copy,
-            batch,
-            plan.method,
-            plan.layers,
-            plan.targets,
-            fixed_targets=raw.target,
-            **smoothing,
-        )
+        again = cams(copy, batch, plan.method, plan.layers, plan.targets, fixed_targets=raw.target)
         for name in raw.maps:
             correlations[name] = rank_correlation(_numpy(raw.maps[name]), _numpy(again.maps[name]))
     layers = []
