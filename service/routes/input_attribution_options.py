@@ -77,7 +77,10 @@ class InputAttributionOptions(Options):
         None, description="deletion, insertion or both: their AUC in json", max_length=64
     )
     metric_steps: int | None = Field(
-        None, **METRIC_STEPS.limits, description="points per deletion/insertion curve (32)"
+        None,
+        ge=int(METRIC_STEPS.low),
+        le=int(METRIC_STEPS.high),
+        description="points per deletion/insertion curve (32)",
     )
     randomize: Randomize = 0
     layer: str | None = Field(
