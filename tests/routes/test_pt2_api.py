@@ -157,14 +157,21 @@ def _method_names(kind: str) -> list[str]:
     return [m.name for m in (cam_methods() if kind == "cam" else gradient_methods())]
 
 
+def _cam_endpoints() -> list[str]:
+    """Each CAM as the registry declares it: with `layer=layer2` where it takes a layer."""
+    from service.engine.attribution.methods.registry import cam_methods
+
+    return [
+        f"cam?method={m.name}" + ("&layer=layer2" if m.uses_layer else "")
+        for m in cam_methods()
+        # rollout, legrad: ViTs only; fullgrad: a program's modules are no Conv2d/BatchNorm2d
+        if m.name not in ("cam", "rollout", "legrad", "fullgrad")
+    ]
+
+
 @pytest.mark.parametrize(
     "endpoint",
-    [
-        f"cam?method={m}&layer=layer2"
-        for m in _method_names("cam")
-        if m not in ("cam", "rollout", "legrad")  # rollout, legrad: ViTs only
-    ]
-    + [f"gradients?method={m}&layer=layer2" for m in _method_names("gradients")],
+    _cam_endpoints() + [f"gradients?method={m}&layer=layer2" for m in _method_names("gradients")],
 )
 def test_every_method_but_cam_answers_on_the_program(
     endpoint: str, api: TestClient, pictures: list[Image.Image]
@@ -183,3 +190,13 @@ def test_cam_is_refused_naming_the_layer_types_it_needs(
     )
     assert answer.status_code == 422, answer.text
     assert answer.json()["field"] in ("method", "layer")
+
+
+def test_fullgrad_is_refused_saying_the_program_has_no_biases_it_reads(
+    api: TestClient, pictures: list[Image.Image]
+) -> None:
+    """FullGrad reads the biases of Conv2d and BatchNorm2d modules, as pytorch-grad-cam's
+    does; an unflattened program has InterpreterModules instead."""
+    answer = api.post(f"{BASE}/cam?method=fullgrad", files=files(png(np.asarray(pictures[0]))))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "method" and "has none" in answer.json()["detail"]
