@@ -53,7 +53,23 @@ def test_readme_has_the_two_commands() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_every_curl_line_works_against_a_live_server(server: str, tmp_path: Path) -> None:
+def _curl_blocks() -> list[list[str]]:
+    """The curl lines of each bash block, in README order (later lines read files that
+    earlier ones wrote, such as upload.json and job.txt, in one working folder)."""
+    blocks = [
+        [line.strip() for line in block.splitlines() if line.strip().startswith("curl ")]
+        for block in _bash_blocks()
+    ]
+    return [block for block in blocks if block]
+
+
+CURL_BLOCKS = _curl_blocks()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder a reader works in, with the samples the tour writes."""
+    folder = tmp_path_factory.mktemp("readme")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     samples = next(
         line
@@ -64,42 +80,56 @@ def test_every_curl_line_works_against_a_live_server(server: str, tmp_path: Path
     command = samples.replace(
         ".venv/bin/layerscope", f"{shlex.quote(sys.executable)} -m service.cli"
     )
-    subprocess.run(command, shell=True, cwd=tmp_path, env=env, check=True, capture_output=True)
-    lines = curl_lines()
-    assert len(lines) >= 12
-    for line in lines:
-        command = line.replace("http://127.0.0.1:8000", server).replace(
-            "curl ", "curl --fail-with-body ", 1
+    subprocess.run(command, shell=True, cwd=folder, env=env, check=True, capture_output=True)
+    return folder
+
+
+def test_the_readme_has_curl_lines_for_a_reader() -> None:
+    assert sum(len(block) for block in CURL_BLOCKS) >= 12
+
+
+CURL_LINES = [line for block in CURL_BLOCKS for line in block]
+
+
+@pytest.mark.parametrize("number", range(len(CURL_LINES)), ids=lambda i: f"line{i}")
+def test_every_curl_line_works_against_a_live_server(
+    server: str, workdir: Path, number: int
+) -> None:
+    """One test per line, in README order (pytest keeps it), in one working folder."""
+    _check_curl_line(CURL_LINES[number], server, workdir)
+
+
+def _check_curl_line(line: str, server: str, tmp_path: Path) -> None:
+    command = line.replace("http://127.0.0.1:8000", server).replace(
+        "curl ", "curl --fail-with-body ", 1
+    )
+    # A job's result is there once the job has run: retry as a user would, until the job
+    # is done (bounded by a cap far above any README job, not by a guess of its length).
+    deadline = time.monotonic() + RESULT_WAIT_S
+    while True:
+        result = subprocess.run(
+            command, shell=True, cwd=tmp_path, capture_output=True, timeout=RESULT_WAIT_S
         )
-        # A job's result is there once the job has run: retry as a user would, until the job
-        # is done (bounded by a cap far above any README job, not by a guess of its length).
-        deadline = time.monotonic() + RESULT_WAIT_S
-        while True:
-            result = subprocess.run(
-                command, shell=True, cwd=tmp_path, capture_output=True, timeout=RESULT_WAIT_S
-            )
-            if result.returncode == 0 or "/result" not in line or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert result.returncode == 0, f"{line}\n{result.stdout[:500]!r}\n{result.stderr[:500]!r}"
-        output = re.search(r"-o (\S+)", line)
-        if output is None:
-            if "/metrics" in line:
-                assert b"layerscope_request_duration_seconds" in result.stdout
-            else:
-                json.loads(result.stdout)
-            continue
-        data = (tmp_path / output.group(1)).read_bytes()
-        if output.group(1) == "/dev/null":
-            continue
-        if output.group(1).endswith(".png"):
-            assert Image.open(io.BytesIO(data)).format == "PNG"
-        elif output.group(1).endswith(".npz"):
-            assert (
-                zipfile.is_zipfile(io.BytesIO(data)) and len(np.load(io.BytesIO(data)).files) >= 2
-            )
+        if result.returncode == 0 or "/result" not in line or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.returncode == 0, f"{line}\n{result.stdout[:500]!r}\n{result.stderr[:500]!r}"
+    output = re.search(r"-o (\S+)", line)
+    if output is None:
+        if "/metrics" in line:
+            assert b"layerscope_request_duration_seconds" in result.stdout
         else:
-            assert np.load(io.BytesIO(data)).dtype == np.float32
+            json.loads(result.stdout)
+        return
+    data = (tmp_path / output.group(1)).read_bytes()
+    if output.group(1) == "/dev/null":
+        return
+    if output.group(1).endswith(".png"):
+        assert Image.open(io.BytesIO(data)).format == "PNG"
+    elif output.group(1).endswith(".npz"):
+        assert zipfile.is_zipfile(io.BytesIO(data)) and len(np.load(io.BytesIO(data)).files) >= 2
+    else:
+        assert np.load(io.BytesIO(data)).dtype == np.float32
 
 
 def test_every_route_has_a_curl_line() -> None:

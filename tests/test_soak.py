@@ -49,9 +49,10 @@ def _mixed(i: int, tiny_inputs: list[bytes]) -> tuple[str, dict, list]:
     ][i % 8]
 
 
-BATCHES = 5
-BATCH = 400
-STEADY_GROWTH = 2 * 1024 * 1024  # per batch of 400: a leak of about 5 KB per request
+BATCHES = 4
+BATCH = 100
+WARM_UP = 200
+STEADY_GROWTH = 1024 * 1024  # per batch of 100: a leak of about 10 KB per request
 
 
 def test_memory_flattens_over_equal_batches_of_mixed_requests(
@@ -59,8 +60,8 @@ def test_memory_flattens_over_equal_batches_of_mixed_requests(
 ) -> None:
     """A leak grows memory in every batch; allocator pools and caches grow in steps and stop.
 
-    After a warm-up, five equal batches of 400 mixed requests are sent and RSS is read after
-    each. The test fails when each of the last three batches grew RSS by more than 2 MiB:
+    After a warm-up, four equal batches of 100 mixed requests are sent and RSS is read after
+    each. The test fails when each of the last three batches grew RSS by more than 1 MiB:
     growth that does not flatten. One threshold on the total would fail on a single
     allocator step (it did: 55 MiB once in three runs) and pass a slow leak.
     """
@@ -75,11 +76,11 @@ def test_memory_flattens_over_equal_batches_of_mixed_requests(
         with ThreadPoolExecutor(8) as threads:
             return list(threads.map(one, range(offset, offset + count)))
 
-    run(300, 0)  # warm-up: allocator pools, caches, lazy imports
+    run(WARM_UP, 0)  # warm-up: allocator pools, caches, lazy imports
     rss, fds_before = [_rss_bytes(pid)], _open_fds(pid)
     statuses: list[int] = []
     for batch in range(BATCHES):
-        statuses += run(BATCH, 300 + batch * BATCH)
+        statuses += run(BATCH, WARM_UP + batch * BATCH)
         rss.append(_rss_bytes(pid))
     fds_after = _open_fds(pid)
     growth = [after - before for before, after in zip(rss, rss[1:], strict=False)]
