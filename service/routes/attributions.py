@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, create_model
 
 from api_schemas import attributions as schemas
-from api_schemas.attributions import CamLayerItem, CamMapItem, GradientMapItem, TargetItem
+from api_schemas.attributions import CamLayerItem, CamMapItem, GradientMapItem
 from api_schemas.feature_maps import OutputFormat
 from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem
@@ -38,6 +38,7 @@ from service.routes.attribution_options import (
     GradientOptions,
 )
 from service.routes.deps import ImagesDep, Serving, ServingDep
+from service.routes.explained_targets import target_items
 from service.workers.attribution_tasks import attribution_task
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
@@ -87,26 +88,6 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _targets(model: LoadedModel, result: CamResult | GradientResult) -> list[list[TargetItem]]:
-    """Per image, the classes explained, with the box (detection) or region size (segmentation)."""
-    items = []
-    for image, row in enumerate(result.targets):
-        line = []
-        for slot, class_index in enumerate(row):
-            extra: dict[str, Any] = {}
-            if result.boxes is not None:
-                extra["box"] = [round(float(v), 2) for v in result.boxes[image, slot]]
-            if result.regions is not None:
-                extra["pixels"] = int(result.regions[image, slot].sum())
-            line.append(
-                TargetItem(
-                    class_index=int(class_index), label=model.label(int(class_index)), **extra
-                )
-            )
-        items.append(line)
-    return items
-
-
 def _predictions(rows: list[list[Prediction]]) -> list[list[PredictionItem]]:
     return [[PredictionItem(**vars(p)) for p in row] for row in rows]
 
@@ -123,7 +104,7 @@ def _shared_fields(
         "model": model.name,
         "fitting": [Fitting.model_validate(fit.to_dict()) for fit in fits],
         "method": options.method,
-        "targets": _targets(model, result),
+        "targets": target_items(model, result),
         "predictions": _predictions(result.predictions),
         "randomized_layers": list(result.randomized),
         "png_base64": png_base64,

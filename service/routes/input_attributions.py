@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from api_schemas.attributions import TargetItem
 from api_schemas.input_attributions import InputAttributionResponse, InputMapItem
 from api_schemas.models import Fitting
 from api_schemas.predictions import PredictionItem
@@ -31,6 +30,7 @@ from service.engine.render import check_colormap
 from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import ImagesDep, ServingDep
+from service.routes.explained_targets import target_items
 from service.routes.input_attribution_options import InputAttributionOptions
 from service.workers.attribution_tasks import attribution_task
 
@@ -91,26 +91,6 @@ async def attributions(
     )
 
 
-def _targets(model: LoadedModel, result: InputResult) -> list[list[TargetItem]]:
-    """Per image, the classes explained, with the box (detection) or region size."""
-    items = []
-    for image, row in enumerate(result.targets):
-        line = []
-        for slot, class_index in enumerate(row):
-            extra: dict[str, Any] = {}
-            if result.boxes is not None:
-                extra["box"] = [round(float(v), 2) for v in result.boxes[image, slot]]
-            if result.regions is not None:
-                extra["pixels"] = int(result.regions[image, slot].sum())
-            line.append(
-                TargetItem(
-                    class_index=int(class_index), label=model.label(int(class_index)), **extra
-                )
-            )
-        items.append(line)
-    return items
-
-
 def _body(
     model: LoadedModel,
     plan: InputPlan,
@@ -140,7 +120,7 @@ def _body(
         input_size=list(model.spec.input_size),
         fitting=[Fitting.model_validate(fit.to_dict()) for fit in fits],
         shape=shape,
-        targets=_targets(model, result),
+        targets=target_items(model, result),
         predictions=[[PredictionItem(**vars(p)) for p in row] for row in result.predictions],
         maps=maps,
         png_base64=png_base64,
