@@ -1,0 +1,206 @@
+"""What an evaluation metric is: the batch it reads, its parameters and `register_metric`.
+
+A metric module imports this module only; `registry` imports every module of the package
+so their `register_metric` calls run (as the attribution methods' registry does).
+
+The contract, for the code that runs metrics (the `/evaluate` routes and the dataset job):
+- build one `EvalBatch` per batch of images and method: the normalized inputs on the
+  model's device, the targets, the method's maps as float32 numpy [B, A, H, W] at input
+  resolution (A = 1 for a CAM, A = C for an input-space attribution), and the callables
+  the metric's `needs` ask for;
+- `parameters = resolve_parameters(metric, given)` (422 on an unknown name or a value out of
+  range), then `metric.compute(batch, parameters)`;
+- the answer is one float per image, numpy float64 [B] (NaN where the metric is undefined for
+  that image, e.g. a constant map), or, for `randomization`, a `Cascade` whose `values` are
+  the per-image numbers and whose other fields give the per-depth detail.
+
+Every metric runs on the calling thread (the device thread) and starts no thread of its own;
+the forward passes over perturbed inputs are batched `rows` at a time through
+`EvalBatch.forward`, which must run the model without gradients and leave it as found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from model_registry.errors import InvalidInput
+from service.engine.checks import Bound
+
+FAITHFULNESS = "faithfulness"
+ROBUSTNESS = "robustness"
+COMPLEXITY = "complexity"
+LOCALISATION = "localisation"
+RANDOMISATION = "randomisation"
+FAMILIES = (FAITHFULNESS, ROBUSTNESS, COMPLEXITY, LOCALISATION, RANDOMISATION)
+
+NEEDS_MASKS = "masks"
+NEEDS_EXPLAIN = "explain"
+NEEDS_RANDOMIZED = "explain_randomized"
+
+
+@dataclass(frozen=True)
+class EvalBatch:
+    """Everything a metric may read for one batch of images explained by one method.
+
+    Attributes:
+        inputs: normalized model inputs [B, C, H, W] on the model's device.
+        targets: int64 [B], the explained class of each image (on any device).
+        maps: float32 [B, A, H, W] at input resolution: A = 1 for a CAM, A = C for an
+            input-space attribution (signed values as the method gives them).
+        forward: logits [N, classes] of any inputs [N, C, H, W] (the caller's model, run
+            without gradients); metrics call it with at most `rows` inputs at a time.
+        explain: re-explain (inputs [N, C, H, W], targets [N]) -> maps like `maps` [N, ...]
+            with the same method and options (robustness, infidelity-free metrics).
+        explain_randomized: depth -> maps like `maps` for these inputs and targets, computed
+            on a copy of the model whose top `depth` parametrized layers (`randomizable[:depth]`)
+            are re-initialized, cumulatively as `randomized_copies` does (randomisation).
+        randomizable: the parametrized layers in cascade order, top first.
+        masks: bool [B, H, W] ground truth of the object per image (localisation).
+        seed: seeds every random draw of a metric (noise, perturbations, subsets).
+        rows: inputs per `forward` call.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    maps: np.ndarray
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    explain: Callable[[torch.Tensor, torch.Tensor], np.ndarray] | None = None
+    explain_randomized: Callable[[int], np.ndarray] | None = None
+    randomizable: tuple[str, ...] = ()
+    masks: np.ndarray | None = None
+    seed: int = 0
+    rows: int = 64
+
+    @property
+    def size(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The randomisation metric's answer (Quantus MPRT).
+
+    Attributes:
+        values: float64 [B], one number per image for aggregation and ranking: the mean
+            similarity over the depths (Quantus's `return_average_correlation`).
+        layers: the randomized layers, top first; depth d has `layers[:d]` randomized.
+        similarity: float64 [B, D], similarity of the original map with the map at depth d
+            (column d - 1); NaN where a map is constant.
+        decorrelated_at: float64 [B], the first depth whose similarity is below `threshold`
+            (NaN when no depth is).
+        threshold: the similarity below which a map counts as decorrelated.
+    """
+
+    values: np.ndarray
+    layers: tuple[str, ...]
+    similarity: np.ndarray
+    decorrelated_at: np.ndarray
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One metric parameter: its default, its valid range and what it does.
+
+    `kind` is int, float, or "ints"/"floats" (a comma-separated list of numbers, each within
+    `bound`, at most `max_items` of them).
+    """
+
+    default: Any
+    description: str
+    kind: Any = float
+    bound: Bound | None = None
+    max_items: int = 32
+
+    def check(self, name: str, value: Any) -> Any:
+        """`value` (a number, a list or their text) parsed and checked; 422 naming `name`."""
+        try:
+            if self.kind in ("ints", "floats"):
+                items = value.split(",") if isinstance(value, str) else list(value)
+                cast = int if self.kind == "ints" else float
+                parsed = tuple(cast(item) for item in items)
+            else:
+                parsed = self.kind(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"{name}: cannot read {value!r} as {self.kind}", field=name) from exc
+        values = parsed if isinstance(parsed, tuple) else (parsed,)
+        if isinstance(parsed, tuple) and not 1 <= len(parsed) <= self.max_items:
+            raise InvalidInput(
+                f"{name}: give 1 to {self.max_items} values",
+                field=name,
+                valid_range=[1, self.max_items],
+            )
+        if self.bound is not None:
+            for item in values:
+                checked = self.bound.check_int if isinstance(item, int) else self.bound.check
+                checked(name, item)
+        return parsed
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An evaluation metric, as the API lists it.
+
+    Attributes:
+        name: the API name, e.g. "road-combined".
+        family: one of `FAMILIES`.
+        reference: the implementation it matches, e.g. "Quantus 0.6 Sparseness".
+        higher_is_better: the direction of a better explanation.
+        needs: what `EvalBatch` must carry beyond inputs and maps: a subset of
+            {"masks", "explain", "explain_randomized"}.
+        parameters: name -> `Parameter` (the names are the API's option names).
+        compute: (batch, resolved parameters) -> float64 [B], or a `Cascade`.
+        summary: one line for listings.
+    """
+
+    name: str
+    family: str
+    reference: str
+    higher_is_better: bool
+    compute: Callable[[EvalBatch, Mapping[str, Any]], np.ndarray | Cascade]
+    summary: str = ""
+    needs: frozenset[str] = frozenset()
+    parameters: Mapping[str, Parameter] = field(default_factory=dict)
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: parameter.default for name, parameter in self.parameters.items()}
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(
+    name: str,
+    *,
+    family: str,
+    reference: str,
+    higher_is_better: bool,
+    summary: str,
+    needs: Sequence[str] = (),
+    parameters: Mapping[str, Parameter] | None = None,
+) -> Callable[[Callable], Callable]:
+    """Function decorator: `compute(batch, parameters)` becomes the metric `name`."""
+    if family not in FAMILIES:
+        raise ValueError(f"metric {name!r}: family {family!r} is not one of {FAMILIES}")
+
+    def wrap(compute: Callable) -> Callable:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
+        METRICS[name] = Metric(
+            name=name,
+            family=family,
+            reference=reference,
+            higher_is_better=higher_is_better,
+            compute=compute,
+            summary=summary,
+            needs=frozenset(needs),
+            parameters=dict(parameters or {}),
+        )
+        return compute
+
+    return wrap
