@@ -29,6 +29,7 @@ from service.routes import (
     attributions,
     compare,
     compare_picture,
+    contributions,
     datasets,
     docs,
     embedding,
@@ -181,7 +182,12 @@ def create_app(
     ):
         app.include_router(router)
     insight = (filters.router, maximize.router, invert.router, stats.router, embedding.router)
-    attribution = (attributions.router, input_attributions.router, methods.router)
+    attribution = (
+        attributions.router,
+        input_attributions.router,
+        contributions.router,
+        methods.router,
+    )
     comparison = (compare.router, compare_picture.router)
     for router in (*attribution, *insight, datasets.router, *comparison, jobs.router):
         app.include_router(router)

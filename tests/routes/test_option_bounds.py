@@ -9,6 +9,7 @@ import pytest
 
 from model_registry.errors import InvalidInput
 from service.app import create_app
+from service.engine.attribution.contributions import TOP
 from service.engine.attribution.plan import METRIC_STEPS, NOISE, SAMPLES, STEPS
 from service.engine.checks import Bound
 from service.engine.insight.embedding import PERPLEXITY
@@ -36,6 +37,8 @@ CASES = [
     Case("/v1/models/{model}/layers/{layer}/invert", "norm", NORM),
     Case("/v1/models/{model}/layers/{layer}/invert", "alpha", ALPHA),
     Case("/v1/models/{model}/embedding", "perplexity", PERPLEXITY),
+    Case("/v1/models/{model}/contributions", "steps", STEPS, integer=True),
+    Case("/v1/models/{model}/contributions", "top", TOP, integer=True),
 ]
 
 

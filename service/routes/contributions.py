@@ -1,0 +1,90 @@
+"""Channel contributions: which channels of a layer carry a target's score, per image."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api_schemas.contributions import ChannelContribution, ContributionItem, ContributionsResponse
+from service.engine.attribution.contributions import CONDUCTANCE, Contributions, plan_contributions
+from service.engine.encode import NPY_MEDIA_TYPE
+from service.engine.progress import Progress
+from service.jobs.job_store import Encoded
+from service.routes import common
+from service.routes.contribution_options import ContributionOptions
+from service.routes.deps import ImagesDep, ServingDep
+from service.routes.explained_targets import target_items
+from service.workers.contribution_tasks import contributions_task
+
+router = APIRouter(prefix="/v1/models", tags=["attributions"])
+
+_ANSWERS = {
+    **common.answers(
+        "json: the top channels per image and target; npy: float32 [B, C] ([B, T, C] for "
+        "several targets)",
+        NPY_MEDIA_TYPE,
+        body=ContributionsResponse,
+        errors=(*common.MODEL_ERRORS, *common.IMAGE_ERRORS, *common.DEVICE_ERRORS),
+    ),
+    **common.JOB_ACCEPTED,
+    **common.error_responses(*common.JOB_ERRORS),
+}
+
+
+def top_channels(values: np.ndarray, top: int) -> list[ChannelContribution]:
+    """The `top` largest values [C], largest first (equal values: lower channel first)."""
+    order = np.argsort(-values, kind="stable")[:top]
+    return [ChannelContribution(channel=int(c), contribution=float(values[c])) for c in order]
+
+
+def _body(options: ContributionOptions, model_name: str, items: list, result: Contributions):
+    conductance = result.method == CONDUCTANCE
+    batch, count, channels = result.values.shape
+    shape = [batch, count, channels] if result.several_targets else [batch, channels]
+    return ContributionsResponse(
+        model=model_name,
+        layer=result.layer,
+        method=result.method,
+        steps=options.steps if conductance else None,
+        baseline=options.baseline.value if conductance else None,
+        channel_count=channels,
+        shape=shape,
+        channels=items[0].channels,
+        items=items,
+    )
+
+
+@router.post("/{model}/contributions", responses=_ANSWERS, response_model=None)
+async def contributions(
+    serving: ServingDep, images: ImagesDep, options: Annotated[ContributionOptions, Query()]
+) -> Response:
+    """Each channel's contribution to a target (class, region, box) of one or more images."""
+    model = serving.model
+    plan = plan_contributions(model, **options.plan_args())
+    fmt, pixels = options.fmt.value, serving.settings.max_image_pixels
+
+    def work(_progress: Progress) -> Encoded:
+        answer = contributions_task(model, images, plan, fmt=fmt, max_pixels=pixels)
+        if fmt == "npy":
+            return Encoded(answer.body, answer.media_type)
+        result = answer.result
+        explained = target_items(model, result)
+        items = [
+            ContributionItem(
+                image=image,
+                target=explained[image][slot],
+                total=float(result.values[image, slot].sum()),
+                channels=top_channels(result.values[image, slot], plan.top),
+            )
+            for image in range(result.values.shape[0])
+            for slot in range(result.values.shape[1])
+        ]
+        body = _body(options, model.name, items, result)
+        return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
+
+    return await common.answer_or_job(
+        serving, "contributions", work, total=1, estimate_s=0.0, run_async=options.run_async
+    )

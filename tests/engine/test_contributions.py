@@ -1,0 +1,111 @@
+"""Channel contributions against Captum's layer methods, summed over positions."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+import torch
+from captum.attr import LayerConductance, LayerGradientXActivation
+from torch import nn
+
+from model_registry.errors import InvalidInput
+from model_registry.registry import LoadedModel
+from service.engine.attribution.baselines import baseline
+from service.engine.attribution.contributions import channel_contributions, plan_contributions
+from service.engine.capture import split_call
+from service.samples import digit_samples
+from tests.helpers import seeded_resnet
+from tests.numerics import assert_float32_close
+from tests.tiny_models import loaded, model_batch, pearson
+
+
+class Case(NamedTuple):
+    layer: str
+    method: str
+    options: dict
+
+
+CASES = [
+    Case("layer2", "grad-x-act", {}),
+    Case("layer3.1.conv1", "grad-x-act", {"targets": "3,7"}),
+    Case("layer4.1.relu", "grad-x-act", {"targets": "5"}),  # a ReLU that runs twice: its last call
+    Case("layer3", "conductance", {"steps": 8, "targets": "3"}),
+    Case("layer2.0.bn1", "conductance", {"steps": 5, "baseline": "black", "targets": "1,2"}),
+]
+
+
+@pytest.fixture(scope="module")
+def small_resnet() -> LoadedModel:
+    """A seeded resnet18 fed 32 x 32, ten classes."""
+    return loaded("resnet", seeded_resnet(), (32, 32), 10)
+
+
+def _captum(
+    model: LoadedModel, batch: torch.Tensor, case: Case, target: int | list[int]
+) -> torch.Tensor:
+    layer = model.module.get_submodule(split_call(case.layer)[0])
+    if case.method == "grad-x-act":
+        values = LayerGradientXActivation(model.module, layer).attribute(batch, target=target)
+    else:
+        start = baseline(batch, case.options.get("baseline", "zero"), model.spec)
+        values = LayerConductance(model.module, layer).attribute(
+            batch, baselines=start, target=target, n_steps=case.options["steps"]
+        )
+    return values.sum(dim=(2, 3)).detach()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method}-{c.layer}")
+def test_resnet_equals_captum(small_resnet: LoadedModel, case: Case) -> None:
+    batch = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plan = plan_contributions(small_resnet, layer=case.layer, method=case.method, **case.options)
+    target, values = channel_contributions(small_resnet, batch, plan)
+    assert values.shape == (2, target.count, small_resnet.catalog.get(case.layer).spatial_shape[0])
+    for slot in range(target.count):
+        classes = target.classes[:, slot].tolist()
+        assert_float32_close(values[:, slot], _captum(small_resnet, batch, case, classes))
+    assert not any(p.grad is not None for p in small_resnet.module.parameters())
+    assert not small_resnet.module._forward_hooks
+
+
+@pytest.mark.parametrize("method", ["grad-x-act", "conductance"])
+def test_digits_equal_captum(digits: LoadedModel, method: str) -> None:
+    images = list(digit_samples(4).values())
+    batch = model_batch(digits, images)
+    plan = plan_contributions(digits, layer="relu2", method=method, steps=16)
+    target, values = channel_contributions(digits, batch, plan)
+    top1 = target.classes[:, 0]
+    case = Case("relu2", method, {"steps": 16})
+    for image in range(batch.shape[0]):
+        ours = values[image, 0]
+        theirs = _captum(digits, batch[image : image + 1], case, int(top1[image]))[0]
+        assert_float32_close(ours, theirs)
+        assert pearson(ours, theirs) >= 0.999
+
+
+class _TupleOut(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pair = _TupleOut()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, _ = self.pair(self.conv(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_layer_without_channels_names_the_layers_with_them() -> None:
+    model = loaded("pair", _Net(), (8, 8), 3)
+    with pytest.raises(InvalidInput) as raised:
+        plan_contributions(model, layer="pair")
+    assert raised.value.field == "layer"
+    assert "conv" in raised.value.extra["suitable"]
+    with pytest.raises(InvalidInput):
+        plan_contributions(model, layer="conv", method="saliency")
+    assert plan_contributions(model, layer="conv", top=99).top == 4
