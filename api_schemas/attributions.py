@@ -54,6 +54,12 @@ class TargetItem(BaseModel):
         exclude_if=lambda value: value is None,
         description="segmentation: how many pixels the region explained has",
     )
+    unit: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="unit=: the unit explained, 'layer:channel' or 'layer:channel@y,x' "
+        "(class_index is then its channel)",
+    )
 
 
 class CamLayerItem(BaseModel):

@@ -49,6 +49,15 @@ Detection = Annotated[
         max_length=256,
     ),
 ]
+Unit = Annotated[
+    str | None,
+    Field(
+        description="explain a unit instead of a class: LAYER:CHANNEL (the channel's spatial "
+        "mean) or LAYER:CHANNEL@Y,X (one position of its map), as Captum's neuron methods; "
+        "not together with target, region, box or detection",
+        max_length=1024,
+    ),
+]
 Alpha = Annotated[
     float,
     Field(ge=0, le=1, allow_inf_nan=False, description="weight of the heatmap over the input"),
@@ -93,6 +102,7 @@ class CamOptions(Options):
     region: Region = None
     box: Box = None
     detection: Detection = None
+    unit: Unit = None
     fmt: OutputFormat = Field(OutputFormat.png, alias="format")
     colormap: str = colormap_field("jet")
     alpha: Alpha = 0.5
@@ -156,6 +166,7 @@ class GradientOptions(Options):
     region: Region = None
     box: Box = None
     detection: Detection = None
+    unit: Unit = None
     fmt: OutputFormat = Field(OutputFormat.png, alias="format")
     view: GradientView = Field(
         GradientView.heatmap,

@@ -38,7 +38,7 @@ from service.routes.attribution_options import (
     GradientOptions,
 )
 from service.routes.deps import ImagesDep, Serving, ServingDep
-from service.routes.explained_targets import target_items
+from service.routes.explained_targets import explained_label, target_items
 from service.workers.attribution_tasks import attribution_task
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
@@ -167,7 +167,7 @@ def _cam_body(
                         layer=layer_result.name,
                         image=image,
                         target=int(class_index),
-                        label=model.label(int(class_index)),
+                        label=explained_label(model, result, int(class_index)),
                         min=float(values.min()),
                         max=float(values.max()),
                         **extra,
@@ -216,7 +216,7 @@ def _gradient_body(
                 GradientMapItem(
                     image=image,
                     target=int(class_index),
-                    label=model.label(int(class_index)),
+                    label=explained_label(model, result, int(class_index)),
                     min=float(values.min()),
                     max=float(values.max()),
                     rank_correlation=None

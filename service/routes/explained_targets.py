@@ -23,8 +23,16 @@ class Explained(Protocol):
     def regions(self) -> Any: ...
 
 
+def explained_label(model: LoadedModel, result: object, class_index: int) -> str:
+    """The label of what a target explains: the unit ('layer:channel[@y,x]', where the
+    class index is the unit's channel) or the class's label."""
+    unit = getattr(result, "unit", None)
+    return unit if unit is not None else model.label(class_index)
+
+
 def target_items(model: LoadedModel, result: Explained) -> list[list[TargetItem]]:
-    """Per image, the classes explained, with the box (detection) or region size."""
+    """Per image, the classes explained, with the box (detection) or region size; for a
+    unit, its channel and the unit as written."""
     items = []
     for image, row in enumerate(result.targets):
         line = []
@@ -34,9 +42,13 @@ def target_items(model: LoadedModel, result: Explained) -> list[list[TargetItem]
                 extra["box"] = [round(float(v), 2) for v in result.boxes[image, slot]]
             if result.regions is not None:
                 extra["pixels"] = int(result.regions[image, slot].sum())
+            if getattr(result, "unit", None) is not None:
+                extra["unit"] = result.unit  # type: ignore[attr-defined]
             line.append(
                 TargetItem(
-                    class_index=int(class_index), label=model.label(int(class_index)), **extra
+                    class_index=int(class_index),
+                    label=explained_label(model, result, int(class_index)),
+                    **extra,
                 )
             )
         items.append(line)

@@ -26,6 +26,7 @@ from service.routes.attribution_options import (
     Region,
     Target,
     TopK,
+    Unit,
 )
 from service.routes.options import Options, RunAsync, colormap_field
 
@@ -62,6 +63,7 @@ class InputAttributionOptions(Options):
     region: Region = None
     box: Box = None
     detection: Detection = None
+    unit: Unit = None
     fmt: OutputFormat = Field(OutputFormat.png, alias="format")
     view: GradientView = Field(
         GradientView.heatmap,

@@ -30,7 +30,7 @@ from service.engine.render import check_colormap
 from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.deps import ImagesDep, ServingDep
-from service.routes.explained_targets import target_items
+from service.routes.explained_targets import explained_label, target_items
 from service.routes.input_attribution_options import InputAttributionOptions
 from service.workers.attribution_tasks import attribution_task
 
@@ -102,7 +102,7 @@ def _body(
         InputMapItem(
             image=image,
             target=int(class_index),
-            label=model.label(int(class_index)),
+            label=explained_label(model, result, int(class_index)),
             min=float(result.values[image, slot].min()),
             max=float(result.values[image, slot].max()),
             **_trust(result, image, slot),

@@ -19,6 +19,7 @@ from service.engine.attribution.maps import cam_maps, gradient_maps, unit_scale
 from service.engine.attribution.plan import CamPlan, GradientPlan
 from service.engine.attribution.sanity import randomized_copy, rank_correlation
 from service.engine.attribution.target_objects import Target
+from service.engine.attribution.unit_target import UnitRequest, unit_as_output
 from service.engine.predict import Prediction, top_k_predictions
 
 
@@ -54,6 +55,7 @@ class CamResult:
     randomized: tuple[str, ...] = ()
     boxes: np.ndarray | None = None  # float32 [B, T, 4]: the boxes explained (detection)
     regions: np.ndarray | None = None  # bool [B, T, H, W]: the regions explained (segmentation)
+    unit: str | None = None  # the unit explained (`unit_target`), 'layer:channel[@y,x]'
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ class GradientResult:
     rank_correlation: np.ndarray | None = None  # [B, T], on the channel-summed |values|
     boxes: np.ndarray | None = None
     regions: np.ndarray | None = None
+    unit: str | None = None
+
+
+def unit_text(request: object) -> str | None:
+    """The unit a request explains, as written ('layer:channel[@y,x]'); None: a class."""
+    return request.text if isinstance(request, UnitRequest) else None
 
 
 def _drawn(target: Target) -> dict[str, np.ndarray | None]:
@@ -81,10 +89,11 @@ def _drawn(target: Target) -> dict[str, np.ndarray | None]:
 
 
 def _predictions(
-    model: LoadedModel, output: object, top_k: int, count: int
+    model: LoadedModel, output: object, top_k: int, count: int, *, unit: bool = False
 ) -> list[list[Prediction]]:
-    """Top-k classes of a classifier; segmentation and detection models have none here."""
-    if model.spec.task != "classification" or not isinstance(output, torch.Tensor):
+    """Top-k classes of a classifier; segmentation and detection models have none here, nor
+    a request that explains a unit (whose passes output the unit's layer)."""
+    if unit or model.spec.task != "classification" or not isinstance(output, torch.Tensor):
         return [[] for _ in range(count)]
     return top_k_predictions(output, model, top_k)
 
@@ -93,6 +102,13 @@ def compute_cam(
     model: LoadedModel, batch: torch.Tensor, plan: CamPlan, *, inputs: np.ndarray
 ) -> CamResult:
     """CAMs of every requested layer and target, with metrics and sanity check if asked."""
+    with unit_as_output(model.module, plan.targets):
+        return _compute_cam(model, batch, plan, inputs=inputs)
+
+
+def _compute_cam(
+    model: LoadedModel, batch: torch.Tensor, plan: CamPlan, *, inputs: np.ndarray
+) -> CamResult:
     cams = partial(
         cam_maps,
         eigen_smooth=plan.eigen_smooth,
@@ -147,9 +163,12 @@ def compute_cam(
         layers=tuple(layers),
         targets=raw.targets.cpu().numpy().astype(np.int64),
         several_targets=plan.several_targets,
-        predictions=_predictions(model, raw.logits, plan.top_k, batch.shape[0]),
+        predictions=_predictions(
+            model, raw.logits, plan.top_k, batch.shape[0], unit=unit_text(plan.targets) is not None
+        ),
         inputs=inputs,
         randomized=randomized,
+        unit=unit_text(plan.targets),
         **_drawn(raw.target),
     )
 
@@ -158,7 +177,8 @@ def compute_gradients(
     model: LoadedModel, batch: torch.Tensor, plan: GradientPlan, *, inputs: np.ndarray
 ) -> GradientResult:
     """Gradient maps for every image and target, with the sanity check if asked."""
-    logits, targets, values = gradient_maps(model, batch, plan)
+    with unit_as_output(model.module, plan.targets):
+        logits, targets, values = gradient_maps(model, batch, plan)
     randomized: tuple[str, ...] = ()
     correlation = None
     if plan.randomize:
@@ -173,10 +193,13 @@ def compute_gradients(
         values=_numpy(values),
         targets=targets.classes.cpu().numpy().astype(np.int64),
         several_targets=plan.several_targets,
-        predictions=_predictions(model, logits, plan.top_k, batch.shape[0]),
+        predictions=_predictions(
+            model, logits, plan.top_k, batch.shape[0], unit=unit_text(plan.targets) is not None
+        ),
         inputs=inputs,
         randomized=randomized,
         rank_correlation=correlation,
+        unit=unit_text(plan.targets),
         **_drawn(targets),
     )
 

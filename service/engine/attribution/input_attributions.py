@@ -17,7 +17,13 @@ import torch
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
-from service.engine.attribution.explain import GradientResult, _drawn, _numpy, _predictions
+from service.engine.attribution.explain import (
+    GradientResult,
+    _drawn,
+    _numpy,
+    _predictions,
+    unit_text,
+)
 from service.engine.attribution.input_trust import TrustRequest, check_trust, trust_checks
 from service.engine.attribution.methods.base import GradientInputs, GradientMethod
 from service.engine.attribution.methods.input_base import (
@@ -36,6 +42,12 @@ from service.engine.attribution.plan import (
 )
 from service.engine.attribution.target_objects import ClassRequest, Target, TargetRequest
 from service.engine.attribution.target_requests import parse_request
+from service.engine.attribution.unit_target import (
+    UnitRequest,
+    check_unit_method,
+    check_unit_options,
+    unit_as_output,
+)
 from service.engine.checks import check_choice, check_finite
 from service.engine.insight.cost import FORWARD_AND_BACKWARD, forward_flops
 
@@ -46,7 +58,7 @@ class InputPlan:
 
     method: str
     options: Any
-    targets: TargetRequest = ClassRequest()
+    targets: TargetRequest | UnitRequest = ClassRequest()
     top_k: int = DEFAULT_TOP_K
     tunnel: Tunnel | None = None
     trust: TrustRequest = TrustRequest()
@@ -119,6 +131,7 @@ def plan_input_attributions(
     metrics: list[str] | None = None,
     metric_steps: int | None = None,
     randomize: int = 0,
+    unit: str | None = None,
 ) -> InputPlan:
     """Check a request: `given` holds the method parameters the client sent (and only them);
     metrics, metric_steps and randomize are the trust checks (`input_trust`)."""
@@ -149,12 +162,16 @@ def plan_input_attributions(
             region=region,
             box=box,
             detection=detection,
+            unit=unit,
             **given,
         )
+        check_unit_options(plan.targets, metrics=bool(metrics), randomize=randomize)
         return InputPlan(
             method, chosen.options(plan), plan.targets, plan.top_k, tunnel=noise, trust=trust
         )
-    request = parse_request(model, targets, region=region, box=box, detection=detection)
+    request = parse_request(model, targets, region=region, box=box, detection=detection, unit=unit)
+    check_unit_options(request, metrics=bool(metrics), randomize=randomize)
+    check_unit_method(request, method)
     options = chosen.Options(**{**allowed, **given})
     chosen.validate(model, options)
     return InputPlan(method, options, request, _check_top_k(model, top_k), trust=trust)
@@ -245,7 +262,8 @@ def compute_input_attributions(
 
         return run(replace(work, model=copy, choose=same, fixed_targets=fixed)).values
 
-    maps = run(work)
+    with unit_as_output(model.module, plan.targets):
+        maps = run(work)
     trust = trust_checks(model, batch, maps.values, maps.target, plan.trust, rerun)
     drawn = _drawn(maps.target)
     return InputResult(
@@ -253,7 +271,10 @@ def compute_input_attributions(
         values=_numpy(maps.values),
         targets=maps.target.classes.cpu().numpy().astype(np.int64),
         several_targets=plan.several_targets,
-        predictions=_predictions(model, maps.output, plan.top_k, batch.shape[0]),
+        predictions=_predictions(
+            model, maps.output, plan.top_k, batch.shape[0], unit=unit_text(plan.targets) is not None
+        ),
+        unit=unit_text(plan.targets),
         inputs=inputs,
         mask=None if maps.mask is None else maps.mask.cpu().numpy().astype(np.int64),
         randomized=trust.randomized,

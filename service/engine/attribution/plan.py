@@ -18,6 +18,12 @@ from service.engine.attribution.methods.registry import cam_method, gradient_met
 from service.engine.attribution.sanity import parametrized_layers
 from service.engine.attribution.target_objects import ClassRequest, TargetRequest
 from service.engine.attribution.target_requests import parse_request
+from service.engine.attribution.unit_target import (
+    UnitRequest,
+    check_layer_before_unit,
+    check_unit_cam,
+    check_unit_options,
+)
 from service.engine.checks import Bound, check_choice
 
 DEFAULT_TOP_K = 5
@@ -55,7 +61,7 @@ class CamPlan:
 
     method: str
     layers: tuple[str, ...]
-    targets: TargetRequest = ClassRequest()
+    targets: TargetRequest | UnitRequest = ClassRequest()
     metrics: tuple[str, ...] = ()
     metric_steps: int = DEFAULT_STEPS
     randomize: int = 0
@@ -87,7 +93,7 @@ class GradientPlan:
     """
 
     method: str
-    targets: TargetRequest = ClassRequest()
+    targets: TargetRequest | UnitRequest = ClassRequest()
     layer: str | None = None
     upsample: str = NEAREST
     steps: int = 32
@@ -148,8 +154,10 @@ def plan_cam(
     samples: int | None = None,
     noise: float | None = None,
     seed: int | None = None,
+    unit: str | None = None,
 ) -> CamPlan:
-    """Check a /cam request; layers default to the last spatial layer."""
+    """Check a /cam request; layers default to the last spatial layer (for `unit`, the
+    unit's layer)."""
     chosen = cam_method(method)
     sampling = _check_sampling(method, chosen.parameters, samples, noise, seed)
     if layers and not chosen.uses_layer:
@@ -164,10 +172,16 @@ def plan_cam(
             "flip with it",
             field="aug_smooth",
         )
-    request = parse_request(model, targets, region=region, box=box, detection=detection)
+    request = parse_request(model, targets, region=region, box=box, detection=detection, unit=unit)
+    if isinstance(request, UnitRequest) and not layers and chosen.uses_layer:
+        layers = [request.layer]  # the default for a unit: its own layer
     infos = check_spatial_layers(model, layers)
     for info in infos:
         chosen.validate(model, info)
+    check_unit_cam(
+        model, request, method, [info.name for info in infos] if chosen.uses_layer else []
+    )
+    check_unit_options(request, metrics=bool(metrics), randomize=randomize, aug_smooth=aug_smooth)
     if aggregate_layers and len(infos) < 2:
         raise InvalidInput(
             "aggregate_layers: averages the maps of several layers; name two or more in "
@@ -210,8 +224,10 @@ def _check_sampling(
     """The sampled CAMs' parameters; 422 for one the method does not take."""
     for field, value in (("samples", samples), ("noise", noise), ("seed", seed)):
         if value is not None and field not in accepted:
-            takers = "sscam, iscam and smoothgradcam++" if field == "samples" else (
-                "sscam and smoothgradcam++"
+            takers = (
+                "sscam, iscam and smoothgradcam++"
+                if field == "samples"
+                else ("sscam and smoothgradcam++")
             )
             raise InvalidInput(
                 f"{field}: method={method} takes no {field} (only {takers} do); leave it out",
@@ -241,16 +257,21 @@ def plan_gradients(
     region: str | None = None,
     box: str | None = None,
     detection: str | None = None,
+    unit: str | None = None,
 ) -> GradientPlan:
     """Check a /gradients request; `layer` is guided-gradcam's (default: the last spatial)."""
     chosen = gradient_method(method)
-    request = parse_request(model, targets, region=region, box=box, detection=detection)
+    request = parse_request(model, targets, region=region, box=box, detection=detection, unit=unit)
+    check_unit_options(request, randomize=randomize)
     check_choice(baseline, BASELINES, field="baseline")
     check_choice(upsample, UPSAMPLES, field="upsample")
     STEPS.check_int("steps", steps)
     SAMPLES.check_int("samples", samples)
     NOISE.check("noise", noise)
+    if isinstance(request, UnitRequest) and layer is None and method == "guided-gradcam":
+        layer = request.layer  # the default for a unit: its own layer
     cam_layer = chosen.validate(model, layer)
+    check_layer_before_unit(model, request, [cam_layer] if cam_layer else [], field="layer")
     return GradientPlan(
         method=method,
         targets=request,

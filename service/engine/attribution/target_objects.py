@@ -16,7 +16,7 @@ or ablated copies, noisy or interpolated inputs), so a method never asks what th
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from torchvision.ops import box_iou
@@ -24,6 +24,9 @@ from torchvision.ops import box_iou
 from model_registry.errors import InvalidInput
 from service.engine.attribution.targets import resolve_targets
 from service.engine.dense.outputs import class_scores, detections
+
+if TYPE_CHECKING:
+    from service.engine.attribution.unit_target import UnitRequest
 
 IOU_THRESHOLD = 0.5
 
@@ -130,7 +133,12 @@ def concat_targets(parts: list[Target]) -> Target:
     if len(parts) == 1:
         return parts[0]
     kind = type(parts[0])
-    joined = {f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(kind)}
+    joined = {
+        f.name: torch.cat([getattr(p, f.name) for p in parts])
+        if isinstance(getattr(parts[0], f.name), torch.Tensor)
+        else getattr(parts[0], f.name)  # the same for every chunk (a unit target's unit)
+        for f in fields(kind)
+    }
     return kind(**joined)
 
 
@@ -239,4 +247,5 @@ class BoxRequest:
         return BoxTarget(torch.stack(labels).long(), torch.stack(boxes))
 
 
-TargetRequest = ClassRequest | RegionRequest | BoxRequest
+# A unit (`unit_target`, which builds on this module) is a request too.
+TargetRequest = Union[ClassRequest, RegionRequest, BoxRequest, "UnitRequest"]  # noqa: UP007

@@ -17,6 +17,7 @@ from service.engine.attribution.target_objects import (
     TargetRequest,
 )
 from service.engine.attribution.targets import parse_targets
+from service.engine.attribution.unit_target import UnitRequest, parse_unit
 
 TAKES = {
     CLASSIFICATION: "target=<class>[,<class>...]",
@@ -33,15 +34,25 @@ def parse_request(
     region: str | None = None,
     box: str | None = None,
     detection: str | None = None,
-) -> TargetRequest:
-    """The request for this model's task.
+    unit: str | None = None,
+) -> TargetRequest | UnitRequest:
+    """The request for this model's task, or the unit `unit` names (`unit_target`).
 
     Raises:
         InvalidInput: a field the task does not take (saying which it takes), a box outside
-            the input, an unknown class, a malformed detection index.
+            the input, an unknown class, a malformed detection index, a unit outside its
+            layer or map, or a unit together with a target.
     """
     task = model.spec.task
     given = {"region": region, "box": box, "detection": detection}
+    if unit not in (None, ""):
+        for field, value in {"target": targets, **given}.items():
+            if value not in (None, ""):
+                raise InvalidInput(
+                    f"unit: a unit is the target; give either unit or {field}, not both",
+                    field="unit",
+                )
+        return parse_unit(model, str(unit))
     for field, value in given.items():
         if value not in (None, "") and field not in _FIELDS[task]:
             raise InvalidInput(

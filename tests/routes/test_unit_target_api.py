@@ -1,0 +1,54 @@
+"""unit= over HTTP on /cam, /gradients and /attributions: the unit is listed as the target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.helpers import error_body, load_npy
+
+BASE = "/v1/models/digits"
+PICTURE = "image=dataset:digits/7"
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "cam?method=gradcam",
+        "cam?method=scorecam&layer=relu2",
+        "gradients?method=integrated-gradients&steps=8",
+        "attributions?method=occlusion",
+    ],
+)
+def test_a_unit_is_explained_and_listed(api: TestClient, route: str) -> None:
+    answer = api.post(f"{BASE}/{route}&{PICTURE}&unit=relu3:5@2,3&format=json")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    (target,) = body["targets"][0]
+    assert target == {"class_index": 5, "label": "relu3:5@2,3", "unit": "relu3:5@2,3"}
+    assert body["predictions"] == [[]]
+
+
+def test_npy_of_a_unit_differs_from_the_class(api: TestClient) -> None:
+    unit = load_npy(api.post(f"{BASE}/gradients?{PICTURE}&unit=relu3:5&format=npy").content)
+    top1 = load_npy(api.post(f"{BASE}/gradients?{PICTURE}&format=npy").content)
+    assert unit.shape == top1.shape and not np.allclose(unit, top1)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("cam?unit=relu3:999", "unit"),
+        ("cam?unit=relu3:1@9,9", "unit"),
+        ("cam?unit=relu3:1&target=2", "unit"),
+        ("cam?unit=relu2:1&layer=relu3", "layer"),
+        ("cam?unit=relu3:1&method=fullgrad", "unit"),
+        ("attributions?method=lrp&unit=relu3:1", "unit"),
+        ("gradients?unit=relu3:1&randomize=1", "randomize"),
+        ("cam?unit=nope:1", "unit"),
+    ],
+)
+def test_bad_units_are_refused_by_name(api: TestClient, query: str, field: str) -> None:
+    status = 404 if "nope" in query else 422
+    error_body(api.post(f"{BASE}/{query}&{PICTURE}"), status, field)
