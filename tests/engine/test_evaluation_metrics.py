@@ -3,6 +3,8 @@ known answers of deletion and insertion on the digits model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -109,3 +111,12 @@ def test_cascade_randomizes_one_more_layer_of_a_copy(digits: LoadedModel) -> Non
     for key, value in digits.module.state_dict().items():
         assert torch.equal(before[key], value)
     assert all(not m._forward_hooks for m in digits.module.modules())
+
+
+def test_the_docs_table_names_every_metric_and_its_reference() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "evaluation.md").read_text()
+    for name in metric_names():
+        metric = get_metric(name)
+        better = "yes" if metric.higher_is_better else "no"
+        row = f"| `{name}` | {metric.family} | {metric.reference} | {better} |"
+        assert row in text, row

@@ -25,17 +25,11 @@ from service.engine.evaluation.metrics.base import (
     Parameter,
     register_metric,
 )
+from service.engine.evaluation.metrics.prepare import pixel_saliency
 
 STEPS = {
     "steps": Parameter(DEFAULT_STEPS, "points on the curve after the start", int, METRIC_STEPS)
 }
-
-
-def pixel_saliency(maps: np.ndarray) -> np.ndarray:
-    """[B, A, H, W] -> [B, H, W]: the map itself (A = 1), or |values| summed over channels."""
-    if maps.shape[1] == 1:
-        return maps[:, 0]
-    return np.abs(maps).sum(axis=1)
 
 
 def _auc(metric: str, batch: EvalBatch, steps: int) -> np.ndarray:

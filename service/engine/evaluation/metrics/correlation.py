@@ -1,0 +1,88 @@
+"""Faithfulness correlation (Bhatt et al. 2020), as Quantus 0.6 `FaithfulnessCorrelation`.
+
+For `correlation_runs` random subsets of `correlation_subset` input features (values of
+the flattened [C, H, W] input, drawn without replacement), the features are set to the
+image's minimum (Quantus's "black" baseline) and the drop of the target's logit is paired
+with the sum of the map over those features (a one-channel map counts once per channel).
+The score is Pearson's r over the runs, in [-1, 1]: higher is more faithful.
+
+Randomness: a `numpy.random.RandomState(seed)` draws the subsets run by run, image by
+image, as Quantus draws them from numpy's global generator after `np.random.seed(seed)`
+(including the unused uniform fill its baseline table draws each run, so the two agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr
+
+from model_registry.errors import InvalidInput
+from service.engine.checks import Bound
+from service.engine.evaluation.metrics.base import (
+    FAITHFULNESS,
+    EvalBatch,
+    Parameter,
+    register_metric,
+)
+from service.engine.evaluation.metrics.passes import target_scores
+from service.engine.evaluation.metrics.prepare import normalise_by_max
+
+PARAMETERS = {
+    "correlation_runs": Parameter(100, "random subsets per image", int, Bound(2, 1000)),
+    "correlation_subset": Parameter(224, "input features per subset", int, Bound(1, 1 << 20)),
+}
+
+
+def subsets(seed: int, runs: int, count: int, features: int, size: int) -> np.ndarray:
+    """Feature indices int64 [runs, count, size], drawn as Quantus draws them."""
+    rng = np.random.RandomState(seed)
+    drawn = []
+    for _ in range(runs):
+        drawn.append(np.stack([rng.choice(features, size, replace=False) for _ in range(count)]))
+        rng.uniform(size=count)  # Quantus's baseline table draws a "uniform" fill each run
+    return np.stack(drawn)
+
+
+@register_metric(
+    "faithfulness-correlation",
+    family=FAITHFULNESS,
+    reference="Quantus 0.6 FaithfulnessCorrelation (Bhatt et al. 2020)",
+    higher_is_better=True,
+    summary="Pearson r of the map's sum over random subsets and the logit drop they cause",
+    parameters=PARAMETERS,
+)
+def faithfulness_correlation(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
+    runs, size = parameters["correlation_runs"], parameters["correlation_subset"]
+    count = batch.size
+    flat = batch.inputs.reshape(count, -1)
+    features = flat.shape[1]
+    if size > features:
+        raise InvalidInput(
+            f"correlation_subset: {size} is more than the {features} input features",
+            field="correlation_subset",
+            valid_range=[1, features],
+        )
+    maps = normalise_by_max(np.broadcast_to(batch.maps, tuple(batch.inputs.shape)))
+    maps = maps.reshape(count, -1)
+    picked = subsets(batch.seed, runs, count, features, size)  # [runs, B, size]
+    sums = np.take_along_axis(maps[None], picked, axis=2).sum(-1).T  # [B, runs]
+    black = flat.min(dim=1, keepdim=True).values
+    index = torch.from_numpy(picked).to(flat.device)
+    targets = batch.targets.long()
+    before = target_scores(batch, batch.inputs, targets, softmax=False)
+    after = np.empty((runs, count))
+    per_pass = max(1, batch.rows // count)
+    for start in range(0, runs, per_pass):
+        chunk = index[start : start + per_pass]  # [r, B, size]
+        perturbed = flat[None].repeat(chunk.shape[0], 1, 1)
+        perturbed.scatter_(2, chunk, black[None].expand(*chunk.shape))
+        shaped = perturbed.reshape(-1, *batch.inputs.shape[1:])
+        scores = target_scores(batch, shaped, targets.repeat(chunk.shape[0]), softmax=False)
+        after[start : start + chunk.shape[0]] = scores.reshape(chunk.shape[0], count)
+    drops = before[:, None] - after.T  # [B, runs]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(pearsonr(sums, drops, axis=1).statistic, dtype=np.float64)

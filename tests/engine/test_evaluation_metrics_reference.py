@@ -1,0 +1,194 @@
+"""Each metric equals its reference on the same model, inputs, maps and masks: Quantus for
+complexity, localisation and faithfulness correlation; pytorch-grad-cam for ROAD (zero
+noise) and the confidence changes; Captum for infidelity with the same perturbation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import quantus
+import torch
+from captum.metrics import infidelity
+from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
+from pytorch_grad_cam.metrics.road import (
+    ROADCombined,
+    ROADLeastRelevantFirstAverage,
+    ROADMostRelevantFirstAverage,
+)
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+from model_registry.registry import LoadedModel
+from service.engine.evaluation.metrics import get_metric, resolve_parameters
+from service.engine.evaluation.metrics.infidelity import infidelity_noise
+from service.engine.evaluation.metrics.prepare import scale_cam
+from tests.engine.evaluation_support import digits_inputs, eval_batch, gradcam
+
+COUNT = 6
+
+
+@pytest.fixture(scope="module")
+def case(digits: LoadedModel):
+    """Six digits, their Grad-CAMs (min-max scaled as grad-cam's), the strokes as masks."""
+    inputs, targets = digits_inputs(digits, COUNT)
+    maps = scale_cam(gradcam(digits, inputs, targets)[:, 0])[:, None]
+    masks = (inputs[:, 0] > inputs[:, 0].mean(dim=(1, 2), keepdim=True)).numpy()
+    batch = eval_batch(digits, inputs, targets, maps, masks=masks, seed=3)
+    return digits, batch
+
+
+def ours(name: str, batch, **given) -> np.ndarray:
+    metric = get_metric(name)
+    return metric.compute(batch, resolve_parameters(metric, given))
+
+
+QUANTUS = {
+    "sparseness": lambda: quantus.Sparseness(disable_warnings=True),
+    "complexity": lambda: quantus.Complexity(disable_warnings=True),
+    "pointing-game": lambda: quantus.PointingGame(disable_warnings=True),
+    "relevance-mass": lambda: quantus.RelevanceMassAccuracy(disable_warnings=True),
+    "relevance-rank": lambda: quantus.RelevanceRankAccuracy(disable_warnings=True),
+}
+
+
+@pytest.mark.parametrize("name", list(QUANTUS))
+def test_map_metrics_equal_quantus(name: str, case) -> None:
+    model, batch = case
+    theirs = QUANTUS[name]()(
+        model=model.module,
+        x_batch=batch.inputs.numpy(),
+        y_batch=batch.targets.numpy(),
+        a_batch=batch.maps.copy(),
+        s_batch=batch.masks[:, None].astype(np.float32),
+        channel_first=True,
+        device="cpu",
+    )
+    got = ours(name, batch)
+    assert got.shape == (COUNT,)
+    np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
+
+
+def test_faithfulness_correlation_equals_quantus(case) -> None:
+    model, batch = case
+    np.random.seed(batch.seed)  # Quantus draws its subsets from numpy's global generator
+    theirs = quantus.FaithfulnessCorrelation(
+        nr_runs=20, subset_size=100, return_aggregate=False, disable_warnings=True
+    )(
+        model=model.module,
+        x_batch=batch.inputs.numpy(),
+        y_batch=batch.targets.numpy(),
+        a_batch=batch.maps.copy(),
+        channel_first=True,
+        device="cpu",
+    )
+    got = ours("faithfulness-correlation", batch, correlation_runs=20, correlation_subset=100)
+    np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
+
+
+ROAD = {
+    "road-morf": ROADMostRelevantFirstAverage,
+    "road-lerf": ROADLeastRelevantFirstAverage,
+    "road-combined": ROADCombined,
+}
+
+
+@pytest.mark.parametrize("name", list(ROAD))
+def test_road_without_noise_equals_grad_cam(name: str, case, monkeypatch) -> None:
+    model, batch = case
+    from pytorch_grad_cam.metrics import road
+
+    # grad-cam's imputers are built inside its averagers with the default noise: set it to 0
+    monkeypatch.setattr(
+        road.NoisyLinearImputer.__init__, "__defaults__", (0.0, road.neighbors_weights)
+    )
+    targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in batch.targets]
+    percentiles = [20, 50, 80]
+    theirs = ROAD[name](percentiles)(batch.inputs, batch.maps[:, 0], targets, model.module)
+    got = ours(name, batch, road_percentiles="20,50,80", road_noise=0)
+    np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name,reference",
+    [("drop-in-confidence", DropInConfidence), ("increase-in-confidence", IncreaseInConfidence)],
+)
+def test_confidence_changes_equal_grad_cam(name: str, reference, case) -> None:
+    model, batch = case
+    targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in batch.targets]
+    theirs = reference()(batch.inputs, batch.maps[:, 0], targets, model.module)
+    np.testing.assert_allclose(ours(name, batch), np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
+
+
+def test_infidelity_equals_captum_with_the_same_noise(case) -> None:
+    model, batch = case
+    noise = infidelity_noise(batch, 5, 0.1)
+
+    def perturb(inputs: torch.Tensor):
+        return noise, inputs - noise
+
+    maps = torch.from_numpy(batch.maps).expand_as(batch.inputs).contiguous()
+    theirs = infidelity(
+        model.module, perturb, batch.inputs, maps, target=batch.targets, n_perturb_samples=5
+    )
+    got = ours("infidelity", batch, infidelity_samples=5, infidelity_noise=0.1)
+    np.testing.assert_allclose(got, theirs.double().numpy(), rtol=1e-4, atol=1e-7)
+
+
+def quantus_explain(loaded: LoadedModel):
+    """Quantus's `explain_func`: our Grad-CAM of relu3 for numpy inputs and targets."""
+
+    def explain(model, inputs, targets, **kwargs) -> np.ndarray:
+        batch = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+        return gradcam(loaded, batch, torch.as_tensor(np.asarray(targets)).long())
+
+    return explain
+
+
+SENSITIVITY = {"max-sensitivity": quantus.MaxSensitivity, "avg-sensitivity": quantus.AvgSensitivity}
+
+
+@pytest.mark.parametrize("name", list(SENSITIVITY))
+def test_sensitivity_equals_quantus(name: str, case) -> None:
+    model, batch = case
+    explain = quantus_explain(model)
+    batch = dataclasses.replace(
+        batch, explain=lambda x, t: explain(None, x.numpy(), t.numpy()), rows=12
+    )
+    np.random.seed(batch.seed)  # Quantus draws its noise from numpy's global generator
+    theirs = SENSITIVITY[name](nr_samples=4, lower_bound=0.3, disable_warnings=True)(
+        model=model.module,
+        x_batch=batch.inputs.numpy(),
+        y_batch=batch.targets.numpy(),
+        a_batch=batch.maps.copy(),
+        explain_func=explain,
+        channel_first=True,
+        device="cpu",
+    )
+    got = ours(name, batch, samples=4, radius=0.3)
+    np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=1e-4, atol=1e-6)
+
+
+def test_random_logit_equals_quantus_image_by_image(case) -> None:
+    model, batch = case
+    explain = quantus_explain(model)
+    for index in range(2):
+        one = dataclasses.replace(
+            batch,
+            inputs=batch.inputs[index : index + 1],
+            targets=batch.targets[index : index + 1],
+            maps=batch.maps[index : index + 1],
+            explain=lambda x, t: explain(None, x.numpy(), t.numpy()),
+            seed=42,  # Quantus RandomLogit's fixed seed
+        )
+        theirs = quantus.RandomLogit(num_classes=10, disable_warnings=True)(
+            model=model.module,
+            x_batch=one.inputs.numpy(),
+            y_batch=one.targets.numpy(),
+            a_batch=one.maps.copy(),
+            explain_func=explain,
+            channel_first=True,
+            device="cpu",
+        )
+        got = ours("random-logit", one)
+        np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
