@@ -8,7 +8,7 @@ from api_schemas.attributions import Baseline, method_enum
 from api_schemas.contributions import ContributionFormat
 from service.engine.attribution.contributions import DEFAULT_TOP, METHODS, STEPS, TOP
 from service.routes.attribution_options import Box, Detection, Region, Target
-from service.routes.options import Options, RunAsync
+from service.routes.options import Options, RunAsync, seed_field
 
 ContributionMethod = method_enum("ContributionMethod", list(METHODS))
 
@@ -48,3 +48,18 @@ class ContributionOptions(Options):
         "([B, T, C] for several targets)",
     )
     run_async: RunAsync = None
+
+
+class DatasetContributionOptions(Options):
+    layer: str = LAYER_FIELD
+    method: ContributionMethod = METHOD_FIELD  # type: ignore[valid-type]
+    steps: int = STEPS_FIELD
+    baseline: Baseline = BASELINE_FIELD
+    top: int = TOP_FIELD
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="a random sample of this many pictures (drawn with seed); default: all",
+    )
+    seed: int = seed_field("random state of the sample")

@@ -6,18 +6,31 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from api_schemas.contributions import ChannelContribution, ContributionItem, ContributionsResponse
+from api_schemas.contributions import (
+    ChannelContribution,
+    ClassContributions,
+    ContributionItem,
+    ContributionsResponse,
+    DatasetContributionsResponse,
+)
+from model_registry.errors import NotFound
 from service.engine.attribution.contributions import CONDUCTANCE, Contributions, plan_contributions
+from service.engine.attribution.dataset_contributions import (
+    ClassChannelMatrix,
+    DatasetContributionPlan,
+    plan_dataset_contributions,
+)
 from service.engine.encode import NPY_MEDIA_TYPE
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
 from service.routes import common
-from service.routes.contribution_options import ContributionOptions
-from service.routes.deps import ImagesDep, ServingDep
+from service.routes.contribution_options import ContributionOptions, DatasetContributionOptions
+from service.routes.deps import DatasetsDep, ImagesDep, ServingDep
 from service.routes.explained_targets import target_items
-from service.workers.contribution_tasks import contributions_task
+from service.workers.contribution_tasks import contributions_task, dataset_contributions_task
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
 
@@ -87,4 +100,71 @@ async def contributions(
 
     return await common.answer_or_job(
         serving, "contributions", work, total=1, estimate_s=0.0, run_async=options.run_async
+    )
+
+
+DatasetPath = Annotated[
+    str, PathParam(description="a dataset name from GET /v1/datasets", max_length=128)
+]
+
+
+@router.post(
+    "/{model}/datasets/{dataset}/contributions",
+    status_code=202,
+    response_model=None,
+    responses={
+        **common.JOB_ACCEPTED,
+        **common.error_responses(NotFound, *common.MODEL_ERRORS, *common.JOB_ERRORS),
+    },
+)
+async def dataset_contributions(
+    serving: ServingDep,
+    datasets: DatasetsDep,
+    dataset: DatasetPath,
+    options: Annotated[DatasetContributionOptions, Query()],
+) -> Response:
+    """A job: per class, each channel's mean contribution to that class over the pictures
+    labelled with it (the class x channel matrix; result at /v1/jobs/{id}/result)."""
+    model, settings = serving.model, serving.settings
+    found = datasets.get(dataset, field="dataset")
+    plan = plan_dataset_contributions(model, found, **options.plan_args())
+
+    def work(progress: Progress) -> Encoded:
+        result = dataset_contributions_task(
+            model, found, plan, max_pixels=settings.max_image_pixels, progress=progress
+        )
+        body = _dataset_body(model.name, plan, result)
+        return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
+
+    return await common.answer_or_job(
+        serving,
+        "dataset_contributions",
+        work,
+        total=len(plan.indices),
+        estimate_s=0.0,
+        run_async=True,
+    )
+
+
+def _dataset_body(
+    model_name: str, plan: DatasetContributionPlan, result: ClassChannelMatrix
+) -> DatasetContributionsResponse:
+    rows = []
+    for index, name in enumerate(plan.classes):
+        row = result.matrix[index]
+        count = int(result.counts[index])
+        channels = top_channels(row, plan.contribution.top) if count else []
+        rows.append(
+            ClassContributions(
+                class_index=plan.class_map[index], label=name, images=count, channels=channels
+            )
+        )
+    return DatasetContributionsResponse(
+        model=model_name,
+        dataset=plan.dataset,
+        layer=plan.contribution.layer,
+        method=plan.contribution.method,
+        images=int(result.counts.sum()),
+        classes=rows,
+        matrix=[[float(v) if np.isfinite(v) else None for v in row] for row in result.matrix],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from model_registry.datasets import Dataset
 from model_registry.registry import LoadedModel
 from service.engine import encode
 from service.engine.attribution.contributions import (
@@ -11,6 +12,12 @@ from service.engine.attribution.contributions import (
     Contributions,
     compute_contributions,
 )
+from service.engine.attribution.dataset_contributions import (
+    ClassChannelMatrix,
+    DatasetContributionPlan,
+    dataset_contributions,
+)
+from service.engine.progress import Progress, no_progress
 from service.workers.answer import Answer
 from service.workers.tasks import decode_tensor
 
@@ -31,3 +38,15 @@ def contributions_task(
         return Answer(result, b"", "application/json")
     values = result.values if result.several_targets else result.values[:, 0]
     return Answer(result, encode.npy_bytes(values), encode.NPY_MEDIA_TYPE)
+
+
+def dataset_contributions_task(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: DatasetContributionPlan,
+    *,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> ClassChannelMatrix:
+    """The class x channel matrix of the plan's pictures (a job: progress may cancel)."""
+    return dataset_contributions(model, dataset, plan, max_pixels=max_pixels, progress=progress)

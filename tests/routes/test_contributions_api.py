@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from model_registry.datasets import DigitsDataset
 from tests.helpers import error_body, load_npy
 from tests.insight_support import digit_pngs
 
@@ -65,3 +68,53 @@ def test_bad_input_names_the_field(
     api: TestClient, uploads, query: str, status: int, field
 ) -> None:
     error_body(api.post(f"{URL}?{query}", files=uploads[:1]), status, field)
+
+
+def _run_job(api: TestClient, url: str) -> tuple[dict, dict]:
+    accepted = api.post(url)
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["location"]
+    end = time.monotonic() + 300  # a bound against hangs, not a timing assertion
+    while (body := api.get(location).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < end, body
+        time.sleep(0.05)
+    assert body["status"] == "succeeded", body
+    return body, api.get(f"{location}/result").json()
+
+
+def test_dataset_job_gives_the_matrix_of_the_per_picture_answers(api: TestClient) -> None:
+    job, result = _run_job(
+        api, "/v1/models/digits/datasets/digits/contributions?layer=relu3&limit=12&seed=1&top=3"
+    )
+    assert job["progress"]["fraction"] == 1.0 and job["kind"] == "dataset_contributions"
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in result["matrix"]])
+    assert matrix.shape == (10, 128) and result["images"] == 12
+    counts = {row["label"]: row["images"] for row in result["classes"]}
+    assert sum(counts.values()) == 12
+    for row in result["classes"]:
+        label = row["class_index"]
+        if row["images"] == 0:
+            assert np.isnan(matrix[label]).all() and row["channels"] == []
+            continue
+        order = np.argsort(-matrix[label], kind="stable")[:3]
+        assert [c["channel"] for c in row["channels"]] == list(order)
+    # one class's row, by hand: the per-picture answers of its pictures, averaged
+    sampled = np.sort(np.random.default_rng(1).choice(1797, 12, replace=False))
+    digits = DigitsDataset()
+    label = digits.label(int(sampled[0]))
+    mine = [int(i) for i in sampled if digits.label(int(i)) == label]
+    refs = ",".join(f"dataset:digits/{i}" for i in mine)
+    each = load_npy(api.post(f"{URL}?layer=relu3&target={label}&format=npy&image={refs}").content)
+    np.testing.assert_allclose(matrix[label], each.mean(axis=0), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "field"),
+    [
+        ("datasets/digits/contributions?layer=nope", 404, "layer"),
+        ("datasets/nope/contributions?layer=relu3", 404, "dataset"),
+        ("datasets/digits/contributions?layer=relu3&top=0", 422, None),
+    ],
+)
+def test_dataset_job_bad_input(api: TestClient, query: str, status: int, field) -> None:
+    error_body(api.post(f"/v1/models/digits/{query}"), status, field)

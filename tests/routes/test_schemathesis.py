@@ -74,6 +74,8 @@ def test_schemathesis_finds_no_failure(live: LiveServer, tmp_path: Path, half: s
             "analyse_dataset",
             "--exclude-operation-id",
             "compare_datasets",
+            "--exclude-operation-id",
+            "dataset_contributions",
             HALVES[half],
             EXPLAINING,
             "--no-color",

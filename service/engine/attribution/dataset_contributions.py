@@ -1,0 +1,160 @@
+"""Channel contributions over a dataset: a class x channel matrix.
+
+Row k is the mean, over the pictures labelled k, of each channel's contribution
+(`contributions`) to the model's score of class k: each picture explains its own label.
+Pictures are streamed in batches and only the running sums per class are kept. Runs on the
+device thread; `progress` may cancel between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model_registry.datasets import Dataset, match_classes
+from model_registry.errors import ClientError, InvalidInput
+from model_registry.registry import LoadedModel
+from service.engine.attribution.contributions import (
+    ContributionPlan,
+    channel_contributions,
+    plan_contributions,
+)
+from service.engine.attribution.target_objects import ClassTarget
+from service.engine.images import decode_image, preprocess
+from service.engine.progress import Progress, no_progress
+
+log = logging.getLogger("layerscope")
+
+BATCH_VALUES = 256 * 32 * 32  # model-input values per batch: 256 digits, 5 pictures at 224 px
+
+
+@dataclass(frozen=True)
+class DatasetContributionPlan:
+    """A validated dataset contributions job.
+
+    Attributes:
+        dataset: its name; `classes` its class names.
+        contribution: the per-picture plan (layer, method, steps, baseline, top).
+        indices: the dataset indices, ascending: all, or `limit` drawn with `seed`.
+        class_map: the model's output index of each dataset class.
+        batch_size: pictures per pass.
+    """
+
+    dataset: str
+    classes: tuple[str, ...]
+    contribution: ContributionPlan
+    indices: tuple[int, ...]
+    class_map: tuple[int, ...]
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class ClassChannelMatrix:
+    """matrix float64 [classes, C] (NaN for a class without pictures); counts int64
+    [classes]; indices: the pictures used (unreadable ones left out)."""
+
+    matrix: np.ndarray
+    counts: np.ndarray
+    indices: np.ndarray
+
+
+def plan_dataset_contributions(
+    model: LoadedModel,
+    dataset: Dataset,
+    *,
+    layer: str | None,
+    method: str,
+    steps: int,
+    baseline: str,
+    top: int,
+    limit: int | None = None,
+    seed: int = 0,
+) -> DatasetContributionPlan:
+    """Check the job before any compute: a classifier whose labels match the dataset's
+    classes (each picture explains its label's class), a layer with channels."""
+    if model.spec.task != "classification":
+        raise InvalidInput(
+            f"model: '{model.name}' is a {model.spec.task} model without a classifier; the "
+            "matrix explains each picture's class label through the model's class scores, "
+            "so it needs a classification model",
+            field="model",
+        )
+    labels = [model.label(i) for i in range(model.spec.num_classes)]
+    class_map = match_classes(dataset.classes, labels)
+    if class_map is None:
+        raise InvalidInput(
+            f"dataset: the classes of '{dataset.name}' ({', '.join(dataset.classes[:10])}...) "
+            f"are not all labels of model '{model.name}', so a picture's label names no "
+            "class score to explain",
+            field="dataset",
+            classes=list(dataset.classes[:50]),
+        )
+    contribution = plan_contributions(
+        model, layer=layer, method=method, steps=steps, baseline=baseline, top=top
+    )
+    size = len(dataset)
+    count = size if limit is None else min(limit, size)
+    if count < size:
+        rng = np.random.default_rng(seed)
+        indices = tuple(int(i) for i in np.sort(rng.choice(size, count, replace=False)))
+    else:
+        indices = tuple(range(size))
+    height, width = model.spec.input_size
+    batch = max(1, BATCH_VALUES // (model.spec.in_channels * height * width))
+    return DatasetContributionPlan(
+        dataset=dataset.name,
+        classes=tuple(dataset.classes),
+        contribution=contribution,
+        indices=indices,
+        class_map=class_map,
+        batch_size=batch,
+    )
+
+
+def _read(dataset: Dataset, index: int, max_pixels: int) -> Image.Image | None:
+    try:
+        return decode_image(dataset.read(index), max_pixels=max_pixels, index=index)
+    except (OSError, ClientError):
+        log.warning("dataset %s: skipped %s", dataset.name, dataset.describe(index))
+        return None
+
+
+def dataset_contributions(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: DatasetContributionPlan,
+    *,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> ClassChannelMatrix:
+    """The class x channel matrix of the plan's pictures; `progress(done, total)` counts
+    pictures after each batch."""
+    channels = plan.contribution.layout.channels
+    sums = np.zeros((len(plan.classes), channels), dtype=np.float64)
+    counts = np.zeros(len(plan.classes), dtype=np.int64)
+    kept: list[int] = []
+    outputs = torch.tensor(plan.class_map, dtype=torch.long)
+    total = len(plan.indices)
+    for start in range(0, total, plan.batch_size):
+        images, labels = [], []
+        for index in plan.indices[start : start + plan.batch_size]:
+            picture = _read(dataset, index, max_pixels)
+            if picture is not None:
+                images.append(picture)
+                labels.append(dataset.label(index))
+                kept.append(index)
+        if images:
+            batch = preprocess(images, model.spec, model.device)
+            which = torch.tensor(labels, dtype=torch.long)
+            target = ClassTarget(outputs[which][:, None].to(model.device))
+            _, values = channel_contributions(model, batch, plan.contribution, fixed_targets=target)
+            np.add.at(sums, which.numpy(), values[:, 0].double().cpu().numpy())
+            np.add.at(counts, which.numpy(), 1)
+        progress(min(start + plan.batch_size, total), total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = sums / counts[:, None]
+    return ClassChannelMatrix(matrix, counts, np.asarray(kept, dtype=np.int64))
