@@ -1,23 +1,32 @@
-"""Channel contributions against Captum's layer methods, summed over positions."""
+"""Channel contributions against Captum's layer methods, summed over positions (CNNs, and
+ViT token layers read as maps)."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import pytest
+import timm
 import torch
-from captum.attr import LayerConductance, LayerGradientXActivation
+from captum.attr import LayerConductance, LayerGradientXActivation, NeuronGradient
 from torch import nn
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.baselines import baseline
 from service.engine.attribution.contributions import channel_contributions, plan_contributions
+from service.engine.attribution.explain import compute_gradients
+from service.engine.attribution.plan import plan_gradients
 from service.engine.capture import split_call
 from service.samples import digit_samples
 from tests.helpers import seeded_resnet
 from tests.numerics import assert_float32_close
-from tests.tiny_models import loaded, model_batch, pearson
+from tests.source_models import TINY_VIT
+from tests.tiny_models import loaded, model_batch, pearson, seeded
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already:UserWarning")
 
 
 class Case(NamedTuple):
@@ -109,3 +118,37 @@ def test_layer_without_channels_names_the_layers_with_them() -> None:
     with pytest.raises(InvalidInput):
         plan_contributions(model, layer="conv", method="saliency")
     assert plan_contributions(model, layer="conv", top=99).top == 4
+
+
+@pytest.mark.parametrize("method", ["grad-x-act", "conductance"])
+def test_vit_token_layer_reads_as_maps(tiny_vit: LoadedModel, method: str) -> None:
+    """A ViT block's [N, D] tokens are read as a D-channel map of the patch grid: Captum's
+    layer method summed over the patch tokens (the class token is not a position)."""
+    layer = "encoder.layers.encoder_layer_0"
+    batch = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    plan = plan_contributions(tiny_vit, layer=layer, method=method, targets="4", steps=6)
+    _, values = channel_contributions(tiny_vit, batch, plan)
+    module = tiny_vit.module.get_submodule(layer)
+    if method == "grad-x-act":
+        tokens = LayerGradientXActivation(tiny_vit.module, module).attribute(batch, target=4)
+    else:
+        tokens = LayerConductance(tiny_vit.module, module).attribute(batch, target=4, n_steps=6)
+    assert values.shape == (2, 1, 32)
+    assert_float32_close(values[:, 0], tokens[:, 1:].sum(dim=1).detach())
+
+
+def test_timm_vit_blocks_read_as_maps() -> None:
+    """A timm ViT (random weights, 4 x 4 patches after one class token): grad-x-act and a
+    unit, against Captum on the patch tokens."""
+    module = seeded(lambda: timm.create_model("vit_tiny_patch16_224", num_classes=5, **TINY_VIT))
+    model = loaded("tvit", module, (32, 32), 5)
+    batch = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    block = model.module.get_submodule("blocks.1")
+    plan = plan_contributions(model, layer="blocks.1", targets="2")
+    _, values = channel_contributions(model, batch, plan)
+    tokens = LayerGradientXActivation(model.module, block).attribute(batch, target=2)
+    assert_float32_close(values[:, 0], tokens[:, 1:].sum(dim=1).detach())
+    unit = plan_gradients(model, method="vanilla", unit="blocks.1:9@3,2")
+    ours = compute_gradients(model, batch, unit, inputs=np.zeros((2, 32, 32, 3), np.uint8))
+    theirs = NeuronGradient(model.module, block).attribute(batch, (1 + 3 * 4 + 2, 9))
+    assert_float32_close(ours.values[:, 0], theirs.detach())

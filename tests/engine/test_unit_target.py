@@ -147,3 +147,19 @@ def test_bad_units_name_the_field_and_range(digits, unit, extra, field, valid_ra
     assert raised.value.field == field, raised.value.detail
     if valid_range is not None:
         assert raised.value.extra["valid_range"] == valid_range
+
+
+def test_a_vit_token_unit_equals_captum(tiny_vit: LoadedModel) -> None:
+    """unit=L:K@y,x on a ViT block is patch token 1 + y * w + x (after the class token)."""
+    layer = "encoder.layers.encoder_layer_0"
+    batch = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    module = tiny_vit.module.get_submodule(layer)
+    cases = [
+        (f"{layer}:7@2,1", (1 + 2 * 4 + 1, 7)),
+        (f"{layer}:7", lambda out: out[:, 1:, 7].mean(dim=1)),
+    ]
+    for unit, selector in cases:
+        plan = plan_gradients(tiny_vit, method="vanilla", unit=unit)
+        ours = compute_gradients(tiny_vit, batch, plan, inputs=_inputs(batch)).values[:, 0]
+        theirs = NeuronGradient(tiny_vit.module, module).attribute(batch, selector)
+        assert_float32_close(ours, theirs.detach())
