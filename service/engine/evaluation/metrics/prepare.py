@@ -35,3 +35,11 @@ def scale_cam(maps: np.ndarray) -> np.ndarray:
     flat = flat - flat.min(axis=1, keepdims=True)
     flat = flat / (1e-7 + flat.max(axis=1, keepdims=True))
     return flat.reshape(maps.shape)
+
+
+def unit_range(maps: np.ndarray) -> np.ndarray:
+    """[B, H, W] float32 in [0, 1]: each image as it is when it is, else min-max scaled."""
+    maps = maps.astype(np.float32)
+    flat = maps.reshape(maps.shape[0], -1)
+    inside = (flat.min(axis=1) >= 0) & (flat.max(axis=1) <= 1)
+    return np.where(inside[:, None, None], maps, scale_cam(maps))

@@ -12,7 +12,9 @@ score is the change of the target's softmax probability (grad-cam's
 - `road-combined`: (LeRF - MoRF) / 2, higher is more faithful.
 
 The map is read per pixel (`prepare.pixel_saliency`) and min-max scaled per image as
-pytorch-grad-cam scales its CAMs. All imputed images of a batch share the forward passes.
+pytorch-grad-cam scales its CAMs, unless it is in [0, 1] already: a map scaled twice moves
+pixels tied with a threshold by float rounding, and LeRF's 1 - map needs the unit range.
+All imputed images of a batch share the forward passes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from service.engine.evaluation.metrics.base import (
 )
 from service.engine.evaluation.metrics.imputation import impute
 from service.engine.evaluation.metrics.passes import target_scores
-from service.engine.evaluation.metrics.prepare import pixel_saliency, scale_cam
+from service.engine.evaluation.metrics.prepare import pixel_saliency, unit_range
 
 PARAMETERS = {
     "road_percentiles": Parameter(
@@ -51,7 +53,7 @@ PARAMETERS = {
 def road_changes(batch: EvalBatch, parameters: Mapping[str, Any], *, morf: bool) -> np.ndarray:
     """The probability change [B, percentiles] after removing the most (or least) relevant."""
     percentiles = parameters["road_percentiles"]
-    cams = scale_cam(pixel_saliency(batch.maps))
+    cams = unit_range(pixel_saliency(batch.maps))
     images = batch.inputs.detach().float().cpu().numpy()
     generator = torch.Generator().manual_seed(batch.seed + (0 if morf else 1))
     imputed = []
