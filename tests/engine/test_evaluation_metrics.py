@@ -45,10 +45,17 @@ def test_parameters_are_checked_by_name_and_range() -> None:
     metric = get_metric("deletion")
     assert resolve_parameters(metric, {}) == {"steps": 32}
     assert resolve_parameters(metric, {"steps": "8"}) == {"steps": 8}
-    for bad in ({"steps": 1}, {"steps": 100000}, {"steps": "many"}, {"stepz": 8}):
+    assert resolve_parameters(metric, {"steps": 8.0}) == {"steps": 8}
+    for bad in ({"steps": 1}, {"steps": 100000}, {"steps": "many"}, {"stepz": 8}, {"steps": 2.5}):
         with pytest.raises(InvalidInput) as caught:
             resolve_parameters(metric, bad)
         assert caught.value.field in ("steps", "stepz")
+    road = get_metric("road-combined")
+    assert resolve_parameters(road, {"road_percentiles": "20,50"})["road_percentiles"] == (20, 50)
+    for bad in ("20,150", "", ",".join(["10"] * 21), "a,b"):
+        with pytest.raises(InvalidInput) as caught:
+            resolve_parameters(road, {"road_percentiles": bad})
+        assert caught.value.field == "road_percentiles"
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,9 @@ class EvalBatch:
         forward: logits [N, classes] of any inputs [N, C, H, W] (the caller's model, run
             without gradients); metrics call it with at most `rows` inputs at a time.
         explain: re-explain (inputs [N, C, H, W], targets [N]) -> maps like `maps` [N, ...]
-            with the same method and options (robustness, infidelity-free metrics).
+            with the same method and options (robustness, random-logit). N may be several
+            copies of the batch (sample-major: the whole batch once per noise sample), and the
+            targets need not be the explained ones (random-logit asks for other classes).
         explain_randomized: depth -> maps like `maps` for these inputs and targets, computed
             on a copy of the model whose top `depth` parametrized layers (`randomizable[:depth]`)
             are re-initialized, cumulatively as `randomized_copies` does (randomisation).
@@ -124,6 +126,8 @@ class Parameter:
                 items = value.split(",") if isinstance(value, str) else list(value)
                 cast = int if self.kind == "ints" else float
                 parsed = tuple(cast(item) for item in items)
+            elif self.kind is int:
+                parsed = _integer(value)
             else:
                 parsed = self.kind(value)
         except (TypeError, ValueError) as exc:
@@ -140,6 +144,16 @@ class Parameter:
                 checked = self.bound.check_int if isinstance(item, int) else self.bound.check
                 checked(name, item)
         return parsed
+
+
+def _integer(value: Any) -> int:
+    """An int from an int, an integral float or their text; ValueError for 2.5 or True."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value) if isinstance(value, str) and "." in value else value
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError(value)
+    return int(number)
 
 
 @dataclass(frozen=True)
