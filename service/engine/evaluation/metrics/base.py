@@ -62,7 +62,9 @@ class EvalBatch:
             on a copy of the model whose top `depth` parametrized layers (`randomizable[:depth]`)
             are re-initialized, cumulatively as `randomized_copies` does (randomisation).
         randomizable: the parametrized layers in cascade order, top first.
-        masks: bool [B, H, W] ground truth of the object per image (localisation).
+        masks: bool [B, H, W] ground truth of the object per image (localisation); an
+            image without a mask gets an all-False one and scores NaN, as Quantus scores an
+            empty segmentation.
         seed: seeds every random draw of a metric (noise, perturbations, subsets).
         rows: inputs per `forward` call.
     """
