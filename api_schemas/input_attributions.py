@@ -47,6 +47,16 @@ class MethodDetails(MethodInfo):
         description="whether it reads a layer (`layer`); false: it reads the input or the "
         "whole model (fullgrad: every bias) and refuses `layer`"
     )
+    unit: bool = Field(
+        True,
+        description="whether it explains a unit (`unit=L:K[@y,x]`) instead of a class; "
+        "false: a 422 saying `unit_refused`",
+    )
+    unit_refused: str | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="why the method cannot explain a unit",
+    )
 
 
 class MethodDetailsList(BaseModel):

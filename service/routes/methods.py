@@ -15,6 +15,7 @@ from service.engine.attribution.methods.registry import (
     CamMethod,
     cam_methods,
 )
+from service.engine.attribution.unit_target import NO_UNIT
 
 router = APIRouter(prefix="/v1/methods", tags=["attributions"])
 
@@ -31,6 +32,11 @@ def _cam_parameters(method: CamMethod) -> dict[str, Any]:
     return listed | {name: value for name, value in defaults.items() if name in method.parameters}
 
 
+def _unit(name: str) -> dict[str, Any]:
+    """Whether a method explains `unit=`, and why not (`unit_target.NO_UNIT`)."""
+    return {"unit": name not in NO_UNIT, "unit_refused": NO_UNIT.get(name)}
+
+
 @router.get("", response_model=MethodDetailsList)
 async def list_methods() -> MethodDetailsList:
     """Every method: its family, the endpoints that serve it, its parameters and defaults."""
@@ -44,6 +50,7 @@ async def list_methods() -> MethodDetailsList:
             summary=m.summary,
             parameters=_cam_parameters(m),
             uses_layer=m.uses_layer,
+            **_unit(m.name),
         )
         for m in cam_methods()
     ]
@@ -59,6 +66,7 @@ async def list_methods() -> MethodDetailsList:
                 summary=entry.summary,
                 parameters=entry.parameters,
                 uses_layer="layer" in entry.parameters,
+                **_unit(entry.name),
             )
         )
     return MethodDetailsList(data=data, count=len(data))

@@ -52,3 +52,12 @@ def test_npy_of_a_unit_differs_from_the_class(api: TestClient) -> None:
 def test_bad_units_are_refused_by_name(api: TestClient, query: str, field: str) -> None:
     status = 404 if "nope" in query else 422
     error_body(api.post(f"{BASE}/{query}&{PICTURE}"), status, field)
+
+
+def test_methods_list_says_which_explain_a_unit(api: TestClient) -> None:
+    listed = {m["name"]: m for m in api.get("/v1/methods").json()["data"]}
+    assert listed["gradcam"]["unit"] is True and "unit_refused" not in listed["gradcam"]
+    assert listed["occlusion"]["unit"] is True
+    assert listed["fullgrad"]["unit"] is False and "bias" in listed["fullgrad"]["unit_refused"]
+    refused = {name for name, m in listed.items() if not m["unit"]}
+    assert refused == {"fullgrad", "cam", "finercam", "legrad", "lrp"}
