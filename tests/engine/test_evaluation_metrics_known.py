@@ -117,3 +117,16 @@ def test_random_logit_is_one_for_a_class_blind_map(digits: LoadedModel, case) ->
     )
     scores = run("random-logit", aware)
     assert np.all(scores < 1) and bool((seen[0] != targets).all())
+
+
+def test_an_empty_map_gives_numbers_or_nan_never_an_error(digits: LoadedModel, case) -> None:
+    """A constant map (a CAM that is 0 everywhere) is undefined for the correlation and
+    entropy metrics (NaN, as in their references) and breaks nothing else."""
+    inputs, targets, _ = case
+    empty = eval_batch(digits, inputs[:2], targets[:2], np.zeros((2, 1, 32, 32), np.float32))
+    for name in ("road-combined", "drop-in-confidence", "sparseness", "deletion"):
+        assert np.isfinite(run(name, empty, **({"steps": 4} if name == "deletion" else {}))).all()
+    for name in ("complexity", "faithfulness-correlation"):
+        assert np.isnan(
+            run(name, empty, **({"correlation_runs": 4} if "corr" in name else {}))
+        ).all()

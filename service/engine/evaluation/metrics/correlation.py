@@ -13,12 +13,13 @@ image, as Quantus draws them from numpy's global generator after `np.random.seed
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import pearsonr
+from scipy.stats import ConstantInputWarning, pearsonr
 
 from model_registry.errors import InvalidInput
 from service.engine.checks import Bound
@@ -84,5 +85,6 @@ def faithfulness_correlation(batch: EvalBatch, parameters: Mapping[str, Any]) ->
         scores = target_scores(batch, shaped, targets.repeat(chunk.shape[0]), softmax=False)
         after[start : start + chunk.shape[0]] = scores.reshape(chunk.shape[0], count)
     drops = before[:, None] - after.T  # [B, runs]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)  # a constant map: NaN, as scipy says
         return np.asarray(pearsonr(sums, drops, axis=1).statistic, dtype=np.float64)
