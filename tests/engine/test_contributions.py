@@ -25,7 +25,6 @@ from tests.numerics import assert_float32_close
 from tests.source_models import TINY_VIT
 from tests.tiny_models import loaded, model_batch, pearson, seeded
 
-
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already:UserWarning")
 
 
@@ -152,3 +151,20 @@ def test_timm_vit_blocks_read_as_maps() -> None:
     ours = compute_gradients(model, batch, unit, inputs=np.zeros((2, 32, 32, 3), np.uint8))
     theirs = NeuronGradient(model.module, block).attribute(batch, (1 + 3 * 4 + 2, 9))
     assert_float32_close(ours.values[:, 0], theirs.detach())
+
+
+def test_segmentation_region_target_equals_captum(dense_models, photo_images) -> None:
+    """target=2 over region=all on a segmentation model: the score is class 2's logits summed
+    over the picture, as pytorch-grad-cam's SemanticSegmentationTarget with an all-ones mask."""
+    model = dense_models["seg"]
+    batch = model_batch(model, list(photo_images.values())[:1])
+    layer = "backbone.16"
+    plan = plan_contributions(model, layer=layer, targets="2", region="all")
+    _, values = channel_contributions(model, batch, plan)
+
+    def region_score(x: torch.Tensor) -> torch.Tensor:
+        return model.module(x)["out"][:, 2].sum(dim=(1, 2))[:, None]
+
+    module = model.module.get_submodule(layer)
+    theirs = LayerGradientXActivation(region_score, module).attribute(batch, target=0)
+    assert_float32_close(values[:, 0], theirs.sum(dim=(2, 3)).detach())
