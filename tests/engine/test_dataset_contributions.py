@@ -18,6 +18,7 @@ from service.engine.attribution.dataset_contributions import (
 )
 from service.engine.attribution.target_objects import ClassTarget
 from service.engine.images import decode_image, preprocess
+from service.engine.progress import Cancelled
 from tests.numerics import assert_float32_close
 
 
@@ -63,3 +64,19 @@ def test_a_model_without_a_classifier_is_refused(digits: LoadedModel) -> None:
             top=5,
         )
     assert raised.value.field == "model" and "classifier" in raised.value.detail
+
+
+def test_cancel_stops_between_batches(digits: LoadedModel) -> None:
+    options = {"layer": "relu3", "method": "grad-x-act", "steps": 4, "baseline": "zero", "top": 5}
+    plan = plan_dataset_contributions(digits, DigitsDataset(), limit=30, **options)
+    plan = replace(plan, batch_size=5)
+    seen = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if done >= 10:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        dataset_contributions(digits, DigitsDataset(), plan, max_pixels=10**7, progress=progress)
+    assert seen == [5, 10]
