@@ -7,7 +7,7 @@ from pydantic import Field
 from api_schemas.attributions import Baseline, method_enum
 from api_schemas.contributions import ContributionFormat
 from service.engine.attribution.contributions import DEFAULT_TOP, METHODS, STEPS, TOP
-from service.routes.attribution_options import Box, Detection, Region, Target
+from service.routes.attribution_options import Box, Detection, Region, Target, Unit
 from service.routes.options import Options, RunAsync, seed_field
 
 ContributionMethod = method_enum("ContributionMethod", list(METHODS))
@@ -38,6 +38,7 @@ class ContributionOptions(Options):
     region: Region = None
     box: Box = None
     detection: Detection = None
+    unit: Unit = None
     steps: int = STEPS_FIELD
     baseline: Baseline = BASELINE_FIELD
     top: int = TOP_FIELD

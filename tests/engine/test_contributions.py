@@ -168,3 +168,37 @@ def test_segmentation_region_target_equals_captum(dense_models, photo_images) ->
     module = model.module.get_submodule(layer)
     theirs = LayerGradientXActivation(region_score, module).attribute(batch, target=0)
     assert_float32_close(values[:, 0], theirs.sum(dim=(2, 3)).detach())
+
+
+@pytest.mark.parametrize(
+    ("unit", "read"),
+    [
+        ("layer3:5", lambda out: out[:, 5].mean(dim=(1, 2))),
+        ("layer3:5@1,0", lambda o: o[:, 5, 1, 0]),
+    ],
+)
+@pytest.mark.parametrize("method", ["grad-x-act", "conductance"])
+def test_contributions_to_a_unit_equal_captum(small_resnet, unit, read, method) -> None:
+    """Which channels of layer2 drive a unit of layer3: Captum's layer method on the network
+    cut after layer3, whose output is the unit."""
+    net = small_resnet.module
+
+    def to_unit(x: torch.Tensor) -> torch.Tensor:
+        stem = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        return read(net.layer3(net.layer2(net.layer1(stem))))[:, None]
+
+    batch = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    plan = plan_contributions(small_resnet, layer="layer2", method=method, unit=unit, steps=6)
+    _, values = channel_contributions(small_resnet, batch, plan)
+    if method == "grad-x-act":
+        theirs = LayerGradientXActivation(to_unit, net.layer2).attribute(batch, target=0)
+    else:
+        theirs = LayerConductance(to_unit, net.layer2).attribute(batch, target=0, n_steps=6)
+    assert_float32_close(values[:, 0], theirs.sum(dim=(2, 3)).detach())
+    assert not net._forward_hooks and not net._forward_pre_hooks
+
+
+def test_a_layer_after_the_unit_is_refused(small_resnet) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        plan_contributions(small_resnet, layer="layer4", unit="layer3:5")
+    assert raised.value.field == "layer" and "after the unit" in raised.value.detail

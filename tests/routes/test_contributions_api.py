@@ -118,3 +118,12 @@ def test_dataset_job_gives_the_matrix_of_the_per_picture_answers(api: TestClient
 )
 def test_dataset_job_bad_input(api: TestClient, query: str, status: int, field) -> None:
     error_body(api.post(f"/v1/models/digits/{query}"), status, field)
+
+
+def test_contributions_to_a_unit(api: TestClient) -> None:
+    body = api.post(f"{URL}?layer=relu2&unit=relu3:5@2,3&top=3&image=dataset:digits/4").json()
+    assert body["items"][0]["target"]["unit"] == "relu3:5@2,3"
+    error_body(api.post(f"{URL}?layer=relu3&unit=relu2:5&image=dataset:digits/4"), 422, "layer")
+    error_body(
+        api.post(f"{URL}?layer=relu2&unit=relu3:5&target=1&image=dataset:digits/4"), 422, "unit"
+    )

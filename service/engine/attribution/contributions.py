@@ -38,6 +38,11 @@ from service.engine.attribution.target_objects import (
     batch_rows,
 )
 from service.engine.attribution.target_requests import parse_request
+from service.engine.attribution.unit_target import (
+    UnitRequest,
+    check_layer_before_unit,
+    unit_as_output,
+)
 from service.engine.checks import Bound, check_choice
 
 GRAD_X_ACT = "grad-x-act"
@@ -91,6 +96,7 @@ class Contributions:
     several_targets: bool
     boxes: np.ndarray | None = None
     regions: np.ndarray | None = None
+    unit: str | None = None  # the unit explained, 'layer:channel[@y,x]'
 
 
 def channel_layer(model: LoadedModel, name: str | None, *, field: str = "layer") -> LayerInfo:
@@ -131,14 +137,17 @@ def plan_contributions(
     steps: int = 32,
     baseline: str = ZERO,
     top: int = DEFAULT_TOP,
+    unit: str | None = None,
 ) -> ContributionPlan:
-    """Check a contributions request against the model before any compute."""
+    """Check a contributions request against the model before any compute; `unit` makes a
+    unit (`unit_target`) the target, whose layer must not run before `layer`."""
     check_choice(method, METHODS, field="method")
     check_choice(baseline, BASELINES, field="baseline")
     STEPS.check_int("steps", steps)
     TOP.check_int("top", top)
-    request = parse_request(model, targets, region=region, box=box, detection=detection)
+    request = parse_request(model, targets, region=region, box=box, detection=detection, unit=unit)
     info = channel_layer(model, layer)
+    check_layer_before_unit(model, request, [info.name], field="layer")
     layout = info.map_layout
     assert layout is not None  # channel_layer refused layers without one
     return ContributionPlan(
@@ -231,7 +240,8 @@ def channel_contributions(
             dataset job explains each image's label).
         budget: device memory (bytes) one chunk of conductance's path may take.
     """
-    with packed_weights():  # the passes before the layer, which need no graph
+    with packed_weights(), unit_as_output(model.module, plan.targets):
+        # packed: the passes before the layer, which need no graph
         if plan.method == CONDUCTANCE:
             return _conductance(model, batch, plan, fixed_targets, budget)
         return _grad_x_act(model, batch, plan, fixed_targets)
@@ -251,4 +261,5 @@ def compute_contributions(
         several_targets=plan.several_targets,
         boxes=None if boxes is None else boxes.detach().float().cpu().numpy(),
         regions=None if regions is None else regions.cpu().numpy(),
+        unit=plan.targets.text if isinstance(plan.targets, UnitRequest) else None,
     )
