@@ -11,6 +11,7 @@ curve over the fraction of pixels, in [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,7 @@ class Curves:
 
 
 def deletion_insertion(
-    module: nn.Module,
+    module: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     batch: torch.Tensor,
     maps: torch.Tensor,
     targets: torch.Tensor,

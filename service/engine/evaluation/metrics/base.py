@@ -123,19 +123,18 @@ class Parameter:
 
     def check(self, name: str, value: Any) -> Any:
         """`value` (a number, a list or their text) parsed and checked; 422 naming `name`."""
+        many = self.kind in ("ints", "floats")
+        whole = self.kind in ("ints", int)
+        cast: Callable[[Any], int | float] = _integer if whole else float
         try:
-            if self.kind in ("ints", "floats"):
-                items = value.split(",") if isinstance(value, str) else list(value)
-                cast = int if self.kind == "ints" else float
-                parsed = tuple(cast(item) for item in items)
-            elif self.kind is int:
-                parsed = _integer(value)
-            else:
-                parsed = self.kind(value)
+            items = (
+                (value.split(",") if isinstance(value, str) else list(value)) if many else [value]
+            )
+            values = tuple(cast(item) for item in items)
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"{name}: cannot read {value!r} as {self.kind}", field=name) from exc
-        values = parsed if isinstance(parsed, tuple) else (parsed,)
-        if isinstance(parsed, tuple) and not 1 <= len(parsed) <= self.max_items:
+            kind = "integer" if whole else "number"
+            raise InvalidInput(f"{name}: cannot read {value!r} as {kind}s", field=name) from exc
+        if many and not 1 <= len(values) <= self.max_items:
             raise InvalidInput(
                 f"{name}: give 1 to {self.max_items} values",
                 field=name,
@@ -143,9 +142,11 @@ class Parameter:
             )
         if self.bound is not None:
             for item in values:
-                checked = self.bound.check_int if isinstance(item, int) else self.bound.check
-                checked(name, item)
-        return parsed
+                if isinstance(item, int):
+                    self.bound.check_int(name, item)
+                else:
+                    self.bound.check(name, item)
+        return values if many else values[0]
 
 
 def _integer(value: Any) -> int:
