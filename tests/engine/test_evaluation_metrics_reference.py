@@ -20,6 +20,8 @@ from pytorch_grad_cam.metrics.road import (
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
 from model_registry.registry import LoadedModel
+from service.engine.attribution.sanity import parametrized_layers
+from service.engine.evaluation.cascade import randomized_copies
 from service.engine.evaluation.metrics import get_metric, resolve_parameters
 from service.engine.evaluation.metrics.infidelity import infidelity_noise
 from service.engine.evaluation.metrics.prepare import scale_cam
@@ -192,3 +194,35 @@ def test_random_logit_equals_quantus_image_by_image(case) -> None:
         )
         got = ours("random-logit", one)
         np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
+
+
+def test_randomization_equals_quantus_mprt(case) -> None:
+    """Per depth, the same rank correlations as Quantus's MPRT (same seed 42, same layers:
+    the digits model's forward order is its `named_modules()` order)."""
+    loaded, batch = case
+    layers = tuple(parametrized_layers(loaded)[::-1])
+
+    def explain(model, inputs, targets, **kwargs) -> np.ndarray:
+        twin = dataclasses.replace(loaded, module=model)
+        return gradcam(twin, torch.as_tensor(np.asarray(inputs)), torch.as_tensor(targets).long())
+
+    theirs = quantus.MPRT(disable_warnings=True)(
+        model=loaded.module,
+        x_batch=batch.inputs.numpy(),
+        y_batch=batch.targets.numpy(),
+        a_batch=batch.maps.copy(),
+        explain_func=explain,
+        channel_first=True,
+        device="cpu",
+    )
+
+    def randomized(depth: int) -> np.ndarray:
+        *_, (_, _, twin) = randomized_copies(loaded.module, layers[:depth])
+        return explain(twin, batch.inputs.numpy(), batch.targets.numpy())
+
+    cascade = dataclasses.replace(batch, explain_randomized=randomized, randomizable=layers)
+    got = ours("randomization", cascade)
+    assert list(theirs)[1:] == list(layers) and got.layers == layers
+    expected = np.array([theirs[name] for name in layers], np.float64).T
+    np.testing.assert_allclose(got.similarity, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got.values, np.nanmean(expected, axis=1), rtol=0, atol=1e-5)

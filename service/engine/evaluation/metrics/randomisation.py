@@ -6,8 +6,9 @@
   gives the maps there), and the similarity with the original map is Spearman's rank
   correlation of |map| (Quantus's abs=True, normalised by max). The answer is a `Cascade`:
   the similarity per depth, the first depth below `decorrelation_threshold`, and per image
-  the mean similarity over the depths (Quantus's `return_average_correlation`), lower is
-  better: a map that explains the model changes as the model is randomized.
+  the mean similarity over the randomized depths (Quantus's `return_average_correlation`,
+  without the unrandomized model's own correlation that Quantus 0.6 averages in by a key
+  slip), lower is better: a map that explains the model changes as the model is randomized.
 - `random-logit`: Quantus's `RandomLogit` (Sixt et al. 2020): the SSIM (scikit-image,
   on the flattened maps, data range of both) between the map of the target and the map
   of a random other class, drawn by `numpy.random.RandomState(seed)` as Quantus draws it;
