@@ -124,7 +124,10 @@ def test_confidence_changes_equal_grad_cam(name: str, reference, case) -> None:
 
 def test_infidelity_equals_captum_with_the_same_noise(case) -> None:
     model, batch = case
-    noise = infidelity_noise(batch, 5, 0.1)
+    generator = torch.Generator().manual_seed(batch.seed)
+    noise = torch.cat(
+        [infidelity_noise(generator, batch.inputs.shape[1:], 5, 0.1) for _ in range(COUNT)]
+    )
 
     def perturb(inputs: torch.Tensor):
         return noise, inputs - noise
@@ -135,6 +138,10 @@ def test_infidelity_equals_captum_with_the_same_noise(case) -> None:
     )
     got = ours("infidelity", batch, infidelity_samples=5, infidelity_noise=0.1)
     np.testing.assert_allclose(got, theirs.double().numpy(), rtol=1e-4, atol=1e-7)
+    grouped = ours(
+        "infidelity", dataclasses.replace(batch, rows=7), infidelity_samples=5, infidelity_noise=0.1
+    )
+    np.testing.assert_allclose(grouped, got, rtol=1e-5, atol=1e-7)  # one image per pass
 
 
 def quantus_explain(loaded: LoadedModel):

@@ -6,9 +6,9 @@ the input: infidelity = mean over `infidelity_samples` draws of
 (sum(I * map) - (f(x) - f(x - I)))^2, f the target's logit, `normalize=False` as Captum's
 default. A one-channel map counts for every channel. Lower is more faithful.
 
-Randomness: a CPU `torch.Generator` seeded with `EvalBatch.seed` draws the noise as one
-tensor [B, samples, C, H, W] (Captum's `repeat_interleave` order), so a test can hand the
-same noise to Captum's `perturb_func`.
+Randomness: a CPU `torch.Generator` seeded with `EvalBatch.seed` draws the noise image by
+image, [samples, C, H, W] each (Captum's `repeat_interleave` order), so a test can hand the
+same noise to Captum's `perturb_func`; a few images at a time are held in memory.
 """
 
 from __future__ import annotations
@@ -36,11 +36,9 @@ PARAMETERS = {
 }
 
 
-def infidelity_noise(batch: EvalBatch, samples: int, std: float) -> torch.Tensor:
-    """The perturbations float32 [B * samples, C, H, W], image-major, on the CPU."""
-    generator = torch.Generator().manual_seed(batch.seed)
-    shape = (batch.size * samples, *batch.inputs.shape[1:])
-    return torch.randn(shape, generator=generator) * std
+def infidelity_noise(generator: torch.Generator, shape: torch.Size, samples: int, std: float):
+    """The next image's perturbations float32 [samples, C, H, W], on the CPU."""
+    return torch.randn((samples, *shape), generator=generator) * std
 
 
 @register_metric(
@@ -52,19 +50,24 @@ def infidelity_noise(batch: EvalBatch, samples: int, std: float) -> torch.Tensor
     parameters=PARAMETERS,
 )
 def infidelity(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
-    samples = parameters["infidelity_samples"]
-    noise = infidelity_noise(batch, samples, parameters["infidelity_noise"])
-    maps = torch.from_numpy(np.broadcast_to(batch.maps, tuple(batch.inputs.shape)).copy())
-    maps = maps.repeat_interleave(samples, dim=0)
-    explained = (maps * noise).reshape(noise.shape[0], -1).sum(dim=1).double().numpy()
+    samples, std = parameters["infidelity_samples"], parameters["infidelity_noise"]
+    generator = torch.Generator().manual_seed(batch.seed)
+    maps = np.broadcast_to(batch.maps, tuple(batch.inputs.shape))
     targets = batch.targets.long()
     before = target_scores(batch, batch.inputs, targets, softmax=False)
-    after = np.empty(noise.shape[0])
-    repeated = targets.repeat_interleave(samples)
-    for start in range(0, noise.shape[0], batch.rows):
-        part = slice(start, start + batch.rows)
-        index = torch.arange(noise.shape[0])[part] // samples
-        moved = batch.inputs[index.to(batch.inputs.device)] - noise[part].to(batch.inputs.device)
-        after[part] = target_scores(batch, moved, repeated[part], softmax=False)
-    change = np.repeat(before, samples) - after
-    return ((explained - change) ** 2).reshape(batch.size, samples).mean(axis=1)
+    out = np.empty(batch.size)
+    group = max(1, batch.rows // samples)  # images whose perturbations share a forward pass
+    for first in range(0, batch.size, group):
+        images = range(first, min(batch.size, first + group))
+        noise = torch.cat(
+            [infidelity_noise(generator, batch.inputs.shape[1:], samples, std) for _ in images]
+        )
+        weights = torch.from_numpy(np.repeat(maps[first : images.stop], samples, axis=0))
+        explained = (weights * noise).reshape(noise.shape[0], -1).sum(dim=1).double().numpy()
+        moved = batch.inputs[first : images.stop].repeat_interleave(samples, dim=0)
+        moved = moved - noise.to(moved.device, moved.dtype)
+        repeated = targets[first : images.stop].repeat_interleave(samples)
+        after = target_scores(batch, moved, repeated, softmax=False)
+        change = np.repeat(before[first : images.stop], samples) - after
+        out[first : images.stop] = ((explained - change) ** 2).reshape(-1, samples).mean(axis=1)
+    return out
