@@ -109,6 +109,8 @@ def test_road_without_noise_equals_grad_cam(name: str, case, monkeypatch) -> Non
     theirs = ROAD[name](percentiles)(batch.inputs, batch.maps[:, 0], targets, model.module)
     got = ours(name, batch, road_percentiles="20,50,80", road_noise=0)
     np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
+    few = ours(name, dataclasses.replace(batch, rows=4), road_percentiles="20,50,80", road_noise=0)
+    np.testing.assert_allclose(few, got, rtol=0, atol=1e-6)  # passes of 4 images
 
 
 @pytest.mark.parametrize(

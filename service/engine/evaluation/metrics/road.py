@@ -56,18 +56,28 @@ def road_changes(batch: EvalBatch, parameters: Mapping[str, Any], *, morf: bool)
     cams = unit_range(pixel_saliency(batch.maps))
     images = batch.inputs.detach().float().cpu().numpy()
     generator = torch.Generator().manual_seed(batch.seed + (0 if morf else 1))
-    imputed = []
+    targets = batch.targets.long()
+    before = target_scores(batch, batch.inputs, targets, softmax=True).astype(np.float32)
+    after = np.empty(len(percentiles) * batch.size, np.float32)
+    pending: list[np.ndarray] = []  # at most `rows` imputed images are held at once
+    done = 0
     for percentile in percentiles:
         for cam, image in zip(cams, images, strict=True):
             ranked = cam if morf else 1 - cam
             keep = ranked < np.float32(np.percentile(ranked, percentile))  # as torch compares
-            imputed.append(impute(image, keep, noise=parameters["road_noise"], generator=generator))
-    perturbed = torch.from_numpy(np.stack(imputed)).to(batch.inputs.device, batch.inputs.dtype)
-    targets = batch.targets.long()
-    before = target_scores(batch, batch.inputs, targets, softmax=True).astype(np.float32)
-    after = target_scores(batch, perturbed, targets.repeat(len(percentiles)), softmax=True)
-    after = after.astype(np.float32).reshape(len(percentiles), batch.size)
-    return (after - before[None]).T
+            pending.append(impute(image, keep, noise=parameters["road_noise"], generator=generator))
+            if len(pending) == batch.rows or done + len(pending) == after.size:
+                perturbed = torch.from_numpy(np.stack(pending)).to(
+                    batch.inputs.device, batch.inputs.dtype
+                )
+                which = torch.arange(done, done + len(pending)) % batch.size
+                after[done : done + len(pending)] = target_scores(
+                    batch, perturbed, targets[which.to(targets.device)], softmax=True
+                )
+                done += len(pending)
+                pending = []
+    changes = after.reshape(len(percentiles), batch.size) - before[None]
+    return changes.T
 
 
 def _mean(changes: np.ndarray) -> np.ndarray:
