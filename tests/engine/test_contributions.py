@@ -202,3 +202,21 @@ def test_a_layer_after_the_unit_is_refused(small_resnet) -> None:
     with pytest.raises(InvalidInput) as raised:
         plan_contributions(small_resnet, layer="layer4", unit="layer3:5")
     assert raised.value.field == "layer" and "after the unit" in raised.value.detail
+
+
+@pytest.mark.parametrize("budget", [1, 5 * 2**20])
+def test_conductance_in_parts_of_a_path_is_the_same(small_resnet, budget: int) -> None:
+    """A budget too small for one image's path splits it into overlapping parts (budget 1:
+    two nodes per pass; 5 MiB: four); the answer is the same as Captum's whole path."""
+    batch = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    plan = plan_contributions(small_resnet, layer="layer3", method="conductance", steps=7)
+    _, values = channel_contributions(small_resnet, batch, plan, budget=budget)
+    case = Case("layer3", "conductance", {"steps": 7})
+    assert_float32_close(
+        values[:, 0], _captum(small_resnet, batch, case, plan_top1(small_resnet, batch))
+    )
+
+
+def plan_top1(model: LoadedModel, batch: torch.Tensor) -> list[int]:
+    with torch.no_grad():
+        return model.module(batch).argmax(dim=1).tolist()

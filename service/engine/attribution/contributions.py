@@ -189,6 +189,31 @@ def _alphas(steps: int, device: torch.device) -> torch.Tensor:
     return torch.tensor(0.5 * (1 + nodes), dtype=torch.float32, device=device)
 
 
+def _path_sum(
+    model: LoadedModel,
+    plan: ContributionPlan,
+    target: Target,
+    start: torch.Tensor,
+    delta: torch.Tensor,
+    images: torch.Tensor,
+    alphas: torch.Tensor,
+) -> torch.Tensor:
+    """[b, T, C]: sum over consecutive nodes of `alphas` of gradient x layer-output change,
+    for `images` (one pass of b x nodes rows)."""
+    count, points = images.numel(), alphas.numel()
+    shape = (-1, *([1] * (start.ndim - 1)))
+    path = start[images, None] + alphas.view(1, *shape) * delta[images, None]
+    rows = images.repeat_interleave(points)
+    run = forward_to_layers(model.module, path.flatten(0, 1), {plan.layer: plan.calls}, grad=True)
+    output = run.activations[plan.layer]
+    (grads,) = gradients_of(target.scores(run.logits, rows), [output])
+    maps, grad_maps = _per_channel(plan, output, grads)
+    maps = maps.unflatten(0, (count, points))
+    grad_maps = grad_maps.unflatten(0, (count, points))
+    steps = (maps[:, 1:] - maps[:, :-1])[:, :, None]  # [b, n - 1, 1, C, h, w]
+    return (grad_maps[:, :-1] * steps).sum(dim=(1, -2, -1))
+
+
 def _conductance(
     model: LoadedModel,
     batch: torch.Tensor,
@@ -196,6 +221,9 @@ def _conductance(
     fixed: Target | None,
     budget: int,
 ) -> tuple[Target, torch.Tensor]:
+    """Whole paths of several images per pass while they fit `budget`; otherwise one
+    image's path in parts of `rows` nodes that overlap by one node, so every consecutive
+    pair of nodes is summed once."""
     if fixed is not None:
         target = fixed
     else:
@@ -204,23 +232,18 @@ def _conductance(
     alphas = _alphas(plan.steps, batch.device).to(batch.dtype)
     points = alphas.numel()
     start = baseline(batch, plan.baseline, model.spec)
-    per_chunk = max(1, rows_per_chunk(model, graph=True, budget=budget) // points)
+    delta = batch - start
+    rows = rows_per_chunk(model, graph=True, budget=budget)
+    per_chunk = max(1, rows // points)
+    span = max(2, min(points, rows))
     parts = []
     for first in range(0, batch.shape[0], per_chunk):
         images = torch.arange(first, min(first + per_chunk, batch.shape[0]), device=batch.device)
-        shape = (-1, *([1] * (batch.ndim - 1)))
-        path = start[images, None] + alphas.view(1, *shape) * (batch - start)[images, None]
-        rows = images.repeat_interleave(points)
-        run = forward_to_layers(
-            model.module, path.flatten(0, 1), {plan.layer: plan.calls}, grad=True
+        total = sum(
+            _path_sum(model, plan, target, start, delta, images, alphas[node : node + span])
+            for node in range(0, points - 1, span - 1)
         )
-        output = run.activations[plan.layer]
-        (grads,) = gradients_of(target.scores(run.logits, rows), [output])
-        maps, grad_maps = _per_channel(plan, output, grads)
-        maps = maps.unflatten(0, (images.numel(), points))
-        grad_maps = grad_maps.unflatten(0, (images.numel(), points))
-        steps = (maps[:, 1:] - maps[:, :-1])[:, :, None]  # [b, n, 1, C, h, w]
-        parts.append((grad_maps[:, :-1] * steps).sum(dim=(1, -2, -1)))
+        parts.append(total)
     return target, torch.cat(parts)
 
 
