@@ -24,7 +24,7 @@ from service.engine.attribution.dataset_contributions import (
     plan_dataset_contributions,
 )
 from service.engine.encode import NPY_MEDIA_TYPE
-from service.engine.progress import Progress
+from service.engine.progress import Progress, reporting
 from service.jobs.job_store import Encoded
 from service.routes import common
 from service.routes.contribution_options import ContributionOptions, DatasetContributionOptions
@@ -79,8 +79,9 @@ async def contributions(
     plan = plan_contributions(model, **options.plan_args())
     fmt, pixels = options.fmt.value, serving.settings.max_image_pixels
 
-    def work(_progress: Progress) -> Encoded:
-        answer = contributions_task(model, images, plan, fmt=fmt, max_pixels=pixels)
+    def work(progress: Progress) -> Encoded:
+        with reporting(progress):  # conductance reports each pass; async=true may cancel
+            answer = contributions_task(model, images, plan, fmt=fmt, max_pixels=pixels)
         if fmt == "npy":
             return Encoded(answer.body, answer.media_type)
         result = answer.result

@@ -127,3 +127,10 @@ def test_contributions_to_a_unit(api: TestClient) -> None:
     error_body(
         api.post(f"{URL}?layer=relu2&unit=relu3:5&target=1&image=dataset:digits/4"), 422, "unit"
     )
+
+
+def test_async_conductance_is_a_job_with_the_same_answer(api: TestClient) -> None:
+    query = "layer=relu2&method=conductance&steps=40&top=5&image=dataset:digits/9"
+    job, result = _run_job(api, f"{URL}?{query}&async=true")
+    assert job["kind"] == "contributions" and job["progress"]["total"] >= 1
+    assert result == api.post(f"{URL}?{query}").json()

@@ -44,6 +44,7 @@ from service.engine.attribution.unit_target import (
     unit_as_output,
 )
 from service.engine.checks import Bound, check_choice
+from service.engine.progress import report
 
 GRAD_X_ACT = "grad-x-act"
 CONDUCTANCE = "conductance"
@@ -236,13 +237,18 @@ def _conductance(
     rows = rows_per_chunk(model, graph=True, budget=budget)
     per_chunk = max(1, rows // points)
     span = max(2, min(points, rows))
-    parts = []
-    for first in range(0, batch.shape[0], per_chunk):
+    nodes = range(0, points - 1, span - 1)
+    groups = range(0, batch.shape[0], per_chunk)
+    parts, done = [], 0
+    for first in groups:
         images = torch.arange(first, min(first + per_chunk, batch.shape[0]), device=batch.device)
-        total = sum(
-            _path_sum(model, plan, target, start, delta, images, alphas[node : node + span])
-            for node in range(0, points - 1, span - 1)
-        )
+        total = torch.zeros(())
+        for node in nodes:
+            total = total + _path_sum(
+                model, plan, target, start, delta, images, alphas[node : node + span]
+            )
+            done += 1
+            report(done, len(groups) * len(nodes))  # a job may cancel between passes
         parts.append(total)
     return target, torch.cat(parts)
 
