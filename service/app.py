@@ -29,6 +29,7 @@ from service.routes import (
     attributions,
     compare,
     compare_picture,
+    concepts,
     contributions,
     datasets,
     docs,
@@ -191,6 +192,7 @@ def create_app(
     comparison = (compare.router, compare_picture.router)
     for router in (*attribution, *insight, datasets.router, *comparison, jobs.router):
         app.include_router(router)
+    app.include_router(concepts.router)  # DFF and TCAV
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     app.include_router(docs.router)  # /docs, /redoc and their assets: no CDN, works offline
     protected = None if keys is None else lambda path: path not in EXEMPT

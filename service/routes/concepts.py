@@ -1,0 +1,109 @@
+"""Concepts of a layer (Deep Feature Factorization): for a request's pictures, and over a
+dataset as a job."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import Field
+
+from api_schemas.concepts import Concept, ConceptClass, ConceptFormat, ConceptResponse
+from model_registry.registry import LoadedModel
+from service.engine.concepts.factorize import TOP, ConceptPlan, ConceptResult, K, plan_concepts
+from service.engine.concepts.factorize import top_classes as ranked
+from service.engine.encode import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
+from service.engine.progress import Progress
+from service.jobs.job_store import Encoded
+from service.routes import common
+from service.routes.deps import ImagesDep, ServingDep
+from service.routes.options import Options, RunAsync
+from service.workers.concept_tasks import concepts_task
+
+router = APIRouter(prefix="/v1/models", tags=["concepts"])
+
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **common.answers(
+        "png: one colour per concept over each picture, with a legend of its top classes; "
+        "npy: float32 heatmaps [B, K, H, W] on the model input, each in [0, 1]; "
+        "json: the concepts' classes and strengths, and the png as base64",
+        PNG_MEDIA_TYPE,
+        NPY_MEDIA_TYPE,
+        body=ConceptResponse,
+        errors=(*common.MODEL_ERRORS, *common.IMAGE_ERRORS, *common.DEVICE_ERRORS),
+    ),
+    **common.JOB_ACCEPTED,
+    **common.error_responses(*common.JOB_ERRORS),
+}
+
+
+class ConceptOptions(Options):
+    answer_fields = frozenset({"fmt", "run_async"})
+    layer: str | None = Field(
+        None,
+        description="a layer with channel maps (conv maps, ViT tokens); default: the deepest",
+        max_length=256,
+    )
+    k: int = Field(4, **K.limits, description="concepts (NMF components); at most the channels")
+    top: int = Field(3, **TOP.limits, description="classes listed per concept")
+    fmt: ConceptFormat = Field(ConceptFormat.png, alias="format")
+    run_async: RunAsync = None
+
+
+def class_items(
+    model: LoadedModel, result: ConceptResult, top: int
+) -> list[list[ConceptClass]] | None:
+    """Per concept, its top classes as the answers list them (None without classes)."""
+    if result.scores is None:
+        return None
+    return [
+        [ConceptClass(class_index=c, label=model.label(c), score=p) for c, p in row]
+        for row in ranked(result.scores, top)
+    ]
+
+
+def _body(
+    model: LoadedModel, plan: ConceptPlan, result: ConceptResult, png: str
+) -> ConceptResponse:
+    classes = class_items(model, result, plan.top)
+    strength = result.factorization.strength
+    return ConceptResponse(
+        model=model.name,
+        layer=plan.layer,
+        k=plan.k,
+        batch=result.heatmaps.shape[0],
+        shape=list(result.heatmaps.shape),
+        classifier=None if result.scores is None else result.scores.classifier,
+        classes_note=result.why,
+        concepts=[
+            Concept(
+                concept=i,
+                classes=None if classes is None else classes[i],
+                strength=[float(v) for v in strength[:, i]],
+            )
+            for i in range(plan.k)
+        ],
+        png_base64=png,
+    )
+
+
+@router.post("/{model}/concepts", responses=_ANSWERS, response_model=None)
+async def concepts(
+    serving: ServingDep, images: ImagesDep, options: Annotated[ConceptOptions, Query()]
+) -> Response:
+    """Deep Feature Factorization: a layer's maps as K non-negative concepts with their classes."""
+    model, settings = serving.model, serving.settings
+    plan = plan_concepts(model, **options.plan_args())
+    fmt, pixels = options.fmt.value, settings.max_image_pixels
+
+    def work(_progress: Progress) -> Encoded:
+        answer = concepts_task(
+            model, images, plan, fmt=common.picture_format(fmt), max_pixels=pixels
+        )
+        return common.encoded(fmt, answer, partial(_body, model, plan, answer.result))
+
+    return await common.answer_or_job(
+        serving, "concepts", work, total=1, estimate_s=0.0, run_async=options.run_async
+    )
