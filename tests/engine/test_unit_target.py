@@ -111,8 +111,9 @@ def test_every_method_explains_a_unit_or_says_why(digits: LoadedModel, kind: str
     try:
         if kind == "cam":
             chosen = next(m for m in cam_methods() if m.name == method)
-            layers = ["relu3"] if chosen.uses_layer else []
-            plan = plan_cam(digits, method=method, layers=layers, unit="relu3:5")
+            layers = ["relu2"] if chosen.uses_layer else []
+            samples = 2 if "samples" in chosen.parameters else None  # sscam, iscam: seconds
+            plan = plan_cam(digits, method=method, layers=layers, unit="relu3:5", samples=samples)
             values = compute_cam(digits, batch, plan, inputs=_inputs(batch)).layers[0].maps
         else:
             given = {"samples": 8} if method in ("kernelshap", "lime", "shapley-sampling") else {}

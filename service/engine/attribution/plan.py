@@ -176,11 +176,11 @@ def plan_cam(
     if isinstance(request, UnitRequest) and not layers and chosen.uses_layer:
         layers = [request.layer]  # the default for a unit: its own layer
     infos = check_spatial_layers(model, layers)
-    for info in infos:
-        chosen.validate(model, info)
-    check_unit_cam(
+    check_unit_cam(  # first: why a method cannot explain a unit beats what its layer lacks
         model, request, method, [info.name for info in infos] if chosen.uses_layer else []
     )
+    for info in infos:
+        chosen.validate(model, info)
     check_unit_options(request, metrics=bool(metrics), randomize=randomize, aug_smooth=aug_smooth)
     if aggregate_layers and len(infos) < 2:
         raise InvalidInput(
