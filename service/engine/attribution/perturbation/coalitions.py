@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from service.engine.attribution.perturbation.ablation import channels_last
 from service.engine.attribution.target_objects import Target
 from service.engine.progress import report
 
@@ -38,7 +39,7 @@ class Coalitions:
         for first in range(0, keep.shape[0], self.per_pass):
             rows = keep[first : first + self.per_pass].to(self.x.device, self.x.dtype)
             pixels = rows[:, self.position][:, None]  # [n, 1, H, W]
-            inputs = self.reference + (self.x - self.reference) * pixels
+            inputs = channels_last(self.reference + (self.x - self.reference) * pixels)
             with torch.inference_mode():
                 which = torch.full((rows.shape[0],), self.image, device=self.x.device)
                 out.append(self.target.scores(self.module(inputs), which).double())
