@@ -80,15 +80,16 @@ def unit_text(request: object) -> str | None:
     return request.text if isinstance(request, UnitRequest) else None
 
 
-def _drawn(target: Target) -> dict[str, np.ndarray | None]:
+def drawn_targets(target: Target) -> dict[str, np.ndarray | None]:
+    """The boxes and regions a picture draws over the input (None where the target has none)."""
     boxes, regions = target.boxes_drawn(), target.regions_drawn()
     return {
-        "boxes": None if boxes is None else _numpy(boxes),
+        "boxes": None if boxes is None else to_numpy(boxes),
         "regions": None if regions is None else regions.cpu().numpy(),
     }
 
 
-def _predictions(
+def classifier_predictions(
     model: LoadedModel, output: object, top_k: int, count: int, *, unit: bool = False
 ) -> list[list[Prediction]]:
     """Top-k classes of a classifier; segmentation and detection models have none here, nor
@@ -124,7 +125,9 @@ def _compute_cam(
         randomized = tuple(names)
         again = cams(copy, batch, plan.method, plan.layers, plan.targets, fixed_targets=raw.target)
         for name in raw.maps:
-            correlations[name] = rank_correlation(_numpy(raw.maps[name]), _numpy(again.maps[name]))
+            correlations[name] = rank_correlation(
+                to_numpy(raw.maps[name]), to_numpy(again.maps[name])
+            )
     layers = []
     for name, maps in raw.maps.items():
         # 'a+b' (aggregate_layers) reports the deepest layer's shape
@@ -148,11 +151,11 @@ def _compute_cam(
             CamLayer(
                 name=name,
                 map_shape=map_shape,
-                maps=_numpy(unit_scale(maps) if plan.normalize else maps),
-                deletion=_numpy(curves.auc["deletion"])
+                maps=to_numpy(unit_scale(maps) if plan.normalize else maps),
+                deletion=to_numpy(curves.auc["deletion"])
                 if curves and "deletion" in curves.auc
                 else None,
-                insertion=_numpy(curves.auc["insertion"])
+                insertion=to_numpy(curves.auc["insertion"])
                 if curves and "insertion" in curves.auc
                 else None,
                 rank_correlation=correlations.get(name),
@@ -163,13 +166,13 @@ def _compute_cam(
         layers=tuple(layers),
         targets=raw.targets.cpu().numpy().astype(np.int64),
         several_targets=plan.several_targets,
-        predictions=_predictions(
+        predictions=classifier_predictions(
             model, raw.logits, plan.top_k, batch.shape[0], unit=unit_text(plan.targets) is not None
         ),
         inputs=inputs,
         randomized=randomized,
         unit=unit_text(plan.targets),
-        **_drawn(raw.target),
+        **drawn_targets(raw.target),
     )
 
 
@@ -186,23 +189,24 @@ def compute_gradients(
         randomized = tuple(names)
         _, _, again = gradient_maps(copy, batch, plan, fixed_targets=targets)
         correlation = rank_correlation(
-            _numpy(values.abs().sum(dim=2)), _numpy(again.abs().sum(dim=2))
+            to_numpy(values.abs().sum(dim=2)), to_numpy(again.abs().sum(dim=2))
         )
     return GradientResult(
         method=plan.method,
-        values=_numpy(values),
+        values=to_numpy(values),
         targets=targets.classes.cpu().numpy().astype(np.int64),
         several_targets=plan.several_targets,
-        predictions=_predictions(
+        predictions=classifier_predictions(
             model, logits, plan.top_k, batch.shape[0], unit=unit_text(plan.targets) is not None
         ),
         inputs=inputs,
         randomized=randomized,
         rank_correlation=correlation,
         unit=unit_text(plan.targets),
-        **_drawn(targets),
+        **drawn_targets(targets),
     )
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A detached float32 CPU copy (a view where it already is one)."""
     return tensor.detach().float().cpu().numpy().astype(np.float32, copy=False)

@@ -19,9 +19,9 @@ from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
 from service.engine.attribution.explain import (
     GradientResult,
-    _drawn,
-    _numpy,
-    _predictions,
+    classifier_predictions,
+    drawn_targets,
+    to_numpy,
     unit_text,
 )
 from service.engine.attribution.input_trust import TrustRequest, check_trust, trust_checks
@@ -37,7 +37,7 @@ from service.engine.attribution.noise_tunnel import TUNNELS, Tunnel, tunnel
 from service.engine.attribution.plan import (
     DEFAULT_TOP_K,
     GradientPlan,
-    _check_top_k,
+    check_top_k,
     plan_gradients,
 )
 from service.engine.attribution.target_objects import ClassRequest, Target, TargetRequest
@@ -174,7 +174,7 @@ def plan_input_attributions(
     check_unit_method(request, method)
     options = chosen.Options(**{**allowed, **given})
     chosen.validate(model, options)
-    return InputPlan(method, options, request, _check_top_k(model, top_k), trust=trust)
+    return InputPlan(method, options, request, check_top_k(model, top_k), trust=trust)
 
 
 def _steps(metric_steps: int | None) -> dict[str, int]:
@@ -265,13 +265,13 @@ def compute_input_attributions(
     with unit_as_output(model.module, plan.targets):
         maps = run(work)
     trust = trust_checks(model, batch, maps.values, maps.target, plan.trust, rerun)
-    drawn = _drawn(maps.target)
+    drawn = drawn_targets(maps.target)
     return InputResult(
         method=plan.method,
-        values=_numpy(maps.values),
+        values=to_numpy(maps.values),
         targets=maps.target.classes.cpu().numpy().astype(np.int64),
         several_targets=plan.several_targets,
-        predictions=_predictions(
+        predictions=classifier_predictions(
             model, maps.output, plan.top_k, batch.shape[0], unit=unit_text(plan.targets) is not None
         ),
         unit=unit_text(plan.targets),

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import rows_per_chunk
-from service.engine.attribution.faithfulness import DEFAULT_STEPS, METRICS, deletion_insertion
-from service.engine.attribution.plan import METRIC_STEPS, _check_randomize
+from service.engine.attribution.explain import to_numpy
+from service.engine.attribution.faithfulness import DEFAULT_STEPS, deletion_insertion
+from service.engine.attribution.plan import check_metrics, check_randomize
 from service.engine.attribution.sanity import randomized_copy, rank_correlation
 from service.engine.attribution.target_objects import Target
-from service.engine.checks import check_choice
 
 # (a model, the fixed Target) -> that model's values [B, T, C, H, W] for the same request
 Rerun = Callable[[LoadedModel, Target], torch.Tensor]
@@ -56,17 +55,8 @@ def check_trust(
     randomize: int = 0,
 ) -> TrustRequest:
     """As `/cam` checks them: known metrics, on classifiers only; steps and layers in range."""
-    picked = tuple(dict.fromkeys(metrics or ()))
-    for metric in picked:
-        check_choice(metric, METRICS, field="metrics")
-    if picked and model.spec.task != "classification":
-        raise InvalidInput(
-            f"metrics: deletion and insertion track a class probability; model "
-            f"'{model.name}' is a {model.spec.task} model",
-            field="metrics",
-        )
-    METRIC_STEPS.check_int("metric_steps", metric_steps)
-    return TrustRequest(picked, metric_steps, _check_randomize(model, randomize))
+    picked = check_metrics(model, metrics, metric_steps)
+    return TrustRequest(picked, metric_steps, check_randomize(model, randomize))
 
 
 def saliency(values: torch.Tensor) -> torch.Tensor:
@@ -97,16 +87,12 @@ def trust_checks(
             steps=request.metric_steps,
             rows=rows_per_chunk(model, graph=False),
         )
-        found = {name: _numpy(auc) for name, auc in curves.auc.items()}
+        found = {name: to_numpy(auc) for name, auc in curves.auc.items()}
     randomized: tuple[str, ...] = ()
     correlation = None
     if request.randomize:
         copy, names = randomized_copy(model, request.randomize)
         randomized = tuple(names)
         again = saliency(rerun(copy, target))
-        correlation = rank_correlation(_numpy(maps), _numpy(again))
+        correlation = rank_correlation(to_numpy(maps), to_numpy(again))
     return TrustResult(randomized, correlation, found.get("deletion"), found.get("insertion"))
-
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy().astype(np.float32, copy=False)

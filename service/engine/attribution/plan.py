@@ -109,7 +109,8 @@ class GradientPlan:
         return self.targets.count > 1
 
 
-def _check_top_k(model: LoadedModel, top_k: int | None) -> int:
+def check_top_k(model: LoadedModel, top_k: int | None) -> int:
+    """`top_k` predictions per image: 1 to the model's classes (default: 5 or fewer)."""
     classes = model.spec.num_classes
     if top_k is None:
         return min(DEFAULT_TOP_K, classes)
@@ -122,7 +123,26 @@ def _check_top_k(model: LoadedModel, top_k: int | None) -> int:
     return top_k
 
 
-def _check_randomize(model: LoadedModel, randomize: int) -> int:
+def check_metrics(
+    model: LoadedModel, metrics: list[str] | None, metric_steps: int
+) -> tuple[str, ...]:
+    """The faithfulness metrics asked for, each once: known names, on classifiers only (they
+    track a class probability), and `metric_steps` in range."""
+    picked = tuple(dict.fromkeys(metrics or ()))
+    for metric in picked:
+        check_choice(metric, METRICS, field="metrics")
+    if picked and model.spec.task != "classification":
+        raise InvalidInput(
+            f"metrics: deletion and insertion track a class probability; model "
+            f"'{model.name}' is a {model.spec.task} model",
+            field="metrics",
+        )
+    METRIC_STEPS.check_int("metric_steps", metric_steps)
+    return picked
+
+
+def check_randomize(model: LoadedModel, randomize: int) -> int:
+    """Layers to re-initialize for the sanity check: 0 to the model's parametrized layers."""
     available = len(parametrized_layers(model)) if randomize else 0
     if randomize < 0 or randomize > available:
         raise InvalidInput(
@@ -188,24 +208,15 @@ def plan_cam(
             "`layer` (comma-separated)",
             field="aggregate_layers",
         )
-    picked = tuple(dict.fromkeys(metrics or ()))
-    for metric in picked:
-        check_choice(metric, METRICS, field="metrics")
-    if picked and model.spec.task != "classification":
-        raise InvalidInput(
-            f"metrics: deletion and insertion track a class probability; model "
-            f"'{model.name}' is a {model.spec.task} model",
-            field="metrics",
-        )
-    METRIC_STEPS.check_int("metric_steps", metric_steps)
+    picked = check_metrics(model, metrics, metric_steps)
     return CamPlan(
         method=method,
         layers=tuple(info.name for info in infos),
         targets=request,
         metrics=picked,
         metric_steps=metric_steps,
-        randomize=_check_randomize(model, randomize),
-        top_k=_check_top_k(model, top_k),
+        randomize=check_randomize(model, randomize),
+        top_k=check_top_k(model, top_k),
         normalize=normalize,
         eigen_smooth=eigen_smooth,
         aug_smooth=aug_smooth,
@@ -282,6 +293,6 @@ def plan_gradients(
         samples=samples,
         noise=noise,
         seed=seed,
-        randomize=_check_randomize(model, randomize),
-        top_k=_check_top_k(model, top_k),
+        randomize=check_randomize(model, randomize),
+        top_k=check_top_k(model, top_k),
     )
