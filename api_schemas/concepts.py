@@ -75,8 +75,8 @@ class TcavScore(BaseModel):
     random_mean: float = Field(description="the same for CAVs of random vs random pictures")
     random_std: float
     p_value: float | None = Field(
-        description="two-sided Welch t-test of the runs' scores against the random runs' "
-        "(null when both sets are constant)"
+        description="two-sided t-test (scipy's ttest_ind) of the runs' scores against the "
+        "random runs' (null when both are the same constant)"
     )
     significant: bool = Field(description="p_value < alpha")
     accuracy: float = Field(description="mean held-out accuracy of the concept CAVs")
@@ -88,6 +88,7 @@ class TcavResponse(BaseModel):
     label: str
     random: str
     runs: int
+    samples: int = Field(description="pictures per CAV side, as used")
     seed: int
     alpha: float
     inputs: int

@@ -47,6 +47,7 @@ from service.routes import (
     models,
     predict,
     stats,
+    tcav,
 )
 from service.routes import ui as portal
 from service.settings import Settings
@@ -192,7 +193,8 @@ def create_app(
     comparison = (compare.router, compare_picture.router)
     for router in (*attribution, *insight, datasets.router, *comparison, jobs.router):
         app.include_router(router)
-    app.include_router(concepts.router)  # DFF and TCAV
+    app.include_router(concepts.router)  # DFF
+    app.include_router(tcav.router)
     app.include_router(portal.router)  # GET /ui: the debugging portal (not in the OpenAPI schema)
     app.include_router(docs.router)  # /docs, /redoc and their assets: no CDN, works offline
     protected = None if keys is None else lambda path: path not in EXEMPT

@@ -1,4 +1,4 @@
-"""Concept work for the device thread: DFF of a request's pictures."""
+"""Concept work for the device thread: DFF of a request's pictures, and TCAV."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from service.engine.concepts.factorize import (
     top_classes,
 )
 from service.engine.concepts.picture import concepts_picture, legend_lines
+from service.engine.concepts.tcav import TcavPlan, TcavResult, run_tcav
 from service.engine.images import model_pixels, to_batch
+from service.engine.progress import Progress, no_progress
 from service.engine.upload_view import upload_view
 from service.workers.answer import Answer
 from service.workers.tasks import decode_images
@@ -35,3 +37,17 @@ def concepts_task(
     views = [upload_view(image, model.spec) for image in images]
     picture = np.ascontiguousarray(concepts_picture(views, result.heatmaps, lines))
     return Answer(result, encode.png_bytes(picture), encode.PNG_MEDIA_TYPE)
+
+
+def tcav_task(
+    model: LoadedModel,
+    uploads: Sequence[bytes],
+    plan: TcavPlan,
+    *,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> TcavResult:
+    """TCAV of the uploads (inputs of the target class) for the plan's concepts."""
+    images = decode_images(uploads, max_pixels=max_pixels)
+    batch = to_batch(model_pixels(images, model.spec), model.spec, model.device)
+    return run_tcav(model, batch, plan, max_pixels=max_pixels, progress=progress)
