@@ -226,12 +226,14 @@ def default_specs() -> list[ModelSpec]:
 
 
 class _DatasetEntry(BaseModel):
-    """One `[[datasets]]` table: a name and an ImageFolder path (relative to the file)."""
+    """One `[[datasets]]` table: a name, an ImageFolder path and, for the localisation
+    metrics of /evaluate, a folder of object masks (paths relative to the file)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     path: Annotated[str, Field(min_length=1)]
+    masks: Annotated[str | None, Field(min_length=1)] = None
 
 
 def load_datasets(path: str | Path) -> list[FolderDataset]:
@@ -253,11 +255,16 @@ def load_datasets(path: str | Path) -> list[FolderDataset]:
         if entry.name == DIGITS or entry.name in {d.name for d in found}:
             reason = "is the built-in dataset's" if entry.name == DIGITS else "is taken"
             raise ConfigError(f"{where}: field 'name': the name {reason}; choose another")
-        folder = Path(entry.path)
+        masks = None if entry.masks is None else _beside(path, entry.masks)
         try:
-            found.append(
-                scan_folder(entry.name, folder if folder.is_absolute() else path.parent / folder)
-            )
+            found.append(scan_folder(entry.name, _beside(path, entry.path), masks))
         except (ValueError, OSError) as exc:
-            raise ConfigError(f"{where}: field 'path': {exc}") from exc
+            field = "masks" if masks is not None and "masks folder" in str(exc) else "path"
+            raise ConfigError(f"{where}: field '{field}': {exc}") from exc
     return found
+
+
+def _beside(models_file: Path, name: str) -> Path:
+    """A folder named in the models file: absolute, or relative to the file."""
+    folder = Path(name)
+    return folder if folder.is_absolute() else models_file.parent / folder

@@ -88,6 +88,10 @@ class DigitsDataset:
     def describe(self, index: int) -> str:
         return f"digits/{index}"
 
+    def read_mask(self, index: int) -> bytes | None:
+        """The digit's own strokes: its picture, whose non-zero pixels are the object."""
+        return _digit_png(index)
+
 
 @dataclass(frozen=True)
 class FolderDataset:
@@ -99,6 +103,7 @@ class FolderDataset:
         classes: subfolder names, sorted.
         files: paths relative to `root`, ordered by class, then name.
         labels: the class index of each file.
+        masks: the folder of object masks (the models file's `masks`), or None.
     """
 
     name: str
@@ -106,6 +111,7 @@ class FolderDataset:
     classes: tuple[str, ...]
     files: tuple[str, ...]
     labels: tuple[int, ...] = field(repr=False)
+    masks: Path | None = None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -119,15 +125,29 @@ class FolderDataset:
     def describe(self, index: int) -> str:
         return f"{self.name}/{index} ({self.files[index]})"
 
+    def read_mask(self, index: int) -> bytes | None:
+        """The PNG of the same relative name under `masks` (suffix .png), or None where the
+        dataset has no masks or that file is missing or unreadable."""
+        if self.masks is None:
+            return None
+        try:
+            return (self.masks / self.files[index]).with_suffix(".png").read_bytes()
+        except OSError:
+            return None
 
-def scan_folder(name: str, root: Path) -> FolderDataset:
-    """List an ImageFolder; files that are not pictures by extension are left out.
+
+def scan_folder(name: str, root: Path, masks: Path | None = None) -> FolderDataset:
+    """List an ImageFolder; files that are not pictures by extension are left out. `masks`:
+    a folder with one PNG per picture under the same relative name (non-zero = object).
 
     Raises:
-        ValueError: the folder is missing, has no class subfolders, or no pictures.
+        ValueError: the folder or the masks folder is missing, the folder has no class
+            subfolders, or no pictures.
     """
     if not root.is_dir():
         raise ValueError(f"folder {str(root)!r} does not exist")
+    if masks is not None and not masks.is_dir():
+        raise ValueError(f"masks folder {str(masks)!r} does not exist")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"folder {str(root)!r} has no class subfolders (ImageFolder layout)")
@@ -140,7 +160,18 @@ def scan_folder(name: str, root: Path) -> FolderDataset:
                 labels.append(number)
     if not files:
         raise ValueError(f"folder {str(root)!r} has no pictures in its class subfolders")
-    return FolderDataset(name, root, tuple(classes), tuple(files), tuple(labels))
+    return FolderDataset(name, root, tuple(classes), tuple(files), tuple(labels), masks)
+
+
+def has_masks(dataset: Dataset) -> bool:
+    """Whether the dataset names an object mask per picture (digits: its strokes)."""
+    return isinstance(dataset, DigitsDataset) or getattr(dataset, "masks", None) is not None
+
+
+def read_mask(dataset: Dataset, index: int) -> bytes | None:
+    """The encoded mask of picture `index`, or None where there is none."""
+    reader = getattr(dataset, "read_mask", None)
+    return None if reader is None else reader(index)
 
 
 class DatasetCatalog:

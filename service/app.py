@@ -34,6 +34,7 @@ from service.routes import (
     datasets,
     docs,
     embedding,
+    evaluate,
     feature_maps,
     filters,
     health,
@@ -189,6 +190,7 @@ def create_app(
         input_attributions.router,
         contributions.router,
         methods.router,
+        evaluate.router,
     )
     comparison = (compare.router, compare_picture.router)
     for router in (*attribution, *insight, datasets.router, *comparison, jobs.router):

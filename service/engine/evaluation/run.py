@@ -1,0 +1,164 @@
+"""Score every method of a plan on one batch with every metric of the plan.
+
+Each method's maps are computed once per batch and handed to every metric in an
+`EvalBatch`, with what the metrics may ask for: the model's logits on any input (no graph,
+in chunks that fit the memory budget), the method again on other inputs (robustness), the
+method on the randomized cascade copies of the model (randomisation) and the masks
+(localisation). Runs on the device thread; the shared model is only read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from model_registry.registry import LoadedModel
+from service.engine.attribution.chunks import rows_per_chunk
+from service.engine.attribution.sanity import parametrized_layers
+from service.engine.evaluation.cascade import randomized_copies
+from service.engine.evaluation.explainers import Explainer
+from service.engine.evaluation.metrics import Cascade, EvalBatch
+from service.engine.evaluation.plan import EvalPlan, MetricChoice
+
+# method -> metric -> float64 values [B] (NaN where the metric has none for a picture)
+Values = dict[str, dict[str, np.ndarray]]
+
+
+class RandomizedCopies:
+    """The model's cascade copies (`cascade.randomized_copies`): depth d has its top d
+    parametrized layers re-initialized. One deep copy walks down the cascade; asking for a
+    shallower depth than the last starts a new copy. The shared model is never touched."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.layers = tuple(parametrized_layers(model)[::-1])
+        self._walk: Iterator[tuple[int, str, nn.Module]] | None = None
+        self._depth = 0
+        self._copy: LoadedModel | None = None
+
+    def get(self, depth: int) -> LoadedModel:
+        if self._walk is None or depth < self._depth or self._copy is None:
+            self._walk = randomized_copies(self.model.module, self.layers)
+            self._depth, self._copy = 0, None
+        while self._depth < depth:
+            self._depth, _, module = next(self._walk)
+            self._copy = dataclasses.replace(self.model, module=module)
+        if self._copy is None:
+            raise ValueError(f"depth {depth}: the cascade starts at depth 1")
+        return self._copy
+
+
+def forward_fn(model: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Logits of any batch of inputs, without a graph, in chunks of the memory budget."""
+    rows = rows_per_chunk(model, graph=False)
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            parts = [
+                model.module(inputs[start : start + rows].to(model.device)).float()
+                for start in range(0, inputs.shape[0], rows)
+            ]
+        return torch.cat(parts) if parts else torch.empty(0)
+
+    return forward
+
+
+def predicted(model: LoadedModel, batch: torch.Tensor) -> torch.Tensor:
+    """Each picture's top-1 class, int64 [B]."""
+    return forward_fn(model)(batch).argmax(dim=1)
+
+
+def _batch(
+    model: LoadedModel,
+    explainer: Explainer,
+    batch: torch.Tensor,
+    classes: torch.Tensor,
+    maps: np.ndarray,
+    masks: np.ndarray | None,
+    copies: RandomizedCopies,
+    seed: int,
+) -> EvalBatch:
+    def explain(inputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+        return _numpy(explainer.maps(model, inputs, targets))
+
+    def explain_randomized(depth: int) -> np.ndarray:
+        return _numpy(explainer.maps(copies.get(depth), batch, classes))
+
+    return EvalBatch(
+        inputs=batch,
+        targets=classes,
+        maps=maps,
+        forward=forward_fn(model),
+        explain=explain,
+        explain_randomized=explain_randomized,
+        randomizable=copies.layers,
+        masks=masks,
+        seed=seed,
+        rows=rows_per_chunk(model, graph=False),
+    )
+
+
+def _numpy(maps: torch.Tensor) -> np.ndarray:
+    return maps.detach().float().cpu().numpy().astype(np.float32, copy=False)
+
+
+def _score(
+    choice: MetricChoice, make: Callable[[np.ndarray], EvalBatch], has_mask: np.ndarray
+) -> np.ndarray:
+    """One metric's values [B]; a localisation metric only on the pictures with a mask."""
+    count = has_mask.size
+    rows = np.flatnonzero(has_mask) if choice.needs_masks else np.arange(count)
+    out = np.full(count, np.nan)
+    if rows.size:
+        found = choice.metric.compute(make(rows), choice.parameters)
+        # randomization answers a Cascade: its `values` are the per-image numbers
+        out[rows] = found.values if isinstance(found, Cascade) else np.asarray(found, np.float64)
+    return out
+
+
+def evaluate_batch(
+    model: LoadedModel,
+    batch: torch.Tensor,
+    classes: torch.Tensor,
+    plan: EvalPlan,
+    *,
+    masks: Sequence[np.ndarray | None] | None = None,
+    copies: RandomizedCopies | None = None,
+) -> Values:
+    """Every method's values on every metric for `batch` [B, C, H, W] (normalized) and
+    target `classes` [B]; `masks` bool [H, W] per picture (None: that picture has none)."""
+    copies = copies or RandomizedCopies(model)
+    count = batch.shape[0]
+    given = list(masks) if masks is not None else [None] * count
+    has_mask = np.asarray([m is not None for m in given], dtype=bool)
+    stacked = None
+    if has_mask.any():
+        blank = np.zeros(batch.shape[-2:], dtype=bool)
+        stacked = np.stack([blank if m is None else m for m in given])
+    found: Values = {}
+    for explainer in plan.explainers:
+        maps = _numpy(explainer.maps(model, batch, classes))
+
+        def make(rows: np.ndarray, maps: np.ndarray = maps, explainer: Explainer = explainer) -> EvalBatch:
+            if rows.size == count:
+                return _batch(model, explainer, batch, classes, maps, stacked, copies, plan.seed)
+            index = torch.from_numpy(rows).to(batch.device)
+            return _batch(
+                model,
+                explainer,
+                batch[index],
+                classes[index],
+                maps[rows],
+                None if stacked is None else stacked[rows],
+                copies,
+                plan.seed,
+            )
+
+        found[explainer.method] = {
+            choice.name: _score(choice, make, has_mask) for choice in plan.metrics
+        }
+    return found
