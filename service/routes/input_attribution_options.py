@@ -52,42 +52,10 @@ LrpRule = method_enum("LrpRule", list(RULES))
 Pixels = Annotated[int | None, Field(ge=1, le=4096)]
 
 
-class InputAttributionOptions(Options):
-    answer_fields = frozenset({"fmt", "view", "colormap", "alpha", "canvas", "run_async"})
-    name_lists = frozenset({"metrics"})
-    plan_names = {"target": "targets"}
-    method: InputMethod = Field(  # type: ignore[valid-type]
-        description="a method of GET /v1/methods whose endpoints include attributions"
-    )
-    target: Target = None
-    region: Region = None
-    box: Box = None
-    detection: Detection = None
-    unit: Unit = None
-    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
-    view: GradientView = Field(
-        GradientView.heatmap,
-        description="png: |map| heatmap over the input, the map as an image, positive or "
-        "negative part",
-    )
-    colormap: str = colormap_field("inferno")
-    alpha: Alpha = 0.6
-    canvas: Canvas = CANVAS_FIELD
-    top_k: TopK = None
-    run_async: RunAsync = None
-    metrics: str | None = Field(
-        None, description="deletion, insertion or both: their AUC in json", max_length=64
-    )
-    metric_steps: int | None = Field(
-        None,
-        ge=int(METRIC_STEPS.low),
-        le=int(METRIC_STEPS.high),
-        description="points per deletion/insertion curve (32)",
-    )
-    randomize: Randomize = 0
-    layer: str | None = Field(
-        None, description="guided-gradcam: the Grad-CAM layer", max_length=1024
-    )
+class InputMethodParameters(Options):
+    """The parameters of the /attributions methods, each None unless sent (the method's own
+    default then applies); shared by /attributions and the picture comparison."""
+
     upsample: CamUpsample | None = Field(None, description="guided-gradcam: nearest or bilinear")
     steps: int | None = Field(None, ge=1, le=1024, description="integrated-gradients: points")
     baseline: PerturbationBaseline | None = Field(
@@ -134,8 +102,47 @@ class InputAttributionOptions(Options):
 
     def method_parameters(self) -> dict[str, Any]:
         """The method parameters the client sent (enums as their values)."""
-        values = {name: getattr(self, name) for name in METHOD_PARAMETERS}
+        names = [name for name in METHOD_PARAMETERS if name in type(self).model_fields]
+        values = {name: getattr(self, name) for name in names}
         return {k: getattr(v, "value", v) for k, v in values.items() if v is not None}
+
+
+class InputAttributionOptions(InputMethodParameters):
+    answer_fields = frozenset({"fmt", "view", "colormap", "alpha", "canvas", "run_async"})
+    name_lists = frozenset({"metrics"})
+    plan_names = {"target": "targets"}
+    method: InputMethod = Field(  # type: ignore[valid-type]
+        description="a method of GET /v1/methods whose endpoints include attributions"
+    )
+    target: Target = None
+    region: Region = None
+    box: Box = None
+    detection: Detection = None
+    unit: Unit = None
+    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
+    view: GradientView = Field(
+        GradientView.heatmap,
+        description="png: |map| heatmap over the input, the map as an image, positive or "
+        "negative part",
+    )
+    colormap: str = colormap_field("inferno")
+    alpha: Alpha = 0.6
+    canvas: Canvas = CANVAS_FIELD
+    top_k: TopK = None
+    run_async: RunAsync = None
+    metrics: str | None = Field(
+        None, description="deletion, insertion or both: their AUC in json", max_length=64
+    )
+    metric_steps: int | None = Field(
+        None,
+        ge=int(METRIC_STEPS.low),
+        le=int(METRIC_STEPS.high),
+        description="points per deletion/insertion curve (32)",
+    )
+    randomize: Randomize = 0
+    layer: str | None = Field(
+        None, description="guided-gradcam: the Grad-CAM layer", max_length=1024
+    )
 
     def target_args(self) -> dict[str, Any]:
         """The plan's target and listing arguments."""

@@ -13,7 +13,8 @@ from model_registry.datasets import Dataset
 from model_registry.registry import LoadedModel
 from service.engine import encode
 from service.engine.attribution.explain import CamResult
-from service.engine.attribution.pictures import Look
+from service.engine.attribution.input_attributions import InputPlan, InputResult
+from service.engine.attribution.pictures import NEGATIVE, POSITIVE, Look
 from service.engine.attribution.plan import CamPlan
 from service.engine.compare.outcome import Comparison
 from service.engine.compare.plan import ComparePlan
@@ -45,17 +46,32 @@ def compare_dataset_task(
 GAP = 8  # white pixels between the two pictures
 
 
+def one_map(values: np.ndarray, view: str) -> np.ndarray:
+    """An attribution [B, C, H, W] as one map per picture [B, H, W], its channels reduced
+    as the png's view draws them: the max of the positive part, of the negative part, or of
+    |values| (heatmap, and the signed gradient picture)."""
+    if view == POSITIVE:
+        return np.clip(values, 0, None).max(axis=1)
+    if view == NEGATIVE:
+        return np.clip(-values, 0, None).max(axis=1)
+    return np.abs(values).max(axis=1)
+
+
+Result = CamResult | InputResult
+
+
 def compare_pictures_task(
     models: tuple[LoadedModel, LoadedModel],
     uploads: Sequence[bytes],
-    plans: tuple[CamPlan, CamPlan],
+    plans: tuple[CamPlan | InputPlan, CamPlan | InputPlan],
     *,
     fmt: str,
     look: Look,
     max_pixels: int,
-) -> Answer[tuple[CamResult, CamResult]]:
-    """Each model's own /cam answer for the uploads, joined: the two png pictures side by
-    side (json embeds that png), or the two npy maps stacked as [2, B, H, W]."""
+) -> Answer[tuple[Result, Result]]:
+    """Each model's own /cam or /attributions answer for the uploads, joined: the two png
+    pictures side by side (json embeds that png), or the two npy maps stacked as
+    [2, B, H, W] (an attribution's channels reduced by `one_map`)."""
     picture = "npy" if fmt == "npy" else "png"
     answers = [
         attribution_task(model, uploads, plan, fmt=picture, look=look, max_pixels=max_pixels)
@@ -63,7 +79,12 @@ def compare_pictures_task(
     ]
     results = (answers[0].result, answers[1].result)
     if picture == "npy":
-        stacked = np.stack([np.load(io.BytesIO(a.body), allow_pickle=False) for a in answers])
+        maps = [np.load(io.BytesIO(a.body), allow_pickle=False) for a in answers]
+        reduced = [
+            one_map(m, look.view) if isinstance(plan, InputPlan) else m
+            for m, plan in zip(maps, plans, strict=True)
+        ]
+        stacked = np.stack(reduced)
         return Answer(results, encode.npy_bytes(stacked), encode.NPY_MEDIA_TYPE)  # type: ignore[arg-type]
     left, right = (np.asarray(Image.open(io.BytesIO(a.body)).convert("RGB")) for a in answers)
     height = max(left.shape[0], right.shape[0])
