@@ -5,10 +5,15 @@ pictures of SIDE px in a folder the script writes (crops of scikit-learn's two p
 classes), 5 layers each (layer1..layer4, avgpool), pool=mean. In one process: the job's time
 from POST to its finished result through the app (TestClient), and the time of reading,
 decoding and preprocessing the same pictures and running both models over them in
-inference mode, batch by batch as the job batches them (anchor). Goal: ratio <= 1.15.
+inference mode, batch by batch as the job batches them (anchor), measured before and after
+the job in the same run. Goal: ratio <= 1.15.
 
-Run: .venv/bin/python bench/compare.py [--count 1000 --side 224 --device cpu]
-     (a quick end-to-end check: --count 60 --side 64)
+Memory: the process's resident set (VmRSS) is sampled while the job runs, by pictures done;
+with pool=mean the job keeps running sums only, so RSS should not grow from one equal step of
+pictures to the next (printed as the growth per --step pictures after the first step).
+
+Run: .venv/bin/python bench/compare.py [--count 1000 --side 224 --step 200 --device cpu]
+     (a quick end-to-end check: --count 60 --side 64 --step 20)
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.dataset import finished, write_pictures  # noqa: E402
+from bench.dataset import write_pictures  # noqa: E402
 
 GOAL = 1.15
 LAYERS = "layer1,layer2,layer3,layer4,avgpool"
@@ -92,10 +97,37 @@ def plain_passes(app: object, count: int) -> float:
     return time.perf_counter() - start
 
 
+def rss_mib() -> float:
+    """This process's resident set now (Linux /proc), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_job(client: object, url: str, every: int) -> tuple[dict, dict[int, float]]:
+    """POST the job, poll it to the end; its result and the RSS by pictures done."""
+    accepted = client.post(url)  # type: ignore[attr-defined]
+    accepted.raise_for_status()
+    location = accepted.headers["location"]
+    rss: dict[int, float] = {}
+    while True:
+        body = client.get(location).json()  # type: ignore[attr-defined]
+        step = body["progress"]["step"]
+        rss.setdefault(step // every * every, rss_mib())
+        if body["status"] == "succeeded":
+            rss[step] = rss_mib()
+            return client.get(f"{location}/result").json(), rss  # type: ignore[attr-defined]
+        if body["status"] not in ("queued", "running"):
+            raise RuntimeError(f"job ended {body['status']}: {body.get('error')}")
+        time.sleep(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--side", type=int, default=224)
+    parser.add_argument("--step", type=int, default=200, help="pictures between RSS readings")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: the service's)")
     args = parser.parse_args()
     from fastapi.testclient import TestClient
@@ -110,13 +142,12 @@ def main() -> None:
         with TestClient(create_app(settings)) as client:
             url = f"/v1/compare/datasets/pictures?models=first,second&layers_a={LAYERS}"
             url += f"&layers_b={LAYERS}&pool=mean"
-            anchor = plain_passes(client.app, args.count)  # also warms both models up
+            before = plain_passes(client.app, args.count)  # also warms both models up
             start = time.perf_counter()
-            accepted = client.post(url)
-            accepted.raise_for_status()
-            result = finished(client, accepted.headers["location"])
+            result, rss = run_job(client, url, args.step)
             job = time.perf_counter() - start
-            anchor = min(anchor, plain_passes(client.app, args.count))
+            after = plain_passes(client.app, args.count)
+            anchor = min(before, after)
             device = str(client.app.state.registry.get("first").device)
     assert result["images"] == args.count, result["images"]
     ratio = job / anchor
@@ -126,6 +157,16 @@ def main() -> None:
         f"{ratio:.3f} (goal <= {GOAL}, {'meets' if ratio <= GOAL else 'MISSES'}); "
         f"CKA diagonal {[round(result['cka']['matrix'][i][i], 3) for i in range(5)]}"
     )
+    print(f"anchors: before the job {before:.2f} s, after it {after:.2f} s")
+    marks = sorted(k for k in rss if k >= args.step)
+    print("RSS by pictures done (MiB): " + ", ".join(f"{k}: {rss[k]:.0f}" for k in marks))
+    if len(marks) >= 2:
+        growth = [rss[b] - rss[a] for a, b in zip(marks, marks[1:], strict=False)]
+        print(
+            f"RSS growth per {args.step} pictures after the first {args.step}: "
+            + ", ".join(f"{g:+.1f}" for g in growth)
+            + " MiB"
+        )
 
 
 if __name__ == "__main__":
