@@ -7,20 +7,37 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import Field
 
-from api_schemas.concepts import Concept, ConceptClass, ConceptFormat, ConceptResponse
+from api_schemas.concepts import (
+    Concept,
+    ConceptClass,
+    ConceptFormat,
+    ConceptResponse,
+    DatasetConcept,
+    DatasetConceptResponse,
+    Exemplar,
+)
+from model_registry.datasets import Dataset
+from model_registry.errors import NotFound
 from model_registry.registry import LoadedModel
+from service.engine.concepts.dataset import (
+    EXEMPLARS,
+    DatasetConcepts,
+    check_size,
+    sample_indices,
+)
 from service.engine.concepts.factorize import TOP, ConceptPlan, ConceptResult, K, plan_concepts
 from service.engine.concepts.factorize import top_classes as ranked
 from service.engine.encode import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
 from service.routes import common
-from service.routes.deps import ImagesDep, ServingDep
-from service.routes.options import Options, RunAsync
-from service.workers.concept_tasks import concepts_task
+from service.routes.deps import DatasetsDep, ImagesDep, ServingDep
+from service.routes.options import Options, RunAsync, seed_field
+from service.workers.concept_tasks import concepts_task, dataset_concepts_task
 
 router = APIRouter(prefix="/v1/models", tags=["concepts"])
 
@@ -53,7 +70,7 @@ class ConceptOptions(Options):
 
 
 def class_items(
-    model: LoadedModel, result: ConceptResult, top: int
+    model: LoadedModel, result: ConceptResult | DatasetConcepts, top: int
 ) -> list[list[ConceptClass]] | None:
     """Per concept, its top classes as the answers list them (None without classes)."""
     if result.scores is None:
@@ -106,4 +123,95 @@ async def concepts(
 
     return await common.answer_or_job(
         serving, "concepts", work, total=1, estimate_s=0.0, run_async=options.run_async
+    )
+
+
+DatasetPath = Annotated[
+    str, PathParam(description="a dataset name from GET /v1/datasets", max_length=128)
+]
+
+
+class DatasetConceptOptions(Options):
+    layer: str | None = Field(
+        None,
+        description="a layer with channel maps (conv maps, ViT tokens); default: the deepest",
+        max_length=256,
+    )
+    k: int = Field(4, **K.limits, description="concepts (NMF components); at most the channels")
+    top: int = Field(3, **TOP.limits, description="classes listed per concept")
+    exemplars: int = Field(9, **EXEMPLARS.limits, description="pictures listed per concept")
+    limit: int | None = Field(
+        None,
+        ge=2,
+        le=100_000,
+        description="a random sample of this many pictures (drawn with seed); default: all, "
+        "within the 256 MiB cap on the layer's maps (422 naming it beyond)",
+    )
+    seed: int = seed_field("random state of the sample")
+
+
+@router.post(
+    "/{model}/datasets/{dataset}/concepts",
+    status_code=202,
+    response_model=None,
+    responses={
+        **common.JOB_ACCEPTED,
+        **common.error_responses(NotFound, *common.MODEL_ERRORS, *common.JOB_ERRORS),
+    },
+)
+async def dataset_concepts(
+    serving: ServingDep,
+    datasets: DatasetsDep,
+    dataset: DatasetPath,
+    options: Annotated[DatasetConceptOptions, Query()],
+) -> Response:
+    """DFF over a dataset as a job: K concepts, their classes and exemplar pictures."""
+    model, settings = serving.model, serving.settings
+    found = datasets.get(dataset, field="dataset")
+    plan = plan_concepts(model, layer=options.layer, k=options.k, top=options.top)
+    indices = sample_indices(found, options.limit, options.seed)
+    check_size(model, plan, len(indices))
+    pixels, count = settings.max_image_pixels, options.exemplars
+
+    def work(progress: Progress) -> Encoded:
+        result = dataset_concepts_task(
+            model, found, plan, indices, exemplars=count, max_pixels=pixels, progress=progress
+        )
+        body = _dataset_body(model, found, plan, result)
+        return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
+
+    return await common.answer_or_job(
+        serving, "dataset_concepts", work, total=len(indices), estimate_s=0.0, run_async=True
+    )
+
+
+def _dataset_body(
+    model: LoadedModel, dataset: Dataset, plan: ConceptPlan, result: DatasetConcepts
+) -> DatasetConceptResponse:
+    classes = class_items(model, result, plan.top)
+    concepts = []
+    for i, order in enumerate(result.exemplars):
+        exemplars = [
+            Exemplar(
+                index=int(result.indices[row]),
+                label=dataset.classes[dataset.label(int(result.indices[row]))],
+                strength=float(result.strength[row, i]),
+            )
+            for row in order
+        ]
+        concepts.append(
+            DatasetConcept(
+                concept=i, classes=None if classes is None else classes[i], exemplars=exemplars
+            )
+        )
+    return DatasetConceptResponse(
+        model=model.name,
+        dataset=dataset.name,
+        layer=plan.layer,
+        k=plan.k,
+        images=len(result.indices),
+        indices=result.indices.tolist(),
+        classifier=None if result.scores is None else result.scores.classifier,
+        classes_note=result.why,
+        concepts=concepts,
     )

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from model_registry.datasets import Dataset
 from model_registry.registry import LoadedModel
 from service.engine import encode
+from service.engine.concepts.dataset import DatasetConcepts, dataset_concepts
 from service.engine.concepts.factorize import (
     ConceptPlan,
     ConceptResult,
@@ -51,3 +53,19 @@ def tcav_task(
     images = decode_images(uploads, max_pixels=max_pixels)
     batch = to_batch(model_pixels(images, model.spec), model.spec, model.device)
     return run_tcav(model, batch, plan, max_pixels=max_pixels, progress=progress)
+
+
+def dataset_concepts_task(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: ConceptPlan,
+    indices: np.ndarray,
+    *,
+    exemplars: int,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> DatasetConcepts:
+    """DFF over the dataset's pictures `indices`, each concept with its exemplars."""
+    return dataset_concepts(
+        model, dataset, plan, indices, exemplars=exemplars, max_pixels=max_pixels, progress=progress
+    )
