@@ -25,14 +25,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -43,18 +40,19 @@ import torchvision
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402
+    free_port,
+    interleaved,
+    pearson,
+    photo_jpeg,
+    verdict,
+)
 from model_registry.spec import ModelSpec  # noqa: E402
 from service.engine.images import preprocess  # noqa: E402
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 SEED = 0  # model_registry.loading._RANDOM_INIT_SEED: the server's resnet50 has these weights
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(size: int, threads: int, folder: Path) -> tuple[subprocess.Popen, str]:
@@ -96,66 +94,6 @@ def start_server(size: int, threads: int, folder: Path) -> tuple[subprocess.Pope
         time.sleep(0.5)
     server.terminate()
     raise SystemExit("server not ready after 300 s")
-
-
-def photo_jpeg(size: int) -> tuple[bytes, object]:
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    image = Image.fromarray(load_sample_images().images[0]).resize(
-        (size, size), Image.Resampling.BILINEAR
-    )
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=95)
-    buffer.seek(0)
-    return buffer.getvalue(), Image.open(buffer).convert("RGB")  # what the server decodes
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(
-        np.corrcoef(np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel())[0, 1]
-    )
-
-
-@dataclass(frozen=True)
-class Timing:
-    best: float
-    median: float
-
-
-def interleaved(
-    runs: dict[str, Callable[[], object]], rounds: int, block: int, warmup: int = 1
-) -> dict[str, Timing]:
-    """Best and median seconds per call of each callable.
-
-    Each round runs every callable `warmup + block` times in a row (rotating who goes
-    first) and keeps the last `block` timings: the first calls of a block only wake that
-    side up (the other process's OpenMP threads spin for a while after its last call, and
-    a process that sat idle pays for waking its threads and, on machines that page out
-    cold memory, for faulting its code back in), so each side is timed warm.
-    The best time is the one to compare on a shared machine (as `timeit` advises: slower
-    runs are other processes' interference, not the code); the median is shown beside it.
-    """
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            for _ in range(warmup):
-                runs[name]()
-            for _ in range(block):
-                start = time.perf_counter()
-                runs[name]()
-                times[name].append(time.perf_counter() - start)
-            if os.environ.get("BENCH_VERBOSE"):
-                print(name, [round(t * 1000, 1) for t in times[name][-block:]], flush=True)
-    return {name: Timing(min(values), statistics.median(values)) for name, values in times.items()}
-
-
-def verdict(ratio: float, goal: float | None) -> str:
-    if goal is None:
-        return ""
-    return f"(goal <= {goal:.2f}: {'met' if ratio <= goal else 'NOT met'})"
 
 
 def main() -> None:

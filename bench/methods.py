@@ -40,10 +40,8 @@ import torchvision
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.attribution import (  # noqa: E402
-    MEAN,
-    SEED,
-    STD,
+from bench.attribution import MEAN, SEED, STD  # noqa: E402
+from bench.common import (  # noqa: E402
     Timing,
     free_port,
     interleaved,
