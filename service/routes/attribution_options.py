@@ -84,7 +84,35 @@ def _plus_signs(value: object) -> object:
     return value.replace(" ", "+") if isinstance(value, str) else value
 
 
-class CamOptions(Options):
+class ExplainOptions(Options):
+    """What /cam, /gradients and /attributions all take: what is explained (a class, region,
+    box, detection or unit), the answer's format and canvas, predictions listed, and the
+    sanity check."""
+
+    target: Target = None
+    region: Region = None
+    box: Box = None
+    detection: Detection = None
+    unit: Unit = None
+    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
+    canvas: Canvas = CANVAS_FIELD
+    top_k: TopK = None
+    randomize: Randomize = 0
+
+
+class InputMapOptions(ExplainOptions):
+    """/gradients' and /attributions' pictures: maps on the input's own channels."""
+
+    view: GradientView = Field(
+        GradientView.heatmap,
+        description="png: |map| heatmap over the input, the map as an image, its positive or "
+        "negative part",
+    )
+    colormap: str = colormap_field("inferno")
+    alpha: Alpha = 0.6
+
+
+class CamOptions(ExplainOptions):
     answer_fields = frozenset({"fmt", "colormap", "alpha", "canvas", "run_async"})
     plan_names = {"layer": "layers", "target": "targets"}
     name_lists = frozenset({"layer", "metrics"})
@@ -98,15 +126,8 @@ class CamOptions(Options):
         "tuple output); default: the last spatial layer",
         max_length=4096,
     )
-    target: Target = None
-    region: Region = None
-    box: Box = None
-    detection: Detection = None
-    unit: Unit = None
-    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
     colormap: str = colormap_field("jet")
     alpha: Alpha = 0.5
-    canvas: Canvas = CANVAS_FIELD
     normalize: bool = Field(
         False, description="min-max scale each npy map to [0, 1], as pytorch-grad-cam returns it"
     )
@@ -140,14 +161,12 @@ class CamOptions(Options):
     seed: int | None = Field(
         None, ge=0, le=2**63 - 1, description="sscam, smoothgradcam++: noise seed (default 0)"
     )
-    top_k: TopK = None
     metrics: str | None = Field(
         None, description="deletion, insertion or both: their AUC in json", max_length=64
     )
     metric_steps: int = Field(
         32, **METRIC_STEPS.limits, description="points per deletion/insertion curve"
     )
-    randomize: Randomize = 0
     run_async: bool | None = Field(
         None,
         alias="async",
@@ -156,26 +175,12 @@ class CamOptions(Options):
     )
 
 
-class GradientOptions(Options):
+class GradientOptions(InputMapOptions):
     answer_fields = frozenset({"fmt", "view", "colormap", "alpha", "canvas"})
     plan_names = {"target": "targets"}
     method: GradientMethod = Field(  # type: ignore[valid-type]
         GradientMethod("vanilla"), description="the gradient method"
     )
-    target: Target = None
-    region: Region = None
-    box: Box = None
-    detection: Detection = None
-    unit: Unit = None
-    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
-    view: GradientView = Field(
-        GradientView.heatmap,
-        description="png: |gradient| heatmap over the input, the gradient image, "
-        "positive or negative saliency",
-    )
-    colormap: str = colormap_field("inferno")
-    alpha: Alpha = 0.6
-    canvas: Canvas = CANVAS_FIELD
     layer: str | None = Field(
         None,
         description="guided-gradcam: the Grad-CAM layer (`name:member` as for /cam); default "
@@ -199,5 +204,3 @@ class GradientOptions(Options):
         description="smoothgrad: noise std / (max - min) of the input",
     )
     seed: int = seed_field("smoothgrad: noise seed", high=2**63 - 1)
-    top_k: TopK = None
-    randomize: Randomize = 0

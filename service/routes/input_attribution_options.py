@@ -11,24 +11,13 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from api_schemas.attributions import CamUpsample, Canvas, GradientView, method_enum
-from api_schemas.feature_maps import OutputFormat
+from api_schemas.attributions import CamUpsample, method_enum
 from api_schemas.input_attributions import PerturbationBaseline
 from service.engine.attribution.lrp import RULES
 from service.engine.attribution.methods.registry import input_methods
 from service.engine.attribution.plan import METRIC_STEPS
-from service.routes.attribution_options import (
-    CANVAS_FIELD,
-    Alpha,
-    Box,
-    Detection,
-    Randomize,
-    Region,
-    Target,
-    TopK,
-    Unit,
-)
-from service.routes.options import Options, RunAsync, colormap_field
+from service.routes.attribution_options import InputMapOptions
+from service.routes.options import Options, RunAsync
 
 InputMethod = method_enum("InputMethod", [m.name for m in input_methods()])
 
@@ -107,28 +96,13 @@ class InputMethodParameters(Options):
         return {k: getattr(v, "value", v) for k, v in values.items() if v is not None}
 
 
-class InputAttributionOptions(InputMethodParameters):
+class InputAttributionOptions(InputMethodParameters, InputMapOptions):
     answer_fields = frozenset({"fmt", "view", "colormap", "alpha", "canvas", "run_async"})
     name_lists = frozenset({"metrics"})
     plan_names = {"target": "targets"}
     method: InputMethod = Field(  # type: ignore[valid-type]
         description="a method of GET /v1/methods whose endpoints include attributions"
     )
-    target: Target = None
-    region: Region = None
-    box: Box = None
-    detection: Detection = None
-    unit: Unit = None
-    fmt: OutputFormat = Field(OutputFormat.png, alias="format")
-    view: GradientView = Field(
-        GradientView.heatmap,
-        description="png: |map| heatmap over the input, the map as an image, positive or "
-        "negative part",
-    )
-    colormap: str = colormap_field("inferno")
-    alpha: Alpha = 0.6
-    canvas: Canvas = CANVAS_FIELD
-    top_k: TopK = None
     run_async: RunAsync = None
     metrics: str | None = Field(
         None, description="deletion, insertion or both: their AUC in json", max_length=64
@@ -139,7 +113,6 @@ class InputAttributionOptions(InputMethodParameters):
         le=int(METRIC_STEPS.high),
         description="points per deletion/insertion curve (32)",
     )
-    randomize: Randomize = 0
     layer: str | None = Field(
         None, description="guided-gradcam: the Grad-CAM layer", max_length=1024
     )
