@@ -2,7 +2,7 @@
 // reload. Only values that differ from the defaults are written, to keep links short.
 
 export const DEFAULTS = Object.freeze({
-  view: "maps", // maps | compare | classes | trust | stats | filters | synthesis | embedding | dataset
+  view: "maps", // maps | compare | classes | trust | stats | filters | synthesis | embedding | dataset | concepts
   model: "",
   image: "", // image_id from POST /v1/images, or dataset:NAME/INDEX
   sample: "", // the built-in sample the image came from: lets a link outlive a server restart
@@ -39,6 +39,7 @@ export const DEFAULTS = Object.freeze({
   dmethod: "tsne", // its embedding's projection
   dlimit: "", // a random sample of this many pictures; empty: all
   dcolour: "label", // scatter coloured by "label" (true class) or "predicted"
+  ck: "4", // concepts view: how many concepts
 });
 
 export function readState(hash = location.hash) {
