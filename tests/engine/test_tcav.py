@@ -65,13 +65,13 @@ def _normalize(pictures: list[np.ndarray]) -> torch.Tensor:
 def patch_model() -> LoadedModel:
     """Class 1 = a red patch is there; trained in about a second, seeded."""
     rng = np.random.default_rng(0)
-    x = _normalize(_pictures(rng, 150, patch=False) + _pictures(rng, 150, patch=True))
-    y = torch.tensor([0] * 150 + [1] * 150)
+    x = _normalize(_pictures(rng, 64, patch=False) + _pictures(rng, 64, patch=True))
+    y = torch.tensor([0] * 64 + [1] * 64)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = PatchNet()
         optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
-        for _ in range(120):
+        for _ in range(60):
             optimizer.zero_grad()
             nn.functional.cross_entropy(net(x), y).backward()
             optimizer.step()
