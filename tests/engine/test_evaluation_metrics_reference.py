@@ -86,6 +86,11 @@ def test_faithfulness_correlation_equals_quantus(case) -> None:
     )
     got = ours("faithfulness-correlation", batch, correlation_runs=20, correlation_subset=100)
     np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
+    one_run_a_pass = dataclasses.replace(batch, rows=COUNT)  # subsets drawn pass by pass
+    again = ours(
+        "faithfulness-correlation", one_run_a_pass, correlation_runs=20, correlation_subset=100
+    )
+    np.testing.assert_allclose(again, got, rtol=0, atol=1e-6)
 
 
 ROAD = {

@@ -38,9 +38,11 @@ PARAMETERS = {
 }
 
 
-def subsets(seed: int, runs: int, count: int, features: int, size: int) -> np.ndarray:
-    """Feature indices int64 [runs, count, size], drawn as Quantus draws them."""
-    rng = np.random.RandomState(seed)
+def subsets(
+    rng: np.random.RandomState, runs: int, count: int, features: int, size: int
+) -> np.ndarray:
+    """The next `runs` runs' feature indices int64 [runs, count, size], drawn from `rng` as
+    Quantus draws them (run by run, image by image)."""
     drawn = []
     for _ in range(runs):
         drawn.append(np.stack([rng.choice(features, size, replace=False) for _ in range(count)]))
@@ -69,21 +71,25 @@ def faithfulness_correlation(batch: EvalBatch, parameters: Mapping[str, Any]) ->
         )
     maps = normalise_by_max(np.broadcast_to(batch.maps, tuple(batch.inputs.shape)))
     maps = maps.reshape(count, -1)
-    picked = subsets(batch.seed, runs, count, features, size)  # [runs, B, size]
-    sums = np.take_along_axis(maps[None], picked, axis=2).sum(-1).T  # [B, runs]
+    rng = np.random.RandomState(batch.seed)
     black = flat.min(dim=1, keepdim=True).values
-    index = torch.from_numpy(picked).to(flat.device)
     targets = batch.targets.long()
     before = target_scores(batch, batch.inputs, targets, softmax=False)
+    sums = np.empty((count, runs))
     after = np.empty((runs, count))
     per_pass = max(1, batch.rows // count)
     for start in range(0, runs, per_pass):
-        chunk = index[start : start + per_pass]  # [r, B, size]
+        # drawn a pass at a time (same order): all runs' indices at once would be
+        # runs x B x subset int64, gigabytes for 1000 runs of a whole 224 px image
+        picked = subsets(rng, min(per_pass, runs - start), count, features, size)
+        stop = start + picked.shape[0]
+        sums[:, start:stop] = np.take_along_axis(maps[None], picked, axis=2).sum(-1).T
+        chunk = torch.from_numpy(picked).to(flat.device)  # [r, B, size]
         perturbed = flat[None].repeat(chunk.shape[0], 1, 1)
         perturbed.scatter_(2, chunk, black[None].expand(*chunk.shape))
         shaped = perturbed.reshape(-1, *batch.inputs.shape[1:])
         scores = target_scores(batch, shaped, targets.repeat(chunk.shape[0]), softmax=False)
-        after[start : start + chunk.shape[0]] = scores.reshape(chunk.shape[0], count)
+        after[start:stop] = scores.reshape(chunk.shape[0], count)
     drops = before[:, None] - after.T  # [B, runs]
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantInputWarning)  # a constant map: NaN, as scipy says
