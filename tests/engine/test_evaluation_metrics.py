@@ -56,6 +56,13 @@ def test_parameters_are_checked_by_name_and_range() -> None:
         with pytest.raises(InvalidInput) as caught:
             resolve_parameters(road, {"road_percentiles": bad})
         assert caught.value.field == "road_percentiles"
+    assert resolve_parameters(road, {"road_percentiles": 50})["road_percentiles"] == (50,)
+    for given in ({"road_noise": True}, {"road_percentiles": "9" * 5000}):
+        with pytest.raises(InvalidInput) as caught:
+            resolve_parameters(road, given)
+        message = str(caught.value)
+        assert caught.value.field in given and len(message) < 200
+        assert "[0, 10]" in message or "[0, 100]" in message  # the valid range, named
 
 
 @pytest.fixture(scope="module")

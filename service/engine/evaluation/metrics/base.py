@@ -125,15 +125,22 @@ class Parameter:
         """`value` (a number, a list or their text) parsed and checked; 422 naming `name`."""
         many = self.kind in ("ints", "floats")
         whole = self.kind in ("ints", int)
-        cast: Callable[[Any], int | float] = _integer if whole else float
+        cast: Callable[[Any], int | float] = _integer if whole else _number
         try:
-            items = (
-                (value.split(",") if isinstance(value, str) else list(value)) if many else [value]
-            )
+            if not many or isinstance(value, int | float):
+                items = [value]  # a list parameter takes one bare number as a list of one
+            else:
+                items = value.split(",") if isinstance(value, str) else list(value)
             values = tuple(cast(item) for item in items)
         except (TypeError, ValueError) as exc:
             kind = "integer" if whole else "number"
-            raise InvalidInput(f"{name}: cannot read {value!r} as {kind}s", field=name) from exc
+            within = f" in {_interval(self.bound)}" if self.bound else ""
+            what = f"comma-separated {kind}s" if many else f"an {kind}" if whole else f"a {kind}"
+            raise InvalidInput(
+                f"{name}: cannot read {str(value)[:40]!r} as {what}{within}",
+                field=name,
+                **({"valid_range": [self.bound.low, self.bound.high]} if self.bound else {}),
+            ) from exc
         if many and not 1 <= len(values) <= self.max_items:
             raise InvalidInput(
                 f"{name}: give 1 to {self.max_items} values",
@@ -147,6 +154,18 @@ class Parameter:
                 else:
                     self.bound.check(name, item)
         return values if many else values[0]
+
+
+def _interval(bound: Bound) -> str:
+    """'[2, 256]', or '(0, 10]' for a range open at its low end."""
+    return f"{'(' if bound.strict_low else '['}{bound.low:g}, {bound.high:g}]"
+
+
+def _number(value: Any) -> float:
+    """A float from a number or its text; ValueError for True and False (not numbers)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return float(value)
 
 
 def _integer(value: Any) -> int:
