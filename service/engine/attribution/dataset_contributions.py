@@ -8,15 +8,13 @@ device thread; `progress` may cancel between batches.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from model_registry.datasets import Dataset, match_classes
-from model_registry.errors import ClientError, InvalidInput
+from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.contributions import (
     ContributionPlan,
@@ -24,10 +22,9 @@ from service.engine.attribution.contributions import (
     plan_contributions,
 )
 from service.engine.attribution.target_objects import ClassTarget
-from service.engine.images import decode_image, preprocess
+from service.engine.dataset.pictures import read_picture, sample_indices
+from service.engine.images import preprocess
 from service.engine.progress import Progress, no_progress
-
-log = logging.getLogger("layerscope")
 
 BATCH_VALUES = 256 * 32 * 32  # model-input values per batch: 256 digits, 5 pictures at 224 px
 
@@ -98,11 +95,7 @@ def plan_dataset_contributions(
     )
     size = len(dataset)
     count = size if limit is None else min(limit, size)
-    if count < size:
-        rng = np.random.default_rng(seed)
-        indices = tuple(int(i) for i in np.sort(rng.choice(size, count, replace=False)))
-    else:
-        indices = tuple(range(size))
+    indices = sample_indices(size, count, seed)
     height, width = model.spec.input_size
     batch = max(1, BATCH_VALUES // (model.spec.in_channels * height * width))
     return DatasetContributionPlan(
@@ -113,14 +106,6 @@ def plan_dataset_contributions(
         class_map=class_map,
         batch_size=batch,
     )
-
-
-def _read(dataset: Dataset, index: int, max_pixels: int) -> Image.Image | None:
-    try:
-        return decode_image(dataset.read(index), max_pixels=max_pixels, index=index)
-    except (OSError, ClientError):
-        log.warning("dataset %s: skipped %s", dataset.name, dataset.describe(index))
-        return None
 
 
 def dataset_contributions(
@@ -142,7 +127,7 @@ def dataset_contributions(
     for start in range(0, total, plan.batch_size):
         images, labels = [], []
         for index in plan.indices[start : start + plan.batch_size]:
-            picture = _read(dataset, index, max_pixels)
+            picture = read_picture(dataset, index, max_pixels)
             if picture is not None:
                 images.append(picture)
                 labels.append(dataset.label(index))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from model_registry.catalog import LayerInfo
 from model_registry.datasets import Dataset, match_classes
 from model_registry.errors import InvalidInput, NotFound
 from model_registry.registry import LoadedModel, ModelRegistry
 from service.engine.compare.cka import StreamingCka
+from service.engine.dataset.pictures import sample_indices
 from service.engine.dataset.plan import BATCH_VALUES, MAX_BATCH
 
 POOLS = ("mean", "flatten")
@@ -140,11 +139,7 @@ def plan_compare(
     widths_a = [_width(i, pool) for i in infos_a]
     widths_b = [_width(i, pool) for i in infos_b]
     _check_memory(widths_a, widths_b, count, pool=pool, debiased=debiased)
-    if count < size:
-        rng = np.random.default_rng(seed)
-        indices = tuple(int(i) for i in np.sort(rng.choice(size, count, replace=False)))
-    else:
-        indices = tuple(range(size))
+    indices = sample_indices(size, count, seed)
     shapes_b = {i.name: i.spatial_shape for i in infos_b}
     drift = tuple(i.name for i in infos_a if shapes_b.get(i.name) == i.spatial_shape)
     return ComparePlan(

@@ -9,7 +9,6 @@ plan's memory cap). Runs on the device thread.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,17 +19,16 @@ from PIL import Image
 from torch import nn
 
 from model_registry.datasets import Dataset
-from model_registry.errors import ClientError, InvalidInput
+from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.capture import hooked
 from service.engine.compare.cka import StreamingCka, gram, gram_cka
 from service.engine.compare.outcome import Comparison, Side
 from service.engine.compare.plan import ComparePlan
-from service.engine.images import decode_image, preprocess
+from service.engine.dataset.pictures import read_picture
+from service.engine.images import preprocess
 from service.engine.insight.stats import as_channels_first
 from service.engine.progress import Progress, no_progress
-
-log = logging.getLogger("layerscope")
 
 
 @dataclass
@@ -87,14 +85,6 @@ def _forward(
     return _Pass([pooled[n] for n in layers], maps, probabilities)
 
 
-def _read(dataset: Dataset, index: int, max_pixels: int) -> Image.Image | None:
-    try:
-        return decode_image(dataset.read(index), max_pixels=max_pixels, index=index)
-    except (OSError, ClientError):
-        log.warning("dataset %s: skipped %s", dataset.name, dataset.describe(index))
-        return None
-
-
 def _drift(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
     """Per picture ||a - b|| / ||a|| (NaN where a is all zero)."""
     change = torch.linalg.vector_norm(first - second, dim=1)
@@ -124,7 +114,7 @@ def compare(
     for start in range(0, total, plan.batch_size):
         images, indices = [], []
         for index in plan.indices[start : start + plan.batch_size]:
-            picture = _read(dataset, index, max_pixels)
+            picture = read_picture(dataset, index, max_pixels)
             if picture is not None:
                 images.append(picture)
                 indices.append(index)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from model_registry.datasets import Dataset, match_classes
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.dataset.pictures import sample_indices
 from service.engine.insight.embedding import METHODS
 from service.engine.insight.stats import plan_stats
 
@@ -96,11 +95,7 @@ def plan_analysis(
             field="limit",
             valid_range=[minimum_images(method), MAX_TSNE_POINTS],
         )
-    if count < size:
-        rng = np.random.default_rng(seed)
-        indices = tuple(int(i) for i in np.sort(rng.choice(size, count, replace=False)))
-    else:
-        indices = tuple(range(size))
+    indices = sample_indices(size, count, seed)
     labels = [model.label(i) for i in range(model.spec.num_classes)]
     channels, height, width = _input_shape(model)
     batch = max(1, min(MAX_BATCH, BATCH_VALUES // (channels * height * width)))
