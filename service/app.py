@@ -35,6 +35,7 @@ from service.routes import (
     docs,
     embedding,
     evaluate,
+    exemplars,
     feature_maps,
     filters,
     health,
@@ -193,7 +194,8 @@ def create_app(
         evaluate.router,
     )
     comparison = (compare.router, compare_picture.router)
-    for router in (*attribution, *insight, datasets.router, *comparison, jobs.router):
+    units = (exemplars.router,)
+    for router in (*attribution, *insight, datasets.router, *units, *comparison, jobs.router):
         app.include_router(router)
     app.include_router(concepts.router)  # DFF
     app.include_router(tcav.router)

@@ -1,0 +1,1 @@
+"""Dataset exemplars of a layer's units: running top-k, receptive fields, montages."""

@@ -1,0 +1,138 @@
+"""A layer's units over a dataset, streamed in batches: the pictures that excite each
+selected channel most, where in its map, and what input pixels that position sees.
+
+Per batch the layer's output is captured (the forward pass stops there), read as
+[B, C, H, W] maps (ViT tokens and Swin stages as the catalog lays them out), scored per
+channel and merged into a running top-k (`topk.RunningTopK`); the batch's activations are
+dropped. Runs on the device thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model_registry.datasets import Dataset
+from model_registry.errors import ClientError, InvalidInput
+from model_registry.layout import to_maps
+from model_registry.registry import LoadedModel
+from service.engine.capture import capture
+from service.engine.exemplars.plan import ExemplarPlan
+from service.engine.exemplars.receptive_field import Field, receptive_field
+from service.engine.exemplars.topk import RunningTopK, score_maps
+from service.engine.images import decode_image, preprocess
+from service.engine.progress import Progress, no_progress
+
+log = logging.getLogger("layerscope")
+
+
+@dataclass(frozen=True)
+class Exemplars:
+    """Each selected channel's top pictures.
+
+    Attributes:
+        channels: int64 [C], the channels, in the order asked.
+        values: float32 [C, k], scores, largest first (ties: lower index first).
+        indices: int64 [C, k], the dataset index of each.
+        labels: int64 [C, k], its class (index into `classes`).
+        positions: int64 [C, k, 2], (y, x) of the map's maximum.
+        boxes: int64 [C, k, 4], [x0, y0, x1, y1) of that position's receptive field.
+        images: pictures read (unreadable ones are skipped).
+        field: the layer's receptive field table.
+    """
+
+    layer: str
+    score: str
+    classes: tuple[str, ...]
+    channels: np.ndarray
+    values: np.ndarray
+    indices: np.ndarray
+    labels: np.ndarray
+    positions: np.ndarray
+    boxes: np.ndarray
+    images: int
+    field: Field
+
+
+def read_picture(dataset: Dataset, index: int, max_pixels: int) -> Image.Image | None:
+    """Picture `index`, or None (logged) when it cannot be read or decoded."""
+    try:
+        return decode_image(dataset.read(index), max_pixels=max_pixels, index=index)
+    except (OSError, ClientError):
+        log.warning("dataset %s: skipped %s", dataset.name, dataset.describe(index))
+        return None
+
+
+def exemplars(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: ExemplarPlan,
+    *,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> Exemplars:
+    """Stream the plan's pictures through the model up to the layer. `progress(done, total)`
+    counts pictures after each batch and may raise `Cancelled` between batches."""
+    info = model.catalog.get(plan.layer, field="layer")
+    layout = info.map_layout
+    if layout is None:
+        raise RuntimeError(f"layer {plan.layer!r} has no map layout")
+    field = receptive_field(model, plan.layer)
+    channels = torch.tensor(plan.channels, dtype=torch.int64, device=model.device)
+    running = RunningTopK(len(plan.channels), plan.k, model.device)
+    read = 0
+    total = len(plan.indices)
+    for start in range(0, total, plan.batch_size):
+        images, kept = [], []
+        for index in plan.indices[start : start + plan.batch_size]:
+            picture = read_picture(dataset, index, max_pixels)
+            if picture is not None:
+                images.append(picture)
+                kept.append(index)
+        if images:
+            batch = preprocess(images, model.spec, model.device)
+            output = capture(model.module, batch, {plan.layer: info.calls})[plan.layer]
+            with torch.inference_mode():
+                maps = to_maps(output, layout).index_select(1, channels)
+                scores, positions = score_maps(maps, plan.score)
+                where = torch.tensor(kept, dtype=torch.int64, device=model.device)
+                running.add(scores, positions, where)
+            read += len(kept)
+        progress(min(start + plan.batch_size, total), total)
+    if read == 0:
+        raise InvalidInput(f"dataset: none of {total} pictures could be read", field="dataset")
+    return _finish(dataset, plan, running, field, layout.width, read)
+
+
+def _finish(
+    dataset: Dataset,
+    plan: ExemplarPlan,
+    running: RunningTopK,
+    field: Field,
+    width: int,
+    read: int,
+) -> Exemplars:
+    indices = running.indices.cpu().numpy()
+    flat = running.positions.cpu().numpy()
+    positions = np.stack([flat // width, flat % width], axis=-1)
+    boxes = np.asarray(
+        [[field.box(int(y), int(x)) for y, x in row] for row in positions], dtype=np.int64
+    ).reshape(*indices.shape, 4)
+    labels = np.vectorize(dataset.label, otypes=[np.int64])(indices) if indices.size else indices
+    return Exemplars(
+        layer=plan.layer,
+        score=plan.score,
+        classes=dataset.classes,
+        channels=np.asarray(plan.channels, dtype=np.int64),
+        values=running.values.cpu().numpy().astype(np.float32),
+        indices=indices.astype(np.int64),
+        labels=labels.astype(np.int64),
+        positions=positions.astype(np.int64),
+        boxes=boxes,
+        images=read,
+        field=field,
+    )
