@@ -11,6 +11,7 @@ import { defaultComparison, defaultLayer, LayerTree } from "./layers.js";
 import { CompareView, Enlarger, FeatureMapsView, isVector } from "./maps.js";
 import { readState, writeState } from "./state.js";
 import { TrustView } from "./trust.js";
+import { UnitPage } from "./unit.js";
 
 const COLORMAPS = ["viridis", "magma", "inferno", "plasma", "cividis", "turbo", "jet", "gray", "coolwarm", "RdBu_r", "twilight"];
 const MAP_VIEWS = new Set(["maps", "compare"]);
@@ -31,6 +32,7 @@ class Portal {
       new StatsView(this), new FiltersView(this), new SynthesisView(this), new EmbeddingView(this),
       new DatasetView(this), new ConceptsView(this),
     ];
+    this.unitPage = new UnitPage(this);
     this.enlarger = new Enlarger(this);
   }
 

@@ -374,7 +374,10 @@ export class Enlarger {
       if (event.key === "ArrowLeft") this.step(-1);
       if (event.key === "ArrowRight") this.step(1);
     });
-    this.dialog.addEventListener("close", () => this.pane.cancel());
+    this.dialog.addEventListener("close", () => {
+      this.pane.cancel();
+      this.app.unitPage?.hide();
+    });
   }
 
   open(layer, channel) {
@@ -396,6 +399,8 @@ export class Enlarger {
     const single = this.channel !== null && this.channel !== undefined;
     const count = this.app.layer(this.layer)?.output_shape?.[0];
     this.prev.hidden = this.next.hidden = !single;
+    if (single) this.app.unitPage?.show(this.layer, this.channel);
+    else this.app.unitPage?.hide();
     this.title.textContent = single
       ? `${this.layer} · channel ${this.channel} of ${count}`
       : `${this.layer} · ${state.reduce} of ${state.channels}`;
