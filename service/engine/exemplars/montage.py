@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from model_registry.datasets import Dataset
 from model_registry.spec import ModelSpec
-from service.engine.exemplars.run import read_picture
+from service.engine.dataset.pictures import read_picture
 from service.engine.images import to_model_image
 
 GAP = 4

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from model_registry.datasets import Dataset
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.channels import check_channels, parse_channels
+from service.engine.dataset.pictures import sample_indices
 from service.engine.dataset.plan import BATCH_VALUES, MAX_BATCH
 
 SCORES = ("max", "mean")
@@ -96,12 +95,7 @@ def plan_exemplars(
             cap=MAX_ENTRIES,
         )
     size = len(dataset)
-    count = size if limit is None else min(limit, size)
-    if count < size:
-        rng = np.random.default_rng(seed)
-        indices = tuple(int(i) for i in np.sort(rng.choice(size, count, replace=False)))
-    else:
-        indices = tuple(range(size))
+    indices = sample_indices(size, size if limit is None else limit, seed)
     height, width = model.spec.input_size
     batch = max(1, min(MAX_BATCH, BATCH_VALUES // (model.spec.in_channels * height * width)))
     return ExemplarPlan(

@@ -9,25 +9,22 @@ dropped. Runs on the device thread.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from model_registry.datasets import Dataset
-from model_registry.errors import ClientError, InvalidInput
+from model_registry.errors import InvalidInput
 from model_registry.layout import to_maps
 from model_registry.registry import LoadedModel
 from service.engine.capture import capture
+from service.engine.dataset.pictures import read_picture
 from service.engine.exemplars.plan import ExemplarPlan
 from service.engine.exemplars.receptive_field import Field, receptive_field
 from service.engine.exemplars.topk import RunningTopK, score_maps
-from service.engine.images import decode_image, preprocess
+from service.engine.images import preprocess
 from service.engine.progress import Progress, no_progress
-
-log = logging.getLogger("layerscope")
 
 
 @dataclass(frozen=True)
@@ -56,15 +53,6 @@ class Exemplars:
     boxes: np.ndarray
     images: int
     field: Field
-
-
-def read_picture(dataset: Dataset, index: int, max_pixels: int) -> Image.Image | None:
-    """Picture `index`, or None (logged) when it cannot be read or decoded."""
-    try:
-        return decode_image(dataset.read(index), max_pixels=max_pixels, index=index)
-    except (OSError, ClientError):
-        log.warning("dataset %s: skipped %s", dataset.name, dataset.describe(index))
-        return None
 
 
 def exemplars(
