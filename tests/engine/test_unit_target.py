@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -18,7 +19,7 @@ from service.engine.attribution.input_attributions import (
 )
 from service.engine.attribution.methods.registry import cam_methods, input_methods
 from service.engine.attribution.plan import plan_cam, plan_gradients
-from service.engine.attribution.unit_target import NO_UNIT
+from service.engine.attribution.unit_target import NO_UNIT, parse_unit, unit_as_output
 from service.samples import digit_samples
 from tests.helpers import seeded_resnet
 from tests.numerics import assert_float32_close
@@ -164,3 +165,23 @@ def test_a_vit_token_unit_equals_captum(tiny_vit: LoadedModel) -> None:
         ours = compute_gradients(tiny_vit, batch, plan, inputs=_inputs(batch)).values[:, 0]
         theirs = NeuronGradient(tiny_vit.module, module).attribute(batch, selector)
         assert_float32_close(ours, theirs.detach())
+
+
+def test_unit_as_output_is_this_threads_and_unhooks_after_an_error(digits: LoadedModel) -> None:
+    """Inside, this thread's forward passes end at the unit's layer and another thread's
+    do not; the hooks are gone afterwards, also when the body raised."""
+    request = parse_unit(digits, "relu3:5")
+    batch = model_batch(digits, list(digit_samples(2).values()))
+    others: list[torch.Size] = []
+    failing = pytest.raises(RuntimeError, match="body failed")
+    with failing, torch.no_grad(), unit_as_output(digits.module, request):
+        assert digits.module(batch).shape == (2, 128, 8, 8)
+        elsewhere = threading.Thread(target=lambda: others.append(digits.module(batch).shape))
+        elsewhere.start()
+        elsewhere.join()
+        raise RuntimeError("body failed")
+    assert others == [torch.Size([2, 10])]
+    for module in digits.module.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+    with torch.no_grad():
+        assert digits.module(batch).shape == (2, 10)
