@@ -32,7 +32,9 @@ def test_matrix_is_the_mean_per_label(digits: LoadedModel, method: str) -> None:
     result = dataset_contributions(
         digits, dataset, plan, max_pixels=10**7, progress=lambda d, t: steps.append((d, t))
     )
-    assert steps[-1] == (24, 24) and len(steps) == 4
+    assert steps == sorted(steps) and steps[-1] == (24, 24)
+    inside = {0} if method == "conductance" else set()  # conductance's passes report too
+    assert {done for done, _ in steps} == inside | {7, 14, 21, 24}
     single = plan_contributions(digits, **options)
     by_class: dict[int, list[np.ndarray]] = {}
     for index in plan.indices:
@@ -80,3 +82,17 @@ def test_cancel_stops_between_batches(digits: LoadedModel) -> None:
     with pytest.raises(Cancelled):
         dataset_contributions(digits, DigitsDataset(), plan, max_pixels=10**7, progress=progress)
     assert seen == [5, 10]
+
+
+def test_conductance_can_be_cancelled_inside_a_batch(digits: LoadedModel) -> None:
+    options = {"layer": "relu3", "method": "conductance", "steps": 4, "baseline": "zero", "top": 5}
+    plan = plan_dataset_contributions(digits, DigitsDataset(), limit=6, **options)
+    seen = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        dataset_contributions(digits, DigitsDataset(), plan, max_pixels=10**7, progress=progress)
+    assert seen == [0]  # during the first batch's path, before any picture was counted

@@ -24,7 +24,7 @@ from service.engine.attribution.contributions import (
 from service.engine.attribution.target_objects import ClassTarget
 from service.engine.dataset.pictures import read_picture, sample_indices
 from service.engine.images import preprocess
-from service.engine.progress import Progress, no_progress
+from service.engine.progress import Progress, no_progress, reporting
 
 BATCH_VALUES = 256 * 32 * 32  # model-input values per batch: 256 digits, 5 pictures at 224 px
 
@@ -117,7 +117,7 @@ def dataset_contributions(
     progress: Progress = no_progress,
 ) -> ClassChannelMatrix:
     """The class x channel matrix of the plan's pictures; `progress(done, total)` counts
-    pictures after each batch."""
+    pictures after each batch (and repeats the count after each conductance pass)."""
     channels = plan.contribution.layout.channels
     sums = np.zeros((len(plan.classes), channels), dtype=np.float64)
     counts = np.zeros(len(plan.classes), dtype=np.int64)
@@ -136,7 +136,11 @@ def dataset_contributions(
             batch = preprocess(images, model.spec, model.device)
             which = torch.tensor(labels, dtype=torch.long)
             target = ClassTarget(outputs[which][:, None].to(model.device))
-            _, values = channel_contributions(model, batch, plan.contribution, fixed_targets=target)
+            # conductance reports each pass: the job may cancel or time out inside a batch
+            with reporting(lambda _pass, _passes, done=start: progress(done, total)):
+                _, values = channel_contributions(
+                    model, batch, plan.contribution, fixed_targets=target
+                )
             np.add.at(sums, which.numpy(), values[:, 0].double().cpu().numpy())
             np.add.at(counts, which.numpy(), 1)
         progress(min(start + plan.batch_size, total), total)
