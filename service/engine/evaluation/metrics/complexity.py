@@ -15,12 +15,7 @@ from typing import Any
 import numpy as np
 
 from service.engine.evaluation.metrics.base import COMPLEXITY, EvalBatch, register_metric
-from service.engine.evaluation.metrics.prepare import normalise_by_max
-
-
-def _flat_abs(batch: EvalBatch) -> np.ndarray:
-    """Quantus's preprocessing for both: normalise by max, then abs, then flatten."""
-    return np.abs(normalise_by_max(batch.maps)).reshape(batch.size, -1)
+from service.engine.evaluation.metrics.prepare import flat_abs
 
 
 @register_metric(
@@ -31,7 +26,7 @@ def _flat_abs(batch: EvalBatch) -> np.ndarray:
     summary="Gini index of |map|: 1 when one pixel holds all relevance",
 )
 def sparseness(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
-    values = np.sort(_flat_abs(batch) + 1e-7, axis=-1)
+    values = np.sort(flat_abs(batch.maps) + 1e-7, axis=-1)
     count = values.shape[-1]
     rank = np.arange(1, count + 1)
     return ((2 * rank - count - 1) * values).sum(axis=-1) / (count * values.sum(axis=-1))
@@ -45,7 +40,7 @@ def sparseness(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
     summary="entropy of |map| as a distribution over the pixels",
 )
 def complexity(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
-    values = _flat_abs(batch)
+    values = flat_abs(batch.maps)
     with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero map gives NaN
         values = values / values.sum(axis=-1, keepdims=True)
         return -(values * np.log(values + 1e-12)).sum(axis=-1)

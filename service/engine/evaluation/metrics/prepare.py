@@ -28,6 +28,12 @@ def normalise_by_max(maps: np.ndarray) -> np.ndarray:
     return (flat / peak).reshape(maps.shape)
 
 
+def flat_abs(maps: np.ndarray) -> np.ndarray:
+    """[B, ...] -> [B, N]: |value| / max |value| per image, flattened (Quantus's defaults
+    for the complexity and randomisation metrics: normalise by max, then abs)."""
+    return np.abs(normalise_by_max(np.asarray(maps))).reshape(maps.shape[0], -1)
+
+
 def scale_cam(maps: np.ndarray) -> np.ndarray:
     """[B, H, W] min-max scaled per image as pytorch-grad-cam's `scale_cam_image`:
     (x - min) / (1e-7 + max - min), in float32."""

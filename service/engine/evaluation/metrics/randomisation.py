@@ -37,7 +37,7 @@ from service.engine.evaluation.metrics.base import (
     register_metric,
 )
 from service.engine.evaluation.metrics.passes import logits
-from service.engine.evaluation.metrics.prepare import normalise_by_max
+from service.engine.evaluation.metrics.prepare import flat_abs, normalise_by_max
 
 PARAMETERS = {
     "depths": Parameter(
@@ -47,10 +47,6 @@ PARAMETERS = {
         0.5, "rank correlation below which a map counts as decorrelated", float, Bound(-1.0, 1.0)
     ),
 }
-
-
-def _flat_abs(maps: np.ndarray) -> np.ndarray:
-    return np.abs(normalise_by_max(np.asarray(maps)))
 
 
 @register_metric(
@@ -68,10 +64,10 @@ def randomization(batch: EvalBatch, parameters: Mapping[str, Any]) -> Cascade:
     layers = batch.randomizable
     if parameters["depths"]:
         layers = layers[: parameters["depths"]]
-    original = _flat_abs(batch.maps).reshape(batch.size, 1, -1)
+    original = flat_abs(batch.maps)[:, None]
     columns = []
     for depth in range(1, len(layers) + 1):
-        again = _flat_abs(batch.explain_randomized(depth)).reshape(batch.size, 1, -1)
+        again = flat_abs(batch.explain_randomized(depth))[:, None]
         columns.append(rank_correlation(original, again))  # [B, 1, N] rows -> [B]
     similarity = np.stack(columns, axis=1) if columns else np.empty((batch.size, 0))
     threshold = parameters["decorrelation_threshold"]
