@@ -157,3 +157,18 @@ def test_json_answers_say_how_each_upload_was_fitted(
     assert body["fitting"] == [expected, expected]
     left, top, right, bottom = expected["box"]
     assert expected["resize"] == "crop" and 0 < left < right < 160 and 0 <= top < bottom <= 107
+
+
+@pytest.mark.parametrize("served", SERVED, ids=IDS)
+def test_concepts_read_every_models_layer_as_maps(
+    served: Served, api: TestClient, source_models: dict[str, LoadedModel], uploads: list[bytes]
+) -> None:
+    """DFF over conv maps, ViT tokens (prefix tokens dropped) and Swin's channels-last maps."""
+    url = f"/v1/models/{served.name}/concepts"
+    params = {"layer": served.layer, "k": 2, "format": "json"}
+    body = ok(api.post(url, params=params, files=files(uploads[0]))).json()
+    height, width = source_models[served.name].spec.input_size
+    assert body["shape"] == [1, 2, height, width]
+    for concept in body["concepts"]:
+        assert (concept["classes"] is None) == (body["classes_note"] is not None)
+        assert concept["strength"][0] >= 0

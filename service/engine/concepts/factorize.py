@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
+from torch import nn
 
 from model_registry.errors import InvalidInput
 from model_registry.layout import to_maps
 from model_registry.registry import LoadedModel
-from service.engine.attribution.methods.cam import classifier
 from service.engine.capture import capture
 from service.engine.checks import Bound
 
@@ -152,13 +152,27 @@ def heatmaps(loadings: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resized.numpy().astype(np.float32)
 
 
+def classifier(model: LoadedModel) -> tuple[str, nn.Linear] | None:
+    """The last Linear to run in the forward pass whose outputs are the model's classes (a
+    timm head's Identity or Flatten after it does not hide it), or None."""
+    modules = dict(model.module.named_modules())
+    for info in sorted(model.catalog, key=lambda lay: lay.order, reverse=True):
+        module = modules.get(info.name)
+        if not info.calls or not isinstance(module, nn.Linear):
+            continue
+        if module.out_features == model.spec.num_classes:
+            return info.name, module
+    return None
+
+
 def class_scores(model: LoadedModel, concepts: np.ndarray) -> tuple[ClassScores | None, str | None]:
-    """The classifier (the last module to run, a Linear to the model's classes) applied to
-    each concept vector; None and the reason when there is none or its input width is not
-    the layer's channel count (a layer before the last stage)."""
+    """The classifier (see `classifier`) applied to each concept vector; None and the reason
+    when there is none or its input width is not the layer's channel count (a layer before
+    the last stage)."""
     found = classifier(model)
     if found is None:
-        return None, f"model '{model.name}' does not end in a Linear layer to its classes"
+        classes = model.spec.num_classes
+        return None, f"model '{model.name}' has no Linear layer to its {classes} classes"
     name, linear = found
     if linear.in_features != concepts.shape[0]:
         return None, (
@@ -175,7 +189,8 @@ def compute_concepts(model: LoadedModel, batch: torch.Tensor, plan: ConceptPlan)
     """DFF of the batch's maps at the plan's layer (runs on the device thread)."""
     found = factorize(layer_maps(model, batch, plan), plan.k)
     scores, why = class_scores(model, found.concepts)
-    return ConceptResult(found, heatmaps(found.loadings, tuple(batch.shape[-2:])), scores, why)
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    return ConceptResult(found, heatmaps(found.loadings, size), scores, why)
 
 
 def top_classes(scores: ClassScores, top: int) -> list[list[tuple[int, float]]]:

@@ -14,6 +14,7 @@ against the random runs' gives `p_value`, significant below `alpha`.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -150,7 +151,7 @@ def plan_tcav(
             f"{smallest}, random {len(randoms.indices)})",
             field="concepts",
         )
-    features = sum(int(np.prod(info.output_shape)) for info in infos)
+    features = sum(math.prod(info.output_shape or ()) for info in infos)
     pictures = sum(min(len(c.indices), MAX_PICTURES) for c in (*found, randoms))
     if features * pictures * 4 > MAX_BYTES:
         raise InvalidInput(
