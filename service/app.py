@@ -142,11 +142,11 @@ def create_app(
             # With Redis, this replica also runs jobs from the shared queue (once it is ready).
             queue = build_queue(settings, app, app.state.jobs)
             if queue is not None:
-                queue.start()
+                await queue.start()
             yield
         finally:
             if queue is not None:  # its running jobs go back to the queue for another replica
-                await queue.stop(settings.drain_timeout_s)
+                await queue.stop()
             app.state.jobs.shutdown()  # running jobs stop at their next step
             app.state.registry = None
             pool.shutdown(settings.drain_timeout_s)

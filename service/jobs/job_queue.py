@@ -1,16 +1,18 @@
-"""The job queue every replica consumes: a Redis stream read through one consumer group.
+"""The job queue every replica consumes, on saq (https://github.com/tobymao/saq).
 
-Why a stream and not rq, arq or dramatiq: those run a job in their own worker process or
-event loop, while every piece of model work here must run on this replica's device thread
-(between two steps a job serves the requests queued behind it). A consumer group gives the
-lease semantics directly: XREADGROUP hands a job to one replica; the entry stays pending to
-that replica until it acknowledges it; XAUTOCLAIM lets another replica take entries idle
-longer than the lease. A running job renews its lease every `heartbeat_s` (XCLAIM of its own
-entry, which resets the idle time, and a heartbeat key that expires after `lease_s`). A
-replica that dies (SIGKILL, OOM kill, node loss) stops renewing, and after `lease_s` a live
-replica claims the entry and runs the job again from its stored request, up to `attempts`
-times; then the job fails with that reason. A job therefore always ends: succeeded, failed
-with a reason, or cancelled.
+Why saq: its `Worker` runs as asyncio tasks inside this app's event loop, so a job is a
+coroutine here that hands its model work to this replica's device thread, as every request
+does. It needs only croniter besides redis-py. arq was the other candidate: 0.28 pins
+redis-py below 6 (this service runs 8) and aborts only with `allow_abort_jobs`.
+
+What saq does: hand each job to one replica (`concurrency` jobs at a time), a heartbeat and
+a sweep that gives a job whose replica stopped beating for `heartbeat` seconds to another
+replica, a cap of `retries` starts, and putting a cancelled job back in the queue (how
+SIGTERM hands the work back). What stays ours, because saq cannot do it: the records
+clients read, admitted by count, bytes and tenant (`redis_jobs`); cancelling work that runs
+on the device thread, where cancelling an asyncio task cannot reach (the progress callback
+checks a flag between steps); the time limit, for the same reason; and the 503 while Redis
+is down (saq only logs its errors, so its Redis calls are made quiet here and retried).
 """
 
 from __future__ import annotations
@@ -22,30 +24,84 @@ import logging
 import os
 import socket
 import threading
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio
-from redis.exceptions import ResponseError
+from saq import Job, Status, Worker
+from saq.queue.redis import RedisQueue
+from saq.types import PartialTimersDict
 from starlette.types import ASGIApp
 
 from service.jobs.job_records import CANCELLED, FAILED
-from service.jobs.redis_jobs import HEARTBEAT, QUEUE, RedisJobStore
+from service.jobs.redis_jobs import RedisJobStore
 from service.jobs.replay import Execution, call_app
 from service.workers.redis_link import OUTAGE
 
 log = logging.getLogger("layerscope")
-GROUP = "replicas"
+NAME = "layerscope"
+RUN = "run"  # the one saq function: replay the job's stored request
 
 
 def replica_name() -> str:
-    """This replica's consumer name: host and process id (unique while it lives)."""
+    """This replica's worker name: host and process id (unique while it lives)."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+class RunLater(Exception):
+    """The replay was answered 503 (overloaded, or Redis went away): saq queues it again."""
+
+
+class _Queue(RedisQueue):
+    """saq's Redis queue, quiet through a Redis outage (saq logs a traceback per failed poll
+    and would spin on a failing dequeue), and telling us when saq gives a job up."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        retry_s: float,
+        abort_wait_s: float,
+        given_up: Callable[[Job], Awaitable[None]],
+    ) -> None:
+        super().__init__(client, name=NAME)
+        self.retry_s, self.abort_wait_s, self.given_up = retry_s, abort_wait_s, given_up
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
+        try:
+            return await super().dequeue(timeout, poll_interval)
+        except OUTAGE:
+            await asyncio.sleep(self.retry_s)
+            return None
+
+    async def schedule(self, lock: int = 1) -> list[str]:
+        with contextlib.suppress(*OUTAGE):
+            return await super().schedule(lock)
+        return []
+
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        # A dead replica never confirms the abort: wait a heartbeat for it, not saq's 5 s.
+        with contextlib.suppress(*OUTAGE):
+            return await super().sweep(lock, abort=self.abort_wait_s)
+        return []
+
+    async def write_worker_info(self, worker_id: str, info: Any, ttl: int) -> None:
+        with contextlib.suppress(*OUTAGE):
+            await super().write_worker_info(worker_id, info, ttl)
+
+    async def finish(self, job: Job, status: Status, **kwargs: Any) -> None:
+        await super().finish(job, status, **kwargs)
+        if status != Status.COMPLETE and not job.retryable:
+            await self.given_up(job)  # swept `retries` times: its replicas kept dying
+
+
+class _InAppWorker(Worker):
+    SIGNALS = []  # noqa: RUF012 - uvicorn owns SIGTERM; the app's lifespan stops the worker
+
+
 class JobQueue:
-    """Takes jobs from the stream, `slots` at a time, and runs them by replaying their
-    requests through `app`."""
+    """Runs jobs from the shared queue, `slots` at a time, by replaying their requests
+    through `app`."""
 
     def __init__(
         self,
@@ -57,120 +113,92 @@ class JobQueue:
         lease_s: float,
         heartbeat_s: float,
         slots: int = 1,
+        drain_s: float = 30.0,
     ) -> None:
-        self.app, self.store, self.worker = app, store, worker
-        # Any: redis-py types each reply as raw or decoded; this client's are raw bytes.
-        self.redis: Any = client
-        self.lease_ms = max(int(lease_s * 1000), 1)
-        self.heartbeat_s = heartbeat_s
-        # An entry is claimed only once idle a heartbeat longer than the lease, so the
-        # heartbeat key of a replica that stopped has expired by then.
-        self.claim_idle_ms = self.lease_ms + max(int(heartbeat_s * 1000), 1)
-        self._next_cleanup = 0.0
-        self.slots = slots
-        self.stopping = threading.Event()  # read by jobs on the device thread
-        self._tasks: list[asyncio.Task] = []
-
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._consume()) for _ in range(self.slots)]
-
-    async def stop(self, timeout_s: float) -> None:
-        """Running jobs go back to the queue at their next step; then the consumers end."""
-        self.stopping.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        await self.redis.aclose()
-
-    async def _consume(self) -> None:
-        down = False
-        while not self.stopping.is_set():
-            try:
-                await self._ensure_group()
-                if down:
-                    log.warning("job queue: Redis is reachable again")
-                    down = False
-                entry = await self._reclaim() or await self._read()
-                if entry is not None:
-                    await self._handle(*entry)
-            except OUTAGE as exc:
-                if not down:  # once per outage, not once a second
-                    log.warning("job queue: Redis unreachable (%s); retrying", type(exc).__name__)
-                    down = True
-                await asyncio.sleep(min(self.heartbeat_s, 1.0))
-            except Exception:
-                log.exception("job queue: unexpected error; retrying")
-                await asyncio.sleep(min(self.heartbeat_s, 1.0))
-
-    async def _ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(QUEUE, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def _reclaim(self) -> tuple[bytes, str] | None:
-        """An entry whose lease ran out: its replica stopped renewing it."""
-        _, entries, _ = await self.redis.xautoclaim(
-            QUEUE, GROUP, self.worker, min_idle_time=self.claim_idle_ms, start_id="0-0", count=1
+        self.app, self.store, self.name = app, store, worker
+        self.lease_s, self.heartbeat_s = lease_s, heartbeat_s
+        self.retry_s = min(heartbeat_s, 1.0)
+        self.queue = _Queue(
+            client, retry_s=self.retry_s, abort_wait_s=heartbeat_s, given_up=self._given_up
         )
-        for entry_id, fields in entries:
-            owner = await self.redis.get(HEARTBEAT + fields[b"job"].decode())
-            if owner is not None and owner.decode() != self.worker:
-                # Still heartbeating (its renewals were lost, e.g. while Redis restarted).
-                await self.redis.xclaim(QUEUE, GROUP, owner.decode(), 0, [entry_id], justid=True)
-                continue
-            log.info("job queue: reclaimed job %s", fields[b"job"].decode())
-            return entry_id, fields[b"job"].decode()
-        await self._forget_gone_consumers()
-        return None
+        self.worker = _InAppWorker(
+            self.queue,
+            functions=[(RUN, self._run)],
+            id=worker,
+            concurrency=slots,
+            # saq's timers are whole seconds (the sweep's is also the TTL of its lock).
+            timers=PartialTimersDict(
+                sweep=max(1, round(heartbeat_s)), abort=1, schedule=1, worker_info=10
+            ),
+            dequeue_timeout=heartbeat_s,
+            cancellation_hard_deadline_s=drain_s,
+        )
+        self.stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
 
-    async def _forget_gone_consumers(self) -> None:
-        """Drop consumers (replicas) long gone with nothing pending, about once a minute."""
-        now = time.monotonic()
-        if now < self._next_cleanup:
-            return
-        self._next_cleanup = now + 60.0
-        for consumer in await self.redis.xinfo_consumers(QUEUE, GROUP):
-            idle_ms = consumer.get("inactive", consumer.get("idle", 0))
-            if consumer["pending"] == 0 and idle_ms > 10 * self.claim_idle_ms:
-                await self.redis.xgroup_delconsumer(QUEUE, GROUP, consumer["name"])
+    async def start(self) -> None:
+        await self.queue.connect()
+        self._loop = asyncio.get_running_loop()
+        self.store.enqueue = self.enqueue
+        self._task = asyncio.create_task(self.worker.start())
 
-    async def _read(self) -> tuple[bytes, str] | None:
-        block = max(int(self.heartbeat_s * 1000), 1)
-        answer = await self.redis.xreadgroup(GROUP, self.worker, {QUEUE: ">"}, count=1, block=block)
-        for _stream, entries in answer or ():
-            for entry_id, fields in entries:
-                return entry_id, fields[b"job"].decode()
-        return None
+    async def stop(self) -> None:
+        """Running jobs stop at their next step and go back to the queue; then saq ends."""
+        self.stopping.set()
+        await self.worker.stop()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        with contextlib.suppress(*OUTAGE):
+            await self.queue.disconnect()
 
-    async def _handle(self, entry_id: bytes, job_id: str) -> None:
-        state = await asyncio.to_thread(self.store.claim, job_id, self.worker)
+    def enqueue(self, job_id: str) -> None:
+        """Queue a recorded job (called by the store, from a thread other than the loop's)."""
+        if self._loop is None:
+            raise RuntimeError("the job queue has not started")
+        job = Job(
+            RUN,
+            kwargs={"job_id": job_id},
+            key=job_id,
+            timeout=0,  # the limit is ours: saq's would cancel the task, not the device work
+            heartbeat=self.lease_s,  # type: ignore[arg-type]  # saq compares it as a number
+            retries=self.store.attempts,
+            ttl=max(int(self.store.ttl_s), 1),
+        )
+        done = asyncio.run_coroutine_threadsafe(self.queue.enqueue(job), self._loop)
+        done.result(timeout=self.lease_s)
+
+    async def _run(self, ctx: dict, *, job_id: str) -> None:
+        job: Job = ctx["job"]
+        state = await asyncio.to_thread(self.store.claim, job_id, self.name, job.attempts)
         if state != "run":
             await self._settle_unrun(job_id, state)
-            await self._done(entry_id, job_id)
             return
-        beat = asyncio.create_task(self._heartbeat(entry_id, job_id))
+        halt = threading.Event()  # read between steps on the device thread
+        beat = asyncio.create_task(self._heartbeat(job))
+        running = asyncio.create_task(self._execute(job_id, halt))
         try:
-            await self._beat_once(entry_id, job_id)
-            execution = await self._execute(job_id)
+            execution = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # saq cancels the task when this replica stops, or when a sweep gave the job to
+            # another replica; the device work stops at its next step either way.
+            halt.set()
+            await running
+            if self.stopping.is_set():
+                await self._hand_back(job)
+            raise
         finally:
             beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
-        if execution is None or execution.lost:
+        if execution.lost:
             return  # another replica owns it now, or its record is gone
         if execution.handed_back:
-            await self._retry(self.store.hand_back, job_id, self.worker)
-            await self._retry(self.redis.delete, HEARTBEAT + job_id, blocking=False)
-            return  # still pending: a live replica claims it once its lease runs out
+            await self._hand_back(job)
+            raise RunLater(f"job {job_id} goes back to the queue")
         await self._retry(self._record, job_id, execution)
-        await self._done(entry_id, job_id)
 
-    async def _execute(self, job_id: str) -> Execution | None:
+    async def _execute(self, job_id: str, halt: threading.Event) -> Execution:
         replay = await asyncio.to_thread(self.store.request, job_id)
-        execution = Execution(self.store, job_id, self.worker, self.stopping)
+        execution = Execution(self.store, job_id, self.name, halt)
         if replay is None:
             execution.outcome = (FAILED, None, {"detail": "the job's request was lost"}, 500)
             return execution
@@ -188,13 +216,25 @@ class JobQueue:
                 execution.outcome = (FAILED, None, _error_body(body, status), status)
         return execution
 
+    async def _hand_back(self, job: Job) -> None:
+        """Back to the queue without counting a start (saq counts one per dequeue)."""
+        job.attempts -= 1
+        with contextlib.suppress(*OUTAGE):
+            await asyncio.to_thread(self.store.hand_back, job.key, self.name)
+
+    async def _heartbeat(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(*OUTAGE):  # renewed at the next beat once Redis is back
+                await job.update()
+
     def _record(self, job_id: str, execution: Execution) -> None:
         assert execution.outcome is not None
         status, result, error, error_status = execution.outcome
         self.store.finish(
             job_id,
             status,
-            worker=self.worker,
+            worker=self.name,
             result=result,
             error=error,
             error_status=error_status,
@@ -204,48 +244,29 @@ class JobQueue:
         store = self.store
         if state == "cancel":
             await self._retry(store.finish, job_id, CANCELLED)
-        elif state == "lost":
-            detail = (
-                f"the job lost the replica running it {store.attempts} time(s) (killed, out of "
-                "memory or node lost); it is not run again"
-            )
-            error = {"detail": detail, "attempts": store.attempts}
-            await self._retry(store.finish, job_id, FAILED, error=error, error_status=500)
         elif state == "late":
             detail = f"the job was still queued {store.timeout_s:g} s after it was submitted"
             error = {"detail": detail, "timeout_s": store.timeout_s}
             await self._retry(store.finish, job_id, FAILED, error=error, error_status=504)
 
-    async def _beat_once(self, entry_id: bytes, job_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(HEARTBEAT + job_id, self.worker, px=self.lease_ms)
-        pipe.xclaim(QUEUE, GROUP, self.worker, 0, [entry_id], justid=True)
-        await pipe.execute()
+    async def _given_up(self, job: Job) -> None:
+        detail = (
+            f"the job lost the replica running it {job.attempts} time(s) (killed, out of "
+            "memory or node lost); it is not run again"
+        )
+        error = {"detail": detail, "attempts": job.attempts}
+        with contextlib.suppress(*OUTAGE):
+            await asyncio.to_thread(
+                self.store.finish, job.key, FAILED, error=error, error_status=500
+            )
 
-    async def _heartbeat(self, entry_id: bytes, job_id: str) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
-            with contextlib.suppress(*OUTAGE):  # renewed at the next beat once Redis is back
-                await self._beat_once(entry_id, job_id)
-
-    async def _done(self, entry_id: bytes, job_id: str) -> None:
-        async def forget() -> None:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.xack(QUEUE, GROUP, entry_id).xdel(QUEUE, entry_id).delete(HEARTBEAT + job_id)
-            await pipe.execute()
-
-        await self._retry(forget, blocking=False)
-
-    async def _retry(self, call: Any, *args: Any, blocking: bool = True, **kwargs: Any) -> Any:
-        """Retry through a Redis outage: an outcome is never dropped while this process lives.
-        A `blocking` call runs in a thread; otherwise `call` returns an awaitable."""
+    async def _retry(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """Retry through a Redis outage: an outcome is never dropped while this process lives."""
         while True:
             try:
-                if blocking:
-                    return await asyncio.to_thread(call, *args, **kwargs)
-                return await call(*args, **kwargs)
+                return await asyncio.to_thread(call, *args, **kwargs)
             except OUTAGE:
-                await asyncio.sleep(min(self.heartbeat_s, 1.0))
+                await asyncio.sleep(self.retry_s)
 
 
 def _error_body(body: bytes, status: int) -> dict:

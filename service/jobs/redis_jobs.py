@@ -1,14 +1,17 @@
 """Job records in Redis, so any replica answers, cancels or returns any job.
 
-The `Jobs` interface of the in-process `JobStore`, plus what the queue (`job_queue`) needs to
-run a job on one replica: claim it, report progress (which is also where cancellation and a
-lost lease are noticed), finish it, or hand it back. Records of unfinished jobs stay until
+The `Jobs` interface of the in-process `JobStore`, plus what the queue (`job_queue`, on saq)
+needs to run a job on one replica: claim it, report progress (which is also where
+cancellation and a lost lease are noticed), finish it, or hand it back. saq carries the job
+id between replicas; the record here is what clients see, admitted by count, bytes and
+tenant, which saq has no notion of. Records of unfinished jobs stay until
 they finish; finished ones expire `ttl_s` later. At most `max_jobs` records and `max_bytes`
 of requests and results are kept; finished jobs are evicted first, oldest first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from service.engine.progress import Cancelled
 from service.jobs import redis_scripts as lua
 from service.jobs.job_records import (
     CANCELLED,
+    FAILED,
     SUCCEEDED,
     Encoded,
     JobForms,
@@ -30,13 +34,14 @@ from service.jobs.job_records import (
     Replay,
     view_of,
 )
-from service.workers.redis_link import PREFIX, outage_is_503
+from service.workers.redis_link import OUTAGE, PREFIX, outage_is_503, unavailable
 from service.workers.tenancy import OPEN, Tenant
 
 RECORD = PREFIX + "job:"
 INDEX = PREFIX + "jobs"
-QUEUE = PREFIX + "queue"
-HEARTBEAT = PREFIX + "heartbeat:"
+
+Enqueue = Callable[[str], None]
+"""Hands a recorded job's id to the queue the replicas consume (raises a Redis outage)."""
 
 
 class LeaseLost(Cancelled):
@@ -90,6 +95,7 @@ class RedisJobStore(Jobs):
         retry_after_s: int = 5,
         tenant_max_jobs: int | None = None,
         clock: Callable[[], float] = time.time,
+        enqueue: Enqueue | None = None,
     ) -> None:
         # Any: redis-py types each reply as raw or decoded; this client's are raw bytes.
         self.redis: Any = client
@@ -98,6 +104,8 @@ class RedisJobStore(Jobs):
         self.retry_after_s = retry_after_s
         self.tenant_max_jobs = tenant_max_jobs
         self._clock = clock
+        # None: records only, nothing runs them (the replica's queue sets it when it starts).
+        self.enqueue = enqueue
         self._scripts: dict[str, Any] = {
             name: client.register_script(getattr(lua, name))
             for name in ("SUBMIT", "CLAIM", "PROGRESS", "FINISH", "DELETE", "HAND_BACK")
@@ -119,7 +127,7 @@ class RedisJobStore(Jobs):
         args += [self.max_jobs, self.max_bytes, job.owner]
         args.append(-1 if self.tenant_max_jobs is None else self.tenant_max_jobs)
         with self._503():
-            admitted = self._scripts["SUBMIT"](keys=[INDEX, QUEUE], args=args)
+            admitted = self._scripts["SUBMIT"](keys=[INDEX], args=args)
         if admitted == 0:
             raise self.full()
         if admitted == -2:
@@ -131,7 +139,19 @@ class RedisJobStore(Jobs):
                 max_bytes=self.max_bytes,
                 retry_after=5,
             )
+        if self.enqueue is not None:
+            self._hand_to_queue(job.id)
         return view_of(job, job.created)
+
+    def _hand_to_queue(self, job_id: str) -> None:
+        assert self.enqueue is not None
+        try:
+            self.enqueue(job_id)
+        except OUTAGE as exc:  # recorded but not queued: end the record, answer 503
+            with contextlib.suppress(*OUTAGE):
+                error = {"detail": "Redis went away while the job was queued"}
+                self.finish(job_id, FAILED, error=error, error_status=503)
+            raise unavailable(self.retry_after_s, exc) from exc
 
     def _record(self, job_id: str, tenant: Tenant) -> JobRecord:
         with self._503():
@@ -178,9 +198,10 @@ class RedisJobStore(Jobs):
 
     # What the queue consumer calls (Redis errors propagate: the queue retries them).
 
-    def claim(self, job_id: str, worker: str) -> str:
-        """'run' when `worker` now owns the job; otherwise why it must be finished instead."""
-        args = [worker, repr(self._clock()), self.attempts, self.timeout_s]
+    def claim(self, job_id: str, worker: str, attempt: int = 1) -> str:
+        """'run' when `worker` now owns the job (its `attempt`-th start, as saq counts them);
+        otherwise why it must be finished instead."""
+        args = [worker, repr(self._clock()), attempt, self.timeout_s]
         return self._scripts["CLAIM"](keys=[RECORD + job_id], args=args).decode()
 
     def request(self, job_id: str) -> Replay | None:

@@ -1,23 +1,24 @@
 """Lua scripts of the Redis job store: each change of a job record is atomic across replicas.
 
 A record is a hash (`layerscope:job:<id>`) beside its request (`...:request`) and result
-(`...:result`); `layerscope:jobs` indexes them by creation time and `layerscope:queue` is the
-stream the replicas consume. Only the replica named in `worker` may write progress or the
-outcome of a running job, so a replica that lost its lease cannot overwrite the one that
-took the job over.
+(`...:result`); `layerscope:jobs` indexes them by creation time. The queue that hands a job
+to a replica is saq's (`job_queue`); these scripts keep what saq does not: admission by
+count, bytes and tenant, and the record every replica answers from. Only the replica named
+in `worker` may write progress or the outcome of a running job, so a replica that lost its
+lease cannot overwrite the one that took the job over.
 """
 
 FINISHED = """
 local function finished(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 """
 
-# KEYS: index, queue. ARGV: prefix, id, kind, total, now, request, max_jobs, max_bytes,
+# KEYS: index. ARGV: prefix, id, kind, total, now, request, max_jobs, max_bytes,
 # owner, the owner's most unfinished jobs (-1: no limit).
 # Returns 1 (queued), 0 (every slot taken), -1 (bytes), -2 (the owner's slots taken).
 SUBMIT = (
     FINISHED
     + """
-local index, queue, prefix, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local index, prefix, id = KEYS[1], ARGV[1], ARGV[2]
 local size, max_n, max_b = string.len(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local owner, owner_max = ARGV[9], tonumber(ARGV[10])
 local count, used, done, owned = 0, 0, {}, 0
@@ -49,13 +50,12 @@ redis.call('HSET', prefix .. id, 'id', id, 'kind', ARGV[3], 'total', ARGV[4], 'c
   'status', 'queued', 'step', 0, 'bytes', size, 'attempts', 0, 'owner', owner)
 redis.call('SET', prefix .. id .. ':request', ARGV[6])
 redis.call('ZADD', index, ARGV[5], id)
-redis.call('XADD', queue, '*', 'job', id)
 return 1
 """
 )
 
-# KEYS: record. ARGV: worker, now, max_attempts, queue_timeout_s.
-# Returns 'run', or why the job must be finished instead: missing, finished, cancel, lost, late.
+# KEYS: record. ARGV: worker, now, attempt (saq's count of starts), queue_timeout_s.
+# Returns 'run', or why the job must be finished instead: missing, finished, cancel, late.
 CLAIM = (
     FINISHED
     + """
@@ -64,10 +64,9 @@ if not f[1] then return 'missing' end
 if finished(f[1]) then return 'finished' end
 if f[2] == '1' then return 'cancel' end
 local attempts = tonumber(f[3] or '0')
-if attempts >= tonumber(ARGV[3]) then return 'lost' end
 if attempts == 0 and tonumber(ARGV[2]) - tonumber(f[4]) > tonumber(ARGV[4]) then return 'late' end
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started', ARGV[2],
-  'attempts', attempts + 1, 'step', 0)
+  'attempts', ARGV[3], 'step', 0)
 return 'run'
 """
 )

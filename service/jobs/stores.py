@@ -33,7 +33,7 @@ def build_jobs(settings: Settings) -> Jobs:
 
 
 def build_queue(settings: Settings, app: ASGIApp, jobs: Jobs) -> JobQueue | None:
-    """This replica's consumer of the shared job queue (None without Redis)."""
+    """This replica's saq worker on the shared job queue (None without Redis)."""
     if settings.redis_url is None or not isinstance(jobs, RedisJobStore):
         return None
     return JobQueue(
@@ -44,6 +44,7 @@ def build_queue(settings: Settings, app: ASGIApp, jobs: Jobs) -> JobQueue | None
         lease_s=settings.redis_lease_s,
         heartbeat_s=settings.redis_heartbeat_s,
         slots=settings.redis_jobs_per_replica,
+        drain_s=settings.drain_timeout_s,
     )
 
 

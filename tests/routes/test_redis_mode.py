@@ -15,7 +15,6 @@ from service.app import create_app
 from service.jobs.job_records import Encoded, Replay
 from service.jobs.redis_jobs import RedisJobStore
 from service.settings import Settings
-from service.workers.redis_link import connect
 from service.workers.tenancy import Tenant
 from tests.helpers import digits_entry
 from tests.redis_support import RedisServer, wait_for
@@ -68,8 +67,9 @@ def test_a_job_whose_image_is_gone_fails_with_the_404_as_its_reason(
     api: TestClient, redis_server: RedisServer
 ) -> None:
     # A job queued while its image existed, replayed after the image expired: queued here
-    # straight through the store, as the route would have queued it.
-    store = RedisJobStore(connect(redis_server.url))
+    # straight through the app's store (and so its saq queue), as the route would have.
+    store = api.app.state.jobs
+    assert isinstance(store, RedisJobStore) and store.enqueue is not None
     path, query = INVERT.split("?")
     gone = f"{query}&image_id={'0' * 64}".encode()
     owner = Tenant("default")  # LAYERSCOPE_API_KEY's tenant

@@ -102,13 +102,15 @@ def test_cancel_from_another_replica(url: str) -> None:
     assert second.get(running.id).status == "cancelled"
 
 
-def test_a_job_is_run_at_most_attempts_times(url: str) -> None:
+def test_a_claim_records_the_start_saq_counts_and_only_its_holder_writes(url: str) -> None:
     store = jobs(url, attempts=2)
     view = store.submit("maximize", lambda p: Encoded(b"", ""), total=3, replay=REPLAY)
-    assert store.claim(view.id, "replica-a") == "run"
-    assert store.claim(view.id, "replica-b") == "run"  # replica-a was lost
-    assert store.get(view.id).attempts == 2
-    assert store.claim(view.id, "replica-c") == "lost"
+    assert store.claim(view.id, "replica-a", 1) == "run"
+    assert store.claim(view.id, "replica-b", 2) == "run"  # replica-a was lost
+    assert store.get(view.id).attempts == 2 and store.get(view.id).worker == "replica-b"
+    assert store.progress(view.id, "replica-a", 1, 3) == "lost"
+    assert store.hand_back(view.id, "replica-b")  # SIGTERM: not a lost start
+    assert store.get(view.id).attempts == 1 and store.get(view.id).status == "queued"
 
 
 def test_bounded_number_of_jobs_evicts_finished_ones_first(url: str) -> None:
