@@ -3,6 +3,7 @@
 
 import { ApiError, Capabilities, getJSON, pictureURL, postJSON, request, setApiKey, uploadImage } from "./api.js";
 import { ClassesView } from "./classes.js";
+import { ModelsView } from "./compare.js";
 import { ConceptsView } from "./concepts.js";
 import { DatasetView, datasetReference } from "./dataset.js";
 import { $, h } from "./dom.js";
@@ -30,7 +31,7 @@ class Portal {
     this.views = [
       new FeatureMapsView(this), new CompareView(this), new ClassesView(this), new TrustView(this),
       new StatsView(this), new FiltersView(this), new SynthesisView(this), new EmbeddingView(this),
-      new DatasetView(this), new ConceptsView(this),
+      new DatasetView(this), new ConceptsView(this), new ModelsView(this),
     ];
     this.unitPage = new UnitPage(this);
     this.enlarger = new Enlarger(this);

@@ -2,7 +2,7 @@
 // reload. Only values that differ from the defaults are written, to keep links short.
 
 export const DEFAULTS = Object.freeze({
-  view: "maps", // maps | compare | classes | trust | stats | filters | synthesis | embedding | dataset | concepts
+  view: "maps", // maps | compare | classes | trust | stats | filters | synthesis | embedding | dataset | concepts | models
   model: "",
   image: "", // image_id from POST /v1/images, or dataset:NAME/INDEX
   sample: "", // the built-in sample the image came from: lets a link outlive a server restart
