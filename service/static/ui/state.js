@@ -40,6 +40,10 @@ export const DEFAULTS = Object.freeze({
   dlimit: "", // a random sample of this many pictures; empty: all
   dcolour: "label", // scatter coloured by "label" (true class) or "predicted"
   ck: "4", // concepts view: how many concepts
+  ma: "", // compare models tab: the two models (default: the first two listed), dataset, limit
+  mb: "",
+  mset: "",
+  mlimit: "",
 });
 
 export function readState(hash = location.hash) {
