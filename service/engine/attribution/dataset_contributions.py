@@ -22,7 +22,7 @@ from service.engine.attribution.contributions import (
     plan_contributions,
 )
 from service.engine.attribution.target_objects import ClassTarget
-from service.engine.dataset.pictures import read_picture, sample_indices
+from service.engine.dataset.pictures import picture_batches, sample_indices
 from service.engine.images import preprocess
 from service.engine.progress import Progress, no_progress, reporting
 
@@ -124,26 +124,20 @@ def dataset_contributions(
     kept: list[int] = []
     outputs = torch.tensor(plan.class_map, dtype=torch.long)
     total = len(plan.indices)
-    for start in range(0, total, plan.batch_size):
-        images, labels = [], []
-        for index in plan.indices[start : start + plan.batch_size]:
-            picture = read_picture(dataset, index, max_pixels)
-            if picture is not None:
-                images.append(picture)
-                labels.append(dataset.label(index))
-                kept.append(index)
-        if images:
-            batch = preprocess(images, model.spec, model.device)
-            which = torch.tensor(labels, dtype=torch.long)
+    for part in picture_batches(dataset, plan.indices, plan.batch_size, max_pixels):
+        if part.images:
+            kept.extend(part.indices)
+            batch = preprocess(part.images, model.spec, model.device)
+            which = torch.tensor([dataset.label(i) for i in part.indices], dtype=torch.long)
             target = ClassTarget(outputs[which][:, None].to(model.device))
             # conductance reports each pass: the job may cancel or time out inside a batch
-            with reporting(lambda _pass, _passes, done=start: progress(done, total)):
+            with reporting(lambda _pass, _passes, done=part.start: progress(done, total)):
                 _, values = channel_contributions(
                     model, batch, plan.contribution, fixed_targets=target
                 )
             np.add.at(sums, which.numpy(), values[:, 0].double().cpu().numpy())
             np.add.at(counts, which.numpy(), 1)
-        progress(min(start + plan.batch_size, total), total)
+        progress(part.end, total)
     with np.errstate(invalid="ignore", divide="ignore"):
         matrix = sums / counts[:, None]
     return ClassChannelMatrix(matrix, counts, np.asarray(kept, dtype=np.int64))

@@ -25,7 +25,7 @@ from service.engine.capture import hooked
 from service.engine.compare.cka import StreamingCka, gram, gram_cka
 from service.engine.compare.outcome import Comparison, Side
 from service.engine.compare.plan import ComparePlan
-from service.engine.dataset.pictures import read_picture
+from service.engine.dataset.pictures import picture_batches
 from service.engine.images import preprocess
 from service.engine.insight.stats import as_channels_first
 from service.engine.progress import Progress, no_progress
@@ -111,14 +111,9 @@ def compare(
     probs_b: list[np.ndarray] = []
     kept: list[int] = []
     total = len(plan.indices)
-    for start in range(0, total, plan.batch_size):
-        images, indices = [], []
-        for index in plan.indices[start : start + plan.batch_size]:
-            picture = read_picture(dataset, index, max_pixels)
-            if picture is not None:
-                images.append(picture)
-                indices.append(index)
-        if images:
+    for part in picture_batches(dataset, plan.indices, plan.batch_size, max_pixels):
+        if part.images:
+            images = part.images
             first = _forward(model_a, images, plan.layers_a, pool=plan.pool, keep=plan.drift)
             second = _forward(model_b, images, plan.layers_b, pool=plan.pool, keep=plan.drift)
             for name in plan.drift:
@@ -133,8 +128,8 @@ def compare(
                 probs_a.append(first.probabilities)
             if second.probabilities is not None:
                 probs_b.append(second.probabilities)
-            kept.extend(indices)
-        progress(min(start + plan.batch_size, total), total)
+            kept.extend(part.indices)
+        progress(part.end, total)
     if len(kept) < (4 if plan.debiased else 2):
         raise InvalidInput(
             f"dataset: only {len(kept)} of {total} pictures could be read", field="dataset"
