@@ -19,7 +19,7 @@ from model_registry.errors import InvalidInput
 from model_registry.layout import to_maps
 from model_registry.registry import LoadedModel
 from service.engine.capture import capture
-from service.engine.dataset.pictures import read_picture
+from service.engine.dataset.pictures import picture_batches
 from service.engine.exemplars.plan import ExemplarPlan
 from service.engine.exemplars.receptive_field import Field, receptive_field
 from service.engine.exemplars.topk import RunningTopK, score_maps
@@ -74,23 +74,17 @@ def exemplars(
     running = RunningTopK(len(plan.channels), plan.k, model.device)
     read = 0
     total = len(plan.indices)
-    for start in range(0, total, plan.batch_size):
-        images, kept = [], []
-        for index in plan.indices[start : start + plan.batch_size]:
-            picture = read_picture(dataset, index, max_pixels)
-            if picture is not None:
-                images.append(picture)
-                kept.append(index)
-        if images:
-            batch = preprocess(images, model.spec, model.device)
+    for part in picture_batches(dataset, plan.indices, plan.batch_size, max_pixels):
+        if part.images:
+            batch = preprocess(part.images, model.spec, model.device)
             output = capture(model.module, batch, {plan.layer: info.calls})[plan.layer]
             with torch.inference_mode():
                 maps = to_maps(output, layout).index_select(1, channels)
                 scores, positions = score_maps(maps, plan.score)
-                where = torch.tensor(kept, dtype=torch.int64, device=model.device)
+                where = torch.tensor(part.indices, dtype=torch.int64, device=model.device)
                 running.add(scores, positions, where)
-            read += len(kept)
-        progress(min(start + plan.batch_size, total), total)
+            read += len(part.indices)
+        progress(part.end, total)
     if read == 0:
         raise InvalidInput(f"dataset: none of {total} pictures could be read", field="dataset")
     return _finish(dataset, plan, running, field, layout.width, read)
