@@ -185,3 +185,26 @@ def test_the_montage_draws_each_box_and_crop(digits: LoadedModel) -> None:
             assert rows[-1] - rows[0] + 1 <= round(96 * height / width) + 1
         elif height > width:
             assert cols[-1] - cols[0] + 1 <= round(96 * width / height) + 1
+
+
+def test_vit_tokens_read_as_maps_equal_brute_force(
+    tiny_vit: LoadedModel, folder: FolderDataset
+) -> None:
+    """A ViT block's patch tokens ranked as a 4 x 4 map; each box is its token's patch."""
+    plan = plan_exemplars(
+        tiny_vit,
+        folder,
+        layer="encoder.layers.encoder_layer_1",
+        channels="0-5",
+        k=4,
+        score="max",
+        limit=None,
+        seed=0,
+    )
+    broken = folder.files.index("a/broken.png")
+    result = exemplars(tiny_vit, folder, plan, max_pixels=MAX_PIXELS)
+    readable = tuple(i for i in plan.indices if i != broken)
+    expected = brute_force(tiny_vit, folder, dataclasses.replace(plan, indices=readable))
+    check(result, expected, 4)
+    y, x = result.positions[..., 0], result.positions[..., 1]
+    np.testing.assert_array_equal(result.boxes, np.stack([8 * x, 8 * y, 8 * x + 8, 8 * y + 8], -1))
