@@ -45,6 +45,19 @@ def test_folders_are_listed_as_image_folders(tmp_path: Path) -> None:
     assert shapes.classes == ("round", "square") and len(shapes) == 2 * PER_CLASS
 
 
+def test_masks_are_read_by_relative_name(tmp_path: Path) -> None:
+    write_folder(tmp_path / "ok", ("a", "b"), broken=False)
+    (tmp_path / "m" / "a").mkdir(parents=True)
+    (tmp_path / "m" / "a" / "00.png").write_bytes(b"mask of a/00")
+    config = tmp_path / "models.toml"
+    config.write_text('[[datasets]]\nname = "val"\npath = "ok"\nmasks = "m"\n')
+    (found,) = load_datasets(config)
+    assert found.masks == tmp_path / "m"
+    assert found.read_mask(0) == b"mask of a/00"
+    assert found.read_mask(1) is None and found.read_mask(PER_CLASS) is None
+    assert DigitsDataset().read_mask(5) == DigitsDataset().read(5)  # the digit's strokes
+
+
 @pytest.mark.parametrize(
     ("table", "pattern"),
     [
@@ -55,6 +68,7 @@ def test_folders_are_listed_as_image_folders(tmp_path: Path) -> None:
         ('name = "val"', r"dataset 'val': field 'path': Field required"),
         ('name = "v a l"\npath = "ok"', r"dataset 'v a l': field 'name'"),
         ('name = "val"\npath = "ok"\nroot = "x"', r"dataset 'val': field 'root'"),
+        ('name = "val"\npath = "ok"\nmasks = "absent"', r"dataset 'val': field 'masks': .*absent"),
     ],
 )
 def test_bad_dataset_tables_fail_in_one_line(tmp_path: Path, table: str, pattern: str) -> None:
