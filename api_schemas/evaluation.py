@@ -32,8 +32,7 @@ class MetricSummary(BaseModel):
     mean: float | None
     std: float | None = Field(description="sample standard deviation (ddof 1)")
     ci95: list[float] | None = Field(
-        description="[low, high]: percentile bootstrap of the mean, 1000 resamples seeded by "
-        "`seed`"
+        description="[low, high]: percentile bootstrap of the mean, 1000 resamples seeded by `seed`"
     )
     n: int = Field(description="pictures with a value")
     best: list[int] = Field(description="dataset indices of the best pictures, best first")

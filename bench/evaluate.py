@@ -37,8 +37,14 @@ from service.engine.evaluation.run import predicted  # noqa: E402
 from service.engine.images import decode_image, preprocess  # noqa: E402
 
 METHODS = ["gradcam", "scorecam", "integrated-gradients", "occlusion", "lrp"]
-METRICS = ["deletion", "insertion", "road-combined", "sparseness", "max-sensitivity",
-           "pointing-game"]
+METRICS = [
+    "deletion",
+    "insertion",
+    "road-combined",
+    "sparseness",
+    "max-sensitivity",
+    "pointing-game",
+]
 GOAL_S, GOAL_RATIO = 120.0, 0.5
 PIXELS = 1 << 24
 
@@ -53,8 +59,9 @@ def anchor(model, plan, dataset, indices, batch_size: int, samples: int) -> floa
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         pictures = [decode_image(dataset.read(i), max_pixels=PIXELS) for i in chunk]
-        masks = dataset_masks(dataset, chunk, [p.size for p in pictures], model.spec,
-                              max_pixels=PIXELS)
+        masks = dataset_masks(
+            dataset, chunk, [p.size for p in pictures], model.spec, max_pixels=PIXELS
+        )
         batch = preprocess(pictures, model.spec, model.device)
         classes = predicted(model, batch)
         s_batch = np.stack(masks)[:, None].astype(np.float32)
@@ -62,17 +69,24 @@ def anchor(model, plan, dataset, indices, batch_size: int, samples: int) -> floa
         for explainer in plan.explainers:
             maps = explainer.maps(model, batch, classes).detach().numpy()
 
-            def explain(_model, inputs, targets, explainer=explainer, **_kwargs):
+            # Quantus passes model=, inputs=, targets= by name; the loaded model re-explains
+            def explain(model, inputs, targets, explainer=explainer, loaded=model, **_kwargs):  # noqa: ARG001
                 tensor = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
                 labels = torch.as_tensor(np.asarray(targets)).long()
-                return explainer.maps(model, tensor, labels).detach().numpy()
+                return explainer.maps(loaded, tensor, labels).detach().numpy()
 
             flat = np.abs(maps).sum(axis=1)  # one value per pixel, as /attributions ranks
             began = time.perf_counter()
             targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in y]
             ROADCombined(percentiles=list(range(10, 100, 10)))(batch, flat, targets, model.module)
-            common = dict(model=model.module, x_batch=x, y_batch=y, a_batch=maps.copy(),
-                          channel_first=True, device="cpu")
+            common = dict(
+                model=model.module,
+                x_batch=x,
+                y_batch=y,
+                a_batch=maps.copy(),
+                channel_first=True,
+                device="cpu",
+            )
             quantus.Sparseness(disable_warnings=True)(**common)
             quantus.PointingGame(disable_warnings=True)(**common, s_batch=s_batch)
             quantus.MaxSensitivity(nr_samples=samples, lower_bound=0.2, disable_warnings=True)(
@@ -98,9 +112,11 @@ def main() -> None:
     began = time.perf_counter()
     scores = evaluate_dataset(model, dataset, plan, indices, classes=None, max_pixels=PIXELS)
     ours = time.perf_counter() - began
-    print(f"layerscope: {args.count} digits x {len(METHODS)} methods x {len(METRICS)} metrics "
-          f"(max-sensitivity samples={args.samples}): {ours:.1f} s (goal <= {GOAL_S:.0f} s "
-          f"at 500)")
+    print(
+        f"layerscope: {args.count} digits x {len(METHODS)} methods x {len(METRICS)} metrics "
+        f"(max-sensitivity samples={args.samples}): {ours:.1f} s (goal <= {GOAL_S:.0f} s "
+        f"at 500)"
+    )
     for method, metrics in scores.values.items():
         means = ", ".join(f"{k}={np.nanmean(v):.3f}" for k, v in metrics.items())
         print(f"  {method}: {means}")

@@ -209,9 +209,7 @@ async def evaluate_dataset(
     if request is None:
         raise InvalidInput("request: missing", field="request")
     found = datasets.get(dataset, field="dataset")
-    plan = _plan(
-        request, model, options.methods, options.metrics, options.seed, has_masks(found)
-    )
+    plan = _plan(request, model, options.methods, options.metrics, options.seed, has_masks(found))
     indices = pick_indices(found, options.limit, options.seed)
     classes = class_map(model, found, options.target.value)
     pixels = settings.max_image_pixels

@@ -51,8 +51,10 @@ def evaluate_pictures_task(
         masks = []
         for index, (picture, source) in enumerate(zip(pictures, sources, strict=True)):
             data = None if source is None else read_mask(*source)
-            mask = None if data is None else mask_at_input(
-                data, model.spec, size=picture.size, max_pixels=max_pixels
+            mask = (
+                None
+                if data is None
+                else mask_at_input(data, model.spec, size=picture.size, max_pixels=max_pixels)
             )
             if mask is None:
                 raise InvalidInput(

@@ -15,7 +15,7 @@ from PIL import Image
 
 from service.app import create_app
 from service.settings import Settings
-from tests.dataset_support import FACTORY, PET_CLASSES, PER_CLASS, write_folder
+from tests.dataset_support import FACTORY, PER_CLASS, PET_CLASSES, write_folder
 from tests.helpers import digits_entry, error_body, factory_entry, files, png, toml_table
 
 DIGITS = "/v1/models/digits/evaluate"
@@ -132,20 +132,45 @@ def test_a_dataset_evaluation_can_be_cancelled(api: TestClient) -> None:
 @pytest.mark.parametrize(
     ("url", "status", "field", "words"),
     [
-        (f"{DIGITS}?image=dataset:digits/1&methods=nope&metrics=deletion", 422, "methods",
-         "gradcam"),
-        (f"{DIGITS}?image=dataset:digits/1&methods=gradcam&metrics=nope", 422, "metrics",
-         "road-combined"),
-        (f"{DIGITS}?image=dataset:digits/1&methods=gradcam&metrics=deletion"
-         "&options.gradcam.steps=4", 422, "options.gradcam.steps", "gradcam"),
-        (f"{DIGITS}?image=dataset:digits/1&methods=gradcam&metrics=max-sensitivity"
-         "&options.max-sensitivity.samples=100000", 422, "options.max-sensitivity.samples",
-         "samples"),
+        (
+            f"{DIGITS}?image=dataset:digits/1&methods=nope&metrics=deletion",
+            422,
+            "methods",
+            "gradcam",
+        ),
+        (
+            f"{DIGITS}?image=dataset:digits/1&methods=gradcam&metrics=nope",
+            422,
+            "metrics",
+            "road-combined",
+        ),
+        (
+            f"{DIGITS}?image=dataset:digits/1&methods=gradcam&metrics=deletion"
+            "&options.gradcam.steps=4",
+            422,
+            "options.gradcam.steps",
+            "gradcam",
+        ),
+        (
+            f"{DIGITS}?image=dataset:digits/1&methods=gradcam&metrics=max-sensitivity"
+            "&options.max-sensitivity.samples=100000",
+            422,
+            "options.max-sensitivity.samples",
+            "samples",
+        ),
         (f"{DIGITS_JOB}?methods=gradcam&metrics=deletion&limit=100000", 422, "limit", None),
-        ("/v1/models/deadnet/datasets/plain/evaluate?methods=gradcam&metrics=pointing-game",
-         422, "metrics", "masks come from"),
-        (f"{DIGITS_JOB}?methods=gradcam&metrics=deletion&options.other.x=1", 422,
-         "options.other", "none of the methods"),
+        (
+            "/v1/models/deadnet/datasets/plain/evaluate?methods=gradcam&metrics=pointing-game",
+            422,
+            "metrics",
+            "masks come from",
+        ),
+        (
+            f"{DIGITS_JOB}?methods=gradcam&metrics=deletion&options.other.x=1",
+            422,
+            "options.other",
+            "none of the methods",
+        ),
     ],
 )
 def test_bad_inputs_name_the_field(

@@ -120,9 +120,7 @@ def evaluate_dataset(
             kept.extend(read)
         progress(min(start + BATCH, total), total)
     if not kept:
-        raise InvalidInput(
-            f"dataset: none of the {total} pictures could be read", field="dataset"
-        )
+        raise InvalidInput(f"dataset: none of the {total} pictures could be read", field="dataset")
     values = {
         method: {metric: np.concatenate(chunks) for metric, chunks in metrics.items()}
         for method, metrics in parts.items()

@@ -55,7 +55,12 @@ class Explainer:
         if isinstance(self.plan, CamPlan):
             plan = self.plan
             raw = cam_maps(
-                model, inputs, plan.method, plan.layers, plan.targets, fixed_targets=fixed,
+                model,
+                inputs,
+                plan.method,
+                plan.layers,
+                plan.targets,
+                fixed_targets=fixed,
                 sampling=plan.sampling,
             )
             return next(iter(raw.maps.values()))[:, :1].float()
@@ -114,8 +119,7 @@ def _plan(model: LoadedModel, method: str, given: Mapping[str, Any]) -> Explaine
         if name not in allowed:
             takes = ", ".join(allowed) or "no parameters"
             raise InvalidInput(
-                f"options.{method}.{name}: not a parameter of method '{method}' (it takes "
-                f"{takes})",
+                f"options.{method}.{name}: not a parameter of method '{method}' (it takes {takes})",
                 field=f"options.{method}.{name}",
                 method=method,
                 choices=list(allowed),
@@ -127,8 +131,7 @@ def _plan(model: LoadedModel, method: str, given: Mapping[str, Any]) -> Explaine
         cam = plan_cam(model, method=method, layers=layers, **rest)
         if len(cam.layers) != 1:
             raise InvalidInput(
-                f"options.{method}.layer: an evaluation scores one map per image; name one "
-                "layer",
+                f"options.{method}.layer: an evaluation scores one map per image; name one layer",
                 field=f"options.{method}.layer",
             )
         return Explainer(method, CAM, {"layer": cam.layers[0], **rest}, cam)
@@ -161,4 +164,3 @@ def _input_maps(
     else:
         answer = chosen.compute(work)
     return answer if isinstance(answer, InputMaps) else InputMaps(*answer)
-

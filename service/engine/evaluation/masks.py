@@ -63,7 +63,8 @@ def dataset_masks(
         if data is not None:
             mask = mask_at_input(data, spec, size=size, max_pixels=max_pixels)
             if mask is None:
-                log.warning("dataset %s: no usable mask for %s", dataset.name,
-                            dataset.describe(index))
+                log.warning(
+                    "dataset %s: no usable mask for %s", dataset.name, dataset.describe(index)
+                )
         found.append(mask)
     return found

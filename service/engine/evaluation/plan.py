@@ -29,7 +29,7 @@ MAX_METRICS = 24
 MASKS = "masks"
 MASK_SOURCES = (
     "masks come from a dataset: the built-in digits (each digit's own strokes), or a folder "
-    "dataset whose [[datasets]] table in the models file names `masks = \"/path\"` (one PNG "
+    'dataset whose [[datasets]] table in the models file names `masks = "/path"` (one PNG '
     "per picture under the same relative name, non-zero = object); send such pictures as "
     "image=dataset:NAME/INDEX, or evaluate the dataset (POST /v1/models/{model}/datasets/"
     "{dataset}/evaluate)"

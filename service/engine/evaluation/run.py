@@ -143,7 +143,9 @@ def evaluate_batch(
     for explainer in plan.explainers:
         maps = _numpy(explainer.maps(model, batch, classes))
 
-        def make(rows: np.ndarray, maps: np.ndarray = maps, explainer: Explainer = explainer) -> EvalBatch:
+        def make(
+            rows: np.ndarray, maps: np.ndarray = maps, explainer: Explainer = explainer
+        ) -> EvalBatch:
             if rows.size == count:
                 return _batch(model, explainer, batch, classes, maps, stacked, copies, plan.seed)
             index = torch.from_numpy(rows).to(batch.device)

@@ -52,9 +52,7 @@ def bootstrap(values: np.ndarray, *, seed: int, resamples: int = RESAMPLES) -> t
     return float(low), float(high)
 
 
-def stat(
-    values: np.ndarray, indices: Sequence[int], *, higher_is_better: bool, seed: int
-) -> Stat:
+def stat(values: np.ndarray, indices: Sequence[int], *, higher_is_better: bool, seed: int) -> Stat:
     """Mean, sample std (ddof 1), interval and extremes of one metric's per-picture values;
     `indices` are the dataset indices of the values."""
     values = np.asarray(values, dtype=np.float64)
