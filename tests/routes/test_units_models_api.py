@@ -5,6 +5,7 @@ writes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +23,11 @@ from tests.routes.test_units_api import run_job
 from tests.source_models import TINY_VIT, _timm
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    folder = tmp_path_factory.mktemp("units-models")
-    write_folder(folder / "noise", ("red", "green", "blue"), broken=False)  # 12 pictures
+def write_cnn_and_vit(folder: Path) -> Path:
+    """A models file serving `tv` (torchvision resnet18 at 64 px, 4 classes, seeded weights in
+    a file next to it), `tvit` (a tiny timm ViT, 4 x 4 tokens) and the folder `noise` (three
+    classes of four pictures); returns its path."""
+    write_folder(folder / "noise", ("red", "green", "blue"), broken=False)
     state = {k: v.contiguous() for k, v in seeded_resnet(3, 4).state_dict().items()}
     save_file(state, str(folder / "resnet.safetensors"))
     config = folder / "models.toml"
@@ -34,6 +36,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         + _timm("tvit", "vit_tiny_patch16_224", TINY_VIT)
         + toml_table("datasets", name="noise", path="noise")
     )
+    return config
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    config = write_cnn_and_vit(tmp_path_factory.mktemp("units-models"))
     with TestClient(create_app(Settings(models=config, device="cpu", torch_threads=1))) as client:
         yield client
 
