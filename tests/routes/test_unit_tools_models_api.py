@@ -1,5 +1,6 @@
-"""Contributions, unit= targets, concepts and TCAV over HTTP on a torchvision CNN and a timm
-ViT (token layers read as maps), each against Captum or the engine run on the same input."""
+"""Contributions, unit= targets, concepts and TCAV over HTTP on the digits model, a
+torchvision CNN and a timm ViT (token layers read as maps), each against Captum or the engine
+run on the same input."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Served(NamedTuple):
 
 
 SERVED = [
+    Served("digits", "relu3", 32, 0, "relu3:5@2,3", (5, 2, 3)),
     Served("tv", "layer2", 64, 0, "layer2:3@2,5", (3, 2, 5)),
     Served("tvit", "blocks.1", 32, 1, "blocks.1:3@1,2", (1 + 1 * 4 + 2, 3)),
 ]

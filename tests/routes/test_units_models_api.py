@@ -18,21 +18,22 @@ from service.engine.exemplars.plan import plan_exemplars
 from service.settings import Settings
 from tests.dataset_support import write_folder
 from tests.engine.test_exemplars import brute_force
-from tests.helpers import resnet18_entry, seeded_resnet, toml_table
+from tests.helpers import digits_entry, resnet18_entry, seeded_resnet, toml_table
 from tests.routes.test_units_api import run_job
 from tests.source_models import TINY_VIT, _timm
 
 
 def write_cnn_and_vit(folder: Path) -> Path:
-    """A models file serving `tv` (torchvision resnet18 at 64 px, 4 classes, seeded weights in
-    a file next to it), `tvit` (a tiny timm ViT, 4 x 4 tokens) and the folder `noise` (three
-    classes of four pictures); returns its path."""
+    """A models file serving `digits`, `tv` (torchvision resnet18 at 64 px, 4 classes,
+    seeded weights in a file next to it), `tvit` (a tiny timm ViT, 4 x 4 tokens) and the
+    folder `noise` (three classes of four pictures); returns its path."""
     write_folder(folder / "noise", ("red", "green", "blue"), broken=False)
     state = {k: v.contiguous() for k, v in seeded_resnet(3, 4).state_dict().items()}
     save_file(state, str(folder / "resnet.safetensors"))
     config = folder / "models.toml"
     config.write_text(
-        resnet18_entry("tv", 4, size=64, weights="resnet.safetensors")
+        digits_entry()
+        + resnet18_entry("tv", 4, size=64, weights="resnet.safetensors")
         + _timm("tvit", "vit_tiny_patch16_224", TINY_VIT)
         + toml_table("datasets", name="noise", path="noise")
     )
