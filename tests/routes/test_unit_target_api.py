@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from tests.helpers import error_body, load_npy
 
@@ -28,6 +31,17 @@ def test_a_unit_is_explained_and_listed(api: TestClient, route: str) -> None:
     (target,) = body["targets"][0]
     assert target == {"class_index": 5, "label": "relu3:5@2,3", "unit": "relu3:5@2,3"}
     assert body["predictions"] == [[]]
+
+
+@pytest.mark.parametrize(
+    "route", ["cam?method=gradcam", "gradients?method=vanilla", "attributions?method=occlusion"]
+)
+def test_a_png_of_a_unit_past_the_class_count_is_drawn(api: TestClient, route: str) -> None:
+    """Channel 32 of conv2 is no class of the 10: the panel is titled by the unit instead."""
+    answer = api.post(f"{BASE}/{route}&{PICTURE}&unit=conv2:32&format=png")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(answer.content)).width > 0
 
 
 def test_npy_of_a_unit_differs_from_the_class(api: TestClient) -> None:

@@ -124,7 +124,8 @@ def _maps_panel(
     def drawings(image: int, view: UploadView) -> list[tuple[str, np.ndarray]]:
         return [
             (
-                _title(name, int(target), label),
+                # A unit's channel is no class index: its title is the unit itself.
+                f"{name} | {result.unit}" if result.unit else _title(name, int(target), label),
                 _marked(draw(maps[image, slot], view), result, view, (image, slot)),
             )
             for name, maps in named
