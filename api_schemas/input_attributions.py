@@ -59,6 +59,26 @@ class MethodDetails(MethodInfo):
     )
 
 
+class MetricDetails(BaseModel):
+    name: str = Field(description="the name `metrics=` takes on the /evaluate endpoints")
+    family: str = Field(
+        description="faithfulness, robustness, complexity, localisation or randomisation"
+    )
+    reference: str = Field(description="the implementation whose definition it matches")
+    higher_is_better: bool = Field(description="the direction of a better explanation")
+    needs: list[str] = Field(
+        description="what it reads beyond images and maps: masks, explain, explain_randomized"
+    )
+    summary: str
+    parameters: dict[str, Any] = Field(
+        description="its own parameters (options.<metric>.<name>) with their defaults"
+    )
+
+
 class MethodDetailsList(BaseModel):
     data: list[MethodDetails]
     count: int
+    metrics: list[MetricDetails] = Field(
+        default_factory=list,
+        description="the evaluation metrics of /evaluate, by family (docs/evaluation.md)",
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api_schemas.input_attributions import MethodDetails, MethodDetailsList
+from api_schemas.input_attributions import MethodDetails, MethodDetailsList, MetricDetails
 from service.engine.attribution.input_attributions import method_entries
 from service.engine.attribution.methods.input_base import GRADIENT_FAMILY, INPUT_KIND
 from service.engine.attribution.methods.registry import (
@@ -16,6 +16,7 @@ from service.engine.attribution.methods.registry import (
     cam_methods,
 )
 from service.engine.attribution.unit_target import NO_UNIT
+from service.engine.evaluation.metrics.registry import get_metric, metric_names
 
 router = APIRouter(prefix="/v1/methods", tags=["attributions"])
 
@@ -39,7 +40,8 @@ def _unit(name: str) -> dict[str, Any]:
 
 @router.get("", response_model=MethodDetailsList)
 async def list_methods() -> MethodDetailsList:
-    """Every method: its family, the endpoints that serve it, its parameters and defaults."""
+    """Every method: its family, the endpoints that serve it, its parameters and defaults;
+    and every evaluation metric, its family, reference and direction."""
     data = [
         MethodDetails(
             name=m.name,
@@ -69,4 +71,23 @@ async def list_methods() -> MethodDetailsList:
                 **_unit(entry.name),
             )
         )
-    return MethodDetailsList(data=data, count=len(data))
+    return MethodDetailsList(data=data, count=len(data), metrics=_metrics())
+
+
+def _metrics() -> list[MetricDetails]:
+    """Every evaluation metric of the registry, by family then name."""
+    listed = []
+    for name in metric_names():
+        metric = get_metric(name)
+        listed.append(
+            MetricDetails(
+                name=name,
+                family=metric.family,
+                reference=metric.reference,
+                higher_is_better=metric.higher_is_better,
+                needs=sorted(metric.needs),
+                summary=metric.summary,
+                parameters=metric.defaults(),
+            )
+        )
+    return listed
