@@ -95,15 +95,16 @@ export async function uploadImage(blob, filename) {
 
 /** What the server offers, read from /openapi.json: paths and enum choices of parameters. */
 export class Capabilities {
-  constructor(schema, methods = []) {
+  constructor(schema, methods = [], metrics = []) {
     this.schema = schema;
     this.methods = methods; // GET /v1/methods: every method, its family, endpoints and parameters
+    this.metrics = metrics; // and every evaluation metric: family, reference, direction
   }
 
   static async load() {
     const schema = await getJSON("/openapi.json");
-    const methods = schema.paths?.["/v1/methods"]?.get ? (await getJSON("/v1/methods")).data : [];
-    return new Capabilities(schema, methods);
+    const listing = schema.paths?.["/v1/methods"]?.get ? await getJSON("/v1/methods") : {};
+    return new Capabilities(schema, listing.data ?? [], listing.metrics ?? []);
   }
 
   has(path, method = "post") {

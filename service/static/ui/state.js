@@ -28,6 +28,11 @@ export const DEFAULTS = Object.freeze({
   tlayer: "", // trust view: layer, curve points, randomized top layers
   tsteps: "16",
   trand: "2",
+  tmode: "image", // trust view: "image" (one picture, every method) or "dataset"
+  tset: "", // its dataset mode: the dataset (default: the first listed), sample size,
+  tlimit: "20", // methods and metrics (comma-separated)
+  tmethods: "gradcam,layercam,vanilla,input-x-gradient",
+  tmetrics: "deletion,insertion,sparseness,complexity",
   fchannels: "first:64",
   fview: "auto",
   fscale: "channel",

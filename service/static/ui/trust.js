@@ -9,6 +9,7 @@ import { inputBox, randomWeightsWarning } from "./classes.js";
 import { compose, crop, loadImage } from "./colors.js";
 import { $, h, number, pngData, View } from "./dom.js";
 import { ATTRIBUTIONS, CAM, GRADIENTS, isPerturbation, methodsAt, takesLayer } from "./methods.js";
+import { TrustDataset } from "./trust_dataset.js";
 
 const SANITY_FAIL = 0.5; // a map this rank-correlated with its randomized twin ignores the weights
 const CARD_WIDTH = 180;
@@ -21,8 +22,9 @@ export const faithfulness = (row) =>
 
 export class TrustView extends View {
   constructor(app) {
-    super(app, { id: "trust", needs: [CAM, ATTRIBUTIONS], inputs: { tlayer: "trust-layer", tsteps: "trust-steps", trand: "trust-randomize" } });
+    super(app, { id: "trust", needs: [CAM, ATTRIBUTIONS], inputs: { tmode: "trust-mode", tlayer: "trust-layer", tsteps: "trust-steps", trand: "trust-randomize" } });
     this.warning = $("trust-warning");
+    this.dataset = new TrustDataset(app); // the dataset mode
     $("trust-run").addEventListener("click", () => {
       delete this.pane.figure.dataset.key;
       this.render();
@@ -43,10 +45,20 @@ export class TrustView extends View {
       ...inputs.map((m) => ({ ...m, path: inputPath })),
     ];
     this.async = new Map([CAM, ATTRIBUTIONS].map((path) => [path, caps.parameter(path, "async") !== null]));
+    this.dataset.configure(caps).then(() => this.app.state.view === this.id && this.render());
   }
 
   render() {
     const { state } = this.app;
+    const overData = state.tmode === "dataset";
+    this.inputs.tmode.value = state.tmode;
+    $("trust-dataset").hidden = !overData;
+    $("trust-image").hidden = overData;
+    this.warning.replaceChildren(...[randomWeightsWarning(this.app.model)].filter(Boolean));
+    if (overData) {
+      this.pane.cancel();
+      return this.dataset.render();
+    }
     const spatial = this.app.layers.filter((l) => l.spatial);
     const last = spatial[spatial.length - 1]?.name ?? "";
     this.inputs.tlayer.replaceChildren(h("option", { value: "" }, `default: ${last}`),
@@ -54,7 +66,6 @@ export class TrustView extends View {
     this.inputs.tlayer.value = state.tlayer;
     this.inputs.tsteps.value = state.tsteps;
     this.inputs.trand.value = state.trand;
-    this.warning.replaceChildren(...[randomWeightsWarning(this.app.model)].filter(Boolean));
     if (!state.image) return this.pane.empty("Choose an image on the left to compare every explanation of its class.");
     const layer = state.tlayer || last;
     const base = {
