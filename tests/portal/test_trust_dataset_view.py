@@ -35,7 +35,9 @@ def job_result(page: Any) -> dict[str, Any]:
         f"&metrics={','.join(METRICS)}&limit={LIMIT}', {{method: 'POST'}})"
         ".then((r) => r.headers.get('Location'))"
     )
-    wait_for(page, f"fetch({location!r}).then((r) => r.json()).then((j) => j.status === 'succeeded')")
+    wait_for(
+        page, f"fetch({location!r}).then((r) => r.json()).then((j) => j.status === 'succeeded')"
+    )
     return page.evaluate(f"fetch('{location}/result').then((r) => r.json())")
 
 
@@ -71,7 +73,9 @@ def test_trust_tab_scores_methods_over_a_dataset(open_tab: Any, portal_server: L
         assert mean == pytest.approx(stat["mean"], rel=1e-9)
         low, high = stat["ci95"]
         assert low <= mean <= high and "[" in text and "]" in text
-    headers = page.eval_on_selector_all(f"{RESULT} thead th", "(ths) => ths.map((t) => t.textContent)")
+    headers = page.eval_on_selector_all(
+        f"{RESULT} thead th", "(ths) => ths.map((t) => t.textContent)"
+    )
     assert any(t.startswith("deletion ↓") for t in headers)
     assert any(t.startswith("sparseness ↑") for t in headers)
     # Sorting: a click on a column puts its best mean first, a second click its worst.
@@ -84,13 +88,17 @@ def test_trust_tab_scores_methods_over_a_dataset(open_tab: Any, portal_server: L
         means = [v for _, v in column(page, metric)]
         assert means == sorted(means, reverse=not higher)
     # One bar chart per metric: a bar and an error bar (3 lines) per method.
-    assert page.eval_on_selector_all(f"{RESULT} svg.metric-chart", "(s) => s.map((x) => x.dataset.metric)") == [
-        r["metric"] for r in body["rankings"]
-    ]
+    assert page.eval_on_selector_all(
+        f"{RESULT} svg.metric-chart", "(s) => s.map((x) => x.dataset.metric)"
+    ) == [r["metric"] for r in body["rankings"]]
     for metric in METRICS:
         chart = f"{RESULT} svg.metric-chart[data-metric='{metric}']"
-        assert page.eval_on_selector_all(f"{chart} rect.metric-bar", "(r) => r.length") == len(METHODS)
-        assert page.eval_on_selector_all(f"{chart} line.error-bar", "(r) => r.length") == 3 * len(METHODS)
+        assert page.eval_on_selector_all(f"{chart} rect.metric-bar", "(r) => r.length") == len(
+            METHODS
+        )
+        assert page.eval_on_selector_all(f"{chart} line.error-bar", "(r) => r.length") == 3 * len(
+            METHODS
+        )
     # A method's click: its best and worst pictures per metric, each with its map over it.
     page.click(f"{RESULT} tr[data-method='gradcam'] button.trust-method")
     for metric in METRICS:

@@ -12,8 +12,10 @@ from service.engine.evaluation.metrics.registry import METRICS, metric_names
 def test_methods_listing_names_every_metric(app_client: Any) -> None:
     body = app_client.get("/v1/methods").json()
     listed = body["metrics"]
-    assert [m["name"] for m in listed] == list(metric_names()) == sorted(
-        METRICS, key=lambda n: (FAMILIES.index(METRICS[n].family), n)
+    assert (
+        [m["name"] for m in listed]
+        == list(metric_names())
+        == sorted(METRICS, key=lambda n: (FAMILIES.index(METRICS[n].family), n))
     )
     by_name = {m["name"]: m for m in listed}
     assert by_name["deletion"]["higher_is_better"] is False
