@@ -248,7 +248,7 @@ export class TrustDataset extends View {
         strip("best", s.best), strip("worst", s.worst));
     });
     this.detail.replaceChildren(
-      h("h3", {}, `${row.method}: its best and worst pictures per metric (map over the picture, ${CAM_MAP} colours, bright = most relevant)`),
+      h("h3", {}, `${row.method}: its best and worst pictures per metric (its map over each picture in ${CAM_MAP} colours, scaled per picture: red = most relevant, blue = least)`),
       ...lines);
     this.detail.dataset.method = row.method;
   }
