@@ -1,17 +1,20 @@
 """The unit page in the portal: a feature-map tile opens layer:channel with its feature
-visualization, its dataset exemplars with boxes, the unit's Grad-CAM on the current picture
-and its contribution to each class over the dataset."""
+visualization, its dataset exemplars with boxes, the unit's Grad-CAM on the current picture,
+its contribution to each class over the dataset, and the layer's channels in the current
+picture as bars, each of which opens its own unit."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
 from model_registry.spec import ModelSpec
 from service.engine.exemplars.montage import BOX_COLOUR, GAP, montage_size
-from tests.helpers import LiveServer
+from service.samples import digit_samples
+from tests.helpers import LiveServer, files, png
 from tests.portal.conftest import panel_pixels, sample_page, screenshot, settled, wait_for
 
 pytestmark = pytest.mark.browser
@@ -59,6 +62,28 @@ def test_a_tile_opens_the_unit_page(open_tab: Any, portal_server: LiveServer) ->
     assert [label for label, _ in bars] == [str(d) for d in range(10)]
     values = np.array([float(v) for _, v in bars])
     assert np.isfinite(values).all() and np.abs(values).max() > 0
+
+    channels = wait_for(
+        page,
+        "(() => { const b = [...document.querySelectorAll('#unit-channels .unit-bar')];"
+        " return b.length ? b.map((r) => [r.dataset.channel, r.dataset.value]) : null; })()",
+        timeout=120,
+    )
+    picture = digit_samples(9)["digit-8-label8.png"]
+    expected = httpx.post(
+        f"{portal_server.url}/v1/models/digits/contributions",
+        params={"layer": "conv2", "top": 8},
+        files=files(png(picture)),
+        timeout=60,
+    ).json()["channels"]
+    assert [int(c) for c, _ in channels] == [c["channel"] for c in expected]
+    np.testing.assert_allclose(
+        [float(v) for _, v in channels], [c["contribution"] for c in expected], rtol=1e-5
+    )
+    other = int(channels[1][0])
+    page.locator("#unit-channels .unit-bar").nth(1).click()  # a bar opens its own unit
+    wait_for(page, f"document.getElementById('unit-page').dataset.unit === 'conv2:{other}'")
+    assert f"channel {other} of" in page.inner_text("#enlarge-title")
     path = screenshot(page, "unit-page")
     page.locator("#unit-page").scroll_into_view_if_needed()
     page.locator("#unit-page").screenshot(path=str(path.with_name("unit-page-panels.png")))

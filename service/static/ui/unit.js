@@ -1,7 +1,9 @@
-// The unit page, as Microscope had: one channel of one layer (opened from a feature-map tile)
-// with its feature visualization, the dataset pictures that excite it most (boxes drawn by the
-// server), what drives it in the current picture (`unit=L:K` Grad-CAM) and its mean
-// contribution to each class over the dataset. Each panel shows only what the server offers.
+// The unit page, as Microscope had: one channel of one layer (opened from a feature-map tile
+// or a contribution bar) with its feature visualization, the dataset pictures that excite it
+// most (boxes drawn by the server), what drives it in the current picture (`unit=L:K`
+// Grad-CAM), its mean contribution to each class over the dataset, and the layer's channels
+// that carry the current picture's top class, each bar opening that channel's page. Each panel
+// shows only what the server offers.
 
 import { followJob, request } from "./api.js";
 import { $, ResultPane, h, number, pngData } from "./dom.js";
@@ -10,8 +12,10 @@ const MAXIMIZE = "/v1/models/{model}/layers/{layer}/maximize";
 const UNITS = "/v1/models/{model}/datasets/{dataset}/units";
 const CONTRIBUTIONS = "/v1/models/{model}/datasets/{dataset}/contributions";
 const CAM = "/v1/models/{model}/cam";
+const PICTURE_CONTRIBUTIONS = "/v1/models/{model}/contributions";
 const SAMPLE = 500; // dataset pictures ranked per unit: a few seconds on digits
 const TOP = 6; // exemplars shown
+const CHANNELS = 8; // the layer's channels listed for the current picture
 
 /** A POST that may answer 202: follow the job, then fetch its result. */
 async function answer(path, params, signal) {
@@ -20,6 +24,17 @@ async function answer(path, params, signal) {
   const location = response.headers.get("Location");
   await followJob(location, { signal });
   return request(`${location}/result`, { signal });
+}
+
+/** One horizontal bar: a label, a fill as long as |value| / peak, the value. */
+function bar(label, value, peak, attributes = {}) {
+  return h(
+    "div",
+    { class: "unit-bar", ...attributes, dataset: { label, value: String(value ?? ""), ...attributes.dataset } },
+    h("span", { class: "unit-bar-label" }, label),
+    h("span", { class: `unit-bar-fill${(value ?? 0) < 0 ? " negative" : ""}`, style: { width: `${(60 * Math.abs(value ?? 0)) / peak}%` } }),
+    h("span", { class: "unit-bar-value small" }, value === null ? "–" : number(value)),
+  );
 }
 
 export class UnitPage {
@@ -31,6 +46,7 @@ export class UnitPage {
       exemplars: new ResultPane($("unit-exemplars")),
       drives: new ResultPane($("unit-drives")),
       classes: new ResultPane($("unit-classes")),
+      channels: new ResultPane($("unit-channels")),
     };
     this.contributions = new Map(); // "model|dataset|layer" -> the dataset job's result
   }
@@ -62,12 +78,14 @@ export class UnitPage {
       exemplars: caps.has(UNITS),
       drives: Boolean(caps.parameter(CAM, "unit")) && Boolean(this.app.state.image),
       classes: caps.has(CONTRIBUTIONS),
+      channels: caps.has(PICTURE_CONTRIBUTIONS) && Boolean(this.app.state.image),
     };
     for (const [name, on] of Object.entries(offered)) this.panes[name].figure.parentElement.hidden = !on;
     if (offered.visual) this.#visual(layer, channel);
     if (offered.exemplars) this.#exemplars(layer, channel);
     if (offered.drives) this.#drives(layer, channel);
     if (offered.classes) this.#classes(layer, channel);
+    if (offered.channels) this.#channels(layer);
   }
 
   #key(layer, channel, more = "") {
@@ -116,18 +134,38 @@ export class UnitPage {
       }
       const values = result.matrix.map((row) => (row ? row[channel] : null));
       const peak = Math.max(1e-12, ...values.map((v) => Math.abs(v ?? 0)));
-      const bars = result.classes.map((c, i) =>
-        h(
-          "div",
-          { class: "unit-bar", dataset: { label: c.label, value: String(values[i] ?? "") } },
-          h("span", { class: "unit-bar-label" }, c.label),
-          h("span", { class: `unit-bar-fill${(values[i] ?? 0) < 0 ? " negative" : ""}`, style: { width: `${(60 * Math.abs(values[i] ?? 0)) / peak}%` } }),
-          h("span", { class: "unit-bar-value small" }, values[i] === null ? "–" : number(values[i])),
-        ),
-      );
+      const bars = result.classes.map((c, i) => bar(c.label, values[i], peak));
       pane.frame.hidden = true;
       pane.extra.replaceChildren(...bars);
       pane.caption.textContent = `mean ${result.method} contribution of channel ${channel} to each class, over the ${result.images} pictures of ${result.dataset}`;
+      return null;
+    });
+  }
+
+  /** The layer's channels that carry the top class in the current picture, largest first;
+   * clicking a bar opens that channel's page. */
+  #channels(layer) {
+    const { state } = this.app;
+    const params = { image_id: state.image, layer, top: CHANNELS, format: "json" };
+    const pane = this.panes.channels;
+    pane.run(`${state.model}|${state.image}|${layer}|channels`, async (signal) => {
+      const send = () => request(this.#path(PICTURE_CONTRIBUTIONS, layer), { method: "POST", params, signal });
+      const result = await (await this.app.withImage(send)).json();
+      const { channels, target } = result.items[0];
+      const peak = Math.max(1e-12, ...channels.map((c) => Math.abs(c.contribution)));
+      const bars = channels.map((c) =>
+        bar(`${layer}:${c.channel}`, c.contribution, peak, {
+          role: "button",
+          tabindex: "0",
+          title: `open unit ${layer}:${c.channel}`,
+          dataset: { channel: String(c.channel) },
+          onclick: () => this.app.enlarge(layer, c.channel),
+          onkeydown: (event) => event.key === "Enter" && this.app.enlarge(layer, c.channel),
+        }),
+      );
+      pane.frame.hidden = true;
+      pane.extra.replaceChildren(...bars);
+      pane.caption.textContent = `${result.method} contribution of ${layer}'s channels to "${target.label}" in this picture; click a bar to open its unit`;
       return null;
     });
   }
