@@ -3,9 +3,10 @@
 // the flipped pictures (a click shows both explanations side by side, POST /v1/compare),
 // per-class accuracy bars and, for two checkpoints of one architecture, drift by depth.
 
-import { followJob, getJSON, pictureURL, request } from "./api.js";
+import { getJSON, pictureURL } from "./api.js";
 import { colorbar, loadColormap } from "./colors.js";
 import { $, h, JobBox, number, View } from "./dom.js";
+import { DatasetJob } from "./dataset_job.js";
 import { classColour, datasetReference } from "./dataset.js";
 
 const COMPARE = "/v1/compare/datasets/{dataset}";
@@ -28,11 +29,9 @@ export class ModelsView extends View {
     const inputs = { ma: "models-a", mb: "models-b", mset: "models-dataset", mlimit: "models-limit" };
     super(app, { id: "models", needs: [COMPARE], inputs, pane: false });
     this.figure = $("models-result");
-    this.cancelButton = $("models-cancel");
-    this.job = new JobBox("models-job");
+    this.jobs = new DatasetJob(new JobBox("models-job"), $("models-cancel"), (text, error) => this.#message(text, error));
     this.results = new Map(); // "a|b|dataset|limit" -> the comparison
     $("models-run").addEventListener("click", () => this.start());
-    this.cancelButton.addEventListener("click", () => this.cancel());
   }
 
   async configure() {
@@ -72,7 +71,7 @@ export class ModelsView extends View {
     this.inputs.mlimit.value = limit;
     const result = this.results.get(this.#key());
     if (result) return this.#draw(result);
-    if (!this.location) this.#message(`Press “Compare” to run ${a} and ${b} over ${dataset}: a job, with progress.`);
+    if (!this.jobs.running) this.#message(`Press “Compare” to run ${a} and ${b} over ${dataset}: a job, with progress.`);
   }
 
   #message(text, error = false) {
@@ -82,46 +81,14 @@ export class ModelsView extends View {
   async start() {
     const { a, b, dataset, limit } = this.#choice();
     const key = this.#key();
-    this.controller?.abort();
-    const controller = new AbortController();
-    this.controller = controller;
-    this.job.start("submitting…");
-    this.cancelButton.hidden = false;
-    this.#message(`Comparing ${a} and ${b} on ${dataset}…`);
-    try {
-      const path = COMPARE.replace("{dataset}", encodeURIComponent(dataset));
-      const response = await request(path, { method: "POST", params: { models: `${a},${b}`, limit: limit || undefined }, signal: controller.signal });
-      this.location = response.headers.get("Location");
-      const job = await followJob(this.location, {
-        signal: controller.signal,
-        onProgress: (j) => this.job.show(j, `${j.status}: ${j.progress.step} of ${j.progress.total} pictures`),
-      });
-      this.results.set(key, job.result);
-      this.job.say(`done: ${job.result.images} pictures in ${number(job.elapsed_s)} s`);
-      if (this.#key() === key) await this.#draw(job.result);
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      this.job.say("failed");
-      this.#message(error.message, true);
-    } finally {
-      if (this.controller === controller) {
-        this.location = null;
-        this.controller = null;
-        this.cancelButton.hidden = true;
-      }
-    }
+    const path = COMPARE.replace("{dataset}", encodeURIComponent(dataset));
+    const params = { models: `${a},${b}`, limit: limit || undefined };
+    const job = await this.jobs.run(path, params, { working: `Comparing ${a} and ${b} on ${dataset}…` });
+    if (!job) return;
+    this.results.set(key, job.result);
+    if (this.#key() === key) await this.#draw(job.result);
   }
 
-  async cancel() {
-    const location = this.location;
-    this.controller?.abort();
-    this.controller = null;
-    this.location = null;
-    this.cancelButton.hidden = true;
-    this.job.say("cancelled");
-    this.#message("Cancelled.");
-    if (location) await request(location, { method: "DELETE" }).catch(() => {});
-  }
 
   /** The picture the heatmap's clicks show: the portal's image, else the first compared. */
   #picture(result) {

@@ -2,7 +2,8 @@
 // by true or predicted class; a click opens that picture in every tab), the mistakes sorted by
 // confidence, the confusion matrix and each layer's histogram and dead units over the set.
 
-import { followJob, getJSON, pictureURL, request } from "./api.js";
+import { getJSON, pictureURL } from "./api.js";
+import { DatasetJob } from "./dataset_job.js";
 import { $, h, JobBox, number, View } from "./dom.js";
 import { histogram } from "./insight.js";
 
@@ -32,11 +33,9 @@ export class DatasetView extends View {
     super(app, { id: "dataset", needs: [ANALYSIS], inputs, pane: false });
     this.figure = $("dataset-result");
     this.run = $("dataset-run");
-    this.cancelButton = $("dataset-cancel");
-    this.job = new JobBox("dataset-job");
+    this.jobs = new DatasetJob(new JobBox("dataset-job"), $("dataset-cancel"), (text, error) => this.#message(text, error));
     this.results = new Map(); // "model|dataset|method|limit" -> the analysis
     this.run.addEventListener("click", () => this.start());
-    this.cancelButton.addEventListener("click", () => this.cancel());
   }
 
   async configure(caps) {
@@ -68,7 +67,7 @@ export class DatasetView extends View {
     this.inputs.dcolour.value = state.dcolour;
     const result = this.results.get(this.#key());
     if (result) return this.#draw(result);
-    if (!this.location) this.#message(`Press “Analyse” to run ${state.model} over the dataset: a job, with progress.`);
+    if (!this.jobs.running) this.#message(`Press “Analyse” to run ${state.model} over the dataset: a job, with progress.`);
   }
 
   #message(text, error = false) {
@@ -81,49 +80,20 @@ export class DatasetView extends View {
     const key = this.#key();
     const path = this.app.path(ANALYSIS).replace("{dataset}", encodeURIComponent(dataset));
     const params = { method: state.dmethod, limit: state.dlimit || undefined };
-    this.controller?.abort();
-    const controller = new AbortController();
-    this.controller = controller;
-    this.job.start("submitting…");
-    this.cancelButton.hidden = false;
-    this.#message(`Analysing ${dataset} with ${state.model}…`);
-    try {
-      const response = await request(path, { method: "POST", params, signal: controller.signal });
-      this.location = response.headers.get("Location");
-      const job = await followJob(this.location, { signal: controller.signal, onProgress: (j) => this.#progress(j) });
-      this.results.set(key, job.result);
-      this.job.say(`done: ${job.result.images} pictures in ${number(job.elapsed_s)} s`);
-      this.figure.dataset.key = key;
-      if (this.#key() === key) this.#draw(job.result);
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      this.job.say("failed");
-      this.#message(error.message, true);
-    } finally {
-      if (this.controller === controller) {
-        this.location = null;
-        this.controller = null;
-        this.cancelButton.hidden = true;
-      }
-    }
+    const working = `Analysing ${dataset} with ${state.model}…`;
+    const job = await this.jobs.run(path, params, { working, onProgress: (j) => this.#progress(j) });
+    if (!job) return;
+    this.results.set(key, job.result);
+    this.figure.dataset.key = key;
+    if (this.#key() === key) this.#draw(job.result);
   }
 
   #progress(job) {
     const total = job.progress.total;
     const tail = job.progress.step >= total && job.status === "running" ? " · projecting…" : "";
-    this.job.show(job, `${job.status}: ${job.progress.step} of ${total} pictures${tail}`);
+    this.jobs.box.show(job, `${job.status}: ${job.progress.step} of ${total} pictures${tail}`);
   }
 
-  async cancel() {
-    const location = this.location;
-    this.controller?.abort();
-    this.controller = null;
-    this.location = null;
-    this.cancelButton.hidden = true;
-    this.job.say("cancelled");
-    this.#message("Cancelled.");
-    if (location) await request(location, { method: "DELETE" }).catch(() => {});
-  }
 
   /** Open a picture of the dataset in every tab. */
   open(result, index) {

@@ -4,10 +4,11 @@
 // metric with the interval as error bars, and a click on a method for its best and worst
 // pictures with its map over them (/cam or /attributions on image=dataset:NAME/INDEX).
 
-import { followJob, getJSON, pictureURL, request } from "./api.js";
+import { getJSON, pictureURL, request } from "./api.js";
 import { compose, loadColormap, loadImage, mapCanvas, niceTicks, parseNpy, range } from "./colors.js";
 import { classColour, datasetReference } from "./dataset.js";
 import { $, h, JobBox, number, View } from "./dom.js";
+import { DatasetJob } from "./dataset_job.js";
 import { ATTRIBUTIONS, CAM } from "./methods.js";
 
 export const EVALUATE = "/v1/models/{model}/datasets/{dataset}/evaluate";
@@ -29,13 +30,11 @@ export class TrustDataset extends View {
   constructor(app) {
     super(app, { id: "trust-dataset", needs: [EVALUATE], inputs: { tset: "trust-dataset-name", tlimit: "trust-limit" }, pane: false });
     this.figure = $("trust-dataset-result");
-    this.cancelButton = $("trust-dataset-cancel");
-    this.job = new JobBox("trust-dataset-job");
+    this.jobs = new DatasetJob(new JobBox("trust-dataset-job"), $("trust-dataset-cancel"), (text, error) => this.#message(text, error));
     this.results = new Map(); // "model|dataset|limit|methods|metrics" -> the evaluation
     this.sort = { column: RANK, best: true };
     this.maps = new Map(); // "model|method|dataset/index" -> a picture's overlay (a promise)
     $("trust-dataset-run").addEventListener("click", () => this.start());
-    this.cancelButton.addEventListener("click", () => this.cancel());
   }
 
   async configure(caps) {
@@ -76,7 +75,7 @@ export class TrustDataset extends View {
     if (!this.available) return this.#message("This server has no dataset evaluation (POST /v1/models/{model}/datasets/{dataset}/evaluate).", true);
     const result = this.results.get(this.#key());
     if (result) return this.#draw(result);
-    if (!this.location) this.#message(`Press “Evaluate” to score ${choice.methods.length} methods by ${choice.metrics.length} metrics over ${choice.dataset}: a job, with progress.`);
+    if (!this.jobs.running) this.#message(`Press “Evaluate” to score ${choice.methods.length} methods by ${choice.metrics.length} metrics over ${choice.dataset}: a job, with progress.`);
   }
 
   /** One checkbox per listed name, grouped by family; a change writes the names to `key`. */
@@ -100,47 +99,15 @@ export class TrustDataset extends View {
     const { dataset, limit, methods, metrics } = this.#choice();
     if (!methods.length || !metrics.length) return this.#message("Choose at least one method and one metric.", true);
     const key = this.#key();
-    this.controller?.abort();
-    const controller = new AbortController();
-    this.controller = controller;
-    this.job.start("submitting…");
-    this.cancelButton.hidden = false;
-    this.#message(`Evaluating ${methods.length} methods by ${metrics.length} metrics on ${dataset}…`);
-    try {
-      const path = this.app.path(EVALUATE).replace("{dataset}", encodeURIComponent(dataset));
-      const params = { methods: methods.join(","), metrics: metrics.join(","), limit: limit || undefined };
-      const response = await request(path, { method: "POST", params, signal: controller.signal });
-      this.location = response.headers.get("Location");
-      const job = await followJob(this.location, {
-        signal: controller.signal,
-        onProgress: (j) => this.job.show(j, `${j.status}: ${j.progress.step} of ${j.progress.total} pictures`),
-      });
-      this.results.set(key, job.result);
-      this.job.say(`done: ${job.result.images} pictures in ${number(job.elapsed_s)} s`);
-      if (this.#key() === key) this.#draw(job.result);
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      this.job.say("failed");
-      this.#message(error.message, true);
-    } finally {
-      if (this.controller === controller) {
-        this.location = null;
-        this.controller = null;
-        this.cancelButton.hidden = true;
-      }
-    }
+    const path = this.app.path(EVALUATE).replace("{dataset}", encodeURIComponent(dataset));
+    const params = { methods: methods.join(","), metrics: metrics.join(","), limit: limit || undefined };
+    const working = `Evaluating ${methods.length} methods by ${metrics.length} metrics on ${dataset}…`;
+    const job = await this.jobs.run(path, params, { working });
+    if (!job) return;
+    this.results.set(key, job.result);
+    if (this.#key() === key) this.#draw(job.result);
   }
 
-  async cancel() {
-    const location = this.location;
-    this.controller?.abort();
-    this.controller = null;
-    this.location = null;
-    this.cancelButton.hidden = true;
-    this.job.say("cancelled");
-    this.#message("Cancelled.");
-    if (location) await request(location, { method: "DELETE" }).catch(() => {});
-  }
 
   #draw(result) {
     const metrics = result.rankings.map((r) => ({ ...(this.metrics.find((m) => m.name === r.metric) ?? {}), name: r.metric, higher_is_better: r.higher_is_better, reference: r.reference }));
