@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -244,3 +245,17 @@ def wait_for(predicate: Callable[[], bool], *, limit_s: float = 30.0) -> None:
         if time.monotonic() > end:
             raise AssertionError("condition not reached")
         time.sleep(0.005)
+
+
+def run_job(api: Any, url: str) -> tuple[dict, dict]:
+    """(the finished job's body, its result) for a POST to `url` that answers 202 with a job."""
+    accepted = api.post(url)
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["location"]
+    assert location == f"/v1/jobs/{accepted.json()['id']}"
+    end = time.monotonic() + 300  # a bound against hangs, not a timing assertion
+    while (body := api.get(location).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < end, body
+        time.sleep(0.05)
+    assert body["status"] == "succeeded", body
+    return body, api.get(f"{location}/result").json()

@@ -27,6 +27,7 @@ from tests.helpers import (
     files,
     load_npy,
     resnet18_entry,
+    run_job,
     toml_table,
 )
 from tests.numerics import assert_float32_close
@@ -71,18 +72,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(models=config, device="cpu", torch_threads=2)
     with TestClient(create_app(settings)) as client:
         yield client
-
-
-def run_job(api: TestClient, url: str) -> tuple[dict, dict]:
-    accepted = api.post(url)
-    assert accepted.status_code == 202, accepted.text
-    location = accepted.headers["location"]
-    end = time.monotonic() + 300  # a bound against hangs, not a timing assertion
-    while (body := api.get(location).json())["status"] in ("queued", "running"):
-        assert time.monotonic() < end, body
-        time.sleep(0.05)
-    assert body["status"] == "succeeded", body
-    return body, api.get(f"{location}/result").json()
 
 
 def test_two_digits_checkpoints_equal_the_engine_and_their_own_predictions(

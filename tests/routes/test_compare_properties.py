@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.helpers import digits_entry, toml_table
-from tests.routes.test_compare_api import run_job
+from tests.helpers import digits_entry, run_job, toml_table
 
 FACTORY = '''
 import torch

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from model_registry.datasets import DigitsDataset
-from tests.helpers import error_body, load_npy
+from tests.helpers import error_body, load_npy, run_job
 from tests.insight_support import digit_pngs
 
 URL = "/v1/models/digits/contributions"
@@ -70,20 +68,8 @@ def test_bad_input_names_the_field(
     error_body(api.post(f"{URL}?{query}", files=uploads[:1]), status, field)
 
 
-def _run_job(api: TestClient, url: str) -> tuple[dict, dict]:
-    accepted = api.post(url)
-    assert accepted.status_code == 202, accepted.text
-    location = accepted.headers["location"]
-    end = time.monotonic() + 300  # a bound against hangs, not a timing assertion
-    while (body := api.get(location).json())["status"] in ("queued", "running"):
-        assert time.monotonic() < end, body
-        time.sleep(0.05)
-    assert body["status"] == "succeeded", body
-    return body, api.get(f"{location}/result").json()
-
-
 def test_dataset_job_gives_the_matrix_of_the_per_picture_answers(api: TestClient) -> None:
-    job, result = _run_job(
+    job, result = run_job(
         api, "/v1/models/digits/datasets/digits/contributions?layer=relu3&limit=12&seed=1&top=3"
     )
     assert job["progress"]["fraction"] == 1.0 and job["kind"] == "dataset_contributions"
@@ -131,6 +117,6 @@ def test_contributions_to_a_unit(api: TestClient) -> None:
 
 def test_async_conductance_is_a_job_with_the_same_answer(api: TestClient) -> None:
     query = "layer=relu2&method=conductance&steps=40&top=5&image=dataset:digits/9"
-    job, result = _run_job(api, f"{URL}?{query}&async=true")
+    job, result = run_job(api, f"{URL}?{query}&async=true")
     assert job["kind"] == "contributions" and job["progress"]["total"] >= 1
     assert result == api.post(f"{URL}?{query}").json()

@@ -4,7 +4,6 @@ written by the test, dataset pictures named in other endpoints, and the errors."
 from __future__ import annotations
 
 import io
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from service.app import create_app
 from service.settings import Settings
 from tests.dataset_support import DEAD_CHANNEL, PER_CLASS, PET_CLASSES, WIDTH, write_models
-from tests.helpers import error_body
+from tests.helpers import error_body, run_job
 
 DIGITS = "/v1/models/digits/datasets/digits/analysis"
 
@@ -29,20 +28,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(models=config, device="cpu", torch_threads=2)
     with TestClient(create_app(settings)) as client:
         yield client
-
-
-def run_job(api: TestClient, url: str) -> tuple[dict, dict]:
-    """(the finished job's body, its result) for a POST that answers 202."""
-    accepted = api.post(url)
-    assert accepted.status_code == 202, accepted.text
-    location = accepted.headers["location"]
-    assert location == f"/v1/jobs/{accepted.json()['id']}"
-    end = time.monotonic() + 300  # a bound against hangs, not a timing assertion
-    while (body := api.get(location).json())["status"] in ("queued", "running"):
-        assert time.monotonic() < end, body
-        time.sleep(0.05)
-    assert body["status"] == "succeeded", body
-    return body, api.get(f"{location}/result").json()
 
 
 @pytest.fixture(scope="module")

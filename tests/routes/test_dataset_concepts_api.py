@@ -4,7 +4,6 @@ equal a brute-force ranking of the same factorization, and the memory cap is a 4
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -13,27 +12,15 @@ from PIL import Image
 from model_registry.datasets import DigitsDataset
 from service.engine.concepts.dataset import sample_indices
 from service.engine.concepts.factorize import factorize, layer_maps, plan_concepts
-from tests.helpers import error_body
+from tests.helpers import error_body, run_job
 from tests.tiny_models import model_batch
 
 URL = "/v1/models/{}/datasets/{}/concepts"
 
 
-def _run_job(api: TestClient, url: str) -> dict:
-    accepted = api.post(url)
-    assert accepted.status_code == 202, accepted.text
-    location = accepted.headers["location"]
-    end = time.monotonic() + 300  # a bound against hangs, not a timing assertion
-    while (body := api.get(location).json())["status"] in ("queued", "running"):
-        assert time.monotonic() < end, body
-        time.sleep(0.05)
-    assert body["status"] == "succeeded", body
-    return api.get(f"{location}/result").json()
-
-
 def test_exemplars_rank_the_factorization_of_the_sample(api: TestClient, digits) -> None:
     query = "?layer=relu3&k=3&exemplars=4&limit=40&seed=2"
-    result = _run_job(api, URL.format("digits", "digits") + query)
+    _, result = run_job(api, URL.format("digits", "digits") + query)
     dataset = DigitsDataset()
     indices = sample_indices(dataset, 40, 2)
     assert result["indices"] == indices.tolist() and result["images"] == 40

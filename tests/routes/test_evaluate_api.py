@@ -16,7 +16,7 @@ from PIL import Image
 from service.app import create_app
 from service.settings import Settings
 from tests.dataset_support import FACTORY, PER_CLASS, PET_CLASSES, write_folder
-from tests.helpers import digits_entry, error_body, factory_entry, files, png, toml_table
+from tests.helpers import digits_entry, error_body, factory_entry, files, png, run_job, toml_table
 
 DIGITS = "/v1/models/digits/evaluate"
 DIGITS_JOB = "/v1/models/digits/datasets/digits/evaluate"
@@ -53,18 +53,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(models=config, device="cpu", torch_threads=2)
     with TestClient(create_app(settings)) as client:
         yield client
-
-
-def run_job(api: TestClient, url: str) -> tuple[dict, dict]:
-    accepted = api.post(url)
-    assert accepted.status_code == 202, accepted.text
-    location = accepted.headers["location"]
-    end = time.monotonic() + 300  # a bound against hangs, not a timing assertion
-    while (body := api.get(location).json())["status"] in ("queued", "running"):
-        assert time.monotonic() < end, body
-        time.sleep(0.05)
-    assert body["status"] == "succeeded", body
-    return body, api.get(f"{location}/result").json()
 
 
 def test_deletion_per_picture_equals_the_trust_view_of_cam(api: TestClient) -> None:

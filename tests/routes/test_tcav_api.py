@@ -3,32 +3,18 @@ concepts, a bad target) answered before any job exists."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import error_body
+from tests.helpers import error_body, run_job
 
 IMAGES = "image=dataset:digits/0,dataset:digits/10,dataset:digits/20"
 URL = "/v1/models/digits/tcav?" + IMAGES
 
 
-def _run_job(api: TestClient, url: str) -> dict:
-    accepted = api.post(url)
-    assert accepted.status_code == 202, accepted.text
-    location = accepted.headers["location"]
-    end = time.monotonic() + 300  # a bound against hangs, not a timing assertion
-    while (body := api.get(location).json())["status"] in ("queued", "running"):
-        assert time.monotonic() < end, body
-        time.sleep(0.05)
-    assert body["status"] == "succeeded", body
-    return api.get(f"{location}/result").json()
-
-
 def test_a_tcav_job_scores_each_layer_and_concept(api: TestClient) -> None:
     query = "&layers=relu2,relu3&concepts=digits/0,digits/7&random=digits&target=0&runs=3"
-    result = _run_job(api, URL + query + "&samples=6&seed=4")
+    _, result = run_job(api, URL + query + "&samples=6&seed=4")
     assert result["target"] == 0 and result["runs"] == 3 and result["samples"] == 6
     assert result["inputs"] == 3 and result["alpha"] == 0.05
     pairs = [(s["layer"], s["concept"]) for s in result["scores"]]
@@ -38,7 +24,7 @@ def test_a_tcav_job_scores_each_layer_and_concept(api: TestClient) -> None:
     for score in result["scores"]:
         assert 0 <= score["score_mean"] <= 1 and score["score_std"] >= 0
         assert score["significant"] == (score["p_value"] is not None and score["p_value"] < 0.05)
-    again = _run_job(api, URL + query + "&samples=6&seed=4")
+    _, again = run_job(api, URL + query + "&samples=6&seed=4")
     assert again["scores"] == result["scores"]  # same seed, same scores
 
 
