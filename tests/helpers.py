@@ -259,3 +259,11 @@ def run_job(api: Any, url: str) -> tuple[dict, dict]:
         time.sleep(0.05)
     assert body["status"] == "succeeded", body
     return body, api.get(f"{location}/result").json()
+
+
+def whole_and_sliced(work: Any, size: int) -> tuple[Any, Any]:
+    """A `ShardedWork` run whole and in slices of `size` (each partial packed and unpacked as
+    between replicas): the two `Encoded` answers, for tests that the merge loses nothing."""
+    from service.engine.progress import no_progress
+
+    return work.whole()(no_progress), work.in_slices(size)(no_progress)

@@ -35,6 +35,7 @@ from service.engine.progress import Progress
 from service.jobs.job_store import SUCCEEDED, Encoded, JobView
 from service.jobs.on_device import on_device
 from service.jobs.replay import EXECUTION, replay_of
+from service.jobs.shards import ShardedWork
 from service.routes.deps import Serving
 from service.workers.answer import Answer
 from service.workers.tenancy import OPEN, SCOPE_KEY
@@ -203,3 +204,15 @@ async def answer_or_job(
     view = await run_in_threadpool(submit)  # with Redis, network I/O
     body = job_body(view).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{view.id}"})
+
+
+async def answer_dataset_job(serving: Serving, kind: str, sharded: ShardedWork) -> Response:
+    """A job over a dataset's pictures: 202 with `Location`. With Redis, the replica that
+    replays it splits it into shards any replica runs; otherwise it runs here, whole."""
+    scope = serving.request.scope if serving.request is not None else {}
+    if EXECUTION in scope:
+        return await scope[EXECUTION].run_sharded(serving.pool, serving.model, sharded)
+    total = len(sharded.indices)
+    return await answer_or_job(
+        serving, kind, sharded.whole(), total=total, estimate_s=0.0, run_async=True
+    )
