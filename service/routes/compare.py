@@ -3,6 +3,7 @@ agreement, flips and drift)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Annotated
 
@@ -14,11 +15,16 @@ from pydantic import Field
 
 from api_schemas import compare as schemas
 from api_schemas.compare import TWO_NAMES
+from model_registry.datasets import Dataset
 from model_registry.errors import NotFound
+from model_registry.registry import LoadedModel
 from service.engine.compare.outcome import Comparison
 from service.engine.compare.plan import ComparePlan, pick_models, plan_compare
+from service.engine.compare.shards import merge as merge_comparison
+from service.engine.partials import Partial
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
+from service.jobs.shards import ShardedWork
 from service.routes import common
 from service.routes.deps import (
     DatasetsDep,
@@ -29,7 +35,7 @@ from service.routes.deps import (
     SettingsDep,
 )
 from service.routes.options import Options, seed_field
-from service.workers.compare_tasks import compare_dataset_task
+from service.workers.compare_tasks import compare_slice_task
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
 
@@ -110,27 +116,36 @@ async def compare_datasets(
         limit=options.limit,
         seed=options.seed,
     )
-    pixels = settings.max_image_pixels
-
-    def work(progress: Progress) -> Encoded:
-        result = compare_dataset_task(
-            model_a, model_b, found, plan, max_pixels=pixels, progress=progress
-        )
-        body = _response((model_a.name, model_b.name), plan, result)
-        return Encoded(body.model_dump_json(by_alias=True).encode(), common.JSON_MEDIA_TYPE)
-
+    sharded = compare_work(model_a, model_b, found, plan, max_pixels=settings.max_image_pixels)
     serving = Serving(model_a, pool, jobs, settings, request)
     with ExitStack() as admitted:
         for name in dict.fromkeys((model_a.name, model_b.name)):
             admitted.enter_context(pool.admission.enter(name))
-        return await common.answer_or_job(
-            serving,
-            "compare_datasets",
-            work,
-            total=len(plan.indices),
-            estimate_s=0.0,
-            run_async=True,
+        return await common.answer_dataset_job(serving, "compare_datasets", sharded)
+
+
+def compare_work(
+    model_a: LoadedModel,
+    model_b: LoadedModel,
+    dataset: Dataset,
+    plan: ComparePlan,
+    *,
+    max_pixels: int,
+) -> ShardedWork:
+    """The comparison as shards of the plan's pictures: each slice through both models,
+    the slices' partials merged into the JSON answer."""
+
+    def run(indices: Sequence[int], _prelude: Partial, progress: Progress) -> Partial:
+        return compare_slice_task(
+            model_a, model_b, dataset, plan, indices, max_pixels=max_pixels, progress=progress
         )
+
+    def merge(partials: list[Partial], _prelude: Partial) -> Encoded:
+        result = merge_comparison(partials, plan, (model_a, model_b), dataset.classes)
+        body = _response((model_a.name, model_b.name), plan, result)
+        return Encoded(body.model_dump_json(by_alias=True).encode(), common.JSON_MEDIA_TYPE)
+
+    return ShardedWork(plan.indices, run, merge)
 
 
 def _number(value: float) -> float | None:

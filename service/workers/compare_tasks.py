@@ -16,31 +16,34 @@ from service.engine.attribution.explain import CamResult
 from service.engine.attribution.input_attributions import InputPlan, InputResult
 from service.engine.attribution.pictures import NEGATIVE, POSITIVE, Look
 from service.engine.attribution.plan import CamPlan
-from service.engine.compare.outcome import Comparison
 from service.engine.compare.plan import ComparePlan
-from service.engine.compare.run import compare
+from service.engine.compare.run import compare_slice
+from service.engine.partials import Partial
 from service.engine.progress import Progress, no_progress
 from service.workers.answer import Answer
 from service.workers.attribution_tasks import attribution_task
 
 
-def compare_dataset_task(
+def compare_slice_task(
     model_a: LoadedModel,
     model_b: LoadedModel,
     dataset: Dataset,
     plan: ComparePlan,
+    indices: Sequence[int],
     *,
     max_pixels: int,
     progress: Progress = no_progress,
-) -> Comparison:
-    """Both models over the plan's pictures.
+) -> Partial:
+    """Both models over the pictures `indices`, a slice of the plan's: its partial.
 
     Raises:
         RuntimeError: the models live on different devices; one device thread runs both.
     """
     if model_a.device != model_b.device:
         raise RuntimeError(f"models {model_a.name!r} and {model_b.name!r} are on different devices")
-    return compare(model_a, model_b, dataset, plan, max_pixels=max_pixels, progress=progress)
+    return compare_slice(
+        model_a, model_b, dataset, plan, indices, max_pixels=max_pixels, progress=progress
+    )
 
 
 GAP = 8  # white pixels between the two pictures

@@ -56,6 +56,28 @@ class StreamingCka:
                 block = _float64(values)
                 gram += (block.T @ block).numpy()
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The accumulators as named float64 arrays (`count` as a 0-d int64): what a shard
+        of the pictures hands on, to be added by `add_state` where the shards meet."""
+        state = {"cka.count": np.asarray(self.count, dtype=np.int64)}
+        state.update({f"cka.self_a.{i}": g for i, g in enumerate(self._self_a)})
+        state.update({f"cka.self_b.{j}": g for j, g in enumerate(self._self_b)})
+        state.update({"cka.sum_a": self._sum_a, "cka.sum_b": self._sum_b})
+        state["cka.cross"] = self._cross
+        return state
+
+    def add_state(self, state: dict[str, np.ndarray]) -> None:
+        """Another `StreamingCka`'s `state` (other pictures, the same layers) added in: the
+        accumulators are sums over pictures, so the shards' sums are the whole's."""
+        self.count += int(state["cka.count"])
+        for i, gram in enumerate(self._self_a):
+            gram += state[f"cka.self_a.{i}"]
+        for j, gram in enumerate(self._self_b):
+            gram += state[f"cka.self_b.{j}"]
+        self._sum_a += state["cka.sum_a"]
+        self._sum_b += state["cka.sum_b"]
+        self._cross += state["cka.cross"]
+
     def matrix(self) -> np.ndarray:
         """float64 [layers_a, layers_b]; NaN where a layer's features are constant."""
         n = max(self.count, 1)

@@ -35,21 +35,32 @@ class Side:
     def of(
         model: LoadedModel,
         classes: Sequence[str],
-        class_map: tuple[int, ...] | None,
-        probabilities: list[np.ndarray],
-        count: int,
+        which: np.ndarray | None,
+        probability: np.ndarray | None,
+        chances: np.ndarray | None,
     ) -> Side:
-        rows = np.concatenate(probabilities) if probabilities else np.zeros((0, 0))
-        if rows.shape[0] != count:
+        """The side from `predictions` of every picture joined (`which` None: the model
+        gave no probabilities for some)."""
+        if which is None or probability is None:
             return Side(None, None, None, None)
-        if class_map is None:
-            which = rows.argmax(axis=1)
+        if chances is None:
             names = tuple(model.label(int(i)) for i in which)
-            return Side(names, rows.max(axis=1), None, None)
-        chances = rows[:, list(class_map)]
-        which = chances.argmax(axis=1)
+            return Side(names, probability, None, None)
         names = tuple(classes[int(i)] for i in which)
-        return Side(names, chances.max(axis=1), which.astype(np.int64), chances)
+        return Side(names, probability, which.astype(np.int64), chances)
+
+
+def predictions(
+    rows: np.ndarray, class_map: tuple[int, ...] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per picture, from softmax rows [n, outputs]: the predicted index (a dataset class
+    when `class_map` matches the model's labels to the dataset's classes, the argmax over
+    those classes as the dataset analysis predicts; else the model's own output), its
+    probability, and each dataset class's probability [n, classes] (None without a map)."""
+    if class_map is None:
+        return rows.argmax(axis=1).astype(np.int64), rows.max(axis=1), None
+    chances = rows[:, list(class_map)]
+    return chances.argmax(axis=1).astype(np.int64), chances.max(axis=1), chances
 
 
 @dataclass(frozen=True)

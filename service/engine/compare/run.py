@@ -4,12 +4,13 @@ layers, both predictions per picture and the drift of layers they share.
 Each model sees the pictures through its own preprocessing. Per batch, each layer's output
 is pooled inside its forward hook; with pool=mean and linear CKA only the running products
 are kept (`StreamingCka`), otherwise the pooled features of every picture (bounded by the
-plan's memory cap). Runs on the device thread.
+plan's memory cap). A job runs this over slices of the pictures, perhaps on several
+replicas, and merges their partials (`shards`). Runs on the device thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +20,15 @@ from PIL import Image
 from torch import nn
 
 from model_registry.datasets import Dataset
-from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.capture import hooked
-from service.engine.compare.cka import StreamingCka, gram, gram_cka
-from service.engine.compare.outcome import Comparison, Side
+from service.engine.compare.outcome import Comparison
 from service.engine.compare.plan import ComparePlan
+from service.engine.compare.shards import Tally, merge
 from service.engine.dataset.pictures import picture_batches
 from service.engine.images import preprocess
 from service.engine.insight.stats import as_channels_first
+from service.engine.partials import Partial
 from service.engine.progress import Progress, no_progress
 
 
@@ -92,6 +93,37 @@ def _drift(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
     return (change / base).cpu().numpy().astype(np.float64)
 
 
+def compare_slice(
+    model_a: LoadedModel,
+    model_b: LoadedModel,
+    dataset: Dataset,
+    plan: ComparePlan,
+    indices: Sequence[int],
+    *,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> Partial:
+    """Stream the pictures `indices` (a slice of the plan's) through both models: their
+    partial (see `shards`), unreadable pictures counted as skipped. `progress(done, total)`
+    counts the slice's pictures after each batch and may raise `Cancelled` between batches."""
+    tally = Tally(plan)
+    for part in picture_batches(dataset, indices, plan.batch_size, max_pixels):
+        tally.skipped += part.end - part.start - len(part.indices)
+        if part.images:
+            images = part.images
+            first = _forward(model_a, images, plan.layers_a, pool=plan.pool, keep=plan.drift)
+            second = _forward(model_b, images, plan.layers_b, pool=plan.pool, keep=plan.drift)
+            tally.add(
+                part.indices,
+                [dataset.label(i) for i in part.indices],
+                (first.features, second.features),
+                [_drift(first.maps[name], second.maps[name]) for name in plan.drift],
+                (first.probabilities, second.probabilities),
+            )
+        progress(part.end, len(indices))
+    return tally.partial()
+
+
 def compare(
     model_a: LoadedModel,
     model_b: LoadedModel,
@@ -101,52 +133,8 @@ def compare(
     max_pixels: int,
     progress: Progress = no_progress,
 ) -> Comparison:
-    """Stream the plan's pictures through both models. `progress(done, total)` counts
-    pictures after each batch and may raise `Cancelled` between batches."""
-    streaming = StreamingCka(list(plan.widths_a), list(plan.widths_b)) if plan.streaming else None
-    kept_a: list[list[np.ndarray]] = [[] for _ in plan.layers_a]
-    kept_b: list[list[np.ndarray]] = [[] for _ in plan.layers_b]
-    drift: dict[str, list[np.ndarray]] = {name: [] for name in plan.drift}
-    probs_a: list[np.ndarray] = []
-    probs_b: list[np.ndarray] = []
-    kept: list[int] = []
-    total = len(plan.indices)
-    for part in picture_batches(dataset, plan.indices, plan.batch_size, max_pixels):
-        if part.images:
-            images = part.images
-            first = _forward(model_a, images, plan.layers_a, pool=plan.pool, keep=plan.drift)
-            second = _forward(model_b, images, plan.layers_b, pool=plan.pool, keep=plan.drift)
-            for name in plan.drift:
-                drift[name].append(_drift(first.maps[name], second.maps[name]))
-            if streaming is not None:
-                streaming.add(first.features, second.features)
-            else:
-                for store, values in ((kept_a, first.features), (kept_b, second.features)):
-                    for bucket, layer in zip(store, values, strict=True):
-                        bucket.append(layer)
-            if first.probabilities is not None:
-                probs_a.append(first.probabilities)
-            if second.probabilities is not None:
-                probs_b.append(second.probabilities)
-            kept.extend(part.indices)
-        progress(part.end, total)
-    if len(kept) < (4 if plan.debiased else 2):
-        raise InvalidInput(
-            f"dataset: only {len(kept)} of {total} pictures could be read", field="dataset"
-        )
-    if streaming is not None:
-        matrix = streaming.matrix()
-    else:
-        grams_a = [gram(np.concatenate(parts)) for parts in kept_a]
-        grams_b = [gram(np.concatenate(parts)) for parts in kept_b]
-        matrix = gram_cka(grams_a, grams_b, debiased=plan.debiased)
-    labels = np.asarray([dataset.label(i) for i in kept], dtype=np.int64)
-    return Comparison(
-        classes=dataset.classes,
-        indices=np.asarray(kept, dtype=np.int64),
-        labels=labels,
-        cka=matrix,
-        a=Side.of(model_a, dataset.classes, plan.class_map_a, probs_a, len(kept)),
-        b=Side.of(model_b, dataset.classes, plan.class_map_b, probs_b, len(kept)),
-        drift={name: float(np.nanmean(np.concatenate(parts))) for name, parts in drift.items()},
+    """The plan's pictures in one slice, merged: the comparison in one pass."""
+    whole = compare_slice(
+        model_a, model_b, dataset, plan, plan.indices, max_pixels=max_pixels, progress=progress
     )
+    return merge([whole], plan, (model_a, model_b), dataset.classes)
