@@ -3,6 +3,7 @@ dataset as a job."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import Annotated, Any
 
@@ -27,17 +28,20 @@ from service.engine.concepts.dataset import (
     EXEMPLARS,
     DatasetConcepts,
     check_size,
+    merge_concepts,
     sample_indices,
 )
 from service.engine.concepts.factorize import TOP, ConceptPlan, ConceptResult, K, plan_concepts
 from service.engine.concepts.factorize import top_classes as ranked
 from service.engine.encode import NPY_MEDIA_TYPE, PNG_MEDIA_TYPE
+from service.engine.partials import Partial
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
+from service.jobs.shards import ShardedWork
 from service.routes import common
 from service.routes.deps import DatasetsDep, ImagesDep, ServingDep
 from service.routes.options import Options, RunAsync, seed_field
-from service.workers.concept_tasks import concepts_task, dataset_concepts_task
+from service.workers.concept_tasks import concepts_slice_task, concepts_task
 
 router = APIRouter(prefix="/v1/models", tags=["concepts"])
 
@@ -169,20 +173,42 @@ async def dataset_concepts(
     model, settings = serving.model, serving.settings
     found = datasets.get(dataset, field="dataset")
     plan = plan_concepts(model, layer=options.layer, k=options.k, top=options.top)
-    indices = sample_indices(found, options.limit, options.seed)
+    indices = tuple(int(i) for i in sample_indices(found, options.limit, options.seed))
     check_size(model, plan, len(indices))
-    pixels, count = settings.max_image_pixels, options.exemplars
+    sharded = concepts_work(
+        model,
+        found,
+        plan,
+        indices,
+        exemplars=options.exemplars,
+        max_pixels=settings.max_image_pixels,
+    )
+    return await common.answer_dataset_job(serving, "dataset_concepts", sharded)
 
-    def work(progress: Progress) -> Encoded:
-        result = dataset_concepts_task(
-            model, found, plan, indices, exemplars=count, max_pixels=pixels, progress=progress
+
+def concepts_work(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: ConceptPlan,
+    indices: Sequence[int],
+    *,
+    exemplars: int,
+    max_pixels: int,
+) -> ShardedWork:
+    """DFF over the pictures `indices` as shards: each slice's maps, one factorization of
+    them all in the merge, answered as JSON."""
+
+    def run(part: Sequence[int], _prelude: Partial, progress: Progress) -> Partial:
+        return concepts_slice_task(
+            model, dataset, plan, part, max_pixels=max_pixels, progress=progress
         )
-        body = _dataset_body(model, found, plan, result)
+
+    def merge(partials: list[Partial], _prelude: Partial) -> Encoded:
+        result = merge_concepts(partials, model, plan, exemplars=exemplars, total=len(indices))
+        body = _dataset_body(model, dataset, plan, result)
         return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
 
-    return await common.answer_or_job(
-        serving, "dataset_concepts", work, total=len(indices), estimate_s=0.0, run_async=True
-    )
+    return ShardedWork(tuple(indices), run, merge)
 
 
 def _dataset_body(

@@ -1,4 +1,5 @@
-"""Concept work for the device thread: DFF of a request's pictures, and TCAV."""
+"""Concept work for the device thread: DFF of a request's pictures or of a slice of a
+dataset's, and TCAV."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from model_registry.datasets import Dataset
 from model_registry.registry import LoadedModel
 from service.engine import encode
-from service.engine.concepts.dataset import DatasetConcepts, dataset_concepts
+from service.engine.concepts.dataset import concepts_slice
 from service.engine.concepts.factorize import (
     ConceptPlan,
     ConceptResult,
@@ -19,6 +20,7 @@ from service.engine.concepts.factorize import (
 from service.engine.concepts.picture import concepts_picture, legend_lines
 from service.engine.concepts.tcav import TcavPlan, TcavResult, run_tcav
 from service.engine.images import model_pixels, to_batch
+from service.engine.partials import Partial
 from service.engine.progress import Progress, no_progress
 from service.engine.upload_view import upload_view
 from service.workers.answer import Answer
@@ -55,17 +57,14 @@ def tcav_task(
     return run_tcav(model, batch, plan, max_pixels=max_pixels, progress=progress)
 
 
-def dataset_concepts_task(
+def concepts_slice_task(
     model: LoadedModel,
     dataset: Dataset,
     plan: ConceptPlan,
-    indices: np.ndarray,
+    indices: Sequence[int],
     *,
-    exemplars: int,
     max_pixels: int,
     progress: Progress = no_progress,
-) -> DatasetConcepts:
-    """DFF over the dataset's pictures `indices`, each concept with its exemplars."""
-    return dataset_concepts(
-        model, dataset, plan, indices, exemplars=exemplars, max_pixels=max_pixels, progress=progress
-    )
+) -> Partial:
+    """The maps of the dataset's pictures `indices`, a slice of a DFF job's: its partial."""
+    return concepts_slice(model, dataset, plan, indices, max_pixels=max_pixels, progress=progress)

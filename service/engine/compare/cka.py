@@ -59,7 +59,7 @@ class StreamingCka:
     def state(self) -> dict[str, np.ndarray]:
         """The accumulators as named float64 arrays (`count` as a 0-d int64): what a shard
         of the pictures hands on, to be added by `add_state` where the shards meet."""
-        state = {"cka.count": np.asarray(self.count, dtype=np.int64)}
+        state: dict[str, np.ndarray] = {"cka.count": np.asarray(self.count, dtype=np.int64)}
         state.update({f"cka.self_a.{i}": g for i, g in enumerate(self._self_a)})
         state.update({f"cka.self_b.{j}": g for j, g in enumerate(self._self_b)})
         state.update({"cka.sum_a": self._sum_a, "cka.sum_b": self._sum_b})

@@ -62,8 +62,8 @@ class Tally:
             for store, values in zip(self.features, features, strict=True):
                 for bucket, layer in zip(store, values, strict=True):
                     bucket.append(layer)
-        for bucket, values in zip(self.drift, drift, strict=True):
-            bucket.append(values)
+        for changes, change in zip(self.drift, drift, strict=True):
+            changes.append(change)
         maps = (self.plan.class_map_a, self.plan.class_map_b)
         for side, (rows, class_map) in enumerate(zip(probabilities, maps, strict=True)):
             if rows is None:
