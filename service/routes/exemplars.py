@@ -3,6 +3,7 @@ with the receptive field of the strongest position (docs/units.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -17,16 +18,20 @@ from api_schemas.exemplars import (
     UnitExemplars,
     UnitScore,
 )
+from model_registry.datasets import Dataset
 from model_registry.errors import InvalidInput, NotFound
+from model_registry.registry import LoadedModel
 from service.engine.channels import GRAMMAR
-from service.engine.exemplars.plan import MAX_K, plan_exemplars
+from service.engine.exemplars.plan import MAX_K, ExemplarPlan, plan_exemplars
 from service.engine.exemplars.run import Exemplars
+from service.engine.partials import Partial
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
+from service.jobs.shards import ShardedWork
 from service.routes import common
 from service.routes.deps import DatasetsDep, ServingDep
 from service.routes.options import Channels, Options, seed_field
-from service.workers.exemplar_tasks import exemplars_task
+from service.workers.exemplar_tasks import exemplar_slice_task, exemplars_merge_task
 
 router = APIRouter(prefix="/v1", tags=["units"])
 
@@ -90,19 +95,31 @@ async def dataset_exemplars(
             f"{len(plan.channels)} channels (send one index, e.g. channels=3)",
             field="channels",
         )
+    work = units_work(model, found, plan, fmt=fmt, max_pixels=settings.max_image_pixels)
+    return await common.answer_dataset_job(serving, "dataset_units", work)
 
-    def work(progress: Progress) -> Encoded:
-        answer = exemplars_task(
-            model, found, plan, fmt=fmt, max_pixels=settings.max_image_pixels, progress=progress
+
+def units_work(
+    model: LoadedModel, dataset: Dataset, plan: ExemplarPlan, *, fmt: str, max_pixels: int
+) -> ShardedWork:
+    """The job in slices of the plan's pictures: each slice's top-k per channel, merged into
+    the JSON answer or, for png, the one unit's montage."""
+
+    def run(indices: Sequence[int], _prelude: Partial, progress: Progress) -> Partial:
+        return exemplar_slice_task(
+            model, dataset, plan, indices, max_pixels=max_pixels, progress=progress
+        )
+
+    def merge(partials: list[Partial], _prelude: Partial) -> Encoded:
+        answer = exemplars_merge_task(
+            model, dataset, plan, partials, fmt=fmt, max_pixels=max_pixels
         )
         if fmt == "png":
             return Encoded(answer.body, answer.media_type)
         body = _response(answer.result)
         return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
 
-    return await common.answer_or_job(
-        serving, "dataset_units", work, total=len(plan.indices), estimate_s=0.0, run_async=True
-    )
+    return ShardedWork(plan.indices, run, merge)
 
 
 def _response(result: Exemplars) -> ExemplarsResponse:

@@ -29,6 +29,7 @@ from service.engine.exemplars.montage import (
 from service.engine.exemplars.plan import ExemplarPlan, plan_exemplars
 from service.engine.exemplars.receptive_field import receptive_field
 from service.engine.exemplars.run import Exemplars, exemplars
+from service.engine.exemplars.topk import RunningTopK, merge
 from service.engine.images import decode_image, preprocess
 from tests.helpers import png
 from tests.tiny_models import loaded, seeded
@@ -208,3 +209,27 @@ def test_vit_tokens_read_as_maps_equal_brute_force(
     check(result, expected, 4)
     y, x = result.positions[..., 0], result.positions[..., 1]
     np.testing.assert_array_equal(result.boxes, np.stack([8 * x, 8 * y, 8 * x + 8, 8 * y + 8], -1))
+
+
+def test_merged_slices_keep_what_one_pass_keeps_ties_included() -> None:
+    """Scores drawn from five values (ties everywhere): slices' top-k lists merged equal one
+    running top-k over every picture, ties by lower index, values and positions alike."""
+    rng = np.random.default_rng(7)
+    scores = torch.tensor(rng.integers(0, 5, (100, 6)), dtype=torch.float32)
+    scores[:, 5] = 1.0  # one channel where every picture ties
+    positions = torch.tensor(rng.integers(0, 64, (100, 6)))
+    indices = torch.arange(100) * 3 + 2  # ascending dataset indices, not 0..99
+
+    def running(rows: range, batch: int) -> RunningTopK:
+        top = RunningTopK(6, 8, torch.device("cpu"))
+        for start in range(rows.start, rows.stop, batch):
+            part = slice(start, min(start + batch, rows.stop))
+            top.add(scores[part], positions[part], indices[part])
+        return top
+
+    one = running(range(100), 16).partial()
+    parts = [running(range(s, min(s + 23, 100)), 5).partial() for s in range(0, 100, 23)]
+    merged = merge(parts, 8)
+    for name in ("values", "indices", "positions"):
+        np.testing.assert_array_equal(merged[name], one[name])
+    np.testing.assert_array_equal(one["indices"][5], indices[:8].numpy())

@@ -4,11 +4,14 @@ selected channel most, where in its map, and what input pixels that position see
 Per batch the layer's output is captured (the forward pass stops there), read as
 [B, C, H, W] maps (ViT tokens and Swin stages as the catalog lays them out), scored per
 channel and merged into a running top-k (`topk.RunningTopK`); the batch's activations are
-dropped. Runs on the device thread.
+dropped. A job split into slices (issue 31) runs `exemplar_slice` per slice, anywhere, and
+`merge_exemplars` once over their partials; `exemplars` is both in one pass. Runs on the
+device thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +25,9 @@ from service.engine.capture import capture
 from service.engine.dataset.pictures import picture_batches
 from service.engine.exemplars.plan import ExemplarPlan
 from service.engine.exemplars.receptive_field import Field, receptive_field
-from service.engine.exemplars.topk import RunningTopK, score_maps
+from service.engine.exemplars.topk import RunningTopK, merge, score_maps
 from service.engine.images import preprocess
+from service.engine.partials import Partial, total
 from service.engine.progress import Progress, no_progress
 
 
@@ -63,18 +67,35 @@ def exemplars(
     max_pixels: int,
     progress: Progress = no_progress,
 ) -> Exemplars:
-    """Stream the plan's pictures through the model up to the layer. `progress(done, total)`
-    counts pictures after each batch and may raise `Cancelled` between batches."""
+    """Stream the plan's pictures through the model up to the layer, in one pass: one
+    slice of every picture, merged. `progress(done, total)` counts pictures after each
+    batch and may raise `Cancelled` between batches."""
+    part = exemplar_slice(
+        model, dataset, plan, plan.indices, max_pixels=max_pixels, progress=progress
+    )
+    return merge_exemplars(model, dataset, plan, [part])
+
+
+def exemplar_slice(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: ExemplarPlan,
+    indices: Sequence[int],
+    *,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> Partial:
+    """One slice of the plan's pictures (ascending dataset indices) to a partial: each
+    channel's top-k of the slice (`topk.RunningTopK.partial`), `images` read and `skipped`
+    (unreadable: logged and counted, never an error). `progress(done, len(indices))`."""
     info = model.catalog.get(plan.layer, field="layer")
     layout = info.map_layout
     if layout is None:
         raise RuntimeError(f"layer {plan.layer!r} has no map layout")
-    field = receptive_field(model, plan.layer)
     channels = torch.tensor(plan.channels, dtype=torch.int64, device=model.device)
     running = RunningTopK(len(plan.channels), plan.k, model.device)
     read = 0
-    total = len(plan.indices)
-    for part in picture_batches(dataset, plan.indices, plan.batch_size, max_pixels):
+    for part in picture_batches(dataset, indices, plan.batch_size, max_pixels):
         if part.images:
             batch = preprocess(part.images, model.spec, model.device)
             output = capture(model.module, batch, {plan.layer: info.calls})[plan.layer]
@@ -84,22 +105,41 @@ def exemplars(
                 where = torch.tensor(part.indices, dtype=torch.int64, device=model.device)
                 running.add(scores, positions, where)
             read += len(part.indices)
-        progress(part.end, total)
+        progress(part.end, len(indices))
+    counts = {"images": np.asarray(read), "skipped": np.asarray(len(indices) - read)}
+    return {**running.partial(), **counts}
+
+
+def merge_exemplars(
+    model: LoadedModel, dataset: Dataset, plan: ExemplarPlan, partials: Sequence[Partial]
+) -> Exemplars:
+    """The slices' partials (in slice order) to the answer of one pass over them all: the
+    merged top-k (`topk.merge`), then labels and receptive-field boxes.
+
+    Raises:
+        InvalidInput: not one of the plan's pictures could be read.
+    """
+    read = int(total(partials, "images"))
     if read == 0:
-        raise InvalidInput(f"dataset: none of {total} pictures could be read", field="dataset")
-    return _finish(dataset, plan, running, field, layout.width, read)
+        count = len(plan.indices)
+        raise InvalidInput(f"dataset: none of {count} pictures could be read", field="dataset")
+    layout = model.catalog.get(plan.layer, field="layer").map_layout
+    if layout is None:
+        raise RuntimeError(f"layer {plan.layer!r} has no map layout")
+    field = receptive_field(model, plan.layer)
+    return _finish(dataset, plan, merge(partials, plan.k), field, layout.width, read)
 
 
 def _finish(
     dataset: Dataset,
     plan: ExemplarPlan,
-    running: RunningTopK,
+    kept: Partial,
     field: Field,
     width: int,
     read: int,
 ) -> Exemplars:
-    indices = running.indices.cpu().numpy()
-    flat = running.positions.cpu().numpy()
+    indices = kept["indices"]
+    flat = kept["positions"]
     positions = np.stack([flat // width, flat % width], axis=-1)
     boxes = np.asarray(
         [[field.box(int(y), int(x)) for y, x in row] for row in positions], dtype=np.int64
@@ -110,7 +150,7 @@ def _finish(
         score=plan.score,
         classes=dataset.classes,
         channels=np.asarray(plan.channels, dtype=np.int64),
-        values=running.values.cpu().numpy().astype(np.float32),
+        values=kept["values"].astype(np.float32),
         indices=indices.astype(np.int64),
         labels=labels.astype(np.int64),
         positions=positions.astype(np.int64),
