@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import numpy as np
@@ -16,7 +17,9 @@ from api_schemas.contributions import (
     ContributionsResponse,
     DatasetContributionsResponse,
 )
+from model_registry.datasets import Dataset
 from model_registry.errors import NotFound
+from model_registry.registry import LoadedModel
 from service.engine.attribution.contributions import CONDUCTANCE, Contributions, plan_contributions
 from service.engine.attribution.dataset_contributions import (
     ClassChannelMatrix,
@@ -24,13 +27,19 @@ from service.engine.attribution.dataset_contributions import (
     plan_dataset_contributions,
 )
 from service.engine.encode import NPY_MEDIA_TYPE
+from service.engine.partials import Partial
 from service.engine.progress import Progress, reporting
 from service.jobs.job_store import Encoded
+from service.jobs.shards import ShardedWork
 from service.routes import common
 from service.routes.contribution_options import ContributionOptions, DatasetContributionOptions
 from service.routes.deps import DatasetsDep, ImagesDep, ServingDep
 from service.routes.explained_targets import target_items
-from service.workers.contribution_tasks import contributions_task, dataset_contributions_task
+from service.workers.contribution_tasks import (
+    contributions_task,
+    dataset_contribution_slice_task,
+    dataset_contributions_merge_task,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["attributions"])
 
@@ -129,22 +138,26 @@ async def dataset_contributions(
     model, settings = serving.model, serving.settings
     found = datasets.get(dataset, field="dataset")
     plan = plan_dataset_contributions(model, found, **options.plan_args())
+    work = contributions_work(model, found, plan, max_pixels=settings.max_image_pixels)
+    return await common.answer_dataset_job(serving, "dataset_contributions", work)
 
-    def work(progress: Progress) -> Encoded:
-        result = dataset_contributions_task(
-            model, found, plan, max_pixels=settings.max_image_pixels, progress=progress
+
+def contributions_work(
+    model: LoadedModel, dataset: Dataset, plan: DatasetContributionPlan, *, max_pixels: int
+) -> ShardedWork:
+    """The job in slices of the plan's pictures: each slice's sums and counts per label,
+    added into the class x channel matrix's JSON answer."""
+
+    def run(indices: Sequence[int], _prelude: Partial, progress: Progress) -> Partial:
+        return dataset_contribution_slice_task(
+            model, dataset, plan, indices, max_pixels=max_pixels, progress=progress
         )
-        body = _dataset_body(model.name, plan, result)
+
+    def merge(partials: list[Partial], _prelude: Partial) -> Encoded:
+        body = _dataset_body(model.name, plan, dataset_contributions_merge_task(partials))
         return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
 
-    return await common.answer_or_job(
-        serving,
-        "dataset_contributions",
-        work,
-        total=len(plan.indices),
-        estimate_s=0.0,
-        run_async=True,
-    )
+    return ShardedWork(plan.indices, run, merge)
 
 
 def _dataset_body(

@@ -15,8 +15,10 @@ from service.engine.attribution.contributions import (
 from service.engine.attribution.dataset_contributions import (
     ClassChannelMatrix,
     DatasetContributionPlan,
-    dataset_contributions,
+    contribution_slice,
+    merge_contributions,
 )
+from service.engine.partials import Partial
 from service.engine.progress import Progress, no_progress
 from service.workers.answer import Answer
 from service.workers.tasks import decode_tensor
@@ -40,13 +42,22 @@ def contributions_task(
     return Answer(result, encode.npy_bytes(values), encode.NPY_MEDIA_TYPE)
 
 
-def dataset_contributions_task(
+def dataset_contribution_slice_task(
     model: LoadedModel,
     dataset: Dataset,
     plan: DatasetContributionPlan,
+    indices: Sequence[int],
     *,
     max_pixels: int,
     progress: Progress = no_progress,
-) -> ClassChannelMatrix:
-    """The class x channel matrix of the plan's pictures (a job: progress may cancel)."""
-    return dataset_contributions(model, dataset, plan, max_pixels=max_pixels, progress=progress)
+) -> Partial:
+    """One slice of the plan's pictures: per label, the contributions' sums and the counts
+    (a job's shard: progress may cancel)."""
+    return contribution_slice(
+        model, dataset, plan, indices, max_pixels=max_pixels, progress=progress
+    )
+
+
+def dataset_contributions_merge_task(partials: Sequence[Partial]) -> ClassChannelMatrix:
+    """The class x channel matrix of every slice's partial."""
+    return merge_contributions(partials)

@@ -2,12 +2,15 @@
 
 Row k is the mean, over the pictures labelled k, of each channel's contribution
 (`contributions`) to the model's score of class k: each picture explains its own label.
-Pictures are streamed in batches and only the running sums per class are kept. Runs on the
-device thread; `progress` may cancel between batches.
+Pictures are streamed in batches and only the running sums per class are kept. A job split
+into slices (issue 31) runs `contribution_slice` per slice and `merge_contributions` once,
+which adds the slices' sums and counts. Runs on the device thread; `progress` may cancel
+between batches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +27,7 @@ from service.engine.attribution.contributions import (
 from service.engine.attribution.target_objects import ClassTarget
 from service.engine.dataset.pictures import picture_batches, sample_indices
 from service.engine.images import preprocess
+from service.engine.partials import Partial, concat, total
 from service.engine.progress import Progress, no_progress, reporting
 
 BATCH_VALUES = 256 * 32 * 32  # model-input values per batch: 256 digits, 5 pictures at 224 px
@@ -116,28 +120,60 @@ def dataset_contributions(
     max_pixels: int,
     progress: Progress = no_progress,
 ) -> ClassChannelMatrix:
-    """The class x channel matrix of the plan's pictures; `progress(done, total)` counts
-    pictures after each batch (and repeats the count after each conductance pass)."""
+    """The class x channel matrix of the plan's pictures in one pass (one slice of them all,
+    merged); `progress(done, total)` counts pictures after each batch (and repeats the count
+    after each conductance pass)."""
+    part = contribution_slice(
+        model, dataset, plan, plan.indices, max_pixels=max_pixels, progress=progress
+    )
+    return merge_contributions([part])
+
+
+def contribution_slice(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: DatasetContributionPlan,
+    indices: Sequence[int],
+    *,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> Partial:
+    """One slice of the plan's pictures to a partial: `sums` float64 [classes, C] and
+    `counts` int64 [classes] per label, `kept` int64 the pictures read, `skipped` how many
+    could not be (logged and counted, never an error). `progress(done, len(indices))`."""
     channels = plan.contribution.layout.channels
     sums = np.zeros((len(plan.classes), channels), dtype=np.float64)
     counts = np.zeros(len(plan.classes), dtype=np.int64)
     kept: list[int] = []
     outputs = torch.tensor(plan.class_map, dtype=torch.long)
-    total = len(plan.indices)
-    for part in picture_batches(dataset, plan.indices, plan.batch_size, max_pixels):
+    size = len(indices)
+    for part in picture_batches(dataset, indices, plan.batch_size, max_pixels):
         if part.images:
             kept.extend(part.indices)
             batch = preprocess(part.images, model.spec, model.device)
             which = torch.tensor([dataset.label(i) for i in part.indices], dtype=torch.long)
             target = ClassTarget(outputs[which][:, None].to(model.device))
             # conductance reports each pass: the job may cancel or time out inside a batch
-            with reporting(lambda _pass, _passes, done=part.start: progress(done, total)):
+            with reporting(lambda _pass, _passes, done=part.start: progress(done, size)):
                 _, values = channel_contributions(
                     model, batch, plan.contribution, fixed_targets=target
                 )
             np.add.at(sums, which.numpy(), values[:, 0].double().cpu().numpy())
             np.add.at(counts, which.numpy(), 1)
-        progress(part.end, total)
+        progress(part.end, size)
+    return {
+        "sums": sums,
+        "counts": counts,
+        "kept": np.asarray(kept, dtype=np.int64),
+        "skipped": np.asarray(size - len(kept), dtype=np.int64),
+    }
+
+
+def merge_contributions(partials: Sequence[Partial]) -> ClassChannelMatrix:
+    """The slices' partials (in slice order) to the matrix: sums and counts added, each row
+    divided by its count (NaN for a class no slice saw)."""
+    sums, counts = total(partials, "sums"), total(partials, "counts")
     with np.errstate(invalid="ignore", divide="ignore"):
         matrix = sums / counts[:, None]
-    return ClassChannelMatrix(matrix, counts, np.asarray(kept, dtype=np.int64))
+    kept = concat(partials, "kept", empty=np.zeros(0, dtype=np.int64))
+    return ClassChannelMatrix(matrix, counts.astype(np.int64), kept.astype(np.int64))
