@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -21,11 +22,15 @@ from api_schemas.datasets import (
 from api_schemas.insight import EmbeddingMethod
 from model_registry.datasets import Dataset, picture_media_type
 from model_registry.errors import InvalidInput, NotFound, UnsupportedMedia
-from service.engine.dataset.analysis import DatasetAnalysis, analyse
+from model_registry.registry import LoadedModel
+from service.engine.dataset.analysis import DatasetAnalysis, analyse_slice, analysis_prelude
+from service.engine.dataset.merge import merge_analysis
 from service.engine.dataset.plan import AnalysisPlan, plan_analysis
 from service.engine.dataset.tally import LayerSummary
+from service.engine.partials import Partial
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
+from service.jobs.shards import ShardedWork
 from service.routes import common
 from service.routes.deps import DatasetsDep, ServingDep
 from service.routes.options import DatasetAnalysisOptions
@@ -95,20 +100,33 @@ async def analyse_dataset(
 ) -> Response:
     """Run the model over a dataset as a job: accuracy, confusion, mistakes, per-layer
     statistics and a 2-D embedding (result at /v1/jobs/{id}/result)."""
-    model, settings = serving.model, serving.settings
+    model = serving.model
     found = datasets.get(dataset, field="dataset")
     plan = plan_analysis(model, found, **options.plan_args())
+    work = analysis_work(model, found, plan, max_pixels=serving.settings.max_image_pixels)
+    return await common.answer_dataset_job(serving, "dataset_analysis", work)
 
-    def work(progress: Progress) -> Encoded:
-        result = analyse(
-            model, found, plan, max_pixels=settings.max_image_pixels, progress=progress
+
+def analysis_work(
+    model: LoadedModel, dataset: Dataset, plan: AnalysisPlan, *, max_pixels: int
+) -> ShardedWork:
+    """The analysis as slices: histogram edges first, then any slice of the pictures on any
+    replica, then the merge into one answer."""
+
+    def prelude(_progress: Progress) -> Partial:
+        return analysis_prelude(model, dataset, plan, max_pixels=max_pixels)
+
+    def run(indices: Sequence[int], fixed: Partial, progress: Progress) -> Partial:
+        return analyse_slice(
+            model, dataset, plan, indices, fixed, max_pixels=max_pixels, progress=progress
         )
-        body = _response(model.name, found, plan, result)
+
+    def merge(partials: list[Partial], fixed: Partial) -> Encoded:
+        result = merge_analysis(model, dataset, plan, partials, fixed)
+        body = _response(model.name, dataset, plan, result)
         return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
 
-    return await common.answer_or_job(
-        serving, "dataset_analysis", work, total=len(plan.indices), estimate_s=0.0, run_async=True
-    )
+    return ShardedWork(plan.indices, run, merge, prelude)
 
 
 def _layer(summary: LayerSummary) -> LayerAnalysis:

@@ -145,3 +145,40 @@ def test_tsne_is_bounded_and_pca_is_not(setup: tuple[LoadedModel, FolderDataset]
     assert len(plan_analysis(model, large, method="pca", limit=None, **options).indices) == len(
         files
     )
+
+
+@pytest.mark.parametrize("size", [5, 4])
+def test_slices_merge_to_the_answer_of_one_pass(
+    setup: tuple[LoadedModel, FolderDataset], size: int
+) -> None:
+    """The dataset job as replicas run it: slices (aligned with the batches, or not, one with
+    the unreadable file), each partial packed and unpacked, merged."""
+    import json
+
+    from service.routes.datasets import analysis_work
+    from tests.helpers import whole_and_sliced
+
+    model, pets = setup
+    plan = plan_analysis(
+        model, pets, layers=["0", "1"], embedding_layer="1", method="pca", limit=None, seed=0
+    )
+    plan = dataclasses.replace(plan, batch_size=5)
+    work = analysis_work(model, pets, plan, max_pixels=MAX_PIXELS)
+    whole, sliced = (json.loads(e.body) for e in whole_and_sliced(work, size))
+    assert len(work.slices(size)) > 2
+    for key in ("images", "indices", "labels", "predicted", "confusion", "accuracy", "skipped"):
+        assert sliced[key] == whole[key], key
+    assert sliced["misclassified"] is not None
+    assert [m["index"] for m in sliced["misclassified"]] == [
+        m["index"] for m in whole["misclassified"]
+    ]
+    assert sliced["skipped"], "the broken file is counted as skipped"
+    for mine, one in zip(sliced["layers"], whole["layers"], strict=True):
+        assert mine["histogram"] == one["histogram"]  # edges fixed before the slices
+        assert mine["dead_channels"] == one["dead_channels"]
+        for key in ("mean", "std", "min", "max", "sparsity"):
+            assert mine[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
+    mine, one = sliced["embedding"], whole["embedding"]
+    assert mine["labels"] == one["labels"]
+    # Batches of 5 in slices of 4 are other batches: float32 rounding, not other points.
+    assert_float32_close(np.asarray(mine["points"]), np.asarray(one["points"]))

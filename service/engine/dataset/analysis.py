@@ -5,13 +5,17 @@ Memory does not grow with the activations of the set: each layer's output is red
 its forward hook (`tally.LayerTally`) and dropped; per picture only the label, the
 prediction and the pooled feature vector ([C] floats) are kept. Runs on the device thread;
 the projection is scikit-learn (numpy), no torch.
+
+In slices: `analysis_prelude` fixes the histogram edges from the first batch,
+`analyse_slice` runs any slice of the pictures to a `Partial`, and `merge_analysis` adds the
+slices up and projects the gathered features once, so slices run by different replicas give
+the answer of one pass (`analyse`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,79 +24,20 @@ from PIL import Image
 from torch import nn
 
 from model_registry.datasets import Dataset
-from model_registry.errors import ClientError, InvalidInput
+from model_registry.errors import ClientError
 from model_registry.registry import LoadedModel
 from service.engine.capture import hooked
-from service.engine.dataset.plan import AnalysisPlan, minimum_images
-from service.engine.dataset.tally import LayerSummary, LayerTally
+from service.engine.dataset.merge import edges_of, merge_analysis
+from service.engine.dataset.plan import AnalysisPlan
+from service.engine.dataset.results import DatasetAnalysis, Skipped
+from service.engine.dataset.tally import LayerTally, first_edges
 from service.engine.images import decode_image, preprocess
-from service.engine.insight.embedding import EmbeddingPlan, project
 from service.engine.insight.stats import as_channels_first
+from service.engine.partials import Partial
 from service.engine.progress import Progress, no_progress
 
 log = logging.getLogger("layerscope")
-
-
-@dataclass(frozen=True)
-class Skipped:
-    index: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class DatasetAnalysis:
-    """What the set showed.
-
-    Attributes:
-        indices: int64 [N], the dataset index of each analysed picture (skipped ones left out).
-        labels: int64 [N], the true class (index into `classes`).
-        predicted: int64 [N], the predicted class among `classes`, or None when the class
-            names do not map to the model's labels.
-        probability: float32 [N], the model's softmax probability of `predicted`.
-        skipped: pictures that could not be read or decoded.
-        layers: one summary per requested layer.
-        points: float32 [N, 2], the projection of the pooled features.
-        feature_dim: length of the pooled feature vector.
-    """
-
-    classes: tuple[str, ...]
-    indices: np.ndarray
-    labels: np.ndarray
-    predicted: np.ndarray | None
-    probability: np.ndarray | None
-    skipped: tuple[Skipped, ...]
-    layers: tuple[LayerSummary, ...]
-    points: np.ndarray
-    feature_dim: int
-
-    def confusion(self) -> np.ndarray | None:
-        """int64 [C, C]: rows the true class, columns the predicted one."""
-        if self.predicted is None:
-            return None
-        size = len(self.classes)
-        flat = np.bincount(self.labels * size + self.predicted, minlength=size * size)
-        return flat.reshape(size, size).astype(np.int64)
-
-    def accuracy(self) -> float | None:
-        if self.predicted is None:
-            return None
-        return float((self.labels == self.predicted).mean())
-
-    def mistakes(self) -> list[tuple[int, int, int, float]]:
-        """(dataset index, label, predicted, probability), most confident first."""
-        if self.predicted is None or self.probability is None:
-            return []
-        wrong = np.flatnonzero(self.labels != self.predicted)
-        order = wrong[np.argsort(-self.probability[wrong], kind="stable")]
-        return [
-            (
-                int(self.indices[i]),
-                int(self.labels[i]),
-                int(self.predicted[i]),
-                float(self.probability[i]),
-            )
-            for i in order
-        ]
+Hook = Callable[[nn.Module, Any, Any], None]
 
 
 def _read(dataset: Dataset, index: int, max_pixels: int) -> Image.Image | Skipped:
@@ -108,19 +53,27 @@ def _read(dataset: Dataset, index: int, max_pixels: int) -> Image.Image | Skippe
 
 class _Hooks:
     """Forward hooks that reduce each layer's last call per pass into its tally, and pool
-    the embedding layer's output."""
+    the embedding layer's output (or, for the prelude, keep each layer's first edges)."""
 
-    def __init__(self, model: LoadedModel, plan: AnalysisPlan) -> None:
+    def __init__(
+        self, model: LoadedModel, plan: AnalysisPlan, prelude: Partial | None = None
+    ) -> None:
         self.infos = {n: model.catalog.get(n) for n in {*plan.layers, plan.embedding_layer}}
-        self.tallies = {n: LayerTally(n, self.infos[n].type) for n in plan.layers}
+        self.tallies = {
+            n: LayerTally(n, self.infos[n].type, None if prelude is None else edges_of(prelude, i))
+            for i, n in enumerate(plan.layers)
+        }
         self.embedding = plan.embedding_layer
         self.pooled: torch.Tensor | None = None
+        self.first: dict[str, tuple[float, float]] = {}
         self.seen = dict.fromkeys(self.infos, 0)
 
-    def hooks(self) -> dict[str, Callable[[nn.Module, Any, Any], None]]:
-        return {name: self._hook(name) for name in self.infos}
+    def hooks(
+        self, *, edges_only: bool = False
+    ) -> dict[str, Callable[[nn.Module, Any, Any], None]]:
+        return {name: self._hook(name, edges_only) for name in self.infos}
 
-    def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+    def _hook(self, name: str, edges_only: bool) -> Hook:
         info = self.infos[name]
 
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
@@ -128,6 +81,10 @@ class _Hooks:
             if self.seen[name] % info.calls or not isinstance(output, torch.Tensor):
                 return
             values = as_channels_first(output, info.map_layout)
+            if edges_only:
+                if name in self.tallies:
+                    self.first[name] = first_edges(values.detach().float())
+                return
             if name in self.tallies:
                 self.tallies[name].add(values)
             if name == self.embedding:
@@ -136,38 +93,64 @@ class _Hooks:
         return hook
 
 
-def analyse(
+def _batches(
+    dataset: Dataset, indices: Sequence[int], batch_size: int, max_pixels: int
+) -> Iterator[tuple[list[int], list[Image.Image], list[Skipped]]]:
+    """(indices read, their pictures, those skipped) per batch of `indices`."""
+    for start in range(0, len(indices), batch_size):
+        kept, images, skipped = [], [], []
+        for index in indices[start : start + batch_size]:
+            picture = _read(dataset, index, max_pixels)
+            if isinstance(picture, Skipped):
+                skipped.append(picture)
+            else:
+                kept.append(index)
+                images.append(picture)
+        yield kept, images, skipped
+
+
+def analysis_prelude(
+    model: LoadedModel, dataset: Dataset, plan: AnalysisPlan, *, max_pixels: int
+) -> Partial:
+    """What every slice must agree on: each layer's histogram edges, fixed by the first
+    batch with a readable picture (as one pass over the whole set fixes them)."""
+    state = _Hooks(model, plan)
+    for _kept, images, _skipped in _batches(dataset, plan.indices, plan.batch_size, max_pixels):
+        if images:
+            batch = preprocess(images, model.spec, model.device)
+            with torch.inference_mode(), hooked(model.module, state.hooks(edges_only=True)):
+                model.module(batch)
+            break
+    default = (0.0, 1.0)  # a layer that never runs never uses its edges
+    return {"edges": np.asarray([state.first.get(n, default) for n in plan.layers])}
+
+
+def analyse_slice(
     model: LoadedModel,
     dataset: Dataset,
     plan: AnalysisPlan,
+    indices: Sequence[int],
+    prelude: Partial,
     *,
     max_pixels: int,
     progress: Progress = no_progress,
-) -> DatasetAnalysis:
-    """Stream the plan's pictures through the model, then project the pooled features.
+) -> Partial:
+    """Stream `indices` (a slice of the plan's pictures) through the model.
 
-    `progress(done, total)` counts pictures (read or skipped) after each batch and may raise
-    `Cancelled` between batches. Run it on the model's device thread.
+    `progress(done, len(indices))` counts pictures (read or skipped) after each batch and may
+    raise `Cancelled` between batches. Run it on the model's device thread.
     """
-    state = _Hooks(model, plan)
+    state = _Hooks(model, plan, prelude)
     kept: list[int] = []
-    labels: list[int] = []
     features: list[np.ndarray] = []
     predicted: list[np.ndarray] = []
     probability: list[np.ndarray] = []
     skipped: list[Skipped] = []
-    total = len(plan.indices)
     class_map = torch.tensor(plan.class_map, device=model.device) if plan.class_map else None
-    for start in range(0, total, plan.batch_size):
-        images = []
-        for index in plan.indices[start : start + plan.batch_size]:
-            picture = _read(dataset, index, max_pixels)
-            if isinstance(picture, Skipped):
-                skipped.append(picture)
-                continue
-            images.append(picture)
-            kept.append(index)
-            labels.append(dataset.label(index))
+    done = 0
+    for read, images, missed in _batches(dataset, indices, plan.batch_size, max_pixels):
+        kept += read
+        skipped += missed
         if images:
             batch = preprocess(images, model.spec, model.device)
             with torch.inference_mode(), hooked(model.module, state.hooks()):
@@ -181,8 +164,36 @@ def analyse(
                     best, which = chances.max(dim=1)
                     predicted.append(which.cpu().numpy().astype(np.int64))
                     probability.append(best.cpu().numpy().astype(np.float32))
-        progress(min(start + plan.batch_size, total), total)
-    return _finish(dataset, plan, state, kept, labels, features, predicted, probability, skipped)
+        done += len(read) + len(missed)
+        progress(done, len(indices))
+    partial: Partial = {
+        "indices": np.asarray(kept, dtype=np.int64),
+        "labels": np.asarray([dataset.label(i) for i in kept], dtype=np.int64),
+        "features": np.concatenate(features) if features else np.zeros((0, 0), np.float32),
+        "predicted": np.concatenate(predicted) if predicted else np.zeros(0, np.int64),
+        "probability": np.concatenate(probability) if probability else np.zeros(0, np.float32),
+        "skipped": np.asarray([s.index for s in skipped], dtype=np.int64),
+        "reasons": np.asarray([s.reason for s in skipped], dtype=np.str_),
+    }
+    for i, name in enumerate(plan.layers):
+        partial.update({f"layer{i}.{k}": v for k, v in state.tallies[name].state().items()})
+    return partial
+
+
+def analyse(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: AnalysisPlan,
+    *,
+    max_pixels: int,
+    progress: Progress = no_progress,
+) -> DatasetAnalysis:
+    """The whole plan in one pass: the prelude, one slice of every picture, the merge."""
+    prelude = analysis_prelude(model, dataset, plan, max_pixels=max_pixels)
+    whole = analyse_slice(
+        model, dataset, plan, plan.indices, prelude, max_pixels=max_pixels, progress=progress
+    )
+    return merge_analysis(model, dataset, plan, [whole], prelude)
 
 
 def _is_logits(output: Any, model: LoadedModel) -> bool:
@@ -190,42 +201,4 @@ def _is_logits(output: Any, model: LoadedModel) -> bool:
         isinstance(output, torch.Tensor)
         and output.ndim == 2
         and output.shape[1] == model.spec.num_classes
-    )
-
-
-def _finish(
-    dataset: Dataset,
-    plan: AnalysisPlan,
-    state: _Hooks,
-    kept: list[int],
-    labels: list[int],
-    features: list[np.ndarray],
-    predicted: list[np.ndarray],
-    probability: list[np.ndarray],
-    skipped: list[Skipped],
-) -> DatasetAnalysis:
-    if len(kept) < minimum_images(plan.method):
-        raise InvalidInput(
-            f"dataset: only {len(kept)} of {len(plan.indices)} pictures could be read; "
-            f"{plan.method} needs at least {minimum_images(plan.method)}",
-            field="dataset",
-            skipped=len(skipped),
-        )
-    pooled = np.concatenate(features)
-    embedding_plan = EmbeddingPlan(
-        plan.embedding_layer, "output", 1, plan.method, plan.seed, plan.perplexity, len(kept)
-    )
-    embedding = project(pooled, embedding_plan)
-    summaries = (state.tallies[n].summary() for n in plan.layers)
-    mapped = len(predicted) > 0 and sum(len(p) for p in predicted) == len(kept)
-    return DatasetAnalysis(
-        classes=dataset.classes,
-        indices=np.asarray(kept, dtype=np.int64),
-        labels=np.asarray(labels, dtype=np.int64),
-        predicted=np.concatenate(predicted) if mapped else None,
-        probability=np.concatenate(probability) if mapped else None,
-        skipped=tuple(skipped),
-        layers=tuple(s for s in summaries if s is not None),
-        points=embedding.points,
-        feature_dim=embedding.feature_dim,
     )

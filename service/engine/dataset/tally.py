@@ -3,9 +3,11 @@
 Each batch's activation is reduced inside the forward hook and dropped: sums and sums of
 squares (per channel, in float64), min and max, the channels ever above zero, and a
 histogram. The histogram's edges are fixed by the first batch (its range widened by 10%
-on each side, not below 0 when that batch has no negative value); later values outside
+on each side, not below 0 when that batch has no negative value), or given (a sharded job
+fixes them before its slices start, so that every slice bins alike); later values outside
 them are counted into the end bins, and `clamped` says how many, so the counts always add
-up to every value of the layer over the set.
+up to every value of the layer over the set. `state()` and `absorb()` carry a tally between
+replicas: the slices' tallies add up to the tally of the whole set.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ class LayerSummary:
 class LayerTally:
     """Accumulates `add(values)` calls ([B, C, ...] channels-first, on any device)."""
 
-    def __init__(self, name: str, layer_type: str) -> None:
+    def __init__(
+        self, name: str, layer_type: str, edges: tuple[float, float] | None = None
+    ) -> None:
         self.name = name
         self.type = layer_type
         self.shape: tuple[int, ...] = ()
@@ -69,7 +73,7 @@ class LayerTally:
         self.alive: torch.Tensor | None = None
         self.low = float("inf")
         self.high = float("-inf")
-        self.edges: tuple[float, float] | None = None
+        self.edges = edges
         self.counts = np.zeros(BINS, dtype=np.int64)
         self.below = 0
         self.above = 0
@@ -106,6 +110,38 @@ class LayerTally:
         self.below += below
         self.above += above
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything `absorb` needs, as arrays (empty ones when the layer never ran)."""
+        empty = np.zeros(0)
+        return {
+            "shape": np.asarray(self.shape, dtype=np.int64),
+            "count": np.asarray([self.count, self.nonpositive, self.below, self.above]),
+            "range": np.asarray([self.low, self.high]),
+            "sums": self.sums.numpy() if self.sums is not None else empty,
+            "squares": self.squares.numpy() if self.squares is not None else empty,
+            "alive": self.alive.numpy() if self.alive is not None else empty.astype(bool),
+            "counts": self.counts,
+        }
+
+    def absorb(self, state: dict[str, np.ndarray]) -> None:
+        """Add another tally's `state()` (same layer, same edges) to this one."""
+        count, nonpositive, below, above = (int(v) for v in state["count"])
+        if not count:
+            return
+        self.shape = tuple(int(v) for v in state["shape"])
+        self.count += count
+        self.nonpositive += nonpositive
+        self.below += below
+        self.above += above
+        self.low = min(self.low, float(state["range"][0]))
+        self.high = max(self.high, float(state["range"][1]))
+        sums, squares = torch.from_numpy(state["sums"]), torch.from_numpy(state["squares"])
+        alive = torch.from_numpy(state["alive"])
+        self.sums = sums if self.sums is None else self.sums + sums
+        self.squares = squares if self.squares is None else self.squares + squares
+        self.alive = alive if self.alive is None else self.alive | alive
+        self.counts = self.counts + state["counts"]
+
     def summary(self) -> LayerSummary | None:
         """The layer's figures, or None when it never ran."""
         if self.sums is None or self.squares is None or self.alive is None or not self.count:
@@ -131,6 +167,11 @@ class LayerTally:
             counts=self.counts.copy(),
             clamped=(self.below, self.above),
         )
+
+
+def first_edges(values: torch.Tensor) -> tuple[float, float]:
+    """The edges a tally whose first batch is `values` fixes."""
+    return _edges(float(values.amin()), float(values.amax()))
 
 
 def _edges(low: float, high: float) -> tuple[float, float]:
