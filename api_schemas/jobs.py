@@ -21,6 +21,23 @@ class JobProgress(BaseModel):
     fraction: float = Field(ge=0, le=1)
 
 
+class ShardRun(BaseModel):
+    shard: int = Field(ge=0, description="the slice's index (slices are SHARD_IMAGES pictures)")
+    replica: str = Field(description="the replica (host-pid) computing it")
+
+
+class JobShards(BaseModel):
+    """With Redis, a dataset job runs as slices of SHARD_IMAGES pictures on any replica."""
+
+    total: int = Field(ge=0, description="slices of the job")
+    done: int = Field(ge=0, description="slices whose partial result is stored")
+    running: list[ShardRun] = Field(description="slices being computed now, and where")
+    by_replica: dict[str, int] = Field(description="replica -> slices it finished")
+    rerun: list[int] = Field(
+        description="slices started more than once (their replica was lost or stopped)"
+    )
+
+
 class JobBody(BaseModel):
     id: str
     kind: str = Field(examples=["maximize"])
@@ -46,4 +63,7 @@ class JobBody(BaseModel):
     )
     attempts: int = Field(
         default=0, ge=0, description="with Redis: how many times a replica started the job"
+    )
+    shards: JobShards | None = Field(
+        default=None, description="with Redis, for a dataset job split into slices"
     )

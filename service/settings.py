@@ -169,6 +169,12 @@ class Settings(BaseSettings):
     redis_jobs_per_replica: int = Field(
         default=1, ge=1, le=64, description="jobs one replica takes from the queue at once"
     )
+    shard_images: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="with Redis, pictures per slice of a dataset job (any replica runs a slice)",
+    )
     redis_retry_after_s: int = Field(
         default=5, ge=1, description="Retry-After of the 503 answered while Redis is unreachable"
     )

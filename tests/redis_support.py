@@ -46,11 +46,14 @@ def wait_for(check, what: str, timeout: float = 60.0, every: float = 0.05):  # n
 
 
 class RedisServer:
-    """redis-server on a loopback port: no RDB snapshots, no append-only file, a temp dir.
+    """redis-server on a loopback port: no RDB snapshots, a temp dir, and an append-only file
+    only when `persistent` (as the compose and Kubernetes Redis keep one).
 
-    `stop()` and `start()` keep the port, so clients see an outage and a return."""
+    `stop()` and `start()` keep the port, so clients see an outage and a return (with the
+    data when `persistent`, empty otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, persistent: bool = False) -> None:
+        self.persistent = persistent
         self.binary = need(REDIS_SERVER)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -59,7 +62,8 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"]
+        args += ["--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always"]
+        args += ["--dir", self.dir, "--protected-mode", "no"]
         log = open(Path(self.dir) / "redis.log", "a")  # noqa: SIM115
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         import redis

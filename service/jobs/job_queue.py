@@ -24,23 +24,23 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio
-from saq import Job, Status, Worker
-from saq.queue.redis import RedisQueue
+from saq import Job, Worker
 from saq.types import PartialTimersDict
 from starlette.types import ASGIApp
 
+from service.jobs.execution import Execution
 from service.jobs.job_records import CANCELLED, FAILED
+from service.jobs.quiet_queue import QuietQueue
 from service.jobs.redis_jobs import RedisJobStore
-from service.jobs.replay import Execution, call_app
+from service.jobs.replay import call_app
 from service.workers.redis_link import OUTAGE
 
 log = logging.getLogger("layerscope")
-NAME = "layerscope"
-RUN = "run"  # the one saq function: replay the job's stored request
+RUN = "run"  # replay the job's stored request
+SHARD = "shard"  # replay it to run one slice of a sharded dataset job
 
 
 def replica_name() -> str:
@@ -50,49 +50,6 @@ def replica_name() -> str:
 
 class RunLater(Exception):
     """The replay was answered 503 (overloaded, or Redis went away): saq queues it again."""
-
-
-class _Queue(RedisQueue):
-    """saq's Redis queue, quiet through a Redis outage (saq logs a traceback per failed poll
-    and would spin on a failing dequeue), and telling us when saq gives a job up."""
-
-    def __init__(
-        self,
-        client: redis.asyncio.Redis,
-        *,
-        retry_s: float,
-        abort_wait_s: float,
-        given_up: Callable[[Job], Awaitable[None]],
-    ) -> None:
-        super().__init__(client, name=NAME)
-        self.retry_s, self.abort_wait_s, self.given_up = retry_s, abort_wait_s, given_up
-
-    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
-        try:
-            return await super().dequeue(timeout, poll_interval)
-        except OUTAGE:
-            await asyncio.sleep(self.retry_s)
-            return None
-
-    async def schedule(self, lock: int = 1) -> list[str]:
-        with contextlib.suppress(*OUTAGE):
-            return await super().schedule(lock)
-        return []
-
-    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
-        # A dead replica never confirms the abort: wait a heartbeat for it, not saq's 5 s.
-        with contextlib.suppress(*OUTAGE):
-            return await super().sweep(lock, abort=self.abort_wait_s)
-        return []
-
-    async def write_worker_info(self, worker_id: str, info: Any, ttl: int) -> None:
-        with contextlib.suppress(*OUTAGE):
-            await super().write_worker_info(worker_id, info, ttl)
-
-    async def finish(self, job: Job, status: Status, **kwargs: Any) -> None:
-        await super().finish(job, status, **kwargs)
-        if status != Status.COMPLETE and not job.retryable:
-            await self.given_up(job)  # swept `retries` times: its replicas kept dying
 
 
 class _InAppWorker(Worker):
@@ -114,16 +71,18 @@ class JobQueue:
         heartbeat_s: float,
         slots: int = 1,
         drain_s: float = 30.0,
+        shard_images: int = 0,
     ) -> None:
         self.app, self.store, self.name = app, store, worker
+        self.shard_images = shard_images
         self.lease_s, self.heartbeat_s = lease_s, heartbeat_s
         self.retry_s = min(heartbeat_s, 1.0)
-        self.queue = _Queue(
+        self.queue = QuietQueue(
             client, retry_s=self.retry_s, abort_wait_s=heartbeat_s, given_up=self._given_up
         )
         self.worker = _InAppWorker(
             self.queue,
-            functions=[(RUN, self._run)],
+            functions=[(RUN, self._run), (SHARD, self._shard)],
             id=worker,
             concurrency=slots,
             # saq's timers are whole seconds (the sweep's is also the TTL of its lock).
@@ -156,17 +115,22 @@ class JobQueue:
         """Queue a recorded job (called by the store, from a thread other than the loop's)."""
         if self._loop is None:
             raise RuntimeError("the job queue has not started")
-        job = Job(
-            RUN,
-            kwargs={"job_id": job_id},
-            key=job_id,
+        done = asyncio.run_coroutine_threadsafe(self.queue.enqueue(self._job(job_id)), self._loop)
+        done.result(timeout=self.lease_s)
+
+    def _job(self, job_id: str, shard: int | None = None) -> Job:
+        kwargs: dict[str, Any] = {"job_id": job_id}
+        if shard is not None:
+            kwargs["shard"] = shard
+        return Job(
+            RUN if shard is None else SHARD,
+            kwargs=kwargs,
+            key=job_id if shard is None else f"{job_id}:shard:{shard}",
             timeout=0,  # the limit is ours: saq's would cancel the task, not the device work
             heartbeat=self.lease_s,  # type: ignore[arg-type]  # saq compares it as a number
             retries=self.store.attempts,
             ttl=max(int(self.store.ttl_s), 1),
         )
-        done = asyncio.run_coroutine_threadsafe(self.queue.enqueue(job), self._loop)
-        done.result(timeout=self.lease_s)
 
     async def _run(self, ctx: dict, *, job_id: str) -> None:
         job: Job = ctx["job"]
@@ -175,38 +139,66 @@ class JobQueue:
             await self._settle_unrun(job_id, state)
             return
         halt = threading.Event()  # read between steps on the device thread
+        execution = Execution(self.store, job_id, self.name, halt, shard_images=self.shard_images)
+        await self._claimed(job, execution)
+        if execution.planned:  # a sharded job: its slices go to every replica's queue
+            for shard in range(execution.planned):
+                await self._retry_async(self.queue.enqueue, self._job(job_id, shard))
+
+    async def _shard(self, ctx: dict, *, job_id: str, shard: int) -> None:
+        job: Job = ctx["job"]
+        claim = self.store.shards.claim
+        state = await self._retry(claim, job_id, shard, self.name)
+        if state in ("cancel", "finished"):
+            await self._settle_unrun(job_id, state)
+            return
+        halt = threading.Event()
+        execution = Execution(self.store, job_id, self.name, halt, shard=shard)
+        execution.stored = state == "stored"
+        await self._claimed(job, execution)
+
+    async def _claimed(self, job: Job, execution: Execution) -> None:
+        """Run a claimed job (or slice) with a heartbeat; record how it ended."""
         beat = asyncio.create_task(self._heartbeat(job))
-        running = asyncio.create_task(self._execute(job_id, halt))
+        running = asyncio.create_task(self._execute(execution))
         try:
-            execution = await asyncio.shield(running)
+            await asyncio.shield(running)
         except asyncio.CancelledError:
             # saq cancels the task when this replica stops, or when a sweep gave the job to
             # another replica; the device work stops at its next step either way.
-            halt.set()
+            execution.halt.set()
             await running
             if self.stopping.is_set():
-                await self._hand_back(job)
+                await self._hand_back(job, execution)
             raise
         finally:
             beat.cancel()
         if execution.lost:
             return  # another replica owns it now, or its record is gone
         if execution.handed_back:
-            await self._hand_back(job)
-            raise RunLater(f"job {job_id} goes back to the queue")
-        await self._retry(self._record, job_id, execution)
+            await self._hand_back(job, execution)
+            raise RunLater(f"job {job.key} goes back to the queue")
+        if execution.outcome is not None:
+            await self._retry(self._record, execution.job_id, execution)
 
-    async def _execute(self, job_id: str, halt: threading.Event) -> Execution:
-        replay = await asyncio.to_thread(self.store.request, job_id)
-        execution = Execution(self.store, job_id, self.name, halt)
+    async def _execute(self, execution: Execution) -> None:
+        replay = await asyncio.to_thread(self.store.request, execution.job_id)
         if replay is None:
-            execution.outcome = (FAILED, None, {"detail": "the job's request was lost"}, 500)
-            return execution
+            if execution.shard is None:
+                execution.outcome = (FAILED, None, {"detail": "the job's request was lost"}, 500)
+            else:
+                execution.lost = True  # the job ended (its request goes with it)
+            return
         try:
             status, body = await call_app(self.app, replay, execution)
         except Exception:  # the app answered 500 and re-raised; it is logged there
             status, body = 500, b'{"detail": "Internal server error"}'
-        if execution.outcome is None and not (execution.lost or execution.handed_back):
+        idle = not (execution.lost or execution.handed_back or execution.planned)
+        if (
+            execution.outcome is None
+            and idle
+            and not (execution.shard is not None and status < 400)
+        ):
             if status == 503:  # overloaded or Redis gone while replaying: run it later
                 execution.handed_back = True
             elif status < 400:  # e.g. a replica of another version answered it directly
@@ -214,13 +206,13 @@ class JobQueue:
                 execution.outcome = (FAILED, None, detail, 500)
             else:  # the request failed before any work started (e.g. its image expired)
                 execution.outcome = (FAILED, None, _error_body(body, status), status)
-        return execution
 
-    async def _hand_back(self, job: Job) -> None:
+    async def _hand_back(self, job: Job, execution: Execution) -> None:
         """Back to the queue without counting a start (saq counts one per dequeue)."""
         job.attempts -= 1
-        with contextlib.suppress(*OUTAGE):
-            await asyncio.to_thread(self.store.hand_back, job.key, self.name)
+        if execution.shard is None:
+            with contextlib.suppress(*OUTAGE):
+                await asyncio.to_thread(self.store.hand_back, execution.job_id, self.name)
 
     async def _heartbeat(self, job: Job) -> None:
         while True:
@@ -234,7 +226,7 @@ class JobQueue:
         self.store.finish(
             job_id,
             status,
-            worker=self.name,
+            worker=execution.finish_as,
             result=result,
             error=error,
             error_status=error_status,
@@ -256,15 +248,19 @@ class JobQueue:
         )
         error = {"detail": detail, "attempts": job.attempts}
         with contextlib.suppress(*OUTAGE):
+            job_id = job.kwargs["job_id"] if job.kwargs else job.key
             await asyncio.to_thread(
-                self.store.finish, job.key, FAILED, error=error, error_status=500
+                self.store.finish, job_id, FAILED, error=error, error_status=500
             )
 
     async def _retry(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         """Retry through a Redis outage: an outcome is never dropped while this process lives."""
+        return await self._retry_async(asyncio.to_thread, call, *args, **kwargs)
+
+    async def _retry_async(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         while True:
             try:
-                return await asyncio.to_thread(call, *args, **kwargs)
+                return await call(*args, **kwargs)
             except OUTAGE:
                 await asyncio.sleep(self.retry_s)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from model_registry.errors import NotFinished, NotFound, TooManyJobs
 from service.engine.progress import Cancelled, Progress
+from service.jobs.shard_records import ShardsView
 from service.workers.tenancy import OPEN, Tenant
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -62,6 +63,7 @@ class JobRecord:
     worker: str | None = None
     attempts: int = 0
     owner: str = ""  # the tenant that submitted it
+    sharded: bool = False  # split into slices that replicas run (`shard_records`)
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,10 @@ class JobView:
     cancel_requested: bool
     worker: str | None = None
     attempts: int = 0
+    shards: ShardsView | None = None
 
 
-def view_of(job: JobRecord, now: float) -> JobView:
+def view_of(job: JobRecord, now: float, shards: ShardsView | None = None) -> JobView:
     """The job as it stands at `now`."""
     end = job.finished if job.finished is not None else now
     elapsed = end - job.started if job.started is not None else 0.0
@@ -119,6 +122,7 @@ def view_of(job: JobRecord, now: float) -> JobView:
         cancel_requested=job.cancel.is_set(),
         worker=job.worker,
         attempts=job.attempts,
+        shards=shards,
     )
 
 

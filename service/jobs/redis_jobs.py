@@ -34,6 +34,7 @@ from service.jobs.job_records import (
     Replay,
     view_of,
 )
+from service.jobs.shard_records import ShardRecords
 from service.workers.redis_link import OUTAGE, PREFIX, outage_is_503, unavailable
 from service.workers.tenancy import OPEN, Tenant
 
@@ -72,6 +73,7 @@ def record_of(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
         worker=_text(fields.get(b"worker")) or None,
         attempts=int(fields.get(b"attempts", b"0")),
         owner=_text(fields.get(b"owner")) or "",
+        sharded=bool(fields.get(b"shards")),
     )
     if fields.get(b"media_type"):
         job.result = Encoded(b"", fields[b"media_type"].decode())
@@ -106,6 +108,9 @@ class RedisJobStore(Jobs):
         self._clock = clock
         # None: records only, nothing runs them (the replica's queue sets it when it starts).
         self.enqueue = enqueue
+        # A sharded job's slices: kept while it runs, up to a time limit per slice start.
+        keep_s = ttl_s + timeout_s * (attempts + 1)
+        self.shards = ShardRecords(client, prefix=RECORD, keep_s=keep_s)
         self._scripts: dict[str, Any] = {
             name: client.register_script(getattr(lua, name))
             for name in ("SUBMIT", "CLAIM", "PROGRESS", "FINISH", "DELETE", "HAND_BACK")
@@ -164,7 +169,14 @@ class RedisJobStore(Jobs):
         return job
 
     def get(self, job_id: str, tenant: Tenant = OPEN) -> JobView:
-        return view_of(self._record(job_id, tenant), self._clock())
+        return self._view(self._record(job_id, tenant))
+
+    def _view(self, job: JobRecord) -> JobView:
+        shards = None
+        if job.sharded:
+            with self._503():
+                shards = self.shards.view(job.id)
+        return view_of(job, self._clock(), shards)
 
     def result(self, job_id: str, tenant: Tenant = OPEN) -> tuple[JobView, Encoded]:
         """The finished job's result; 409 while it runs or when it did not succeed."""
@@ -175,7 +187,7 @@ class RedisJobStore(Jobs):
                 body = self.redis.get(RECORD + job_id + ":result")
         if body is None or job.result is None:
             raise self.not_finished(job)
-        return view_of(job, self._clock()), Encoded(body, job.result.media_type)
+        return self._view(job), Encoded(body, job.result.media_type)
 
     def delete(self, job_id: str, tenant: Tenant = OPEN) -> JobView:
         """Cancel an unfinished job (it stops at its next step), or forget a finished one."""
@@ -237,6 +249,8 @@ class RedisJobStore(Jobs):
             result.body if result is not None else b"",
         ]
         done = self._scripts["FINISH"](keys=[key, key + ":request", key + ":result"], args=args)
+        if done:
+            self.shards.forget(job_id, self._ttl)
         return bool(done)
 
     def cancel_now(self, job_id: str) -> bool:

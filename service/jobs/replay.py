@@ -5,31 +5,21 @@ closure means every job kind, present and future, runs on any replica through th
 route code, with the same validation and the same errors. `ReplayCapture` keeps a copy of
 each body as it streams in (only when Redis is on); `call_app` sends a stored request
 through this replica's app, with an `Execution` in the ASGI scope that tells
-`routes.common.answer_or_job` to run the work here, on the device thread, as that job.
+`routes.common.answer_or_job` (or `answer_dataset_job`) to run the work here, on the device
+thread, as that job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model_registry.errors import ClientError
-from model_registry.registry import LoadedModel
-from service.engine.progress import Cancelled, Progress
-from service.jobs.job_records import CANCELLED, FAILED, SUCCEEDED, Encoded, Replay, TimedOut
-from service.jobs.on_device import Job, on_device
-from service.jobs.redis_jobs import LeaseLost, RedisJobStore
-from service.workers.pool import InferencePool
-from service.workers.redis_link import OUTAGE
+from service.jobs.execution import Execution
+from service.jobs.job_records import Replay
 from service.workers.tenancy import OPEN, SCOPE_KEY
-
-log = logging.getLogger("layerscope")
 
 BODY = "layerscope.body"
 EXECUTION = "layerscope.job"
@@ -70,69 +60,6 @@ def replay_of(scope: MutableMapping[str, Any]) -> Replay | None:
     body = b"".join(chunks or ())
     query, tenant = scope.get("query_string", b""), scope.get(SCOPE_KEY, OPEN)
     return Replay(scope["method"], scope["path"], query, headers, body, tenant)
-
-
-class HandBack(Cancelled):
-    """This replica is shutting down: the job goes back to the queue for another one."""
-
-
-class Execution:
-    """One claimed job run on this replica; `outcome` is what the queue records."""
-
-    def __init__(self, store: RedisJobStore, job_id: str, worker: str, stopping: Any) -> None:
-        self.store, self.job_id, self.worker = store, job_id, worker
-        self._stopping = stopping
-        self.outcome: tuple[str, Encoded | None, dict | None, int | None] | None = None
-        self.lost = False
-        self.handed_back = False
-
-    def _progress(self, deadline: float) -> Progress:
-        timeout = self.store.timeout_s
-
-        def progress(step: int, total: int) -> None:
-            try:
-                state = self.store.progress(self.job_id, self.worker, step, total)
-            except OUTAGE:
-                state = "ok"  # keep computing; the outcome is written once Redis is back
-            if state == "lost":
-                raise LeaseLost(f"job {self.job_id} is now run by another replica")
-            if state == "cancel":
-                raise Cancelled(f"job {self.job_id} was cancelled")
-            if self._stopping.is_set():
-                raise HandBack(f"job {self.job_id} goes back to the queue")
-            if time.time() > deadline:
-                raise TimedOut(f"job {self.job_id} ran past its limit of {timeout:g} s")
-
-        return progress
-
-    async def run(self, pool: InferencePool, model: LoadedModel, work: Job, total: int) -> Response:
-        """Run `work` as this job on `model`'s device thread (called by `answer_or_job`)."""
-        timeout = self.store.timeout_s
-        progress = self._progress(time.time() + timeout)
-        job, start = on_device(pool, model, work, timeout_s=timeout)
-
-        def call() -> Encoded:
-            progress(0, total)
-            return job(progress)
-
-        try:
-            result = await asyncio.wrap_future(start(call))
-        except HandBack:
-            self.handed_back = True
-        except LeaseLost:
-            self.lost = True
-        except TimedOut as exc:
-            self.outcome = (FAILED, None, {"detail": str(exc), "timeout_s": timeout}, 504)
-        except Cancelled:
-            self.outcome = (CANCELLED, None, None, None)
-        except ClientError as exc:
-            self.outcome = (FAILED, None, exc.body(), exc.status)
-        except Exception as exc:
-            log.error("job %s failed", self.job_id, exc_info=exc)
-            self.outcome = (FAILED, None, {"detail": "Internal server error"}, 500)
-        else:
-            self.outcome = (SUCCEEDED, result, None, None)
-        return Response(status_code=204)
 
 
 async def call_app(app: ASGIApp, replay: Replay, execution: Execution) -> tuple[int, bytes]:

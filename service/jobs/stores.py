@@ -45,6 +45,7 @@ def build_queue(settings: Settings, app: ASGIApp, jobs: Jobs) -> JobQueue | None
         heartbeat_s=settings.redis_heartbeat_s,
         slots=settings.redis_jobs_per_replica,
         drain_s=settings.drain_timeout_s,
+        shard_images=settings.shard_images,
     )
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.errors import ErrorBody
-from api_schemas.jobs import JobBody, JobProgress, JobStatus
+from api_schemas.jobs import JobBody, JobProgress, JobShards, JobStatus, ShardRun
 from model_registry.errors import (
     ClientError,
     DeadlineExceeded,
@@ -155,6 +155,20 @@ def job_body(view: JobView, result: Encoded | None = None) -> JobBody:
         error_status=view.error_status,
         replica=view.worker,
         attempts=view.attempts,
+        shards=_shards(view),
+    )
+
+
+def _shards(view: JobView) -> JobShards | None:
+    shards = view.shards
+    if shards is None:
+        return None
+    return JobShards(
+        total=shards.total,
+        done=shards.done,
+        running=[ShardRun(shard=i, replica=r) for i, r in shards.running],
+        by_replica=shards.by_replica,
+        rerun=list(shards.rerun),
     )
 
 

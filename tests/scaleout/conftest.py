@@ -24,17 +24,20 @@ SETTINGS = {
 
 
 class Cluster:
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, *, env: dict[str, str] | None = None, persistent: bool = False
+    ) -> None:
         need(NGINX)
         self.models = folder / "models.toml"
         self.models.write_text(digits_entry())
-        self.redis = RedisServer()
+        self.env = env or {}
+        self.redis = RedisServer(persistent=persistent)
         self.replicas: list[LiveServer] = []
         self.nginx: Nginx | None = None
 
     def start(self) -> Cluster:
         self.redis.start()
-        env = {**SETTINGS, "LAYERSCOPE_MODELS": str(self.models)}
+        env = {**SETTINGS, **self.env, "LAYERSCOPE_MODELS": str(self.models)}
         env["LAYERSCOPE_REDIS_URL"] = self.redis.url
         self.replicas = [LiveServer(env), LiveServer(env)]
         for replica in self.replicas:
