@@ -36,6 +36,9 @@ class JobShards(BaseModel):
     rerun: list[int] = Field(
         description="slices started more than once (their replica was lost or stopped)"
     )
+    merge_s: float | None = Field(
+        default=None, description="seconds the merge of the slices' partials took, once done"
+    )
 
 
 class JobBody(BaseModel):

@@ -182,8 +182,10 @@ class Execution:
             def merge(_progress: Progress) -> Encoded:
                 return work.merge([unpack(b) for b in blobs], prelude)
 
+            started = time.perf_counter()
             done, result = await self._on_device(pool, model, merge)
             if done:
+                await self._retry(shards.merged, self.job_id, time.perf_counter() - started)
                 self.outcome = (SUCCEEDED, result, None, None)
 
     async def _retry(self, call: Any, *args: Any) -> Any:

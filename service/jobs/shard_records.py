@@ -107,6 +107,7 @@ class ShardsView:
         running: (slice, replica) of the slices being computed now.
         by_replica: replica -> slices it finished.
         rerun: slices started more than once (their replica was lost or stopped).
+        merge_s: seconds the merge of the partials took, once done.
     """
 
     total: int
@@ -114,6 +115,7 @@ class ShardsView:
     running: tuple[tuple[int, str], ...]
     by_replica: dict[str, int] = field(default_factory=dict)
     rerun: tuple[int, ...] = ()
+    merge_s: float | None = None
 
 
 def view_of_shards(fields: dict[bytes, bytes]) -> ShardsView | None:
@@ -130,7 +132,8 @@ def view_of_shards(fields: dict[bytes, bytes]) -> ShardsView | None:
             running.append((i, replica))
         if int(fields.get(b"a:%d" % i, b"0")) > 1:
             rerun.append(i)
-    return ShardsView(total, done, tuple(running), by_replica, tuple(rerun))
+    merge_s = float(fields[b"merge_s"]) if b"merge_s" in fields else None
+    return ShardsView(total, done, tuple(running), by_replica, tuple(rerun), merge_s)
 
 
 class ShardRecords:
@@ -185,6 +188,9 @@ class ShardRecords:
         """Every slice's packed partial, in slice order."""
         stored = self.redis.hgetall(self._keys(job_id, "partials")[0])
         return [stored[str(i).encode()] for i in range(count)]
+
+    def merged(self, job_id: str, seconds: float) -> None:
+        self.redis.hset(self._keys(job_id, "shards")[0], "merge_s", repr(seconds))
 
     def view(self, job_id: str) -> ShardsView | None:
         return view_of_shards(self.redis.hgetall(self._keys(job_id, "shards")[0]))

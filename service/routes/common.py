@@ -169,6 +169,7 @@ def _shards(view: JobView) -> JobShards | None:
         running=[ShardRun(shard=i, replica=r) for i, r in shards.running],
         by_replica=shards.by_replica,
         rerun=list(shards.rerun),
+        merge_s=shards.merge_s,
     )
 
 

@@ -85,6 +85,7 @@ def test_a_job_in_slices_through_redis_answers_as_one_pass(
     assert shards is not None and shards["total"] == -(-pictures // SHARD_IMAGES) > 1
     assert shards["done"] == shards["total"] and shards["running"] == []
     assert sum(shards["by_replica"].values()) == shards["total"]
+    assert 0 < shards["merge_s"] < body["elapsed_s"]
     assert body["progress"]["step"] == pictures
     whole_body, whole = run_job(one_process, JOBS[kind])
     assert whole_body["shards"] is None
