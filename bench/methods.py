@@ -1,6 +1,6 @@
 """layerscope's perturbation and new CAM methods over HTTP against their libraries in-process.
 
-    python bench/methods.py [--quick] [--rounds 2] [--threads N]
+    python bench/methods.py [--quick] [--rounds 2] [--threads N] [--methods lrp,fullgrad]
 
 As `bench/attribution.py`: a real server (`layerscope serve`) on 127.0.0.1 serves
 torchvision's resnet18 with seeded random weights (the registry's seed, pretrained=False)
@@ -54,6 +54,7 @@ from service.engine.images import preprocess  # noqa: E402
 
 SIZE = 224
 MODEL = "resnet18"
+METHODS = ("occlusion", "kernelshap", "fullgrad", "lrp")
 
 
 def start_server(threads: int, folder: Path) -> tuple[subprocess.Popen, str]:
@@ -133,7 +134,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per pair")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batch", type=int, default=16, help="perturbations per pass, both")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {','.join(METHODS)} (default: all four)",
+    )
     args = parser.parse_args()
+    chosen = set(args.methods.split(","))
+    if not chosen or not chosen <= set(METHODS):
+        parser.error(f"--methods: choose among {','.join(METHODS)}, not {args.methods!r}")
     window, stride = (32, 16) if args.quick else (16, 8)
     samples, blocks = (64, 4) if args.quick else (200, 4)
 
@@ -206,19 +215,29 @@ def main() -> None:
             occ = (
                 f"method=occlusion&window={window}&stride={stride}&baseline=zero&batch={args.batch}"
             )
-            pair("occlusion", http("attributions", occ), captum_occlusion, "captum Occlusion", 0.5)
+            if "occlusion" in chosen:
+                pair(
+                    "occlusion",
+                    http("attributions", occ),
+                    captum_occlusion,
+                    "captum Occlusion",
+                    0.5,
+                )
             shap = (
                 f"method=kernelshap&mask=grid:{blocks}&samples={samples}&baseline=zero"
                 f"&batch={args.batch}&seed=0"
             )
-            pair(
-                "kernelshap",
-                http("attributions", shap),
-                captum_kernelshap,
-                "captum KernelShap",
-                0.5,
-            )
-            if "fullgrad" in served:
+            if "kernelshap" in chosen:
+                pair(
+                    "kernelshap",
+                    http("attributions", shap),
+                    captum_kernelshap,
+                    "captum KernelShap",
+                    0.5,
+                )
+            if "fullgrad" not in chosen:
+                pass
+            elif "fullgrad" in served:
                 from pytorch_grad_cam import FullGrad
 
                 full_grad = FullGrad(model=model, target_layers=[])
@@ -236,7 +255,9 @@ def main() -> None:
                 full_grad.activations_and_grads.release()
             else:
                 notes.append("fullgrad: not served yet")
-            if "lrp" not in served:
+            if "lrp" not in chosen:
+                pass
+            elif "lrp" not in served:
                 notes.append("lrp: not served yet")
             else:
                 pair(
