@@ -3,13 +3,14 @@
 zennit's canonizers merge BatchNorm into the layer before it and give torchvision's ResNet
 blocks a `Sum` module for their skip connection (so the sum gets its own rule, which is
 where Captum's LRP goes wrong: captum issues 546, 712, 1035); its composites then register
-a rule hook on every layer. Both change modules, so they run on a per-request deep copy and
-the shared model is never touched. https://github.com/chr5tphr/zennit
+a rule hook on every layer. Both change modules, so they run on a deep copy and the shared
+model is never touched: the canonized copy is made once per model and device and reused
+(`canonized.py`), the rule hooks are registered on it per request and removed in `finally`.
+https://github.com/chr5tphr/zennit
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -18,6 +19,8 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat
 from zennit.core import Composite
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+from service.engine.attribution.canonized import CanonizedCopies
 
 # The request's rule -> zennit's composite of that name.
 RULES = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus")
@@ -30,6 +33,8 @@ _RULED = (
     nn.modules.batchnorm._BatchNorm,
 )
 
+COPIES = CanonizedCopies()  # the canonized copies of the shared models, reused by requests
+
 
 def canonizers(module: nn.Module) -> list[object]:
     """zennit's ResNetCanonizer for torchvision ResNets, else its VGGCanonizer (BatchNorm
@@ -39,10 +44,18 @@ def canonizers(module: nn.Module) -> list[object]:
     return [VGGCanonizer()]
 
 
+def canonize(module: nn.Module) -> None:
+    """Apply `canonizers(module)` to `module` for good (on a copy made for them)."""
+    for canonizer in canonizers(module):
+        canonizer.apply(module)
+
+
 def composite(
     rule: str, canonized: Sequence[object], low: torch.Tensor, high: torch.Tensor
 ) -> Composite:
-    """zennit's composite for `rule`; `low`/`high` bound the model input (epsilon-gamma-box)."""
+    """zennit's composite for `rule`; `low`/`high` bound the model input (epsilon-gamma-box).
+    `canonized`: canonizers the composite applies on registering (none on a copy that
+    `canonize` already canonized)."""
     rules: dict[str, Callable[[], Composite]] = {
         "epsilon-plus-flat": lambda: EpsilonPlusFlat(canonizers=list(canonized)),
         "epsilon-gamma-box": lambda: EpsilonGammaBox(
@@ -89,18 +102,18 @@ def lrp(
     """The relevance of every input pixel for `score(output)` (one value per row of `inputs`).
 
     As zennit's `Gradient` attributor: the gradient of the scores with the composite's hooks
-    registered, which is the relevance the rules propagate. Runs on a deep copy of `module`
-    whose hooks and canonizers are removed in `finally`.
+    registered, which is the relevance the rules propagate. Runs on the canonized copy of
+    `module` (`COPIES`), whose rule hooks are removed in `finally`.
     """
-    local = copy.deepcopy(module)
     low, high = (bound.to(inputs.device) for bound in bounds)
-    chosen = composite(rule, canonizers(local), low, high)
-    chosen.register(local)
-    try:
-        with torch.enable_grad():
-            x = inputs.detach().requires_grad_(True)
-            scores = score(local(x))
-            (relevance,) = torch.autograd.grad(scores.sum(), x)
-    finally:
-        chosen.remove()
+    with COPIES.lend(module, inputs.device, canonize) as local:
+        chosen = composite(rule, (), low, high)
+        chosen.register(local)
+        try:
+            with torch.enable_grad():
+                x = inputs.detach().requires_grad_(True)
+                scores = score(local(x))
+                (relevance,) = torch.autograd.grad(scores.sum(), x)
+        finally:
+            chosen.remove()
     return relevance.detach()
