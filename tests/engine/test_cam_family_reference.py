@@ -32,8 +32,10 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.explain import compute_cam
+from service.engine.attribution.methods.fullgrad import _scaled, _scaled_sum
 from service.engine.attribution.plan import plan_cam
 from service.samples import digit_samples
+from tests.numerics import assert_float32_close
 from tests.tiny_models import loaded, model_batch, pearson, second_class, seeded
 
 
@@ -443,3 +445,12 @@ def test_fullgrad_refuses_a_layer_and_a_model_without_biases(digits: LoadedModel
     with pytest.raises(InvalidInput) as caught:
         plan_cam(unbiased, method="fullgrad", layers=[])
     assert caught.value.field == "method" and "has none" in str(caught.value)
+
+
+def test_fullgrad_sums_its_bias_maps_before_resizing_as_after() -> None:
+    """Summing a layer's scaled channel maps at their own resolution, then resizing once,
+    equals pytorch-grad-cam's resizing of every channel before the sum (resizing is linear)."""
+    maps = torch.randn(2, 3, 64, 7, 7, generator=torch.Generator().manual_seed(4))
+    summed = _scaled_sum(maps, (224, 224))
+    assert summed.shape == (2, 3, 1, 224, 224)
+    assert_float32_close(summed, _scaled(maps, (224, 224)).sum(dim=2, keepdim=True))

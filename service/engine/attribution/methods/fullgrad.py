@@ -35,12 +35,29 @@ def bias_layers(module: nn.Module) -> dict[str, torch.Tensor]:
     return biases
 
 
+def _unit(maps: torch.Tensor) -> torch.Tensor:
+    """Each map [..., h, w] min-max scaled to [0, 1]."""
+    low = maps.amin(dim=(-2, -1), keepdim=True)
+    shifted = maps - low
+    return shifted / (shifted.amax(dim=(-2, -1), keepdim=True) + 1e-7)
+
+
 def _scaled(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Each map [..., h, w] min-max scaled, then bilinearly resized (pytorch-grad-cam's
     `scale_accross_batch_and_channels`)."""
-    low = maps.amin(dim=(-2, -1), keepdim=True)
-    shifted = maps - low
-    unit = shifted / (shifted.amax(dim=(-2, -1), keepdim=True) + 1e-7)
+    return _resized(_unit(maps), size)
+
+
+def _scaled_sum(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`_scaled(maps, size).sum(dim=2, keepdim=True)` for maps [B, T, C, h, w]: resizing is
+    linear, so the channels are summed at their own resolution and resized once, which is
+    what pytorch-grad-cam computes with a C-th of the resizing (512 channels a layer at the
+    end of a ResNet)."""
+    return _resized(_unit(maps).sum(dim=2, keepdim=True), size)
+
+
+def _resized(unit: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Maps [..., h, w] bilinearly resized to `size` (align_corners=False, as cv2.resize)."""
     if unit.shape[-2:] == size:
         return unit
     flat = unit.flatten(0, -3)[:, None]
@@ -94,7 +111,7 @@ class FullGrad(CamMethod):
         parts = [_scaled((grads[0] * images.detach()[:, None]).abs().float(), size)]
         for name, grad in zip(names, grads[1:], strict=True):
             terms = (grad.float() * biases[name][:, None, None]).abs()
-            parts.append(_scaled(terms, size).sum(dim=2, keepdim=True))
+            parts.append(_scaled_sum(terms, size))
         stacked = torch.cat(parts, dim=2)
         if not inputs.eigen_smooth:
             return stacked.sum(dim=2)
