@@ -24,8 +24,10 @@ from service.engine.attribution.input_attributions import (
     compute_input_attributions,
     plan_input_attributions,
 )
+from service.engine.attribution.perturbation.coalitions import Coalitions
 from service.engine.attribution.perturbation.features import grid_mask
 from service.engine.attribution.perturbation.references import reference
+from service.engine.attribution.target_objects import ClassTarget
 from service.samples import digit_samples
 from tests.numerics import assert_float32_close
 from tests.tiny_models import loaded, model_batch, pearson, seeded
@@ -323,3 +325,39 @@ def test_noise_tunnel_smoothgrad_around_vanilla_is_the_smoothgrad_method(
     tunnel = _ours(digits, digit_batch, "vanilla", "1,5", noise="smoothgrad", samples=6, seed=3)
     smooth = _ours(digits, digit_batch, "smoothgrad", "1,5", samples=6, noise=0.15, seed=3)
     assert_float32_close(tunnel.values, smooth.values)
+
+
+def test_coalitions_run_each_distinct_row_once_and_read_the_full_image_score(
+    digits: LoadedModel, digit_batch: torch.Tensor
+) -> None:
+    """Repeated coalitions share one pass row; the all-kept row reads `full`; the scores
+    equal those of every row run on its own."""
+    x = digit_batch[:1]
+    position = grid_mask(*digits.spec.input_size, 2).to(torch.int64)
+    target = ClassTarget(torch.tensor([[3, 5]]))
+    with torch.inference_mode():
+        full = target.scores(digits.module(x), torch.tensor([0]))[0].double()
+    keep = torch.tensor([[1, 0, 0, 1], [1, 1, 1, 1], [1, 0, 0, 1], [0, 0, 0, 0], [1, 0, 0, 1]])
+    rows: list[int] = []
+    handle = digits.module.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
+    try:
+        game = Coalitions(digits.module, x, torch.zeros_like(x), position, 4, target, 0, 16)
+        shared = game.scores(keep)
+        assert rows == [3] and game.done == 5  # three distinct rows of five
+        game.full = full
+        with_full = game.scores(keep)
+        assert rows == [3, 2]  # the all-kept row read from `full`
+        one_by_one = torch.cat(
+            [
+                Coalitions(digits.module, x, torch.zeros_like(x), position, 4, target, 0, 1).scores(
+                    row[None]
+                )
+                for row in keep
+            ]
+        )
+    finally:
+        handle.remove()
+    assert shared.shape == (5, 2) and shared.dtype == torch.float64
+    assert_float32_close(shared, one_by_one)
+    assert_float32_close(with_full, one_by_one)
+    assert torch.equal(shared[0], shared[2]) and torch.equal(shared[0], shared[4])

@@ -68,6 +68,8 @@ class SamplingMethod(InputMethod):
         masks = [feature_positions(image) for image in features]
         counts = [self.rows(len(ids), options.samples) for ids, _ in masks]
         values = torch.zeros(batch.shape[0], target.count, *batch.shape[1:], device=batch.device)
+        with torch.inference_mode():  # output row i is image i's: its scores are known
+            full = target.scores(output, torch.arange(batch.shape[0], device=batch.device))
         for image, (ids, position) in enumerate(masks):
             game = Coalitions(
                 module=module,
@@ -80,6 +82,7 @@ class SamplingMethod(InputMethod):
                 per_pass=options.batch,
                 done=sum(counts[:image]),
                 total=sum(counts),
+                full=full[image],
             )
             per_feature = type(self).estimator(game, options.samples, generator)
             values[image] = spread(per_feature.to(values), position, batch.shape[1])

@@ -49,17 +49,19 @@ def kernel_shap(game: Coalitions, samples: int, generator: torch.Generator) -> t
     model is fit by least squares under the constraint that it sums to f(x) - f(baseline)
     (the `shap` library's way), so the answer is complete by construction."""
     k = game.features
-    ends = game.scores(torch.stack([torch.zeros(k), torch.ones(k)]))
-    total = ends[1] - ends[0]  # [T]
+    ends = torch.stack([torch.zeros(k), torch.ones(k)]).double()
     if k == 1:
-        return total[None]
+        scored = game.scores(ends)
+        return (scored[1] - scored[0])[None]
     sizes = torch.arange(1, k, dtype=torch.float64)
     weights = (k - 1) / (sizes * (k - sizes))
     drawn = torch.multinomial(weights, samples, replacement=True, generator=generator) + 1
     keep = torch.zeros(samples, k, dtype=torch.float64)
     for row, size in enumerate(drawn.tolist()):
         keep[row, torch.randperm(k, generator=generator)[:size]] = 1.0
-    y = game.scores(keep) - ends[0]  # [S, T]
+    scored = game.scores(torch.cat([ends, keep]))  # the ends share the samples' passes
+    total = scored[1] - scored[0]  # [T]
+    y = scored[2:] - scored[0]  # [S, T]
     last = keep[:, -1:]
     design = keep[:, :-1] - last
     rhs = y - last * total
