@@ -26,7 +26,8 @@ class LrpOptions:
 @register_input
 class Lrp(InputMethod):
     """zennit's composites on the model canonized as zennit does (BatchNorm merged; ResNet
-    blocks' skip sums given their own rule), run on a copy of the model per request."""
+    blocks' skip sums given their own rule), run on a canonized copy of the model kept per model
+    and device (`canonized.py`)."""
 
     name = "lrp"
     summary = "layer-wise relevance propagation, zennit's composites on the canonized model (rule)"
