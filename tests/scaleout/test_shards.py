@@ -23,26 +23,31 @@ ANALYSIS = "/v1/models/digits/datasets/digits/analysis?method=pca&seed=3"
 SLICES = -(-1797 // SHARD_IMAGES)
 
 
-@pytest.fixture
-def shard_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(tmp_path, env={"LAYERSCOPE_SHARD_IMAGES": str(SHARD_IMAGES)}, persistent=True)
+def _cluster(folder: Path) -> Iterator[Cluster]:
+    running = Cluster(folder, env={"LAYERSCOPE_SHARD_IMAGES": str(SHARD_IMAGES)}, persistent=True)
     try:
         yield running.start()
     finally:
         running.stop()
 
 
-def _submit(url: str) -> str:
-    answer = httpx.post(url + ANALYSIS, timeout=60)
-    assert answer.status_code == 202, answer.text
-    return answer.json()["id"]
+@pytest.fixture(scope="module")
+def shard_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Shared by the tests that leave every part running."""
+    yield from _cluster(tmp_path_factory.mktemp("shards"))
 
 
-def _one_process(cluster: Cluster) -> dict:
+@pytest.fixture
+def own_shard_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """For a test that kills a replica or stops Redis."""
+    yield from _cluster(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def one_process(shard_cluster: Cluster) -> dict:
     """The same analysis by a process without Redis: one pass, no slices."""
-    alone = LiveServer(
-        {"LAYERSCOPE_MODELS": str(cluster.models), "LAYERSCOPE_LOG_LEVEL": "warning"}
-    )
+    env = {"LAYERSCOPE_MODELS": str(shard_cluster.models), "LAYERSCOPE_LOG_LEVEL": "warning"}
+    alone = LiveServer(env)
     try:
         alone.wait_ready()
         job_id = httpx.post(alone.url + ANALYSIS, timeout=60).json()["id"]
@@ -51,6 +56,12 @@ def _one_process(cluster: Cluster) -> dict:
         return body["result"]
     finally:
         alone.stop()
+
+
+def _submit(url: str) -> str:
+    answer = httpx.post(url + ANALYSIS, timeout=60)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["id"]
 
 
 def _assert_same_analysis(sharded: dict, whole: dict) -> None:
@@ -87,7 +98,7 @@ def _running_slice(cluster: Cluster, job_id: str) -> tuple[int, LiveServer]:
 
 
 def test_sharded_analysis_equals_one_process_and_both_replicas_ran_slices(
-    shard_cluster: Cluster,
+    shard_cluster: Cluster, one_process: dict
 ) -> None:
     cluster = shard_cluster
     job_id = _submit(cluster.url)
@@ -99,11 +110,13 @@ def test_sharded_analysis_equals_one_process_and_both_replicas_ran_slices(
     ran = {cluster.replica(name): count for name, count in shards["by_replica"].items()}
     assert len(ran) == 2 and sum(ran.values()) == SLICES, shards["by_replica"]
     assert body["progress"]["step"] == body["progress"]["total"] == 1797
-    _assert_same_analysis(body["result"], _one_process(cluster))
+    _assert_same_analysis(body["result"], one_process)
 
 
-def test_a_replica_killed_mid_slice_costs_only_that_slice(shard_cluster: Cluster) -> None:
-    cluster = shard_cluster
+def test_a_replica_killed_mid_slice_costs_only_that_slice(
+    own_shard_cluster: Cluster, one_process: dict
+) -> None:
+    cluster = own_shard_cluster
     job_id = _submit(cluster.url)
     lost, victim = _running_slice(cluster, job_id)
     killed_at = time.time()
@@ -117,7 +130,7 @@ def test_a_replica_killed_mid_slice_costs_only_that_slice(shard_cluster: Cluster
     assert body["status"] == "succeeded", body
     assert body["shards"]["rerun"] == [lost]  # every other slice ran once
     assert body["shards"]["done"] == SLICES
-    _assert_same_analysis(body["result"], _one_process(cluster))
+    _assert_same_analysis(body["result"], one_process)
 
 
 def test_cancel_at_the_other_replica_stops_every_slice(shard_cluster: Cluster) -> None:
@@ -141,8 +154,8 @@ def test_cancel_at_the_other_replica_stops_every_slice(shard_cluster: Cluster) -
     assert httpx.get(f"{runner.url}/v1/jobs/{job_id}/result").status_code == 409
 
 
-def test_redis_stopped_and_started_mid_job(shard_cluster: Cluster) -> None:
-    cluster = shard_cluster
+def test_redis_stopped_and_started_mid_job(own_shard_cluster: Cluster, one_process: dict) -> None:
+    cluster = own_shard_cluster
     job_id = _submit(cluster.url)
     wait_for(
         lambda: (b := job(cluster.url, job_id))["shards"] and b["shards"]["done"] >= 2,
@@ -156,4 +169,4 @@ def test_redis_stopped_and_started_mid_job(shard_cluster: Cluster) -> None:
     body = finished(cluster.url, job_id)
     assert body["status"] == "succeeded", body
     assert body["shards"]["done"] == SLICES
-    _assert_same_analysis(body["result"], _one_process(cluster))
+    _assert_same_analysis(body["result"], one_process)
