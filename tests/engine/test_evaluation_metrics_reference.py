@@ -22,7 +22,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from model_registry.registry import LoadedModel
 from service.engine.attribution.sanity import parametrized_layers
 from service.engine.evaluation.cascade import randomized_copies
-from service.engine.evaluation.metrics import get_metric, resolve_parameters
+from service.engine.evaluation.metrics import get_metric, resolve_parameters, sensitivity
 from service.engine.evaluation.metrics.infidelity import infidelity_noise
 from service.engine.evaluation.metrics.prepare import scale_cam
 from tests.engine.evaluation_support import digits_inputs, eval_batch, gradcam
@@ -71,19 +71,21 @@ def test_map_metrics_equal_quantus(name: str, case) -> None:
     np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
 
 
-def test_faithfulness_correlation_equals_quantus(case) -> None:
+def test_faithfulness_correlation_equals_quantus_with_each_images_seed(case) -> None:
     model, batch = case
-    np.random.seed(batch.seed)  # Quantus draws its subsets from numpy's global generator
-    theirs = quantus.FaithfulnessCorrelation(
-        nr_runs=20, subset_size=100, return_aggregate=False, disable_warnings=True
-    )(
-        model=model.module,
-        x_batch=batch.inputs.numpy(),
-        y_batch=batch.targets.numpy(),
-        a_batch=batch.maps.copy(),
-        channel_first=True,
-        device="cpu",
-    )
+    theirs = []
+    for index, seed in enumerate(batch.image_seeds()):
+        np.random.seed(seed)  # Quantus draws its subsets from numpy's global generator
+        theirs += quantus.FaithfulnessCorrelation(
+            nr_runs=20, subset_size=100, return_aggregate=False, disable_warnings=True
+        )(
+            model=model.module,
+            x_batch=batch.inputs[index : index + 1].numpy(),
+            y_batch=batch.targets[index : index + 1].numpy(),
+            a_batch=batch.maps[index : index + 1].copy(),
+            channel_first=True,
+            device="cpu",
+        )
     got = ours("faithfulness-correlation", batch, correlation_runs=20, correlation_subset=100)
     np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=0, atol=1e-5)
     one_run_a_pass = dataclasses.replace(batch, rows=COUNT)  # subsets drawn pass by pass
@@ -91,6 +93,11 @@ def test_faithfulness_correlation_equals_quantus(case) -> None:
         "faithfulness-correlation", one_run_a_pass, correlation_runs=20, correlation_subset=100
     )
     np.testing.assert_allclose(again, got, rtol=0, atol=1e-6)
+    alone = dataclasses.replace(
+        batch, inputs=batch.inputs[2:3], targets=batch.targets[2:3], maps=batch.maps[2:3], keys=(2,)
+    )  # an image's value does not depend on its batch-mates
+    single = ours("faithfulness-correlation", alone, correlation_runs=20, correlation_subset=100)
+    np.testing.assert_allclose(single, got[2:3], rtol=0, atol=1e-6)
 
 
 ROAD = {
@@ -131,9 +138,11 @@ def test_confidence_changes_equal_grad_cam(name: str, reference, case) -> None:
 
 def test_infidelity_equals_captum_with_the_same_noise(case) -> None:
     model, batch = case
-    generator = torch.Generator().manual_seed(batch.seed)
     noise = torch.cat(
-        [infidelity_noise(generator, batch.inputs.shape[1:], 5, 0.1) for _ in range(COUNT)]
+        [
+            infidelity_noise(torch.Generator().manual_seed(seed), batch.inputs.shape[1:], 5, 0.1)
+            for seed in batch.image_seeds()
+        ]
     )
 
     def perturb(inputs: torch.Tensor):
@@ -165,39 +174,46 @@ SENSITIVITY = {"max-sensitivity": quantus.MaxSensitivity, "avg-sensitivity": qua
 
 
 @pytest.mark.parametrize("name", list(SENSITIVITY))
-def test_sensitivity_equals_quantus(name: str, case) -> None:
+def test_sensitivity_equals_quantus_with_each_images_seed(name: str, case, monkeypatch) -> None:
+    """Each image's noise is Quantus's for that image alone after `np.random.seed` of its
+    seed; the batch's re-explanations run in one call, or one sample at a time."""
     model, batch = case
     explain = quantus_explain(model)
-    batch = dataclasses.replace(
-        batch, explain=lambda x, t: explain(None, x.numpy(), t.numpy()), rows=12
-    )
-    np.random.seed(batch.seed)  # Quantus draws its noise from numpy's global generator
-    theirs = SENSITIVITY[name](nr_samples=4, lower_bound=0.3, disable_warnings=True)(
-        model=model.module,
-        x_batch=batch.inputs.numpy(),
-        y_batch=batch.targets.numpy(),
-        a_batch=batch.maps.copy(),
-        explain_func=explain,
-        channel_first=True,
-        device="cpu",
-    )
+    batch = dataclasses.replace(batch, explain=lambda x, t: explain(None, x.numpy(), t.numpy()))
+    theirs = []
+    for index, seed in enumerate(batch.image_seeds()):
+        np.random.seed(seed)  # Quantus draws its noise from numpy's global generator
+        theirs += SENSITIVITY[name](nr_samples=4, lower_bound=0.3, disable_warnings=True)(
+            model=model.module,
+            x_batch=batch.inputs[index : index + 1].numpy(),
+            y_batch=batch.targets[index : index + 1].numpy(),
+            a_batch=batch.maps[index : index + 1].copy(),
+            explain_func=explain,
+            channel_first=True,
+            device="cpu",
+        )
     got = ours(name, batch, samples=4, radius=0.3)
     np.testing.assert_allclose(got, np.asarray(theirs, np.float64), rtol=1e-4, atol=1e-6)
+    monkeypatch.setattr(sensitivity, "NOISY_BYTES", 1)  # one sample per call
+    again = ours(name, batch, samples=4, radius=0.3)
+    np.testing.assert_allclose(again, got, rtol=1e-5, atol=1e-7)
+    later = dataclasses.replace(batch, keys=tuple(range(1, COUNT + 1)))  # other images' seeds
+    assert not np.allclose(ours(name, later, samples=4, radius=0.3), got)
 
 
-def test_random_logit_equals_quantus_image_by_image(case) -> None:
+def test_random_logit_equals_quantus_with_each_images_seed(case) -> None:
     model, batch = case
     explain = quantus_explain(model)
-    for index in range(2):
+    for index, seed in enumerate(batch.image_seeds()[:3]):
         one = dataclasses.replace(
             batch,
             inputs=batch.inputs[index : index + 1],
             targets=batch.targets[index : index + 1],
             maps=batch.maps[index : index + 1],
             explain=lambda x, t: explain(None, x.numpy(), t.numpy()),
-            seed=42,  # Quantus RandomLogit's fixed seed
+            keys=(index,),
         )
-        theirs = quantus.RandomLogit(num_classes=10, disable_warnings=True)(
+        theirs = quantus.RandomLogit(num_classes=10, seed=seed, disable_warnings=True)(
             model=model.module,
             x_batch=one.inputs.numpy(),
             y_batch=one.targets.numpy(),

@@ -112,7 +112,7 @@ def evaluate_dataset(
             else:
                 targets = torch.tensor([classes[dataset.label(i)] for i in read])
             found = evaluate_batch(
-                model, batch, targets.to(model.device), plan, masks=masks, copies=copies
+                model, batch, targets.to(model.device), plan, masks=masks, copies=copies, keys=read
             )
             for method, metrics in found.items():
                 for metric, values in metrics.items():

@@ -81,6 +81,7 @@ def _batch(
     masks: np.ndarray | None,
     copies: RandomizedCopies,
     seed: int,
+    keys: tuple[int, ...],
 ) -> EvalBatch:
     def explain(inputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
         return _numpy(explainer.maps(model, inputs, targets))
@@ -98,6 +99,7 @@ def _batch(
         randomizable=copies.layers,
         masks=masks,
         seed=seed,
+        keys=keys,
         rows=rows_per_chunk(model, graph=False),
     )
 
@@ -128,11 +130,14 @@ def evaluate_batch(
     *,
     masks: Sequence[np.ndarray | None] | None = None,
     copies: RandomizedCopies | None = None,
+    keys: Sequence[int] | None = None,
 ) -> Values:
     """Every method's values on every metric for `batch` [B, C, H, W] (normalized) and
-    target `classes` [B]; `masks` bool [H, W] per picture (None: that picture has none)."""
+    target `classes` [B]; `masks` bool [H, W] per picture (None: that picture has none);
+    `keys` each picture's key for its random draws (`EvalBatch.keys`; None: 0..B-1)."""
     copies = copies or RandomizedCopies(model)
     count = batch.shape[0]
+    keyed = tuple(range(count)) if keys is None else tuple(int(k) for k in keys)
     given = list(masks) if masks is not None else [None] * count
     has_mask = np.asarray([m is not None for m in given], dtype=bool)
     stacked = None
@@ -147,7 +152,9 @@ def evaluate_batch(
             rows: np.ndarray, maps: np.ndarray = maps, explainer: Explainer = explainer
         ) -> EvalBatch:
             if rows.size == count:
-                return _batch(model, explainer, batch, classes, maps, stacked, copies, plan.seed)
+                return _batch(
+                    model, explainer, batch, classes, maps, stacked, copies, plan.seed, keyed
+                )
             index = torch.from_numpy(rows).to(batch.device)
             return _batch(
                 model,
@@ -158,6 +165,7 @@ def evaluate_batch(
                 None if stacked is None else stacked[rows],
                 copies,
                 plan.seed,
+                tuple(keyed[row] for row in rows),
             )
 
         found[explainer.method] = {

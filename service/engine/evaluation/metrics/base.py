@@ -65,7 +65,12 @@ class EvalBatch:
         masks: bool [B, H, W] ground truth of the object per image (localisation); an
             image without a mask gets an all-False one and scores NaN, as Quantus scores an
             empty segmentation.
-        seed: seeds every random draw of a metric (noise, perturbations, subsets).
+        seed: with `keys`, seeds every random draw of a metric (noise, perturbations,
+            subsets): image i draws from its own generator, seeded by `image_seeds()[i]`.
+        keys: each image's key: its dataset index in a dataset job, its position in the
+            request otherwise (None: 0..B-1). An image's draws depend on (seed, key) only,
+            never on its batch-mates, so a dataset evaluation run in slices gives the
+            values it gives whole.
         rows: inputs per `forward` call.
     """
 
@@ -78,11 +83,23 @@ class EvalBatch:
     randomizable: tuple[str, ...] = ()
     masks: np.ndarray | None = None
     seed: int = 0
+    keys: tuple[int, ...] | None = None
     rows: int = 64
 
     @property
     def size(self) -> int:
         return int(self.inputs.shape[0])
+
+    def image_seeds(self) -> list[int]:
+        """Each image's seed, `image_seed(seed, key)`."""
+        keys = range(self.size) if self.keys is None else self.keys
+        return [image_seed(self.seed, key) for key in keys]
+
+
+def image_seed(seed: int, key: int) -> int:
+    """The seed of one image's draws: a 32-bit mix of (seed, key) by numpy's SeedSequence,
+    usable as `numpy.random.RandomState(...)` and `torch.Generator().manual_seed(...)`."""
+    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)

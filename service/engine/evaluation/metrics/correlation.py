@@ -6,8 +6,9 @@ image's minimum (Quantus's "black" baseline) and the drop of the target's logit 
 with the sum of the map over those features (a one-channel map counts once per channel).
 The score is Pearson's r over the runs, in [-1, 1]: higher is more faithful.
 
-Randomness: a `numpy.random.RandomState(seed)` draws the subsets run by run, image by
-image, as Quantus draws them from numpy's global generator after `np.random.seed(seed)`
+Randomness: each image draws its subsets run by run from its own
+`numpy.random.RandomState(EvalBatch.image_seeds()[i])`, as Quantus draws them from numpy's
+global generator for a batch of that one image after `np.random.seed` of that seed
 (including the unused uniform fill its baseline table draws each run, so the two agree).
 """
 
@@ -38,16 +39,15 @@ PARAMETERS = {
 }
 
 
-def subsets(
-    rng: np.random.RandomState, runs: int, count: int, features: int, size: int
-) -> np.ndarray:
-    """The next `runs` runs' feature indices int64 [runs, count, size], drawn from `rng` as
-    Quantus draws them (run by run, image by image)."""
-    drawn = []
-    for _ in range(runs):
-        drawn.append(np.stack([rng.choice(features, size, replace=False) for _ in range(count)]))
-        rng.uniform(size=count)  # Quantus's baseline table draws a "uniform" fill each run
-    return np.stack(drawn)
+def subsets(rngs: list[np.random.RandomState], runs: int, features: int, size: int) -> np.ndarray:
+    """The next `runs` runs' feature indices int64 [runs, B, size], image i's drawn from
+    `rngs[i]` as Quantus draws them for that image alone (run by run)."""
+    drawn = np.empty((runs, len(rngs), size), dtype=np.int64)
+    for image, rng in enumerate(rngs):
+        for run in range(runs):
+            drawn[run, image] = rng.choice(features, size, replace=False)
+            rng.uniform(size=1)  # Quantus's baseline table draws a "uniform" fill each run
+    return drawn
 
 
 @register_metric(
@@ -71,7 +71,7 @@ def faithfulness_correlation(batch: EvalBatch, parameters: Mapping[str, Any]) ->
         )
     maps = normalise_by_max(np.broadcast_to(batch.maps, tuple(batch.inputs.shape)))
     maps = maps.reshape(count, -1)
-    rng = np.random.RandomState(batch.seed)
+    rngs = [np.random.RandomState(seed) for seed in batch.image_seeds()]
     black = flat.min(dim=1, keepdim=True).values
     targets = batch.targets.long()
     before = target_scores(batch, batch.inputs, targets, softmax=False)
@@ -81,7 +81,7 @@ def faithfulness_correlation(batch: EvalBatch, parameters: Mapping[str, Any]) ->
     for start in range(0, runs, per_pass):
         # drawn a pass at a time (same order): all runs' indices at once would be
         # runs x B x subset int64, gigabytes for 1000 runs of a whole 224 px image
-        picked = subsets(rng, min(per_pass, runs - start), count, features, size)
+        picked = subsets(rngs, min(per_pass, runs - start), features, size)
         stop = start + picked.shape[0]
         sums[:, start:stop] = np.take_along_axis(maps[None], picked, axis=2).sum(-1).T
         chunk = torch.from_numpy(picked).to(flat.device)  # [r, B, size]

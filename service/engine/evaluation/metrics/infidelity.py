@@ -6,9 +6,10 @@ the input: infidelity = mean over `infidelity_samples` draws of
 (sum(I * map) - (f(x) - f(x - I)))^2, f the target's logit, `normalize=False` as Captum's
 default. A one-channel map counts for every channel. Lower is more faithful.
 
-Randomness: a CPU `torch.Generator` seeded with `EvalBatch.seed` draws the noise image by
-image, [samples, C, H, W] each (Captum's `repeat_interleave` order), so a test can hand the
-same noise to Captum's `perturb_func`; a few images at a time are held in memory.
+Randomness: each image's noise [samples, C, H, W] is drawn by a CPU `torch.Generator`
+seeded with its `EvalBatch.image_seeds()` entry (stacked in Captum's `repeat_interleave`
+order), so a test can hand the same noise to Captum's `perturb_func`; a few images at a time
+are held in memory.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def infidelity_noise(generator: torch.Generator, shape: torch.Size, samples: int
 )
 def infidelity(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
     samples, std = parameters["infidelity_samples"], parameters["infidelity_noise"]
-    generator = torch.Generator().manual_seed(batch.seed)
+    seeds = batch.image_seeds()
     maps = np.broadcast_to(batch.maps, tuple(batch.inputs.shape))
     targets = batch.targets.long()
     before = target_scores(batch, batch.inputs, targets, softmax=False)
@@ -60,7 +61,12 @@ def infidelity(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
     for first in range(0, batch.size, group):
         images = range(first, min(batch.size, first + group))
         noise = torch.cat(
-            [infidelity_noise(generator, batch.inputs.shape[1:], samples, std) for _ in images]
+            [
+                infidelity_noise(
+                    torch.Generator().manual_seed(seeds[i]), batch.inputs.shape[1:], samples, std
+                )
+                for i in images
+            ]
         )
         weights = torch.from_numpy(np.repeat(maps[first : images.stop], samples, axis=0))
         explained = (weights * noise).reshape(noise.shape[0], -1).sum(dim=1).double().numpy()

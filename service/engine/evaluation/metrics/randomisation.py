@@ -11,7 +11,8 @@
   slip), lower is better: a map that explains the model changes as the model is randomized.
 - `random-logit`: Quantus's `RandomLogit` (Sixt et al. 2020): the SSIM (scikit-image,
   on the flattened maps, data range of both) between the map of the target and the map
-  of a random other class, drawn by `numpy.random.RandomState(seed)` as Quantus draws it;
+  of a random other class, drawn by `numpy.random.RandomState` of the image's seed
+  (`EvalBatch.image_seeds()`) as Quantus draws it for that image alone with that `seed`;
   lower is better (a class-sensitive map differs).
 """
 
@@ -79,10 +80,10 @@ def randomization(batch: EvalBatch, parameters: Mapping[str, Any]) -> Cascade:
     return Cascade(values, tuple(layers), similarity, first, threshold)
 
 
-def off_targets(seed: int, targets: np.ndarray, classes: int) -> np.ndarray:
-    """A random class other than each target, drawn as Quantus's RandomLogit draws it."""
-    rng = np.random.RandomState(seed)
-    picks = rng.randint(0, classes - 1, targets.shape[0])
+def off_targets(seeds: list[int], targets: np.ndarray, classes: int) -> np.ndarray:
+    """A random class other than each target, drawn with the image's seed as Quantus's
+    RandomLogit draws it for one image."""
+    picks = np.array([np.random.RandomState(seed).randint(0, classes - 1) for seed in seeds])
     return picks + (picks >= targets)  # the picks-th class once the target is left out
 
 
@@ -106,7 +107,7 @@ def random_logit(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
         raise ValueError("random-logit needs EvalBatch.explain")
     classes = int(logits(batch, batch.inputs[:1]).shape[1])
     targets = batch.targets.long().cpu().numpy()
-    others = torch.from_numpy(off_targets(batch.seed, targets, classes))
+    others = torch.from_numpy(off_targets(batch.image_seeds(), targets, classes))
     mine = normalise_by_max(batch.maps).reshape(batch.size, -1)
     theirs = normalise_by_max(np.asarray(batch.explain(batch.inputs, others)))
     theirs = theirs.reshape(batch.size, -1)

@@ -4,7 +4,8 @@
 For each percentile p of `road_percentiles` (default 10, 20, ..., 90 as grad-cam's), the
 pixels whose map value is at or above the map's p-th percentile (MoRF: most relevant first)
 or whose inverted map (1 - map) is (LeRF) are removed and filled by the noisy linear imputer
-(`imputation`, `road_noise` as grad-cam's default 0.01; seeded by `EvalBatch.seed`). The
+(`imputation`, `road_noise` as grad-cam's default 0.01; each image's noise drawn by a
+generator seeded with its `EvalBatch.image_seeds()` entry, plus 1 for LeRF). The
 score is the change of the target's softmax probability (grad-cam's
 `ClassifierOutputSoftmaxTarget`), averaged over the percentiles:
 - `road-morf`: lower (a larger drop) is more faithful;
@@ -55,14 +56,16 @@ def road_changes(batch: EvalBatch, parameters: Mapping[str, Any], *, morf: bool)
     percentiles = parameters["road_percentiles"]
     cams = unit_range(pixel_saliency(batch.maps))
     images = batch.inputs.detach().float().cpu().numpy()
-    generator = torch.Generator().manual_seed(batch.seed + (0 if morf else 1))
+    generators = [
+        torch.Generator().manual_seed(s + (0 if morf else 1)) for s in batch.image_seeds()
+    ]
     targets = batch.targets.long()
     before = target_scores(batch, batch.inputs, targets, softmax=True).astype(np.float32)
     after = np.empty(len(percentiles) * batch.size, np.float32)
     pending: list[np.ndarray] = []  # at most `rows` imputed images are held at once
     done = 0
     for percentile in percentiles:
-        for cam, image in zip(cams, images, strict=True):
+        for cam, image, generator in zip(cams, images, generators, strict=True):
             ranked = cam if morf else 1 - cam
             keep = ranked < np.float32(np.percentile(ranked, percentile))  # as torch compares
             pending.append(impute(image, keep, noise=parameters["road_noise"], generator=generator))

@@ -7,9 +7,12 @@ is ||map - noisy map||_F / ||map||_F on the raw maps (no normalisation, no abs).
 the largest (`max-sensitivity`) or the mean (`avg-sensitivity`) over the samples, ignoring
 NaN; lower is more robust.
 
-Randomness: a `numpy.random.RandomState(seed)` draws the noise sample by sample, each for
-the whole batch [B, C * H * W], as Quantus draws it from numpy's global generator.
-Re-explanations run `rows` inputs at a time (several samples per call for small batches).
+Randomness: each image draws its noise sample by sample from its own
+`numpy.random.RandomState(EvalBatch.image_seeds()[i])`, as Quantus draws it from numpy's
+global generator for a batch of that one image after `np.random.seed` of that seed.
+Re-explanations are batched: every noisy copy of every image of the batch goes through the
+method in one call (samples x images inputs), as many samples per call as `NOISY_BYTES`
+holds, since the method's own passes chunk what they run.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from service.engine.evaluation.metrics.base import (
 )
 
 SAMPLES = Bound(1, 1000)
+NOISY_BYTES = 64 * 2**20  # noisy inputs, their noise and their maps held per explain call
 PARAMETERS = {
     "samples": Parameter(200, "noisy inputs per image", int, SAMPLES),
     "radius": Parameter(
@@ -43,21 +47,25 @@ def sensitivities(batch: EvalBatch, samples: int, radius: float) -> np.ndarray:
     if batch.explain is None:
         raise ValueError("a robustness metric needs EvalBatch.explain")
     count = batch.size
-    rng = np.random.RandomState(batch.seed)
+    rngs = [np.random.RandomState(seed) for seed in batch.image_seeds()]
     flat = batch.inputs.detach().reshape(count, -1)
     maps = batch.maps.reshape(count, -1).astype(np.float64)
     norms = np.linalg.norm(maps, axis=-1)
     out = np.full((count, samples), np.nan)
-    per_call = max(1, batch.rows // count)
+    per_input = 8 * (2 * flat.shape[1] + maps.shape[1])  # noise, noisy input, map (float64)
+    per_call = max(1, min(samples, NOISY_BYTES // (count * per_input)))
     for start in range(0, samples, per_call):
-        steps = range(start, min(samples, start + per_call))
-        noise = np.stack([rng.uniform(-radius, radius, size=flat.shape) for _ in steps])
+        steps = min(per_call, samples - start)
+        # [steps, B, N], sample-major as `EvalBatch.explain` takes copies of the batch
+        noise = np.stack(
+            [rng.uniform(-radius, radius, size=(steps, flat.shape[1])) for rng in rngs], axis=1
+        )
         noisy = flat[None] + torch.from_numpy(noise).to(flat.device, flat.dtype)
         shaped = noisy.reshape(-1, *batch.inputs.shape[1:])
-        again = batch.explain(shaped, batch.targets.repeat(len(steps)))
-        again = np.asarray(again, np.float64).reshape(len(steps), count, -1)
+        again = batch.explain(shaped, batch.targets.repeat(steps))
+        again = np.asarray(again, np.float64).reshape(steps, count, -1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, start : start + len(steps)] = (
+            out[:, start : start + steps] = (
                 np.linalg.norm(maps[None] - again, axis=-1) / norms[None]
             ).T
     return out
