@@ -133,6 +133,23 @@ def _metric(name: str, given: Mapping[str, str]) -> MetricChoice:
         ) from None
 
 
+def _check_input_counts(model: LoadedModel, choice: MetricChoice) -> None:
+    """A parameter that counts input values (`Parameter.counts_input_values`) at most the
+    model input's C x H x W; 422 naming it as the client sent it."""
+    values = model.spec.in_channels * math.prod(model.spec.input_size)
+    for key, parameter in choice.metric.parameters.items():
+        given = choice.parameters[key]
+        if parameter.counts_input_values and given > values:
+            where = f"options.{choice.name}.{key}"
+            raise InvalidInput(
+                f"{where}: {given} is more than the {values} values of model '{model.name}''s "
+                f"input ({model.spec.in_channels} x {model.spec.input_size[0]} x "
+                f"{model.spec.input_size[1]})",
+                field=where,
+                valid_range=[1, values],
+            )
+
+
 def plan_evaluation(
     model: LoadedModel,
     *,
@@ -176,6 +193,8 @@ def plan_evaluation(
         }
         explainers.append(plan_explainer(model, method, typed))
     chosen = tuple(_metric(name, options.get(name, {})) for name in dict.fromkeys(metrics))
+    for choice in chosen:
+        _check_input_counts(model, choice)
     if not masks:
         for choice in chosen:
             if choice.needs_masks:

@@ -129,7 +129,8 @@ class Parameter:
     """One metric parameter: its default, its valid range and what it does.
 
     `kind` is int, float, or "ints"/"floats" (a comma-separated list of numbers, each within
-    `bound`, at most `max_items` of them).
+    `bound`, at most `max_items` of them). `counts_input_values`: the value is a number of
+    the model input's values, so the plan also caps it at C x H x W of that model.
     """
 
     default: Any
@@ -137,6 +138,7 @@ class Parameter:
     kind: Any = float
     bound: Bound | None = None
     max_items: int = 32
+    counts_input_values: bool = False
 
     def check(self, name: str, value: Any) -> Any:
         """`value` (a number, a list or their text) parsed and checked; 422 naming `name`."""

@@ -35,7 +35,9 @@ from service.engine.evaluation.metrics.prepare import normalise_by_max
 
 PARAMETERS = {
     "correlation_runs": Parameter(100, "random subsets per image", int, Bound(2, 1000)),
-    "correlation_subset": Parameter(224, "input features per subset", int, Bound(1, 1 << 20)),
+    "correlation_subset": Parameter(
+        224, "input features per subset", int, Bound(1, 1 << 20), counts_input_values=True
+    ),
 }
 
 
