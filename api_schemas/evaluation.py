@@ -10,11 +10,36 @@ class EvaluationTarget(StrEnum):
     label = "label"
 
 
+class Cascade(BaseModel):
+    """The `randomization` metric's detail (Quantus MPRT, cascading top-down)."""
+
+    layers: list[str] = Field(
+        description="the randomized layers, top first: at depth d the first d are randomized"
+    )
+    threshold: float = Field(description="decorrelation_threshold: the similarity below which")
+    similarity: list[list[float | None]] = Field(
+        description="per image, the rank correlation of its map with the map at each depth "
+        "1..len(layers) (null: a constant map)"
+    )
+    decorrelated_at: list[int | None] = Field(
+        description="per image, the first depth whose similarity is below threshold (null: none is)"
+    )
+
+
+class DatasetCascade(Cascade):
+    mean_similarity: list[float | None] = Field(
+        description="per depth, the mean similarity over the images with one"
+    )
+
+
 class MethodValues(BaseModel):
     method: str
     parameters: dict[str, object] = Field(description="the method's parameters as used")
     metrics: dict[str, list[float | None]] = Field(
         description="per metric one value per image (null: none, e.g. a constant map)"
+    )
+    randomization: Cascade | None = Field(
+        None, description="with the randomization metric: its similarity per depth per image"
     )
 
 
@@ -44,6 +69,11 @@ class MethodSummary(BaseModel):
     parameters: dict[str, object]
     mean_rank: float | None = Field(description="mean over metrics of the rank (1 = best)")
     metrics: dict[str, MetricSummary]
+    randomization: DatasetCascade | None = Field(
+        None,
+        description="with the randomization metric: per image (in `indices` order) its "
+        "similarity per depth and first decorrelated depth, and the mean per depth",
+    )
 
 
 class MetricRanking(BaseModel):

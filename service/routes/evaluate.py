@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
@@ -11,24 +11,26 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from api_schemas import evaluation as schemas
-from model_registry.datasets import DatasetCatalog, has_masks, is_reference
+from model_registry.datasets import Dataset, DatasetCatalog, has_masks, is_reference
 from model_registry.errors import InvalidInput, NotFound
 from model_registry.registry import LoadedModel
 from service.engine.attribution.target_requests import parse_request
 from service.engine.evaluation.dataset_run import MAX_LIMIT, class_map, pick_indices
 from service.engine.evaluation.plan import EvalPlan, plan_evaluation, split_options
-from service.engine.evaluation.summary import RESAMPLES, Stat, rankings, stat
+from service.engine.partials import Partial
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
+from service.jobs.shards import ShardedWork
 from service.routes import common
+from service.routes import evaluation_answers as answers
 from service.routes.attribution_options import Target
 from service.routes.deps import DatasetsDep, ImagesDep, ServingDep
 from service.routes.options import Options, RunAsync, seed_field
 from service.workers.evaluation_tasks import (
-    PictureScores,
     Source,
-    evaluate_dataset_task,
+    evaluate_merge_task,
     evaluate_pictures_task,
+    evaluate_slice_task,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["evaluation"])
@@ -104,22 +106,6 @@ def _sources(request: Request, datasets: DatasetCatalog, count: int) -> list[Sou
     return uploads + named + stored
 
 
-def _number(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def _metric_info(plan: EvalPlan) -> dict[str, dict[str, Any]]:
-    return {
-        c.name: {
-            "reference": c.metric.reference,
-            "family": c.metric.family,
-            "higher_is_better": c.metric.higher_is_better,
-            "parameters": c.parameters,
-        }
-        for c in plan.metrics
-    }
-
-
 @router.post(
     "/{model}/evaluate",
     response_model=None,
@@ -158,33 +144,11 @@ async def evaluate(
         scores = evaluate_pictures_task(
             model, images, plan, target, sources=sources, max_pixels=pixels
         )
-        body = _pictures_body(model, plan, scores)
+        body = answers.pictures_body(model, plan, scores)
         return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
 
     return await common.answer_or_job(
         serving, "evaluate", work, total=1, estimate_s=0.0, run_async=options.run_async
-    )
-
-
-def _pictures_body(
-    model: LoadedModel, plan: EvalPlan, scores: PictureScores
-) -> schemas.EvaluationResponse:
-    return schemas.EvaluationResponse(
-        model=model.name,
-        images=len(scores.targets),
-        targets=scores.targets.tolist(),
-        metrics=_metric_info(plan),
-        methods=[
-            schemas.MethodValues(
-                method=e.method,
-                parameters=e.parameters,
-                metrics={
-                    name: [_number(v) for v in values]
-                    for name, values in scores.values[e.method].items()
-                },
-            )
-            for e in plan.explainers
-        ],
     )
 
 
@@ -212,71 +176,40 @@ async def evaluate_dataset(
     plan = _plan(request, model, options.methods, options.metrics, options.seed, has_masks(found))
     indices = pick_indices(found, options.limit, options.seed)
     classes = class_map(model, found, options.target.value)
-    pixels = settings.max_image_pixels
+    work = evaluation_work(
+        model,
+        found,
+        plan,
+        indices,
+        classes=classes,
+        target=options.target,
+        max_pixels=settings.max_image_pixels,
+    )
+    return await common.answer_dataset_job(serving, "evaluate_dataset", work)
 
-    def work(progress: Progress) -> Encoded:
-        scores = evaluate_dataset_task(
-            model, found, plan, indices, classes=classes, max_pixels=pixels, progress=progress
+
+def evaluation_work(
+    model: LoadedModel,
+    dataset: Dataset,
+    plan: EvalPlan,
+    indices: tuple[int, ...],
+    *,
+    classes: tuple[int, ...] | None,
+    target: schemas.EvaluationTarget,
+    max_pixels: int,
+) -> ShardedWork:
+    """The dataset evaluation in slices of the plan's pictures (`indices`, drawn before any
+    slicing): each slice's per-picture values and counts, joined in slice order and
+    summarised once (bootstrap seeded by the plan's seed, rankings) at the merge."""
+
+    def run(part: Sequence[int], _prelude: Partial, progress: Progress) -> Partial:
+        return evaluate_slice_task(
+            model, dataset, plan, part, classes=classes, max_pixels=max_pixels, progress=progress
         )
-        stats = {
-            e.method: {
-                c.name: stat(
-                    scores.values[e.method][c.name],
-                    scores.indices,
-                    higher_is_better=c.metric.higher_is_better,
-                    seed=plan.seed,
-                )
-                for c in plan.metrics
-            }
-            for e in plan.explainers
-        }
-        better = {c.name: c.metric.higher_is_better for c in plan.metrics}
-        ranked, mean_rank = rankings(stats, better)
-        body = schemas.DatasetEvaluationResponse(
-            model=model.name,
-            dataset=found.name,
-            target=options.target,
-            seed=plan.seed,
-            resamples=RESAMPLES,
-            images=len(scores.indices),
-            indices=scores.indices.tolist(),
-            skipped=list(scores.skipped),
-            without_mask=scores.without_mask,
-            methods=[
-                schemas.MethodSummary(
-                    method=e.method,
-                    parameters=e.parameters,
-                    mean_rank=mean_rank[e.method],
-                    metrics={name: _summary(s) for name, s in stats[e.method].items()},
-                )
-                for e in plan.explainers
-            ],
-            rankings=[
-                schemas.MetricRanking(
-                    metric=r.metric,
-                    higher_is_better=r.higher_is_better,
-                    reference=next(c.metric.reference for c in plan.metrics if c.name == r.metric),
-                    methods=list(r.order),
-                )
-                for r in ranked
-            ],
-            overall=sorted(
-                (m for m, r in mean_rank.items() if r is not None), key=lambda m: mean_rank[m]
-            ),
-        )
+
+    def merge(partials: list[Partial], _prelude: Partial) -> Encoded:
+        scores, summary = evaluate_merge_task(model, plan, partials)
+        body = answers.dataset_body(model, dataset.name, target, plan, scores, summary)
         return Encoded(body.model_dump_json().encode(), common.JSON_MEDIA_TYPE)
 
-    return await common.answer_or_job(
-        serving, "evaluate_dataset", work, total=len(indices), estimate_s=0.0, run_async=True
-    )
-
-
-def _summary(found: Stat) -> schemas.MetricSummary:
-    return schemas.MetricSummary(
-        mean=found.mean,
-        std=found.std,
-        ci95=None if found.ci95 is None else list(found.ci95),
-        n=found.n,
-        best=list(found.best),
-        worst=list(found.worst),
-    )
+    return ShardedWork(indices, run, merge)

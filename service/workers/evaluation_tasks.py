@@ -11,11 +11,14 @@ from model_registry.datasets import Dataset, read_mask
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.target_objects import TargetRequest
-from service.engine.evaluation.dataset_run import DatasetScores, evaluate_dataset
+from service.engine.evaluation.dataset_run import DatasetScores, evaluate_slice, merge_slices
 from service.engine.evaluation.masks import mask_at_input
+from service.engine.evaluation.metrics import Cascade
 from service.engine.evaluation.plan import MASK_SOURCES, EvalPlan
-from service.engine.evaluation.run import Values, evaluate_batch, forward_fn
+from service.engine.evaluation.run import RandomizedCopies, Values, evaluate_batch, forward_fn
+from service.engine.evaluation.summary import Summary, summarise
 from service.engine.images import decode_image, preprocess
+from service.engine.partials import Partial
 from service.engine.progress import Progress, no_progress
 
 # Where a picture of a request came from: (dataset, index) for dataset:NAME/INDEX, or None.
@@ -26,6 +29,7 @@ Source = tuple[Dataset, int] | None
 class PictureScores:
     targets: np.ndarray  # int64 [B], the class explained in each picture
     values: Values
+    cascades: dict[str, Cascade]  # randomization's per-depth detail, per method
 
 
 def evaluate_pictures_task(
@@ -62,21 +66,36 @@ def evaluate_pictures_task(
                     field="image",
                 )
             masks.append(mask)
-    values = evaluate_batch(model, batch, classes, plan, masks=masks)
-    return PictureScores(classes.cpu().numpy().astype(np.int64), values)
+    found = evaluate_batch(model, batch, classes, plan, masks=masks)
+    return PictureScores(classes.cpu().numpy().astype(np.int64), found.values, found.cascades)
 
 
-def evaluate_dataset_task(
+def evaluate_slice_task(
     model: LoadedModel,
     dataset: Dataset,
     plan: EvalPlan,
-    indices: tuple[int, ...],
+    indices: Sequence[int],
     *,
     classes: tuple[int, ...] | None,
     max_pixels: int,
     progress: Progress = no_progress,
-) -> DatasetScores:
-    """The plan over the dataset's `indices`, batch by batch."""
-    return evaluate_dataset(
+) -> Partial:
+    """One slice of the plan's pictures, batch by batch (a job's shard: progress may
+    cancel): per-picture values and counts as a partial."""
+    return evaluate_slice(
         model, dataset, plan, indices, classes=classes, max_pixels=max_pixels, progress=progress
     )
+
+
+def evaluate_merge_task(
+    model: LoadedModel, plan: EvalPlan, partials: Sequence[Partial]
+) -> tuple[DatasetScores, Summary]:
+    """Every slice's partial, in slice order, joined and summarised: mean, std, bootstrap
+    interval (seeded by the plan's seed) and rankings.
+
+    Raises:
+        InvalidInput: no slice read any picture.
+    """
+    scores = merge_slices(plan, partials, RandomizedCopies(model).layers)
+    better = {c.name: c.metric.higher_is_better for c in plan.metrics}
+    return scores, summarise(scores.values, scores.indices, better, seed=plan.seed)

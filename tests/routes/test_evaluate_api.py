@@ -74,6 +74,29 @@ def test_deletion_per_picture_equals_the_trust_view_of_cam(api: TestClient) -> N
     assert body["methods"][0]["metrics"]["deletion"] == pytest.approx(trusted, abs=1e-5)
 
 
+def test_randomization_answers_a_similarity_per_depth_per_picture(api: TestClient) -> None:
+    """Grad-CAM decorrelates once the top layers are random; guided backprop does not at
+    depth 1 (Adebayo et al. 2018): the per-depth detail and the first decorrelated depth."""
+    images = "image=dataset:digits/3,dataset:digits/40"
+    answer = api.post(
+        f"{DIGITS}?{images}&methods=gradcam,guided-backprop&metrics=randomization"
+        "&options.randomization.depths=3"
+    )
+    assert answer.status_code == 200, answer.text
+    gradcam, guided = answer.json()["methods"]
+    for method in (gradcam, guided):
+        cascade = method["randomization"]
+        assert cascade["layers"] == ["fc", "bn3", "conv3"] and cascade["threshold"] == 0.5
+        similarity = np.asarray(cascade["similarity"], dtype=float)
+        assert similarity.shape == (2, 3)
+        means = np.nanmean(similarity, axis=1)
+        assert method["metrics"]["randomization"] == pytest.approx(means.tolist(), abs=1e-12)
+        first = [next((d + 1 for d, v in enumerate(row) if v < 0.5), None) for row in similarity]
+        assert cascade["decorrelated_at"] == first
+    assert gradcam["randomization"]["decorrelated_at"] == [1, 1]
+    assert all(row[0] > 0.5 for row in guided["randomization"]["similarity"])
+
+
 def test_digits_job_summarises_with_an_interval_that_narrows(api: TestClient) -> None:
     query = "methods=gradcam,vanilla&metrics=sparseness,pointing-game&seed=5"
     job, small = run_job(api, f"{DIGITS_JOB}?{query}&limit=8")
@@ -152,6 +175,20 @@ def test_a_dataset_evaluation_can_be_cancelled(api: TestClient) -> None:
             422,
             "metrics",
             "masks come from",
+        ),
+        (
+            f"{DIGITS}?image=dataset:digits/1&methods=gradcam&metrics=faithfulness-correlation"
+            "&options.faithfulness-correlation.correlation_subset=1025",
+            422,
+            "options.faithfulness-correlation.correlation_subset",
+            "1024 values",
+        ),
+        (
+            f"{DIGITS_JOB}?methods=gradcam&metrics=faithfulness-correlation"
+            "&options.faithfulness-correlation.correlation_subset=5000",
+            422,
+            "options.faithfulness-correlation.correlation_subset",
+            "1024 values",
         ),
         (
             f"{DIGITS_JOB}?methods=gradcam&metrics=deletion&options.other.x=1",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,6 +27,15 @@ from service.engine.evaluation.plan import EvalPlan, MetricChoice
 
 # method -> metric -> float64 values [B] (NaN where the metric has none for a picture)
 Values = dict[str, dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """A batch's values, and per method the randomization cascade's detail (similarity per
+    depth, first decorrelated depth) when the plan has `randomization`."""
+
+    values: Values
+    cascades: dict[str, Cascade] = field(default_factory=dict)
 
 
 class RandomizedCopies:
@@ -110,16 +120,20 @@ def _numpy(maps: torch.Tensor) -> np.ndarray:
 
 def _score(
     choice: MetricChoice, make: Callable[[np.ndarray], EvalBatch], has_mask: np.ndarray
-) -> np.ndarray:
-    """One metric's values [B]; a localisation metric only on the pictures with a mask."""
+) -> tuple[np.ndarray, Cascade | None]:
+    """One metric's values [B] (a localisation metric only on the pictures with a mask), and
+    randomization's whole `Cascade` (it needs no mask, so it covers every picture)."""
     count = has_mask.size
     rows = np.flatnonzero(has_mask) if choice.needs_masks else np.arange(count)
     out = np.full(count, np.nan)
-    if rows.size:
-        found = choice.metric.compute(make(rows), choice.parameters)
-        # randomization answers a Cascade: its `values` are the per-image numbers
-        out[rows] = found.values if isinstance(found, Cascade) else np.asarray(found, np.float64)
-    return out
+    if not rows.size:
+        return out, None
+    found = choice.metric.compute(make(rows), choice.parameters)
+    if isinstance(found, Cascade):  # its `values` are the per-image numbers
+        out[rows] = found.values
+        return out, found
+    out[rows] = np.asarray(found, np.float64)
+    return out, None
 
 
 def evaluate_batch(
@@ -131,7 +145,7 @@ def evaluate_batch(
     masks: Sequence[np.ndarray | None] | None = None,
     copies: RandomizedCopies | None = None,
     keys: Sequence[int] | None = None,
-) -> Values:
+) -> BatchScores:
     """Every method's values on every metric for `batch` [B, C, H, W] (normalized) and
     target `classes` [B]; `masks` bool [H, W] per picture (None: that picture has none);
     `keys` each picture's key for its random draws (`EvalBatch.keys`; None: 0..B-1)."""
@@ -145,6 +159,7 @@ def evaluate_batch(
         blank = np.zeros(batch.shape[-2:], dtype=bool)
         stacked = np.stack([blank if m is None else m for m in given])
     found: Values = {}
+    cascades: dict[str, Cascade] = {}
     for explainer in plan.explainers:
         maps = _numpy(explainer.maps(model, batch, classes))
 
@@ -168,7 +183,10 @@ def evaluate_batch(
                 tuple(keyed[row] for row in rows),
             )
 
-        found[explainer.method] = {
-            choice.name: _score(choice, make, has_mask) for choice in plan.metrics
-        }
-    return found
+        found[explainer.method] = {}
+        for choice in plan.metrics:
+            values, cascade = _score(choice, make, has_mask)
+            found[explainer.method][choice.name] = values
+            if cascade is not None:
+                cascades[explainer.method] = cascade
+    return BatchScores(found, cascades)

@@ -88,3 +88,32 @@ def rankings(
         found.append(Ranking(metric, higher, order))
     mean_rank = {m: (float(np.mean(r)) if r else None) for m, r in ranks.items()}
     return found, mean_rank
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Every method's `Stat` per metric, the rankings and each method's mean rank."""
+
+    stats: dict[str, dict[str, Stat]]
+    rankings: list[Ranking]
+    mean_rank: dict[str, float | None]
+
+
+def summarise(
+    values: Mapping[str, Mapping[str, np.ndarray]],
+    indices: Sequence[int],
+    better: Mapping[str, bool],
+    *,
+    seed: int,
+) -> Summary:
+    """The summary of per-picture `values` (method -> metric -> [N]) at dataset `indices`;
+    `better[metric]`: whether higher is better; every interval seeded by `seed`."""
+    stats = {
+        method: {
+            metric: stat(found[metric], indices, higher_is_better=higher, seed=seed)
+            for metric, higher in better.items()
+        }
+        for method, found in values.items()
+    }
+    ranked, mean_rank = rankings(stats, better)
+    return Summary(stats, ranked, mean_rank)
