@@ -77,12 +77,24 @@ def test_a_bad_models_file_ends_start_up_with_one_line(tmp_path: Path, case: Cas
     assert lines[0].startswith(prefix + case.expected), lines[0]
 
 
+SHARDS = "layerscope: setting LAYERSCOPE_SHARD_IMAGES:"
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
         ({"LAYERSCOPE_MAX_BATCH": "0"}, "layerscope: setting LAYERSCOPE_MAX_BATCH: Input should"),
         ({"LAYERSCOPE_PORT": "http"}, "layerscope: setting LAYERSCOPE_PORT: Input should"),
         ({"LAYERSCOPE_DEVICE": "gpu"}, "layerscope: setting LAYERSCOPE_DEVICE: 'gpu' is not"),
+        *(
+            ({"LAYERSCOPE_SHARD_IMAGES": value}, f"{SHARDS} Input should {expected}")
+            for value, expected in (
+                ("0", "be greater than or equal to 1 (got '0')"),
+                ("-1", "be greater than or equal to 1 (got '-1')"),
+                ("100001", "be less than or equal to 100000 (got '100001')"),
+                ("x", "be a valid integer"),
+            )
+        ),
     ],
 )
 def test_a_bad_setting_ends_start_up_with_one_line(env: dict[str, str], expected: str) -> None:
