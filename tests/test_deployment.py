@@ -11,6 +11,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from model_registry.config import load_config
@@ -31,6 +32,7 @@ def test_compose_has_service_healthcheck_models_volume_and_gpu_profile() -> None
         assert any(v.endswith(":/models:ro") for v in service["volumes"])
         assert service["environment"]["LAYERSCOPE_MODELS"] == "/models/models.toml"
         assert service["environment"]["LAYERSCOPE_REDIS_URL"] == "redis://redis:6379/0"
+        assert service["environment"]["LAYERSCOPE_SHARD_IMAGES"] == "256"
         assert all(p.startswith("127.0.0.1:") for p in service.get("ports", ()))
         assert "profiles" not in service or service is gpu
     assert gpu["profiles"] == ["gpu"]
@@ -51,6 +53,35 @@ def test_compose_scales_out_behind_nginx_with_an_append_only_redis() -> None:
     upstreams = set(re.findall(r"server (layerscope-\d+):8000", conf))
     assert upstreams == {"layerscope-1", "layerscope-2"} <= set(services)
     assert "hash $arg_image_id consistent;" in conf
+
+
+def _deployed_settings() -> list[tuple[str, dict[str, str | None]]]:
+    """The LAYERSCOPE_ environment each deployment example gives its replicas (None: from a
+    secret)."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    manifest = yaml.safe_load_all((ROOT / "deploy" / "kubernetes.yaml").read_text())
+    (pod,) = (d for d in manifest if d["kind"] == "Deployment")
+    container = pod["spec"]["template"]["spec"]["containers"][0]
+    return [
+        ("docker-compose.yml", dict(compose["layerscope-1"]["environment"])),
+        ("deploy/kubernetes.yaml", {e["name"]: e.get("value") for e in container["env"]}),
+    ]
+
+
+DEPLOYED = _deployed_settings()
+
+
+@pytest.mark.parametrize(("source", "env"), DEPLOYED, ids=[source for source, _ in DEPLOYED])
+def test_deployed_settings_are_known_and_valid(source: str, env: dict[str, str | None]) -> None:
+    """A misspelt name would be ignored silently (Settings ignores extra variables), and a
+    value out of range would stop every replica at start-up."""
+    prefix = "LAYERSCOPE_"
+    names = {name.removeprefix(prefix).lower() for name in env}
+    assert all(name.startswith(prefix) for name in env), source
+    assert names <= set(Settings.model_fields), (source, names - set(Settings.model_fields))
+    given = {n.removeprefix(prefix).lower(): v for n, v in env.items() if v is not None}
+    settings = Settings.model_validate(given)
+    assert settings.shard_images == 256 and settings.redis_url is not None, source
 
 
 def test_compose_models_file_is_a_valid_config() -> None:
@@ -85,6 +116,7 @@ def test_scale_out_example_routes_on_readiness() -> None:
     )
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["LAYERSCOPE_REDIS_URL"] == "redis://layerscope-redis:6379/0"
+    assert env["LAYERSCOPE_SHARD_IMAGES"] == "256"
     redis = named[("StatefulSet", "layerscope-redis")]["spec"]["template"]["spec"]
     args = redis["containers"][0]["args"]
     assert args[args.index("--appendonly") + 1] == "yes"
