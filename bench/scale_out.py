@@ -1,26 +1,44 @@
-"""Scale-out: feature maps by image_id through nginx (deploy/nginx.conf) in front of two
-replicas sharing Redis, side by side with one replica behind the same nginx.
+"""Scale-out: two replicas sharing Redis, each mode against one replica in the same run.
 
-Each run uploads `--images` different pictures once, then closed-loop clients ask for
-feature maps by image_id until `--requests` answers came back: req/s and p50/p99 latency.
-nginx routes each image_id to one replica (consistent hash), so repeat views hit that
-replica's activation cache. With one replica, both upstream slots of the config name it, so
-the routing is the same and only the replica count differs. Both replicas run on this one
-machine and share its cores: the figures say what the routing and Redis cost here, not
-what two machines would give.
+Feature maps (the default): nginx (deploy/nginx.conf) in front of two replicas sharing
+Redis, side by side with one replica behind the same nginx. Each run uploads `--images`
+different pictures once, then closed-loop clients ask for feature maps by image_id until
+`--requests` answers came back: req/s and p50/p99 latency. nginx routes each image_id to one
+replica (consistent hash), so repeat views hit that replica's activation cache. With one
+replica, both upstream slots of the config name it, so the routing is the same and only the
+replica count differs.
+
+--dataset-job: the digits analysis (PCA, all 1,797 pictures) as a job split into slices of
+`--shard-images` (LAYERSCOPE_SHARD_IMAGES) that both replicas run, polled through nginx
+every 50 ms, against the same job in one process without Redis (the anchor) and on one
+replica with Redis (the same slices, one after another: what slicing costs). Each side
+runs the job once unmeasured first, so that every process has loaded the set. Goals: each
+replica runs >= 35% of the slices; the merge takes <= 5% of the job. It also prints each
+replica's pictures/s while it ran slices (from the polls) and what N such replicas would
+take for 50,000 pictures.
+
+Both replicas run on this one machine and share its cores: the figures say what the
+routing, the slicing and Redis cost here, not what two machines would give.
 
 Run: .venv/bin/python bench/load.py --scale-out [--requests 400] [--clients 8]
+     .venv/bin/python bench/scale_out.py --dataset-job [--shard-images 128] [--device cpu]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
+import tempfile
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 
-from bench.common import photo_png, running_server
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import photo_png, running_server  # noqa: E402
 
 PARAMS = {"layers": "layer3", "channels": "top:8", "format": "npy"}
 
@@ -97,4 +115,164 @@ def main(*, requests: int, clients: int, images: int, device: str) -> None:
         print(
             f"{replicas:>8} {row['throughput']:>8.1f} {row['p50_ms']:>8.1f} "
             f"{row['p99_ms']:>8.1f}  {row['statuses']}"
+        )
+
+
+ANALYSIS = "/v1/models/digits/datasets/digits/analysis?method=pca&seed=0"
+PICTURES = 1797  # the built-in digits set
+SHARE_GOAL, MERGE_GOAL = 0.35, 0.05
+PROJECTED = 50_000
+POLL_S = 0.05
+
+
+def _job(base: str) -> tuple[dict, float, list[tuple[float, dict]]]:
+    """Submit the analysis and poll it: (its final body, wall seconds from POST to the finished
+    body, (seconds since POST, shards) at every poll)."""
+    samples: list[tuple[float, dict]] = []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        started = time.perf_counter()
+        answer = client.post(ANALYSIS)
+        answer.raise_for_status()
+        job_id = answer.json()["id"]
+        while True:
+            body = client.get(f"/v1/jobs/{job_id}").json()
+            now = time.perf_counter() - started
+            if body.get("shards"):
+                samples.append((now, body["shards"]))
+            if body["status"] in ("succeeded", "failed", "cancelled"):
+                if body["status"] != "succeeded":
+                    raise RuntimeError(f"the job ended {body['status']}: {body.get('error')}")
+                return body, now, samples
+            time.sleep(POLL_S)
+
+
+def _busy(samples: list[tuple[float, dict]], size: int) -> dict[str, dict[str, float]]:
+    """Per replica: seconds it was seen running a slice (each poll counts until the next) and
+    the pictures of the slices it was last seen running."""
+    seconds: dict[str, float] = {}
+    owner: dict[int, str] = {}
+    for (at, shards), (then, _) in zip(samples, samples[1:], strict=False):
+        for run in shards["running"]:
+            seconds[run["replica"]] = seconds.get(run["replica"], 0.0) + then - at
+            owner[run["shard"]] = run["replica"]
+    pictures: dict[str, float] = {}
+    for shard, replica in owner.items():
+        pictures[replica] = pictures.get(replica, 0) + min(size, PICTURES - shard * size)
+    return {r: {"busy_s": seconds[r], "pictures": pictures.get(r, 0)} for r in seconds}
+
+
+def _dataset_cluster(
+    env: dict[str, str], replicas: int
+) -> tuple[dict, float, list[tuple[float, dict]]]:
+    from tests.redis_support import Nginx, RedisServer
+
+    redis = RedisServer().start()
+    nginx = None
+    try:
+        with ExitStack() as stack:
+            replica_env = {**env, "LAYERSCOPE_REDIS_URL": redis.url}
+            bases = [stack.enter_context(running_server(replica_env)) for _ in range(replicas)]
+            ports = [int(base.rsplit(":", 1)[1]) for base in bases]
+            nginx = Nginx((ports * 2)[:2]).start()
+            _job(nginx.url)  # warm-up: both replicas load the set and run their first slices
+            return _job(nginx.url)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        redis.stop()
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def dataset_job(*, shard_images: int, device: str, replicas: int) -> None:
+    from tests.helpers import digits_entry
+
+    with tempfile.TemporaryDirectory() as folder:
+        models = Path(folder) / "models.toml"
+        models.write_text(digits_entry())
+        env = {"LAYERSCOPE_DEVICE": device, "LAYERSCOPE_MODELS": str(models)}
+        with running_server(env) as alone:
+            _job(alone)  # warm-up, as the cluster's
+            one, one_wall, _ = _job(alone)
+        env["LAYERSCOPE_SHARD_IMAGES"] = str(shard_images)
+        single, single_wall, _ = _dataset_cluster(env, 1)
+        body, wall, samples = _dataset_cluster(env, 2)
+    shards = body["shards"]
+    total, elapsed = shards["total"], body["elapsed_s"]
+    print(
+        f"digits analysis (PCA, {PICTURES} pictures), device {device}, slices of "
+        f"{shard_images}: {total} slices on 2 replicas behind nginx"
+    )
+    first = samples[0][0] if samples else float("nan")
+    print(
+        f"wall {wall:.2f} s from POST to the finished body (job elapsed_s {elapsed:.2f} s; "
+        f"slices planned {first:.2f} s after POST); one process without Redis: "
+        f"{one_wall:.2f} s (elapsed_s {one['elapsed_s']:.2f} s)"
+    )
+    print(
+        f"one replica with Redis, the same {single['shards']['total']} slices: "
+        f"{single_wall:.2f} s = {single_wall / one_wall:.2f} x one process (what slicing costs)"
+    )
+    print(
+        f"two replicas / one process: {wall / one_wall:.2f} x the time "
+        f"(speed-up {one_wall / wall:.2f}); reruns: {shards['rerun'] or 'none'}"
+    )
+    busy = _busy(samples, shard_images)
+    rates = []
+    for replica, count in sorted(shards["by_replica"].items()):
+        share = count / total
+        seen = busy.get(replica, {"busy_s": 0.0, "pictures": 0})
+        rate = seen["pictures"] / seen["busy_s"] if seen["busy_s"] else float("nan")
+        rates.append(rate)
+        print(
+            f"  {replica}: {count} slices = {share:.0%} (goal >= {SHARE_GOAL:.0%}: "
+            f"{_verdict(share >= SHARE_GOAL)}); seen running {seen['pictures']} pictures "
+            f"for {seen['busy_s']:.2f} s = {rate:.0f} pictures/s while busy, "
+            f"{seen['pictures'] / wall:.0f} over the job's wall"
+        )
+    if len(shards["by_replica"]) < 2:
+        print(f"  only one replica ran slices: share goal {_verdict(False)}")
+    merge = shards["merge_s"] or 0.0
+    print(
+        f"merge {merge:.3f} s = {merge / elapsed:.1%} of the job "
+        f"(goal <= {MERGE_GOAL:.0%}: {_verdict(merge / elapsed <= MERGE_GOAL)})"
+    )
+    per_replica = sum(rates) / len(rates) if rates else float("nan")
+    slices_s = PROJECTED / (replicas * per_replica)
+    merge_scaled = merge * PROJECTED / PICTURES  # the merge gathers every picture's features
+    print(
+        f"projection: {replicas} replicas at {per_replica:.0f} pictures/s each (measured here, "
+        f"device {device}) would take {slices_s:.1f} s of slices + about {merge_scaled:.1f} s of "
+        f"merge (scaled linearly) for {PROJECTED:,} pictures"
+    )
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset-job", action="store_true", help="the sharded digits analysis")
+    parser.add_argument("--shard-images", type=int, default=256, help="LAYERSCOPE_SHARD_IMAGES")
+    parser.add_argument("--project-replicas", type=int, default=8, help="replicas projected")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--requests", type=int, default=400, help="feature maps: answers per run")
+    parser.add_argument("--clients", type=int, default=8, help="feature maps: clients")
+    parser.add_argument("--images", type=int, default=16, help="feature maps: uploaded images")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = _arguments()
+    if arguments.dataset_job:
+        dataset_job(
+            shard_images=arguments.shard_images,
+            device=arguments.device,
+            replicas=arguments.project_replicas,
+        )
+    else:
+        main(
+            requests=arguments.requests,
+            clients=arguments.clients,
+            images=arguments.images,
+            device=arguments.device,
         )
