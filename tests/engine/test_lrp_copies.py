@@ -66,6 +66,8 @@ def test_requests_reuse_one_canonized_copy_and_leave_the_model_as_found(
     np.testing.assert_array_equal(first, second)  # cached or not, the same answer
     assert hasattr(kept.layer1[0], "canonizer_sum")  # canonized (ResNet skip sums)
     assert not any(child._forward_hooks or child._backward_hooks for child in kept.modules())
+    leaves = [child for child in kept.modules() if next(child.children(), None) is None]
+    assert not any("forward" in vars(child) for child in leaves)  # rules' forwards restored
     assert [name for name, _ in module.named_modules()] == names
     for child in module.modules():
         assert not child._forward_hooks and not child._forward_pre_hooks

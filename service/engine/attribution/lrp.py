@@ -5,7 +5,9 @@ blocks a `Sum` module for their skip connection (so the sum gets its own rule, w
 where Captum's LRP goes wrong: captum issues 546, 712, 1035); its composites then register
 a rule hook on every layer. Both change modules, so they run on a deep copy and the shared
 model is never touched: the canonized copy is made once per model and device and reused
-(`canonized.py`), the rule hooks are registered on it per request and removed in `finally`.
+(`canonized.py`), the rules are registered on it per request and removed in `finally`.
+The rules run as autograd Functions (`ruled.py`): the same relevance as zennit's hooks,
+without computing each layer's plain backward that zennit's hooks then throw away.
 https://github.com/chr5tphr/zennit
 """
 
@@ -21,6 +23,7 @@ from zennit.core import Composite
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from service.engine.attribution.canonized import CanonizedCopies
+from service.engine.attribution.ruled import RuledLayers
 
 # The request's rule -> zennit's composite of that name.
 RULES = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus")
@@ -101,19 +104,18 @@ def lrp(
 ) -> torch.Tensor:
     """The relevance of every input pixel for `score(output)` (one value per row of `inputs`).
 
-    As zennit's `Gradient` attributor: the gradient of the scores with the composite's hooks
+    As zennit's `Gradient` attributor: the gradient of the scores with the composite's rules
     registered, which is the relevance the rules propagate. Runs on the canonized copy of
-    `module` (`COPIES`), whose rule hooks are removed in `finally`.
+    `module` (`COPIES`), whose rules are removed in `finally`.
     """
     low, high = (bound.to(inputs.device) for bound in bounds)
     with COPIES.lend(module, inputs.device, canonize) as local:
-        chosen = composite(rule, (), low, high)
-        chosen.register(local)
+        ruled = RuledLayers(composite(rule, (), low, high), local)
         try:
             with torch.enable_grad():
                 x = inputs.detach().requires_grad_(True)
                 scores = score(local(x))
                 (relevance,) = torch.autograd.grad(scores.sum(), x)
         finally:
-            chosen.remove()
+            ruled.remove()
     return relevance.detach()
