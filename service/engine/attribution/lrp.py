@@ -13,7 +13,8 @@ https://github.com/chr5tphr/zennit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -94,28 +95,33 @@ def input_bounds(
     return ((0 - means) / stds).view(1, -1, 1, 1), ((1 - means) / stds).view(1, -1, 1, 1)
 
 
-def lrp(
+@contextlib.contextmanager
+def ruled_copy(
     module: nn.Module,
-    inputs: torch.Tensor,
-    score: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
     *,
     rule: str,
     bounds: tuple[torch.Tensor, torch.Tensor],
-) -> torch.Tensor:
-    """The relevance of every input pixel for `score(output)` (one value per row of `inputs`).
+) -> Iterator[nn.Module]:
+    """The canonized copy of `module` on `device` (`COPIES`) with `rule`'s rules registered,
+    for the block; the rules are removed in `finally`.
 
-    As zennit's `Gradient` attributor: the gradient of the scores with the composite's rules
-    registered, which is the relevance the rules propagate. Runs on the canonized copy of
-    `module` (`COPIES`), whose rules are removed in `finally`.
+    As zennit's `Gradient` attributor: the gradient of a score of this copy's output w.r.t.
+    its input (`relevance`) is the relevance the rules propagate. Without gradients (or for
+    an input that needs none) the copy computes the model's output, up to float rounding
+    (its BatchNorms are merged into the layers before them).
     """
-    low, high = (bound.to(inputs.device) for bound in bounds)
-    with COPIES.lend(module, inputs.device, canonize) as local:
+    low, high = (bound.to(device) for bound in bounds)
+    with COPIES.lend(module, device, canonize) as local:
         ruled = RuledLayers(composite(rule, (), low, high), local)
         try:
-            with torch.enable_grad():
-                x = inputs.detach().requires_grad_(True)
-                scores = score(local(x))
-                (relevance,) = torch.autograd.grad(scores.sum(), x)
+            yield local
         finally:
             ruled.remove()
-    return relevance.detach()
+
+
+def relevance(x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """The relevance of every element of `x` (a leaf that requires grad, given to a
+    `ruled_copy`) for `scores` (one per row of `x`, from that copy's output)."""
+    (found,) = torch.autograd.grad(scores.sum(), x)
+    return found.detach()

@@ -8,10 +8,18 @@ import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
-from service.engine.attribution.lrp import RULES, input_bounds, lrp, unruled_layer
+from service.engine.attribution.lrp import (
+    RULES,
+    input_bounds,
+    relevance,
+    ruled_copy,
+    unruled_layer,
+)
 from service.engine.attribution.methods.base import GradientInputs
 from service.engine.attribution.methods.input_base import InputMaps, InputMethod, register_input
+from service.engine.attribution.target_objects import Target
 from service.engine.checks import check_choice
+from service.engine.dense.outputs import detached
 from service.engine.progress import report
 
 
@@ -55,24 +63,48 @@ class Lrp(InputMethod):
             )
 
     def compute(self, inputs: GradientInputs) -> InputMaps:
-        batch, spec = inputs.batch, inputs.model.spec
-        with torch.no_grad():
-            output = inputs.model.module(batch)
-        target = inputs.choose(output, slice(0, batch.shape[0]))
-        count, per_image = target.classes.shape
-        images = torch.arange(count, device=batch.device).repeat_interleave(per_image)
-        slots = torch.arange(per_image, device=batch.device).repeat(count)
+        """The reported output is the ruled copy's (the model's up to float rounding: its
+        BatchNorms merged): where one pass holds the batch and each image has one target,
+        that pass's forward also picks the target, so the model runs once."""
+        batch, spec, rows = inputs.batch, inputs.model.spec, inputs.rows
         bounds = input_bounds(spec.mean, spec.std, batch.shape[1])
-        values = torch.zeros(images.numel(), *batch.shape[1:], device=batch.device)
-        for first in range(0, images.numel(), inputs.rows):
-            img, slot = images[first : first + inputs.rows], slots[first : first + inputs.rows]
-
-            def score(out: torch.Tensor, img: torch.Tensor = img, slot: torch.Tensor = slot):
-                return target.scores(out, img).gather(1, slot[:, None])[:, 0]
-
-            values[first : first + inputs.rows] = lrp(
-                inputs.model.module, batch[img], score, rule=inputs.options.rule, bounds=bounds
-            )
-            report(first + img.numel(), images.numel())
+        whole = batch.shape[0] <= rows
+        rule = inputs.options.rule
+        with (
+            ruled_copy(inputs.model.module, batch.device, rule=rule, bounds=bounds) as ruled,
+            torch.enable_grad(),
+        ):
+            x = batch.detach().requires_grad_(whole)
+            traced = ruled(x)  # with the rules' graph where `whole`, else none
+            output = detached(traced)
+            target = inputs.choose(output, slice(0, batch.shape[0]))
+            count, per_image = target.classes.shape
+            images = torch.arange(count, device=batch.device).repeat_interleave(per_image)
+            slots = torch.arange(per_image, device=batch.device).repeat(count)
+            if whole and per_image == 1:
+                values = relevance(x, target.scores(traced, images)[:, 0])
+                report(images.numel(), images.numel())
+            else:
+                del traced
+                values = self._chunked(ruled, batch, target, images, slots, rows)
         shape = (*target.classes.shape, *batch.shape[1:])
         return InputMaps(output, target, values.view(shape))
+
+    @staticmethod
+    def _chunked(
+        ruled: torch.nn.Module,
+        batch: torch.Tensor,
+        target: Target,
+        images: torch.Tensor,
+        slots: torch.Tensor,
+        rows: int,
+    ) -> torch.Tensor:
+        """Relevance for every (image, slot), `rows` of them per pass."""
+        values = torch.zeros(images.numel(), *batch.shape[1:], device=batch.device)
+        for first in range(0, images.numel(), rows):
+            img, slot = images[first : first + rows], slots[first : first + rows]
+            x = batch[img].detach().requires_grad_(True)
+            scores = target.scores(ruled(x), img).gather(1, slot[:, None])[:, 0]
+            values[first : first + rows] = relevance(x, scores)
+            report(first + img.numel(), images.numel())
+        return values
