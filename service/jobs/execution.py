@@ -162,7 +162,7 @@ class Execution:
         size = await asyncio.to_thread(shards.size, self.job_id)
         blob = await asyncio.to_thread(shards.prelude, self.job_id)
         if size is None or blob is None:
-            self.lost = True  # the job ended and its slices were dropped
+            self._evicted()  # a no-op when the job ended meanwhile (its slices are dropped)
             return
         prelude, part = unpack(blob), work.slices(size)[shard]
         partial = b""
@@ -175,9 +175,14 @@ class Execution:
         state = await self._retry(shards.store, self.job_id, shard, self.worker, len(part), partial)
         if state in ("lost", "finished"):
             self.lost = True
+        elif state == "evicted":
+            self._evicted()
         elif state == "merge":
             count = len(work.slices(size))
             blobs = await self._retry(shards.partials, self.job_id, count)
+            if blobs is None:
+                self._evicted()
+                return
 
             def merge(_progress: Progress) -> Encoded:
                 return work.merge([unpack(b) for b in blobs], prelude)
@@ -187,6 +192,16 @@ class Execution:
             if done:
                 await self._retry(shards.merged, self.job_id, time.perf_counter() - started)
                 self.outcome = (SUCCEEDED, result, None, None)
+
+    def _evicted(self) -> None:
+        """The slices' data left Redis while the job ran (maxmemory eviction, or a Redis
+        without persistence restarted): the job fails with that reason rather than waiting
+        for a partial that will never come."""
+        detail = (
+            "Redis no longer holds this job's slices (evicted at maxmemory, or Redis restarted "
+            "without its data); submit the job again"
+        )
+        self.outcome = (FAILED, None, {"detail": detail}, 503)
 
     async def _retry(self, call: Any, *args: Any) -> Any:
         """Through a Redis outage: a slice's partial is never dropped while this replica lives."""

@@ -71,13 +71,16 @@ return 'ok'
 )
 
 # KEYS: record, shards, partials. ARGV: slice, worker, pictures, partial ('' = stored before),
-# ttl_ms. 'merge' (this slice merges), 'wait', 'lost', 'finished'.
+# ttl_ms. 'merge' (this slice merges), 'wait', 'lost', 'finished', or 'evicted' (the slices'
+# data left Redis: the plan or a stored partial is gone, so the job can never be merged).
 STORE = (
     FINISHED
     + """
 local f = redis.call('HMGET', KEYS[1], 'status')
 if not f[1] or finished(f[1]) then return 'finished' end
 local i = ARGV[1]
+local count = tonumber(redis.call('HGET', KEYS[2], 'count') or '-1')
+if count < 0 then return 'evicted' end
 if ARGV[4] ~= '' then
   if redis.call('HGET', KEYS[2], 's:' .. i) ~= 'run|' .. ARGV[2] then return 'lost' end
   local n = tonumber(redis.call('HGET', KEYS[2], 'n:' .. i) or '0')
@@ -87,7 +90,17 @@ if ARGV[4] ~= '' then
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
-if redis.call('HLEN', KEYS[3]) < tonumber(redis.call('HGET', KEYS[2], 'count')) then
+if ARGV[4] == '' and redis.call('HEXISTS', KEYS[3], i) == 0 then return 'evicted' end
+local stored = redis.call('HLEN', KEYS[3])
+if stored < count then
+  -- A slice marked done whose partial is gone was evicted: nobody would ever merge.
+  local done = 0
+  for j = 0, count - 1 do
+    if string.sub(redis.call('HGET', KEYS[2], 's:' .. j) or '', 1, 5) == 'done|' then
+      done = done + 1
+    end
+  end
+  if done > stored then return 'evicted' end
   return 'wait'
 end
 local merger = redis.call('HGET', KEYS[2], 'merger')
@@ -184,10 +197,11 @@ class ShardRecords:
     def prelude(self, job_id: str) -> bytes | None:
         return self.redis.get(self._keys(job_id, "prelude")[0])
 
-    def partials(self, job_id: str, count: int) -> list[bytes]:
-        """Every slice's packed partial, in slice order."""
+    def partials(self, job_id: str, count: int) -> list[bytes] | None:
+        """Every slice's packed partial, in slice order (None when one was evicted)."""
         stored = self.redis.hgetall(self._keys(job_id, "partials")[0])
-        return [stored[str(i).encode()] for i in range(count)]
+        found = [stored.get(str(i).encode()) for i in range(count)]
+        return None if any(blob is None for blob in found) else found  # type: ignore[misc]
 
     def merged(self, job_id: str, seconds: float) -> None:
         self.redis.hset(self._keys(job_id, "shards")[0], "merge_s", repr(seconds))
