@@ -17,11 +17,21 @@ replica runs >= 35% of the slices; the merge takes <= 5% of the job. It also pri
 replica's pictures/s while it ran slices (from the polls) and what N such replicas would
 take for 50,000 pictures.
 
+--kill-mid-slice (with --dataset-job): after the clean run, the same job again on the same
+two replicas, one of them SIGKILLed in the middle of one of its slices (bench/kill_mid_slice.py):
+the extra wall time against the clean run, split into the wait until the lease lapses and
+the sweep gives the slice away, and the slice's rerun; PASS/FAIL on "only the lost slice ran
+again" (`shards.rerun`) and on "the answer equals the clean run's". --lease-s and
+--heartbeat-s set LAYERSCOPE_REDIS_LEASE_S / _HEARTBEAT_S on the replicas (defaults 30 and
+5, the service's).
+
 Both replicas run on this one machine and share its cores: the figures say what the
 routing, the slicing and Redis cost here, not what two machines would give.
 
 Run: .venv/bin/python bench/load.py --scale-out [--requests 400] [--clients 8]
      .venv/bin/python bench/scale_out.py --dataset-job [--shard-images 128] [--device cpu]
+     .venv/bin/python bench/scale_out.py --dataset-job --kill-mid-slice --shard-images 128 \
+         --lease-s 5 --heartbeat-s 1
 """
 
 from __future__ import annotations
@@ -162,20 +172,30 @@ def _busy(samples: list[tuple[float, dict]], size: int) -> dict[str, dict[str, f
 
 
 def _dataset_cluster(
-    env: dict[str, str], replicas: int
-) -> tuple[dict, float, list[tuple[float, dict]]]:
+    env: dict[str, str], replicas: int, *, kill: bool = False
+) -> tuple[dict, float, list[tuple[float, dict]], dict | None]:
+    """Warm-up, then the measured job; with `kill`, then the same job again with one replica
+    killed mid-slice (the last thing this cluster does: one replica is left)."""
+    from bench.kill_mid_slice import killed_job
+    from tests.helpers import serving
     from tests.redis_support import Nginx, RedisServer
 
     redis = RedisServer().start()
     nginx = None
     try:
         with ExitStack() as stack:
-            replica_env = {**env, "LAYERSCOPE_REDIS_URL": redis.url}
-            bases = [stack.enter_context(running_server(replica_env)) for _ in range(replicas)]
-            ports = [int(base.rsplit(":", 1)[1]) for base in bases]
+            replica_env = {
+                "LAYERSCOPE_LOG_LEVEL": "warning",
+                **env,
+                "LAYERSCOPE_REDIS_URL": redis.url,
+            }
+            lives = [stack.enter_context(serving(replica_env)) for _ in range(replicas)]
+            ports = [live.port for live in lives]
             nginx = Nginx((ports * 2)[:2]).start()
             _job(nginx.url)  # warm-up: both replicas load the set and run their first slices
-            return _job(nginx.url)
+            body, wall, samples = _job(nginx.url)
+            killed = killed_job(nginx.url, ANALYSIS, lives) if kill else None
+            return body, wall, samples, killed
     finally:
         if nginx is not None:
             nginx.stop()
@@ -186,7 +206,16 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def dataset_job(*, shard_images: int, device: str, replicas: int) -> None:
+def dataset_job(
+    *,
+    shard_images: int,
+    device: str,
+    replicas: int,
+    kill: bool = False,
+    lease_s: float = 30.0,
+    heartbeat_s: float = 5.0,
+) -> None:
+    from bench.kill_mid_slice import report
     from tests.helpers import digits_entry
 
     with tempfile.TemporaryDirectory() as folder:
@@ -197,8 +226,10 @@ def dataset_job(*, shard_images: int, device: str, replicas: int) -> None:
             _job(alone)  # warm-up, as the cluster's
             one, one_wall, _ = _job(alone)
         env["LAYERSCOPE_SHARD_IMAGES"] = str(shard_images)
-        single, single_wall, _ = _dataset_cluster(env, 1)
-        body, wall, samples = _dataset_cluster(env, 2)
+        env["LAYERSCOPE_REDIS_LEASE_S"] = f"{lease_s:g}"
+        env["LAYERSCOPE_REDIS_HEARTBEAT_S"] = f"{heartbeat_s:g}"
+        single, single_wall, _, _ = _dataset_cluster(env, 1)
+        body, wall, samples, killed = _dataset_cluster(env, 2, kill=kill)
     shards = body["shards"]
     total, elapsed = shards["total"], body["elapsed_s"]
     print(
@@ -247,6 +278,8 @@ def dataset_job(*, shard_images: int, device: str, replicas: int) -> None:
         f"device {device}) would take {slices_s:.1f} s of slices + about {merge_scaled:.1f} s of "
         f"merge (scaled linearly) for {PROJECTED:,} pictures"
     )
+    if killed is not None:
+        report(killed, body, wall, size=shard_images, pictures=PICTURES, lease_s=lease_s)
 
 
 def _arguments() -> argparse.Namespace:
@@ -254,11 +287,28 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--dataset-job", action="store_true", help="the sharded digits analysis")
     parser.add_argument("--shard-images", type=int, default=256, help="LAYERSCOPE_SHARD_IMAGES")
     parser.add_argument("--project-replicas", type=int, default=8, help="replicas projected")
+    parser.add_argument(
+        "--kill-mid-slice",
+        action="store_true",
+        help="dataset job: then run it again and SIGKILL one replica in the middle of a slice",
+    )
+    parser.add_argument(
+        "--lease-s", type=float, default=30.0, help="LAYERSCOPE_REDIS_LEASE_S of the replicas"
+    )
+    parser.add_argument(
+        "--heartbeat-s",
+        type=float,
+        default=5.0,
+        help="LAYERSCOPE_REDIS_HEARTBEAT_S of the replicas (below --lease-s)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--requests", type=int, default=400, help="feature maps: answers per run")
     parser.add_argument("--clients", type=int, default=8, help="feature maps: clients")
     parser.add_argument("--images", type=int, default=16, help="feature maps: uploaded images")
-    return parser.parse_args()
+    arguments = parser.parse_args()
+    if arguments.heartbeat_s >= arguments.lease_s:
+        parser.error("--heartbeat-s must be below --lease-s (the service refuses to start)")
+    return arguments
 
 
 if __name__ == "__main__":
@@ -268,6 +318,9 @@ if __name__ == "__main__":
             shard_images=arguments.shard_images,
             device=arguments.device,
             replicas=arguments.project_replicas,
+            kill=arguments.kill_mid_slice,
+            lease_s=arguments.lease_s,
+            heartbeat_s=arguments.heartbeat_s,
         )
     else:
         main(
