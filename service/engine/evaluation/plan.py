@@ -167,9 +167,12 @@ def plan_evaluation(
     """
     if model.spec.task != "classification":
         raise InvalidInput(
-            f"model: an evaluation explains class scores; '{model.name}' is a "
-            f"{model.spec.task} model",
+            f"model: evaluations score explanations of classifiers only; '{model.name}' is a "
+            f"{model.spec.task} model, and explanations of a segmentation region or a "
+            "detection box (with the region or box as the localisation mask) are not "
+            "evaluated yet (docs/evaluation.md)",
             field="model",
+            task=model.spec.task,
         )
     for what, names, cap in (("methods", methods, MAX_METHODS), ("metrics", metrics, MAX_METRICS)):
         if not names:
