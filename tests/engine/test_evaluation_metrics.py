@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from service.engine.attribution.chunks import rows_per_chunk
 from service.engine.attribution.faithfulness import deletion_insertion
 from service.engine.attribution.sanity import parametrized_layers
 from service.engine.evaluation.cascade import randomized_copies
+from service.engine.evaluation.chunking import MAX_ROWS, evaluation_rows
 from service.engine.evaluation.metrics import (
     FAMILIES,
     METRICS,
@@ -23,6 +26,7 @@ from service.engine.evaluation.metrics import (
     resolve_parameters,
 )
 from tests.engine.evaluation_support import digits_inputs, eval_batch, gradcam
+from tests.tiny_models import loaded, seeded
 
 
 def test_every_metric_is_listed_with_a_family_and_a_reference() -> None:
@@ -134,3 +138,21 @@ def test_the_docs_table_names_every_metric_and_its_reference() -> None:
         better = "yes" if metric.higher_is_better else "no"
         row = f"| `{name}` | {metric.family} | {metric.reference} | {better} |"
         assert row in text, row
+
+
+def test_a_small_model_gets_larger_passes_and_a_large_one_keeps_the_cap(digits) -> None:
+    for graph in (False, True):
+        assert rows_per_chunk(digits, graph=graph) == 8  # the CPU cap
+        assert evaluation_rows(digits, graph=graph) == MAX_ROWS
+    wide = seeded(
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 2),
+        )
+    )
+    large = loaded("wide", wide, (256, 256), 2)  # 16 x 256 x 256 activations: 1M per row
+    for graph in (False, True):
+        assert evaluation_rows(large, graph=graph) == rows_per_chunk(large, graph=graph)
