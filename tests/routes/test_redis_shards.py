@@ -1,4 +1,4 @@
-"""Every dataset job through the Redis queue in slices (LAYERSCOPE_SHARD_IMAGES): the slices
+"""Every dataset job (evaluate included) through the Redis queue in slices (LAYERSCOPE_SHARD_IMAGES): the slices
 are saq jobs replayed through the app, their partials stored in Redis and merged by the last,
 and each answer equals the one a process without Redis gives in one pass."""
 
@@ -24,6 +24,8 @@ JOBS = {
     "contributions": "/v1/models/digits/datasets/digits/contributions?layer=relu3&limit=40&top=3",
     "compare": "/v1/compare/datasets/digits?models=digits,digits&limit=40&seed=2",
     "concepts": "/v1/models/digits/datasets/digits/concepts?layer=relu3&k=3&limit=40&seed=2",
+    "evaluate": "/v1/models/digits/datasets/digits/evaluate"
+    "?methods=gradcam,vanilla&metrics=deletion,sparseness,max-sensitivity&limit=40&seed=2",
 }
 
 
