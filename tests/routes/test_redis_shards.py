@@ -1,4 +1,4 @@
-"""Every dataset job (evaluate included) through the Redis queue in slices (LAYERSCOPE_SHARD_IMAGES): the slices
+"""Every dataset job through the Redis queue in slices (LAYERSCOPE_SHARD_IMAGES): the slices
 are saq jobs replayed through the app, their partials stored in Redis and merged by the last,
 and each answer equals the one a process without Redis gives in one pass."""
 
