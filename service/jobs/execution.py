@@ -52,6 +52,7 @@ class Execution:
         *,
         shard: int | None = None,
         shard_images: int = 0,
+        stored: bool = False,
     ) -> None:
         self.store, self.job_id, self.worker = store, job_id, worker
         self.halt = halt
@@ -61,7 +62,7 @@ class Execution:
         self.handed_back = False
         self.planned = 0
         # A slice whose partial an earlier run stored: only the merge may be left.
-        self.stored = False
+        self.stored = stored
         # Who may end the record: the replica it names, or (for a sharded job) any slice's.
         self.finish_as = worker if shard is None else ""
 

@@ -153,8 +153,9 @@ class JobQueue:
             await self._settle_unrun(job_id, state)
             return
         halt = threading.Event()
-        execution = Execution(self.store, job_id, self.name, halt, shard=shard)
-        execution.stored = state == "stored"
+        execution = Execution(
+            self.store, job_id, self.name, halt, shard=shard, stored=state == "stored"
+        )
         await self._claimed(job, execution)
 
     async def _claimed(self, job: Job, execution: Execution) -> None:
@@ -193,12 +194,11 @@ class JobQueue:
             status, body = await call_app(self.app, replay, execution)
         except Exception:  # the app answered 500 and re-raised; it is logged there
             status, body = 500, b'{"detail": "Internal server error"}'
-        idle = not (execution.lost or execution.handed_back or execution.planned)
-        if (
-            execution.outcome is None
-            and idle
-            and not (execution.shard is not None and status < 400)
-        ):
+        # Nothing left to record: the job moved on (lost, handed back, split into slices),
+        # or a slice answered 204 after storing its partial without merging.
+        settled = execution.lost or execution.handed_back or execution.planned
+        slice_stored = execution.shard is not None and status < 400
+        if execution.outcome is None and not (settled or slice_stored):
             if status == 503:  # overloaded or Redis gone while replaying: run it later
                 execution.handed_back = True
             elif status < 400:  # e.g. a replica of another version answered it directly
