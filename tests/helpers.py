@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -197,6 +199,7 @@ class LiveServer:
 
     def stop(self) -> int:
         if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)  # a test may have left it frozen
             self.process.terminate()
         return self.process.wait(timeout=60)
 

@@ -89,7 +89,9 @@ def _running_slice(cluster: Cluster, job_id: str) -> tuple[int, LiveServer]:
         )
         replica = cluster.replica(body["shards"]["running"][0]["replica"])
         os.kill(replica.process.pid, signal.SIGSTOP)
-        frozen = job(cluster.url, job_id)["shards"]["running"]
+        # Asked of the other replica: nginx would send every other poll to the frozen one.
+        (other,) = [r for r in cluster.replicas if r is not replica]
+        frozen = job(other.url, job_id)["shards"]["running"]
         mine = [r["shard"] for r in frozen if cluster.replica(r["replica"]) is replica]
         if mine:
             return mine[0], replica
