@@ -13,11 +13,10 @@ from torch import nn
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
-from service.engine.attribution.chunks import rows_per_chunk
+from service.engine.attribution.chunks import CPU_ROWS, MAX_ROWS, rows_per_chunk
 from service.engine.attribution.faithfulness import deletion_insertion
 from service.engine.attribution.sanity import parametrized_layers
 from service.engine.evaluation.cascade import randomized_copies
-from service.engine.evaluation.chunking import MAX_ROWS, evaluation_rows
 from service.engine.evaluation.metrics import (
     FAMILIES,
     METRICS,
@@ -142,8 +141,7 @@ def test_the_docs_table_names_every_metric_and_its_reference() -> None:
 
 def test_a_small_model_gets_larger_passes_and_a_large_one_keeps_the_cap(digits) -> None:
     for graph in (False, True):
-        assert rows_per_chunk(digits, graph=graph) == 8  # the CPU cap
-        assert evaluation_rows(digits, graph=graph) == MAX_ROWS
+        assert rows_per_chunk(digits, graph=graph) == MAX_ROWS == 64
     wide = seeded(
         lambda: nn.Sequential(
             nn.Conv2d(3, 16, 3, padding=1),
@@ -155,4 +153,4 @@ def test_a_small_model_gets_larger_passes_and_a_large_one_keeps_the_cap(digits) 
     )
     large = loaded("wide", wide, (256, 256), 2)  # 16 x 256 x 256 activations: 1M per row
     for graph in (False, True):
-        assert evaluation_rows(large, graph=graph) == rows_per_chunk(large, graph=graph)
+        assert rows_per_chunk(large, graph=graph) == CPU_ROWS == 8

@@ -17,7 +17,7 @@ import torch
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
-from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET
+from service.engine.attribution.chunks import DEFAULT_MEMORY_BUDGET, rows_per_chunk
 from service.engine.attribution.input_attributions import (
     InputPlan,
     parameters,
@@ -34,7 +34,6 @@ from service.engine.attribution.methods.registry import (
 from service.engine.attribution.noise_tunnel import tunnel
 from service.engine.attribution.plan import CamPlan, plan_cam
 from service.engine.attribution.target_objects import ClassTarget, Target
-from service.engine.evaluation.chunking import evaluation_rows
 
 CAM = "cam"
 INPUT = "input"
@@ -156,7 +155,7 @@ def _input_maps(
         options=plan.options,
         choose=same,
         fixed_targets=fixed,
-        rows=evaluation_rows(model, graph=chosen.needs_gradients),
+        rows=rows_per_chunk(model, graph=chosen.needs_gradients),
         budget=DEFAULT_MEMORY_BUDGET,
     )
     answer: Any

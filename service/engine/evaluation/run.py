@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from model_registry.registry import LoadedModel
+from service.engine.attribution.chunks import rows_per_chunk
 from service.engine.attribution.sanity import parametrized_layers
 from service.engine.evaluation.cascade import randomized_copies
-from service.engine.evaluation.chunking import evaluation_rows
 from service.engine.evaluation.explainers import Explainer
 from service.engine.evaluation.metrics import Cascade, EvalBatch
 from service.engine.evaluation.plan import EvalPlan, MetricChoice
@@ -64,7 +64,7 @@ class RandomizedCopies:
 
 def forward_fn(model: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
     """Logits of any batch of inputs, without a graph, in chunks of the memory budget."""
-    rows = evaluation_rows(model, graph=False)
+    rows = rows_per_chunk(model, graph=False)
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -110,7 +110,7 @@ def _batch(
         masks=masks,
         seed=seed,
         keys=keys,
-        rows=evaluation_rows(model, graph=False),
+        rows=rows_per_chunk(model, graph=False),
     )
 
 
