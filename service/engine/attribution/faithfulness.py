@@ -42,10 +42,17 @@ def deletion_insertion(
     metrics: tuple[str, ...] = METRICS,
     steps: int = DEFAULT_STEPS,
     rows: int = 32,
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> Curves:
     """AUCs for saliency `maps` [B, T, H, W] (input resolution) of `targets` [B, T].
 
     Ties in a map (ReLU zeros) are ordered by position, so the result is deterministic.
+
+    Args:
+        score: what the curve tracks when T = 1, (inputs [N, C, H, W], images [N]) -> [N]
+            for inputs that are variants of `batch[images]` (an evaluation's region or box
+            score, `EvalBatch.score`); None: the softmax probability of `targets` in
+            `module`'s logits.
     """
     count, per_image, height, width = maps.shape
     positions = height * width
@@ -78,6 +85,9 @@ def deletion_insertion(
                     inputs = torch.where(taken, starts[DELETION][image], batch[image])
                 else:
                     inputs = torch.where(taken, batch[image], starts[INSERTION][image])
+                if score is not None:
+                    probs[index] = score(inputs, image).to(probs.dtype)
+                    continue
                 logits = module(inputs).float()
                 probs[index] = logits.softmax(dim=1).gather(1, targets[image, target][:, None])[
                     :, 0

@@ -142,6 +142,19 @@ def concat_targets(parts: list[Target]) -> Target:
     return kind(**joined)
 
 
+def take_targets(target: Target, images: torch.Tensor) -> Target:
+    """The targets of `images` (int64 [N], indices into the batch, repeats allowed), as one
+    Target of N images (every tensor field indexed along images)."""
+    kind = type(target)
+    taken = {
+        f.name: getattr(target, f.name)[images.to(getattr(target, f.name).device)]
+        if isinstance(getattr(target, f.name), torch.Tensor)
+        else getattr(target, f.name)
+        for f in fields(kind)
+    }
+    return kind(**taken)
+
+
 def as_target(value: Target | torch.Tensor) -> Target:
     """A Target as it is; an int64 [B, T] tensor of classes as a ClassTarget."""
     return value if isinstance(value, Target) else ClassTarget(value)

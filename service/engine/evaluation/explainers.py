@@ -1,10 +1,11 @@
-"""The methods an evaluation scores, each as one function: (model, inputs, classes) -> maps.
+"""The methods an evaluation scores, each as one function: (model, inputs, targets) -> maps.
 
 Any method of `/cam` or `/attributions` may be evaluated, with only its own parameters
 (`options.<method>.<name>=value`), validated by the same plan functions those endpoints use
 (`plan_cam`, `plan_input_attributions`). The maps are those endpoints' maps for fixed
-target classes: a CAM [B, 1, H, W] (after ReLU, at the input size), an input attribution
-[B, C, H, W] on the normalized input, as Quantus takes `a_batch`.
+targets (classes, or a segmentation region's or detection box's resolved Target): a CAM
+[B, 1, H, W] (after ReLU, at the input size), an input attribution [B, C, H, W] on the
+normalized input, as Quantus takes `a_batch`.
 """
 
 from __future__ import annotations
@@ -49,9 +50,16 @@ class Explainer:
     parameters: dict[str, Any]
     plan: CamPlan | InputPlan
 
-    def maps(self, model: LoadedModel, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """float32 [B, A, H, W] maps of `classes` [B] for `inputs` [B, C, H, W] (normalized)."""
-        fixed = ClassTarget(classes.to(inputs.device).long().view(-1, 1))
+    def maps(
+        self, model: LoadedModel, inputs: torch.Tensor, targets: torch.Tensor | Target
+    ) -> torch.Tensor:
+        """float32 [B, A, H, W] maps for `inputs` [B, C, H, W] (normalized) of `targets`:
+        a class per input (int64 [B]), or a Target resolved for these inputs (one each)."""
+        fixed = (
+            targets
+            if isinstance(targets, Target)
+            else ClassTarget(targets.to(inputs.device).long().view(-1, 1))
+        )
         if isinstance(self.plan, CamPlan):
             plan = self.plan
             raw = cam_maps(

@@ -4,6 +4,9 @@ A mask is a picture whose non-zero pixels are the object: a PNG of a dataset's `
 folder, or, for the built-in digits, the digit's own picture (its strokes). It goes through
 the model's own resize, crop or letterbox (`images.to_model_image`, one channel, the
 letterbox padding counted as background), so mask pixel (y, x) is input pixel (y, x).
+
+A segmentation or detection request has its own: the target's region, or its box filled
+(`target_masks`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from PIL import Image
 from model_registry.datasets import Dataset, read_mask
 from model_registry.errors import ClientError
 from model_registry.spec import ModelSpec
+from service.engine.attribution.target_objects import Target
 from service.engine.images import decode_image, to_model_image
 
 log = logging.getLogger("layerscope")
@@ -66,5 +70,24 @@ def dataset_masks(
                 log.warning(
                     "dataset %s: no usable mask for %s", dataset.name, dataset.describe(index)
                 )
+        found.append(mask)
+    return found
+
+
+def target_masks(target: Target, size: tuple[int, int]) -> list[np.ndarray] | None:
+    """bool [H, W] per image at the input size `size` (H, W) from its first target: a
+    region's pixels (`RegionTarget`), or a box (`BoxTarget`) filled over every pixel it
+    touches, rounded outwards as `region=x0,y0,x1,y1` is; None for a class target."""
+    regions, boxes = target.regions_drawn(), target.boxes_drawn()
+    if regions is not None:
+        return list(regions[:, 0].cpu().numpy().astype(bool))
+    if boxes is None:
+        return None
+    height, width = size
+    found = []
+    for x0, y0, x1, y1 in boxes[:, 0].detach().float().cpu().tolist():
+        mask = np.zeros(size, dtype=bool)
+        left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+        mask[top : min(height, int(np.ceil(y1))), left : min(width, int(np.ceil(x1)))] = True
         found.append(mask)
     return found

@@ -1,17 +1,19 @@
 """Score every method of a plan on one batch with every metric of the plan.
 
-Each method's maps are computed once per batch and handed to every metric in an
-`EvalBatch`, with what the metrics may ask for: the model's logits on any input (no graph,
-in chunks that fit the memory budget), the method again on other inputs (robustness), the
-method on the randomized cascade copies of the model (randomisation) and the masks
-(localisation). Runs on the device thread; the shared model is only read.
+Each method's maps are computed once per batch and handed to every metric in an `EvalBatch`,
+with what the metrics may ask for: the explained score (a class's logit, a region's or box's
+score) on any input (no graph, in chunks that fit the memory budget), the method again on
+other inputs (robustness), the method on the randomized cascade copies of the model
+(randomisation) and the masks (localisation). Runs on the device thread; the shared model is
+only read.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +22,13 @@ from torch import nn
 from model_registry.registry import LoadedModel
 from service.engine.attribution.chunks import rows_per_chunk
 from service.engine.attribution.sanity import parametrized_layers
+from service.engine.attribution.target_objects import (
+    ClassTarget,
+    Target,
+    TargetRequest,
+    concat_targets,
+    take_targets,
+)
 from service.engine.evaluation.cascade import randomized_copies
 from service.engine.evaluation.explainers import Explainer
 from service.engine.evaluation.metrics import Cascade, EvalBatch
@@ -62,19 +71,51 @@ class RandomizedCopies:
         return self._copy
 
 
-def forward_fn(model: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Logits of any batch of inputs, without a graph, in chunks of the memory budget."""
+def forward_fn(model: LoadedModel) -> Callable[[torch.Tensor], Any]:
+    """The model's output for any batch of inputs, without a graph, in chunks of the memory
+    budget: float logits of a classifier; a segmentation or detection model's own output
+    (`dense.outputs` reads it), its chunks joined."""
     rows = rows_per_chunk(model, graph=False)
 
-    def forward(inputs: torch.Tensor) -> torch.Tensor:
+    def forward(inputs: torch.Tensor) -> Any:
         with torch.inference_mode():
             parts = [
-                model.module(inputs[start : start + rows].to(model.device)).float()
+                model.module(inputs[start : start + rows].to(model.device))
                 for start in range(0, inputs.shape[0], rows)
             ]
-        return torch.cat(parts) if parts else torch.empty(0)
+        if not parts:
+            return torch.empty(0)
+        if isinstance(parts[0], torch.Tensor):
+            return torch.cat(parts).float()
+        return parts[0] if len(parts) == 1 else _joined(parts)
 
     return forward
+
+
+def _joined(parts: list[Any]) -> Any:
+    """Chunks of a dense model's output as one: a list of detections per image, or a mapping
+    of per-image tensors (torchvision's {"out", "aux"})."""
+    if isinstance(parts[0], Mapping):
+        return {
+            key: torch.cat([part[key] for part in parts])
+            for key, value in parts[0].items()
+            if isinstance(value, torch.Tensor)
+        }
+    return [item for part in parts for item in part]
+
+
+def resolve_target(model: LoadedModel, request: TargetRequest, batch: torch.Tensor) -> Target:
+    """`request` resolved on `batch` (a class, region or box per image), chunk by chunk
+    without a graph, as /cam resolves it."""
+    rows = rows_per_chunk(model, graph=False)
+    parts = []
+    with torch.no_grad():  # not inference mode: the targets' tensors meet graphs later
+        for start in range(0, batch.shape[0], rows):
+            chunk = batch[start : start + rows]
+            output = model.module(chunk)
+            output = output.float() if isinstance(output, torch.Tensor) else output
+            parts.append(request.resolve(output, chunk))
+    return concat_targets(parts)
 
 
 def predicted(model: LoadedModel, batch: torch.Tensor) -> torch.Tensor:
@@ -86,22 +127,33 @@ def _batch(
     model: LoadedModel,
     explainer: Explainer,
     batch: torch.Tensor,
-    classes: torch.Tensor,
+    target: Target,
     maps: np.ndarray,
     masks: np.ndarray | None,
     copies: RandomizedCopies,
     seed: int,
     keys: tuple[int, ...],
 ) -> EvalBatch:
+    classes = target.classes[:, 0]
+    by_class = isinstance(target, ClassTarget)
+
     def explain(inputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-        return _numpy(explainer.maps(model, inputs, targets))
+        if by_class:
+            return _numpy(explainer.maps(model, inputs, targets))
+        # a region or box explains its own class: inputs are copies of the batch, sample-major
+        # (`EvalBatch.explain`), so input n is a variant of image n % B, explained for its target
+        images = torch.arange(inputs.shape[0], device=classes.device) % batch.shape[0]
+        if not torch.equal(targets.to(classes.device).long(), classes[images].long()):
+            raise ValueError("a region or box target explains only its own class")
+        return _numpy(explainer.maps(model, inputs, take_targets(target, images)))
 
     def explain_randomized(depth: int) -> np.ndarray:
-        return _numpy(explainer.maps(copies.get(depth), batch, classes))
+        return _numpy(explainer.maps(copies.get(depth), batch, target))
 
     return EvalBatch(
         inputs=batch,
         targets=classes,
+        target=None if by_class else target,
         maps=maps,
         forward=forward_fn(model),
         explain=explain,
@@ -139,7 +191,7 @@ def _score(
 def evaluate_batch(
     model: LoadedModel,
     batch: torch.Tensor,
-    classes: torch.Tensor,
+    targets: torch.Tensor | Target,
     plan: EvalPlan,
     *,
     masks: Sequence[np.ndarray | None] | None = None,
@@ -147,9 +199,16 @@ def evaluate_batch(
     keys: Sequence[int] | None = None,
 ) -> BatchScores:
     """Every method's values on every metric for `batch` [B, C, H, W] (normalized) and
-    target `classes` [B]; `masks` bool [H, W] per picture (None: that picture has none);
-    `keys` each picture's key for its random draws (`EvalBatch.keys`; None: 0..B-1)."""
+    `targets`: a class per picture (int64 [B]), or a Target resolved on `batch` with one
+    target per picture (a region or box); `masks` bool [H, W] per picture (None: that
+    picture has none); `keys` each picture's key for its random draws (`EvalBatch.keys`;
+    None: 0..B-1)."""
     copies = copies or RandomizedCopies(model)
+    target = (
+        targets
+        if isinstance(targets, Target)
+        else ClassTarget(targets.to(batch.device).long().view(-1, 1))
+    )
     count = batch.shape[0]
     keyed = tuple(range(count)) if keys is None else tuple(int(k) for k in keys)
     given = list(masks) if masks is not None else [None] * count
@@ -161,21 +220,21 @@ def evaluate_batch(
     found: Values = {}
     cascades: dict[str, Cascade] = {}
     for explainer in plan.explainers:
-        maps = _numpy(explainer.maps(model, batch, classes))
+        maps = _numpy(explainer.maps(model, batch, target))
 
         def make(
             rows: np.ndarray, maps: np.ndarray = maps, explainer: Explainer = explainer
         ) -> EvalBatch:
             if rows.size == count:
                 return _batch(
-                    model, explainer, batch, classes, maps, stacked, copies, plan.seed, keyed
+                    model, explainer, batch, target, maps, stacked, copies, plan.seed, keyed
                 )
             index = torch.from_numpy(rows).to(batch.device)
             return _batch(
                 model,
                 explainer,
                 batch[index],
-                classes[index],
+                take_targets(target, index),
                 maps[rows],
                 None if stacked is None else stacked[rows],
                 copies,

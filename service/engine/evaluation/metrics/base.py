@@ -5,7 +5,8 @@ so their `register_metric` calls run (as the attribution methods' registry does)
 
 The contract, for the code that runs metrics (the `/evaluate` routes and the dataset job):
 - build one `EvalBatch` per batch of images and method: the normalized inputs on the
-  model's device, the targets, the method's maps as float32 numpy [B, A, H, W] at input
+  model's device, the targets (a class per image, or a resolved region or box `Target`),
+  the method's maps as float32 numpy [B, A, H, W] at input
   resolution (A = 1 for a CAM, A = C for an input-space attribution), and the callables
   the metric's `needs` ask for;
 - `parameters = resolve_parameters(metric, given)` (422 on an unknown name or a value out of
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from model_registry.errors import InvalidInput
+from service.engine.attribution.target_objects import ClassTarget, Target
 from service.engine.checks import Bound
 
 FAITHFULNESS = "faithfulness"
@@ -49,11 +51,13 @@ class EvalBatch:
 
     Attributes:
         inputs: normalized model inputs [B, C, H, W] on the model's device.
-        targets: int64 [B], the explained class of each image (on any device).
+        targets: int64 [B], the explained class of each image (on any device): the class
+            of a classifier, a segmentation region's class or a detection box's label.
         maps: float32 [B, A, H, W] at input resolution: A = 1 for a CAM, A = C for an
             input-space attribution (signed values as the method gives them).
-        forward: logits [N, classes] of any inputs [N, C, H, W] (the caller's model, run
-            without gradients); metrics call it with at most `rows` inputs at a time.
+        forward: the model's output for any inputs [N, C, H, W] (the caller's model, run
+            without gradients): logits [N, classes] of a classifier, whatever `target`
+            reads otherwise; metrics call it with at most `rows` inputs at a time.
         explain: re-explain (inputs [N, C, H, W], targets [N]) -> maps like `maps` [N, ...]
             with the same method and options (robustness, random-logit). N may be several
             copies of the batch (sample-major: the whole batch once per noise sample), and the
@@ -72,6 +76,9 @@ class EvalBatch:
             never on its batch-mates, so a dataset evaluation run in slices gives the
             values it gives whole.
         rows: inputs per `forward` call.
+        target: what is explained, resolved on these images with one target each: None for
+            the class `targets` of a classifier, else a `RegionTarget` (segmentation) or
+            `BoxTarget` (detection); `score` reads it.
     """
 
     inputs: torch.Tensor
@@ -85,10 +92,34 @@ class EvalBatch:
     seed: int = 0
     keys: tuple[int, ...] | None = None
     rows: int = 64
+    target: Target | None = None
 
     @property
     def size(self) -> int:
         return int(self.inputs.shape[0])
+
+    def images(self) -> torch.Tensor:
+        """int64 [B]: 0..B-1, each image of the batch once (for `score`)."""
+        return torch.arange(self.size)
+
+    def score(
+        self, inputs: torch.Tensor, images: torch.Tensor, *, probability: bool = False
+    ) -> torch.Tensor:
+        """The explained score of `inputs` [N, C, H, W], input n being (a variant of) image
+        `images[n]` of the batch -> float [N]; call it with at most `rows` inputs.
+
+        A class's logit (pytorch-grad-cam's `ClassifierOutputTarget`) or, with `probability`,
+        its softmax probability (`ClassifierOutputSoftmaxTarget`); a region's or box's
+        `Target.scores` either way, as grad-cam's metrics read any target callable given.
+        """
+        output = self.forward(inputs)
+        if self.target is not None and not isinstance(self.target, ClassTarget):
+            return self.target.scores(output, images)[:, 0].float()
+        logits = output.float()
+        if probability:
+            logits = logits.softmax(dim=1)
+        picked = self.targets.to(logits.device).long()[images.to(logits.device)]
+        return logits.gather(1, picked.view(-1, 1))[:, 0]
 
     def image_seeds(self) -> list[int]:
         """Each image's seed, `image_seed(seed, key)`."""
@@ -208,6 +239,8 @@ class Metric:
         higher_is_better: the direction of a better explanation.
         needs: what `EvalBatch` must carry beyond inputs and maps: a subset of
             {"masks", "explain", "explain_randomized"}.
+        classes_only: why it is defined for a classifier's class target only (e.g. it
+            explains other classes); "" when a region or box target has it too.
         parameters: name -> `Parameter` (the names are the API's option names).
         compute: (batch, resolved parameters) -> float64 [B], or a `Cascade`.
         summary: one line for listings.
@@ -221,6 +254,7 @@ class Metric:
     summary: str = ""
     needs: frozenset[str] = frozenset()
     parameters: Mapping[str, Parameter] = field(default_factory=dict)
+    classes_only: str = ""
 
     def defaults(self) -> dict[str, Any]:
         return {name: parameter.default for name, parameter in self.parameters.items()}
@@ -238,6 +272,7 @@ def register_metric(
     summary: str,
     needs: Sequence[str] = (),
     parameters: Mapping[str, Parameter] | None = None,
+    classes_only: str = "",
 ) -> Callable[[Callable], Callable]:
     """Function decorator: `compute(batch, parameters)` becomes the metric `name`."""
     if family not in FAMILIES:
@@ -255,6 +290,7 @@ def register_metric(
             summary=summary,
             needs=frozenset(needs),
             parameters=dict(parameters or {}),
+            classes_only=classes_only,
         )
         return compute
 

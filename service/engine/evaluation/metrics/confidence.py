@@ -4,7 +4,7 @@ pytorch-grad-cam's `DropInConfidence` and `IncreaseInConfidence`.
 The input (normalized) is multiplied by the map, read per pixel and min-max scaled to [0, 1]
 per image as grad-cam scales its CAMs (a map in [0, 1] already is used as it is), and the
 target's softmax probability is compared with the original's (grad-cam's
-`ClassifierOutputSoftmaxTarget`):
+`ClassifierOutputSoftmaxTarget`; a region's or box's score as it is, `EvalBatch.score`):
 - `drop-in-confidence`: max(0, before - after), lower is better;
 - `increase-in-confidence`: 1 when after > before, else 0; its mean is the share of images
   whose confidence rose, higher is better.
@@ -26,10 +26,10 @@ from service.engine.evaluation.metrics.prepare import pixel_saliency, unit_range
 def confidence_change(batch: EvalBatch) -> np.ndarray:
     """after - before, float32 [B], as grad-cam's `CamMultImageConfidenceChange`."""
     cams = torch.from_numpy(unit_range(pixel_saliency(batch.maps))).to(batch.inputs.device)
-    targets = batch.targets.long()
-    before = target_scores(batch, batch.inputs, targets, softmax=True).astype(np.float32)
+    images = batch.images()
+    before = target_scores(batch, batch.inputs, images, softmax=True).astype(np.float32)
     masked = batch.inputs * cams[:, None].to(batch.inputs.dtype)
-    after = target_scores(batch, masked, targets, softmax=True).astype(np.float32)
+    after = target_scores(batch, masked, images, softmax=True).astype(np.float32)
     return after - before
 
 

@@ -2,7 +2,8 @@
 
 For `correlation_runs` random subsets of `correlation_subset` input features (values of
 the flattened [C, H, W] input, drawn without replacement), the features are set to the
-image's minimum (Quantus's "black" baseline) and the drop of the target's logit is paired
+image's minimum (Quantus's "black" baseline) and the drop of the target's logit (a region's
+or box's score, `EvalBatch.score`) is paired
 with the sum of the map over those features (a one-channel map counts once per channel).
 The score is Pearson's r over the runs, in [-1, 1]: higher is more faithful.
 
@@ -75,8 +76,8 @@ def faithfulness_correlation(batch: EvalBatch, parameters: Mapping[str, Any]) ->
     maps = maps.reshape(count, -1)
     rngs = [np.random.RandomState(seed) for seed in batch.image_seeds()]
     black = flat.min(dim=1, keepdim=True).values
-    targets = batch.targets.long()
-    before = target_scores(batch, batch.inputs, targets, softmax=False)
+    images = batch.images()
+    before = target_scores(batch, batch.inputs, images, softmax=False)
     sums = np.empty((count, runs))
     after = np.empty((runs, count))
     per_pass = max(1, batch.rows // count)
@@ -90,7 +91,7 @@ def faithfulness_correlation(batch: EvalBatch, parameters: Mapping[str, Any]) ->
         perturbed = flat[None].repeat(chunk.shape[0], 1, 1)
         perturbed.scatter_(2, chunk, black[None].expand(*chunk.shape))
         shaped = perturbed.reshape(-1, *batch.inputs.shape[1:])
-        scores = target_scores(batch, shaped, targets.repeat(chunk.shape[0]), softmax=False)
+        scores = target_scores(batch, shaped, images.repeat(chunk.shape[0]), softmax=False)
         after[start:stop] = scores.reshape(chunk.shape[0], count)
     drops = before[:, None] - after.T  # [B, runs]
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():

@@ -1,8 +1,9 @@
 """Deletion and insertion (Petsiuk et al. 2018, RISE), as the trust view computes them
-(`attribution.faithfulness`): the area under the target's softmax probability as pixels
-are removed (deletion, lower is better) or put back (insertion, higher is better), most
-salient first. A map with channels (an input-space attribution) ranks pixels by |values|
-summed over the channels, as `/attributions` does."""
+(`attribution.faithfulness`): the area under the target's softmax probability (a region's
+or box's score, `EvalBatch.score`) as pixels are removed (deletion, lower is better) or
+put back (insertion, higher is better), most salient first. A map with channels (an
+input-space attribution) ranks pixels by |values| summed over the channels, as
+`/attributions` does."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def _auc(metric: str, batch: EvalBatch, steps: int) -> np.ndarray:
         metrics=(metric,),
         steps=steps,
         rows=batch.rows,
+        score=lambda inputs, images: batch.score(inputs, images, probability=True),
     )
     return curves.auc[metric][:, 0].double().cpu().numpy()
 

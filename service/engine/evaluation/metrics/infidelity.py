@@ -3,7 +3,8 @@
 The perturbation I is Gaussian noise of standard deviation `infidelity_noise` on every
 input value (Captum's documented example, `np.random.normal(0, 0.003)`), subtracted from
 the input: infidelity = mean over `infidelity_samples` draws of
-(sum(I * map) - (f(x) - f(x - I)))^2, f the target's logit, `normalize=False` as Captum's
+(sum(I * map) - (f(x) - f(x - I)))^2, f the target's logit (a region's or box's score,
+`EvalBatch.score`), `normalize=False` as Captum's
 default. A one-channel map counts for every channel. Lower is more faithful.
 
 Randomness: each image's noise [samples, C, H, W] is drawn by a CPU `torch.Generator`
@@ -54,8 +55,7 @@ def infidelity(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
     samples, std = parameters["infidelity_samples"], parameters["infidelity_noise"]
     seeds = batch.image_seeds()
     maps = np.broadcast_to(batch.maps, tuple(batch.inputs.shape))
-    targets = batch.targets.long()
-    before = target_scores(batch, batch.inputs, targets, softmax=False)
+    before = target_scores(batch, batch.inputs, batch.images(), softmax=False)
     out = np.empty(batch.size)
     group = max(1, batch.rows // samples)  # images whose perturbations share a forward pass
     for first in range(0, batch.size, group):
@@ -72,7 +72,7 @@ def infidelity(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
         explained = (weights * noise).reshape(noise.shape[0], -1).sum(dim=1).double().numpy()
         moved = batch.inputs[first : images.stop].repeat_interleave(samples, dim=0)
         moved = moved - noise.to(moved.device, moved.dtype)
-        repeated = targets[first : images.stop].repeat_interleave(samples)
+        repeated = torch.arange(first, images.stop).repeat_interleave(samples)
         after = target_scores(batch, moved, repeated, softmax=False)
         change = np.repeat(before[first : images.stop], samples) - after
         out[first : images.stop] = ((explained - change) ** 2).reshape(-1, samples).mean(axis=1)

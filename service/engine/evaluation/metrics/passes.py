@@ -9,7 +9,8 @@ from service.engine.evaluation.metrics.base import EvalBatch
 
 
 def logits(batch: EvalBatch, inputs: torch.Tensor) -> torch.Tensor:
-    """`batch.forward` over `inputs` [N, C, H, W], `batch.rows` at a time -> float [N, K]."""
+    """`batch.forward` over `inputs` [N, C, H, W], `batch.rows` at a time -> float [N, K]
+    (a classifier's)."""
     parts = []
     with torch.inference_mode():
         for start in range(0, inputs.shape[0], batch.rows):
@@ -18,11 +19,14 @@ def logits(batch: EvalBatch, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def target_scores(
-    batch: EvalBatch, inputs: torch.Tensor, targets: torch.Tensor, *, softmax: bool
+    batch: EvalBatch, inputs: torch.Tensor, images: torch.Tensor, *, softmax: bool
 ) -> np.ndarray:
-    """The target's softmax probability (or logit) for each of `inputs` -> float64 [N]."""
-    out = logits(batch, inputs)
-    if softmax:
-        out = out.softmax(dim=1)
-    picked = out.gather(1, targets.to(out.device).long().view(-1, 1))[:, 0]
-    return picked.double().cpu().numpy()
+    """The explained score (`EvalBatch.score`: with `softmax`, a class's probability) of each
+    of `inputs` [N, C, H, W], input n a variant of image `images[n]`, `batch.rows` at a time
+    -> float64 [N]."""
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, inputs.shape[0], batch.rows):
+            part = slice(start, start + batch.rows)
+            parts.append(batch.score(inputs[part], images[part], probability=softmax))
+    return torch.cat(parts).double().cpu().numpy() if parts else np.empty(0)

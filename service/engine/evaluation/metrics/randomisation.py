@@ -101,6 +101,8 @@ def ssim(first: np.ndarray, second: np.ndarray) -> float:
     higher_is_better=False,
     summary="SSIM of the target's map with the map of a random other class",
     needs=(NEEDS_EXPLAIN,),
+    classes_only="it compares the target's map with the map of a random other class of a "
+    "classifier, and a region or box target has no other class to explain",
 )
 def random_logit(batch: EvalBatch, parameters: Mapping[str, Any]) -> np.ndarray:
     if batch.explain is None:

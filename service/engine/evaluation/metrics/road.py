@@ -7,7 +7,8 @@ or whose inverted map (1 - map) is (LeRF) are removed and filled by the noisy li
 (`imputation`, `road_noise` as grad-cam's default 0.01; each image's noise drawn by a
 generator seeded with its `EvalBatch.image_seeds()` entry, plus 1 for LeRF). The
 score is the change of the target's softmax probability (grad-cam's
-`ClassifierOutputSoftmaxTarget`), averaged over the percentiles:
+`ClassifierOutputSoftmaxTarget`; a region's or box's score as it is, `EvalBatch.score`),
+averaged over the percentiles:
 - `road-morf`: lower (a larger drop) is more faithful;
 - `road-lerf`: higher (a smaller drop) is more faithful;
 - `road-combined`: (LeRF - MoRF) / 2, higher is more faithful.
@@ -59,8 +60,7 @@ def road_changes(batch: EvalBatch, parameters: Mapping[str, Any], *, morf: bool)
     generators = [
         torch.Generator().manual_seed(s + (0 if morf else 1)) for s in batch.image_seeds()
     ]
-    targets = batch.targets.long()
-    before = target_scores(batch, batch.inputs, targets, softmax=True).astype(np.float32)
+    before = target_scores(batch, batch.inputs, batch.images(), softmax=True).astype(np.float32)
     after = np.empty(len(percentiles) * batch.size, np.float32)
     pending: list[np.ndarray] = []  # at most `rows` imputed images are held at once
     done = 0
@@ -75,7 +75,7 @@ def road_changes(batch: EvalBatch, parameters: Mapping[str, Any], *, morf: bool)
                 )
                 which = torch.arange(done, done + len(pending)) % batch.size
                 after[done : done + len(pending)] = target_scores(
-                    batch, perturbed, targets[which.to(targets.device)], softmax=True
+                    batch, perturbed, which, softmax=True
                 )
                 done += len(pending)
                 pending = []
