@@ -14,16 +14,22 @@ from api_schemas import evaluation as schemas
 from model_registry.datasets import Dataset, DatasetCatalog, has_masks, is_reference
 from model_registry.errors import InvalidInput, NotFound
 from model_registry.registry import LoadedModel
+from model_registry.spec import CLASSIFICATION
 from service.engine.attribution.target_requests import parse_request
 from service.engine.evaluation.dataset_run import MAX_LIMIT, class_map, pick_indices
-from service.engine.evaluation.plan import EvalPlan, plan_evaluation, split_options
+from service.engine.evaluation.plan import (
+    EvalPlan,
+    plan_evaluation,
+    require_classifier,
+    split_options,
+)
 from service.engine.partials import Partial
 from service.engine.progress import Progress
 from service.jobs.job_store import Encoded
 from service.jobs.shards import ShardedWork
 from service.routes import common
 from service.routes import evaluation_answers as answers
-from service.routes.attribution_options import Target
+from service.routes.attribution_options import Box, Detection, Region, Target
 from service.routes.deps import DatasetsDep, ImagesDep, ServingDep
 from service.routes.options import Options, RunAsync, seed_field
 from service.workers.evaluation_tasks import (
@@ -54,6 +60,9 @@ class EvaluateOptions(Options):
         description="metrics, comma-separated (docs/evaluation.md)", max_length=1024
     )
     target: Target = None
+    region: Region = None
+    box: Box = None
+    detection: Detection = None
     seed: int = seed_field("random state of every metric's draws (noise, perturbations)")
     run_async: RunAsync = None
 
@@ -131,12 +140,20 @@ async def evaluate(
     if request is None:  # routes always have one; a replayed job carries its own
         raise InvalidInput("request: missing", field="request")
     sources = _sources(request, datasets, len(images))
-    masked = all(s is not None and has_masks(s[0]) for s in sources)
+    # a region or box target is every picture's mask where its dataset has none
+    masked = model.spec.task != CLASSIFICATION or all(
+        s is not None and has_masks(s[0]) for s in sources
+    )
     plan = _plan(request, model, options.methods, options.metrics, options.seed, masked)
-    target = parse_request(model, options.target)
+    target = parse_request(
+        model, options.target, region=options.region, box=options.box, detection=options.detection
+    )
     if target.count != 1:
+        field = "detection" if options.detection else "target"
         raise InvalidInput(
-            "target: an evaluation explains one class per image; name one", field="target"
+            f"{field}: an evaluation explains one target per image (a class, a region's class "
+            "or a box); name one",
+            field=field,
         )
     pixels = settings.max_image_pixels
 
@@ -172,6 +189,7 @@ async def evaluate_dataset(
     model, settings, request = serving.model, serving.settings, serving.request
     if request is None:
         raise InvalidInput("request: missing", field="request")
+    require_classifier(model)
     found = datasets.get(dataset, field="dataset")
     plan = _plan(request, model, options.methods, options.metrics, options.seed, has_masks(found))
     indices = pick_indices(found, options.limit, options.seed)

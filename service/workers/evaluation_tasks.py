@@ -12,10 +12,15 @@ from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
 from service.engine.attribution.target_objects import TargetRequest
 from service.engine.evaluation.dataset_run import DatasetScores, evaluate_slice, merge_slices
-from service.engine.evaluation.masks import mask_at_input
+from service.engine.evaluation.masks import mask_at_input, target_masks
 from service.engine.evaluation.metrics import Cascade
 from service.engine.evaluation.plan import MASK_SOURCES, EvalPlan
-from service.engine.evaluation.run import RandomizedCopies, Values, evaluate_batch, forward_fn
+from service.engine.evaluation.run import (
+    RandomizedCopies,
+    Values,
+    evaluate_batch,
+    resolve_target,
+)
 from service.engine.evaluation.summary import Summary, summarise
 from service.engine.images import decode_image, preprocess
 from service.engine.partials import Partial
@@ -41,18 +46,20 @@ def evaluate_pictures_task(
     sources: Sequence[Source],
     max_pixels: int,
 ) -> PictureScores:
-    """Every method and metric of `plan` for the pictures; masks from their datasets.
+    """Every method and metric of `plan` for the pictures and the target `request` resolves
+    to (one per picture); masks from their datasets, else the target's region or box.
 
     Raises:
         InvalidInput: a localisation metric and a picture without a mask (naming it).
     """
     pictures = [decode_image(d, max_pixels=max_pixels, index=i) for i, d in enumerate(uploads)]
     batch = preprocess(pictures, model.spec, model.device)
-    target = request.resolve(forward_fn(model)(batch), batch)
+    target = resolve_target(model, request, batch)
     classes = target.classes[:, 0]
     masks = None
     if plan.needs_masks:
         masks = []
+        own = target_masks(target, (batch.shape[-2], batch.shape[-1]))
         for index, (picture, source) in enumerate(zip(pictures, sources, strict=True)):
             data = None if source is None else read_mask(*source)
             mask = (
@@ -60,13 +67,15 @@ def evaluate_pictures_task(
                 if data is None
                 else mask_at_input(data, model.spec, size=picture.size, max_pixels=max_pixels)
             )
+            if mask is None and own is not None:
+                mask = own[index]
             if mask is None:
                 raise InvalidInput(
                     f"image[{index}]: no object mask for this picture; {MASK_SOURCES}",
                     field="image",
                 )
             masks.append(mask)
-    found = evaluate_batch(model, batch, classes, plan, masks=masks)
+    found = evaluate_batch(model, batch, target, plan, masks=masks)
     return PictureScores(classes.cpu().numpy().astype(np.int64), found.values, found.cascades)
 
 

@@ -211,24 +211,3 @@ def test_an_upload_has_no_mask_for_a_localisation_metric(api: TestClient) -> Non
     answer = api.post(f"{DIGITS}?methods=gradcam&metrics=pointing-game", files=files(picture))
     body = error_body(answer, 422, "metrics")
     assert "masks come from" in body["detail"]
-
-
-@pytest.mark.parametrize(
-    ("model", "task", "target"),
-    [("seg", "segmentation", "region=all"), ("det", "detection", "box=2,2,20,20")],
-)
-def test_a_dense_model_is_a_422_saying_what_is_evaluated(
-    dense_client: TestClient, model: str, task: str, target: str
-) -> None:
-    picture = png(Image.new("RGB", (32, 32), (90, 120, 150)))
-    answer = dense_client.post(
-        f"/v1/models/{model}/evaluate?methods=gradcam&metrics=pointing-game&{target}",
-        files=files(picture),
-    )
-    body = error_body(answer, 422, "model")
-    assert body["task"] == task
-    assert "classifiers only" in body["detail"] and "detection box" in body["detail"]
-    job = dense_client.post(
-        f"/v1/models/{model}/datasets/digits/evaluate?methods=gradcam&metrics=sparseness"
-    )
-    assert error_body(job, 422, "model")["task"] == task

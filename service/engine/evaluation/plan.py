@@ -15,13 +15,15 @@ from typing import Any
 
 from model_registry.errors import InvalidInput
 from model_registry.registry import LoadedModel
+from model_registry.spec import CLASSIFICATION
+from service.engine.attribution.target_requests import TAKES
 from service.engine.evaluation.explainers import (
     Explainer,
     method_names,
     method_parameters,
     plan_explainer,
 )
-from service.engine.evaluation.metrics import Metric, get_metric, resolve_parameters
+from service.engine.evaluation.metrics import Metric, get_metric, metric_names, resolve_parameters
 
 OPTION_PREFIX = "options."
 MAX_METHODS = 16
@@ -150,6 +152,40 @@ def _check_input_counts(model: LoadedModel, choice: MetricChoice) -> None:
             )
 
 
+def require_classifier(model: LoadedModel) -> None:
+    """A dataset evaluation explains each picture's predicted or label class: 422 for a
+    segmentation or detection model, naming the per-batch endpoint that takes its targets."""
+    task = model.spec.task
+    if task != CLASSIFICATION:
+        raise InvalidInput(
+            f"model: a dataset evaluation explains each picture's predicted or label class, "
+            f"so it takes classifiers only; '{model.name}' is a {task} model: evaluate its "
+            f"pictures with POST /v1/models/{model.name}/evaluate and a region or box target "
+            f"({TAKES[task]}), whose region or box is also the localisation mask "
+            "(docs/evaluation.md)",
+            field="model",
+            task=task,
+        )
+
+
+def _check_task(model: LoadedModel, chosen: tuple[MetricChoice, ...]) -> None:
+    """A metric defined for a classifier's class only (`Metric.classes_only`, e.g.
+    random-logit): 422 naming it and why, with the metrics a region or box target takes."""
+    if model.spec.task == CLASSIFICATION:
+        return
+    for choice in chosen:
+        if choice.metric.classes_only:
+            fits = [n for n in metric_names() if not get_metric(n).classes_only]
+            raise InvalidInput(
+                f"metrics: {choice.name} does not apply to '{model.name}', a "
+                f"{model.spec.task} model: {choice.metric.classes_only}. Metrics for its "
+                f"region or box targets: {', '.join(fits)}",
+                field="metrics",
+                metric=choice.name,
+                choices=fits,
+            )
+
+
 def plan_evaluation(
     model: LoadedModel,
     *,
@@ -161,19 +197,14 @@ def plan_evaluation(
 ) -> EvalPlan:
     """Check every method, metric and option before any picture is read.
 
+    A segmentation or detection model is evaluated for its region or box target (the
+    caller resolves it); the metrics that explain other classes of a classifier answer 422.
+
     Args:
-        masks: whether every picture comes with a mask; a localisation metric without
-            them answers 422 naming where masks come from.
+        masks: whether every picture comes with a mask (a dataset's, or the region or box
+            of a segmentation or detection target); a localisation metric without them
+            answers 422 naming where masks come from.
     """
-    if model.spec.task != "classification":
-        raise InvalidInput(
-            f"model: evaluations score explanations of classifiers only; '{model.name}' is a "
-            f"{model.spec.task} model, and explanations of a segmentation region or a "
-            "detection box (with the region or box as the localisation mask) are not "
-            "evaluated yet (docs/evaluation.md)",
-            field="model",
-            task=model.spec.task,
-        )
     for what, names, cap in (("methods", methods, MAX_METHODS), ("metrics", metrics, MAX_METRICS)):
         if not names:
             raise InvalidInput(f"{what}: name at least one, comma-separated", field=what)
@@ -196,6 +227,7 @@ def plan_evaluation(
         }
         explainers.append(plan_explainer(model, method, typed))
     chosen = tuple(_metric(name, options.get(name, {})) for name in dict.fromkeys(metrics))
+    _check_task(model, chosen)
     for choice in chosen:
         _check_input_counts(model, choice)
     if not masks:
