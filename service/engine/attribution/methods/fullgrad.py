@@ -20,13 +20,23 @@ from service.engine.capture import hooked
 _BIASED = (nn.Conv2d, nn.BatchNorm2d)
 
 
+def biased_layers(module: nn.Module) -> list[str]:
+    """The names of the layers with a bias, read without any tensor math: a plan runs on the
+    event loop's thread, and a torch kernel called there (MKL's sqrt over a batch norm's
+    channels) starts a second OpenMP team that slows every later pass of the device thread."""
+    return [
+        name
+        for name, layer in module.named_modules()
+        if isinstance(layer, _BIASED) and layer.bias is not None
+    ]
+
+
 def bias_layers(module: nn.Module) -> dict[str, torch.Tensor]:
     """Name -> the bias each channel of the layer's output gets: a convolution's own, a batch
     norm's folded with its statistics, beta - mean * gamma / sqrt(var + eps)."""
     biases = {}
-    for name, layer in module.named_modules():
-        if not isinstance(layer, _BIASED) or layer.bias is None:
-            continue
+    for name in biased_layers(module):
+        layer = module.get_submodule(name)
         bias = layer.bias.detach()
         if isinstance(layer, nn.BatchNorm2d) and layer.running_mean is not None:
             scale = layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
@@ -82,7 +92,7 @@ class FullGrad(CamMethod):
                 "proposals cut it",
                 field="method",
             )
-        if not bias_layers(model.module):
+        if not biased_layers(model.module):
             raise InvalidInput(
                 f"method: fullgrad sums |bias x gradient| over every Conv2d and BatchNorm2d "
                 f"with a bias; model '{model.name}' has none",
