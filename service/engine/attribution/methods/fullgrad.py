@@ -4,6 +4,8 @@ its output|, as pytorch-grad-cam's `FullGrad`. It takes no layer: every bias is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,23 +22,24 @@ from service.engine.capture import hooked
 _BIASED = (nn.Conv2d, nn.BatchNorm2d)
 
 
+def _biased(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    for name, layer in module.named_modules():
+        if isinstance(layer, _BIASED) and layer.bias is not None:
+            yield name, layer
+
+
 def biased_layers(module: nn.Module) -> list[str]:
     """The names of the layers with a bias, read without any tensor math: a plan runs on the
     event loop's thread, and a torch kernel called there (MKL's sqrt over a batch norm's
     channels) starts a second OpenMP team that slows every later pass of the device thread."""
-    return [
-        name
-        for name, layer in module.named_modules()
-        if isinstance(layer, _BIASED) and layer.bias is not None
-    ]
+    return [name for name, _ in _biased(module)]
 
 
 def bias_layers(module: nn.Module) -> dict[str, torch.Tensor]:
     """Name -> the bias each channel of the layer's output gets: a convolution's own, a batch
     norm's folded with its statistics, beta - mean * gamma / sqrt(var + eps)."""
     biases = {}
-    for name in biased_layers(module):
-        layer = module.get_submodule(name)
+    for name, layer in _biased(module):
         bias = layer.bias.detach()
         if isinstance(layer, nn.BatchNorm2d) and layer.running_mean is not None:
             scale = layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
